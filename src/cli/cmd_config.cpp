@@ -1,0 +1,72 @@
+// pft config show CONFIG [--set k=v ...]   print the resolved config
+// pft config docs                          print the key reference (docs/config.md's table)
+#include <iostream>
+
+#include "cli/commands.h"
+#include "cli/session.h"
+#include "config/config.h"
+
+namespace pft::cli {
+
+void add_config_args(CLI::App& sub, ConfigArgs& args) {
+  sub.add_option("config", args.path, "Config file (YAML)")->required();
+  sub.add_option("--set", args.overrides,
+                 "Override a key: --set train.lr=3e-4 (repeatable; values are YAML)")
+      ->take_last();
+  sub.get_option("--set")->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+}
+
+Command add_config_command(CLI::App& app) {
+  auto* sub = app.add_subcommand("config", "Inspect configuration: resolved values and key reference");
+  sub->require_subcommand(1);
+
+  auto args = std::make_shared<ConfigArgs>();
+  auto* show = sub->add_subcommand("show", "Print the resolved config (defaults filled, overrides applied)");
+  add_config_args(*show, *args);
+  auto* docs = sub->add_subcommand("docs", "Print the Markdown reference of every config key");
+
+  Command c;
+  c.app = sub;
+  c.run = [show, docs, args]() -> int {
+    if (docs->parsed()) {
+      std::cout << config_reference_markdown();
+      return 0;
+    }
+    (void)show;
+    Session session;
+    const Config config = session.load_config(args->path, args->overrides);
+    if (session.world_rank() == 0) std::cout << to_yaml(config) << std::flush;
+    return 0;
+  };
+  return c;
+}
+
+std::vector<Command> add_pending_commands(CLI::App& app) {
+  struct Pending {
+    const char* name;
+    const char* help;
+    const char* issue;
+  };
+  const Pending pending[] = {
+      {"train", "Train a model from a config (single process, mpirun or srun)", "the training-step issue (#3)"},
+      {"eval", "Evaluate a checkpoint per task and per template", "the controller/evaluation issue (#7)"},
+      {"generate", "Generate text from a model or checkpoint", "the pretrained-models issue (#9)"},
+      {"data", "Prepare, validate and show prompt datasets", "the prompt-datasets issue (#5)"},
+      {"ckpt", "List, inspect, verify, diff and export checkpoints", "the checkpoint issue (#6)"},
+      {"sweep", "Run a hyperparameter sweep", "a later issue"},
+  };
+  std::vector<Command> out;
+  for (const Pending& p : pending) {
+    auto* sub = app.add_subcommand(p.name, p.help);
+    sub->allow_extras();
+    const std::string name = p.name, issue = p.issue;
+    out.push_back(Command{sub, [name, issue]() -> int {
+                            std::cerr << "pft " << name << ": not built yet (arrives with " << issue
+                                      << ")\n";
+                            return 2;
+                          }});
+  }
+  return out;
+}
+
+}  // namespace pft::cli

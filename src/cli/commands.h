@@ -1,0 +1,31 @@
+// The `pft` subcommands. Each file cmd_<name>.cpp registers one subcommand on the CLI11 app and
+// returns the action main runs when that subcommand was chosen. Actions return an exit code or
+// throw pft::Error (see core/error.h for the codes).
+#pragma once
+
+#include <CLI/App.hpp>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace pft::cli {
+
+struct Command {
+  CLI::App* app = nullptr;
+  std::function<int()> run;
+};
+
+// A config file plus `--set key.path=value` overrides, shared by the commands that take one.
+struct ConfigArgs {
+  std::string path;
+  std::vector<std::string> overrides;
+};
+void add_config_args(CLI::App& sub, ConfigArgs& args);
+
+Command add_config_command(CLI::App& app);
+Command add_train_command(CLI::App& app);
+// Subcommands whose feature has not landed yet: they say so and exit 2.
+std::vector<Command> add_pending_commands(CLI::App& app);
+
+}  // namespace pft::cli

@@ -1,0 +1,81 @@
+// pft: distributed prompt-based fine-tuning of language models.
+//
+// main parses the command line, hands off to the chosen subcommand and maps its outcome to the
+// exit code contract of core/error.h. Nothing else happens here.
+#include <CLI/CLI.hpp>
+#include <mpi.h>
+
+#include <cstdio>
+#include <exception>
+
+#include "cli/commands.h"
+#include "core/error.h"
+#include "core/logging.h"
+
+namespace {
+
+// A failure the ranks did not agree on (core/agree.h) may leave peers blocked in a collective:
+// take the whole job down rather than hang.
+void abort_job_if_needed(const pft::Error* e, int code) {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (!initialized || finalized) return;
+  int size = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  if (size > 1 && (e == nullptr || !e->agreed())) MPI_Abort(MPI_COMM_WORLD, code);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"pft: distributed prompt-based fine-tuning of language models", "pft"};
+  app.set_version_flag("--version", std::string("pft ") + PFT_VERSION);
+  app.require_subcommand(1);
+  app.fallthrough(false);
+
+  std::vector<pft::cli::Command> commands;
+  commands.push_back(pft::cli::add_config_command(app));
+  for (auto& c : pft::cli::add_pending_commands(app)) commands.push_back(std::move(c));
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    std::fprintf(stderr, "Run 'pft --help' or 'pft <command> --help' for usage.\n");
+    return static_cast<int>(pft::ExitCode::kBadInput);
+  }
+
+  int code = 0;
+  try {
+    for (auto& c : commands) {
+      if (c.app->parsed()) {
+        code = c.run();
+        break;
+      }
+    }
+  } catch (const pft::Error& e) {
+    code = static_cast<int>(e.exit_code());
+    if (!e.reported()) {
+      if (e.exit_code() == pft::ExitCode::kBadInput) {
+        std::fprintf(stderr, "%s\n", e.what());  // already shaped "file:line:col: error: ..."
+      } else {
+        pft::log::error("{}", e.what());
+      }
+    }
+    pft::log::flush();
+    abort_job_if_needed(&e, code);
+  } catch (const std::exception& e) {
+    code = static_cast<int>(pft::ExitCode::kRuntime);
+    pft::log::error("unexpected failure: {}", e.what());
+    pft::log::flush();
+    abort_job_if_needed(nullptr, code);
+  }
+  return code;
+}

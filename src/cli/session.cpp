@@ -1,0 +1,36 @@
+#include "cli/session.h"
+
+#include "core/agree.h"
+#include "core/logging.h"
+
+namespace pft::cli {
+
+Session::Session() : mpi_(std::make_unique<MpiEnvironment>()) {
+  MPI_Comm_rank(MPI_COMM_WORLD, &world_rank_);
+}
+
+Session::~Session() {
+  if (env_) release_rank_env(*env_);
+}
+
+Config Session::load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  Config config;
+  agree_world([&] { config = pft::load_config(path, overrides); });
+  return config;
+}
+
+const RankEnv& Session::start(const Config& config) {
+  RankEnvOptions options;
+  options.threads = config.run.threads;
+  options.backend = config.dist.backend;
+  auto env = std::make_unique<RankEnv>();
+  agree_world([&] {
+    log::set_level(log::parse_level(config.run.log_level, "run.log_level"));
+    *env = discover_rank_env(options);
+    validate_for_world(config, env->world_size);
+  });
+  env_ = std::move(env);
+  return *env_;
+}
+
+}  // namespace pft::cli

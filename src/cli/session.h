@@ -1,0 +1,37 @@
+// What every command that runs as a (possibly multi-rank) job needs first: MPI, the config
+// loaded and agreed on by all ranks, then the rank environment. Order matters: the config is
+// validated before any heavy initialisation, and a bad config makes every rank exit 2 with one
+// message (core/agree.h).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "core/rank_env.h"
+
+namespace pft::cli {
+
+class Session {
+ public:
+  Session();
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  int world_rank() const { return world_rank_; }
+
+  // Collective: every rank parses; all fail together on a bad config.
+  Config load_config(const std::string& path, const std::vector<std::string>& overrides);
+
+  // Collective: discovers ranks, devices and threads from the loaded config.
+  const RankEnv& start(const Config& config);
+
+ private:
+  std::unique_ptr<MpiEnvironment> mpi_;
+  int world_rank_ = 0;
+  std::unique_ptr<RankEnv> env_;
+};
+
+}  // namespace pft::cli

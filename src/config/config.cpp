@@ -1,0 +1,139 @@
+#include "config/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include "config/tree.h"
+#include "core/error.h"
+#include "core/format.h"
+
+namespace pft {
+
+using config::Node;
+using config::Source;
+
+Source Config::source_of(const std::string& path) const {
+  auto it = sources.find(path);
+  if (it != sources.end()) return it->second;
+  // Fall back to the closest parent that was written, then the file itself.
+  std::string p = path;
+  while (true) {
+    const size_t dot = p.rfind('.');
+    if (dot == std::string::npos) break;
+    p = p.substr(0, dot);
+    it = sources.find(p);
+    if (it != sources.end()) return it->second;
+  }
+  return Source{file, 0, 0};
+}
+
+int64_t resolved_kv_heads(const ModelConfig& m) { return m.n_kv_heads > 0 ? m.n_kv_heads : m.n_heads; }
+
+int64_t resolved_d_ff(const ModelConfig& m) {
+  if (m.d_ff > 0) return m.d_ff;
+  if (m.family == "gpt2") return 4 * m.d_model;
+  const int64_t h = (8 * m.d_model + 2) / 3;
+  return (h + 63) / 64 * 64;
+}
+
+namespace {
+
+void validate(const Config& c) {
+  const auto fail = [&](const std::string& path, const std::string& what) {
+    config::fail(c.source_of(path), path, what);
+  };
+  const ModelConfig& m = c.model;
+  if (m.d_model % m.n_heads != 0)
+    fail("model.n_heads", fmt::format("{} heads do not divide d_model = {}; pick a divisor of {}",
+                                      m.n_heads, m.d_model, m.d_model));
+  const int64_t kv = resolved_kv_heads(m);
+  if (m.n_heads % kv != 0)
+    fail("model.n_kv_heads", fmt::format("{} key/value heads do not divide n_heads = {}", kv,
+                                         m.n_heads));
+  if (m.family == "gpt2" && m.n_kv_heads != 0 && m.n_kv_heads != m.n_heads)
+    fail("model.n_kv_heads", "grouped-query attention is a llama-family feature; gpt2 uses n_heads");
+  if (m.family == "llama" && (m.d_model / m.n_heads) % 2 != 0)
+    fail("model.n_heads", fmt::format("RoPE needs an even head dimension; d_model / n_heads = {}",
+                                      m.d_model / m.n_heads));
+  if (c.data.seq_len > m.max_seq_len)
+    fail("data.seq_len", fmt::format("{} is longer than model.max_seq_len = {}", c.data.seq_len,
+                                     m.max_seq_len));
+  const TrainConfig& t = c.train;
+  if (t.global_batch_size % t.micro_batch_size != 0)
+    fail("train.global_batch_size",
+         fmt::format("{} is not a multiple of train.micro_batch_size = {}", t.global_batch_size,
+                     t.micro_batch_size));
+  if (t.warmup_steps > t.steps)
+    fail("train.warmup_steps", fmt::format("{} warmup steps exceed train.steps = {}",
+                                           t.warmup_steps, t.steps));
+  if (c.data.source == "tasks" && c.data.tasks.empty())
+    fail("data.tasks", "data.source is `tasks` but no task files are listed");
+}
+
+Config bind(const Node& root, const std::string& file) {
+  Config c;
+  c.file = file;
+  config::Reader reader(&root, "", Source{file, 1, 1}, c.sources);
+  describe(reader, c);
+  reader.finish();
+  reader.finish_missing();
+  validate(c);
+  return c;
+}
+
+}  // namespace
+
+Config load_config(const std::filesystem::path& path, const std::vector<std::string>& overrides) {
+  Node root = config::load_file(path);
+  for (const std::string& o : overrides) config::apply_override(root, o);
+  return bind(root, path.string());
+}
+
+Config parse_config(const std::string& yaml, const std::string& name,
+                    const std::vector<std::string>& overrides) {
+  Node root = config::from_yaml_text(yaml, name);
+  if (root.is_null()) root = Node::map(Source{name, 1, 1});
+  if (!root.is_map())
+    config::fail(root.source(), "", "a config must be a mapping of sections (run:, train:, ...)");
+  for (const std::string& o : overrides) config::apply_override(root, o);
+  return bind(root, name);
+}
+
+void validate_for_world(const Config& c, int world_size) {
+  const TrainConfig& t = c.train;
+  const int64_t per_step = t.micro_batch_size * world_size;
+  if (t.global_batch_size % per_step != 0)
+    config::fail(c.source_of("train.global_batch_size"), "train.global_batch_size",
+                 fmt::format("{} sequences cannot be split evenly over {} ranks x micro_batch_size "
+                             "{}; use a multiple of {}",
+                             t.global_batch_size, world_size, t.micro_batch_size, per_step));
+}
+
+std::string to_yaml(const Config& c) {
+  YAML::Emitter out;
+  out.SetIndent(2);
+  config::Writer w(out);
+  Config copy = c;
+  out << YAML::BeginMap;
+  describe(w, copy);
+  out << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+std::string config_reference_markdown() {
+  std::vector<config::DocRow> rows;
+  config::DocWriter doc(rows);
+  Config defaults;
+  describe(doc, defaults);
+  std::string md = "| key | type | default | constraint | meaning |\n|---|---|---|---|---|\n";
+  for (const auto& r : rows) {
+    if (r.type == "section") {
+      md += fmt::format("| **`{}`** | section | | | {} |\n", r.path, r.doc);
+      continue;
+    }
+    md += fmt::format("| `{}` | {} | `{}` | {} | {} |\n", r.path, r.type, r.default_value,
+                      r.constraint, r.doc);
+  }
+  return md;
+}
+
+}  // namespace pft

@@ -1,0 +1,218 @@
+// pft's configuration: typed structs, each key described once.
+//
+// A YAML file (with `defaults:` composition and `--set` overrides) is parsed once, at start-up,
+// into `Config` and validated before any heavy initialisation; nothing below src/config/ sees
+// YAML. Every key's meaning, type, default and constraint is in its `describe` line below;
+// docs/config.md is generated from the same lines (`pft config docs`) and a test keeps the two
+// in step.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "config/schema.h"
+
+namespace pft {
+
+struct RunConfig {
+  std::string dir = "runs/default";
+  int64_t seed = 1234;
+  int threads = 0;
+  std::string log_level = "info";
+  int64_t log_every = 10;
+};
+
+struct ModelConfig {
+  std::string family = "gpt2";
+  int64_t vocab_size = 50257;
+  int64_t d_model = 768;
+  int64_t n_layers = 12;
+  int64_t n_heads = 12;
+  int64_t n_kv_heads = 0;  // 0 = n_heads (no grouping)
+  int64_t d_ff = 0;        // 0 = family default
+  int64_t max_seq_len = 1024;
+  double norm_eps = 1e-5;
+  double rope_theta = 10000.0;
+  bool tie_embeddings = true;
+  double init_std = 0.02;
+  std::string from_pretrained;
+};
+
+struct DataConfig {
+  int64_t seq_len = 256;
+  std::string source = "synthetic";
+  std::string tokenizer = "byte";
+  std::vector<std::string> tasks;
+};
+
+struct TrainConfig {
+  std::string method = "full";
+  int64_t steps = 0;
+  int64_t global_batch_size = 0;
+  int64_t micro_batch_size = 1;
+  double lr = 0.0;
+  std::string schedule = "cosine";
+  int64_t warmup_steps = 0;
+  double min_lr_ratio = 0.1;
+  double weight_decay = 0.1;
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double grad_clip = 1.0;
+  std::string precision = "fp32";
+  std::vector<std::string> no_decay = {"bias", "norm", "wte", "wpe", "embed_tokens"};
+  std::string resume = "none";
+};
+
+struct DistConfig {
+  std::string backend = "auto";
+  double timeout_s = 300.0;
+  double bucket_cap_mb = 25.0;
+  double first_bucket_mb = 1.0;
+};
+
+struct EvalConfig {
+  int64_t every_steps = 0;
+  int64_t max_batches = 0;
+};
+
+struct CheckpointConfig {
+  int64_t every_steps = 0;
+  int64_t keep_last = 3;
+};
+
+struct Config {
+  RunConfig run;
+  ModelConfig model;
+  DataConfig data;
+  TrainConfig train;
+  DistConfig dist;
+  EvalConfig eval;
+  CheckpointConfig checkpoint;
+
+  std::string file;            // the top-level file it was loaded from
+  config::SourceMap sources;   // key path -> where its value was written
+
+  // Source of `path` for error messages: where it was set, else the file.
+  config::Source source_of(const std::string& path) const;
+};
+
+// ---- The keys ------------------------------------------------------------------------------
+template <class V>
+void describe(V& v, RunConfig& c) {
+  using namespace config;
+  v.field("dir", c.dir, "Run directory: resolved config, metrics.jsonl, checkpoints/.");
+  v.field("seed", c.seed, "Seed of every random stream (init, data order, dropout), derived per purpose and rank.", at_least(0));
+  v.field("threads", c.threads, "Torch intra-op threads per rank; 0 = the node's usable cores / ranks on the node.", at_least(0));
+  v.field("log_level", c.log_level, "Log verbosity.", one_of({"debug", "info", "warn", "error"}));
+  v.field("log_every", c.log_every, "Print a progress line every this many steps.", at_least(1));
+}
+
+template <class V>
+void describe(V& v, ModelConfig& c) {
+  using namespace config;
+  v.field("family", c.family, "Architecture family: GPT-2 (LayerNorm, GELU, learned positions) or Llama (RMSNorm, RoPE, SwiGLU, GQA).", one_of({"gpt2", "llama"}));
+  v.field("vocab_size", c.vocab_size, "Vocabulary size (rows of the embedding).", at_least(1));
+  v.field("d_model", c.d_model, "Hidden width.", at_least(1));
+  v.field("n_layers", c.n_layers, "Number of transformer blocks.", at_least(1));
+  v.field("n_heads", c.n_heads, "Attention heads; must divide d_model.", at_least(1));
+  v.field("n_kv_heads", c.n_kv_heads, "Key/value heads (grouped-query attention); 0 = n_heads; must divide n_heads.", at_least(0));
+  v.field("d_ff", c.d_ff, "MLP hidden width; 0 = 4*d_model (gpt2) or the Llama rule (8/3*d_model rounded up to 64).", at_least(0));
+  v.field("max_seq_len", c.max_seq_len, "Longest sequence (learned positions for gpt2).", at_least(1));
+  v.field("norm_eps", c.norm_eps, "Epsilon of LayerNorm / RMSNorm.", greater_than(0));
+  v.field("rope_theta", c.rope_theta, "RoPE base frequency (llama).", greater_than(0));
+  v.field("tie_embeddings", c.tie_embeddings, "Share the input embedding and the output head.");
+  v.field("init_std", c.init_std, "Std of the normal init; residual projections are scaled by 1/sqrt(2*n_layers).", greater_than(0));
+  v.field("from_pretrained", c.from_pretrained, "Hugging Face model directory to start from (empty = random init).");
+}
+
+template <class V>
+void describe(V& v, DataConfig& c) {
+  using namespace config;
+  v.field("seq_len", c.seq_len, "Tokens per packed row; at most model.max_seq_len.", at_least(2));
+  v.field("source", c.source, "Where training tokens come from: `synthetic` (deterministic token stream, engine tests) or `tasks` (prompt datasets).", one_of({"synthetic", "tasks"}));
+  v.field("tokenizer", c.tokenizer, "Tokenizer: `byte` (256 byte ids + specials) or a path to tokenizer.json / a GPT-2 encoder.json directory.");
+  v.field("tasks", c.tasks, "Task definition files (YAML) used when source is `tasks`.");
+}
+
+template <class V>
+void describe(V& v, TrainConfig& c) {
+  using namespace config;
+  v.field("method", c.method, "Fine-tuning method.", one_of({"full", "prompt_tuning", "prefix_tuning", "lora"}));
+  v.field("steps", c.steps, "Optimizer steps to run.", at_least(1).req());
+  v.field("global_batch_size", c.global_batch_size, "Sequences per optimizer step over all ranks; accumulation = global / (micro * world).", at_least(1).req());
+  v.field("micro_batch_size", c.micro_batch_size, "Sequences per rank per forward pass.", at_least(1));
+  v.field("lr", c.lr, "Peak learning rate.", greater_than(0).req());
+  v.field("schedule", c.schedule, "Learning-rate schedule after warmup.", one_of({"constant", "linear", "cosine"}));
+  v.field("warmup_steps", c.warmup_steps, "Linear warmup steps from 0 to lr.", at_least(0));
+  v.field("min_lr_ratio", c.min_lr_ratio, "Final lr as a fraction of lr (linear, cosine).", in_range(0, 1));
+  v.field("weight_decay", c.weight_decay, "Decoupled (AdamW) weight decay of the decay group.", at_least(0));
+  v.field("beta1", c.beta1, "AdamW beta1.", in_range(0, 0.999999));
+  v.field("beta2", c.beta2, "AdamW beta2.", in_range(0, 0.999999));
+  v.field("eps", c.eps, "AdamW epsilon.", greater_than(0));
+  v.field("grad_clip", c.grad_clip, "Global gradient-norm clip; 0 disables.", at_least(0));
+  v.field("precision", c.precision, "Compute precision: fp32, or bf16 / fp16 autocast with fp32 master weights (fp16 adds dynamic loss scaling).", one_of({"fp32", "bf16", "fp16"}));
+  v.field("no_decay", c.no_decay, "Parameters whose name contains any of these substrings get no weight decay.");
+  v.field("resume", c.resume, "`none`, `auto` (newest valid checkpoint in run.dir) or a checkpoint path.");
+}
+
+template <class V>
+void describe(V& v, DistConfig& c) {
+  using namespace config;
+  v.field("backend", c.backend, "Gradient communication: `auto` (nccl on GPUs, mpi on CPU), `mpi` or `nccl`.", one_of({"auto", "mpi", "nccl"}));
+  v.field("timeout_s", c.timeout_s, "Deadline of every collective and controller wait, in seconds.", greater_than(0));
+  v.field("bucket_cap_mb", c.bucket_cap_mb, "Gradient bucket size for the overlapped all-reduce, in MB.", greater_than(0));
+  v.field("first_bucket_mb", c.first_bucket_mb, "Size of the first (smallest) bucket, in MB, so communication starts early.", greater_than(0));
+}
+
+template <class V>
+void describe(V& v, EvalConfig& c) {
+  using namespace config;
+  v.field("every_steps", c.every_steps, "Evaluate every this many steps (and at the end); 0 = only at the end.", at_least(0));
+  v.field("max_batches", c.max_batches, "Cap on evaluation batches per task; 0 = the whole split.", at_least(0));
+}
+
+template <class V>
+void describe(V& v, CheckpointConfig& c) {
+  using namespace config;
+  v.field("every_steps", c.every_steps, "Save a checkpoint every this many steps; 0 = only at the end.", at_least(0));
+  v.field("keep_last", c.keep_last, "Keep this many most recent checkpoints.", at_least(1));
+}
+
+template <class V>
+void describe(V& v, Config& c) {
+  v.section("run", c.run, "Run identity and output.");
+  v.section("model", c.model, "Model architecture.");
+  v.section("data", c.data, "Data pipeline.");
+  v.section("train", c.train, "Optimisation.");
+  v.section("dist", c.dist, "Distributed execution.");
+  v.section("eval", c.eval, "Evaluation.");
+  v.section("checkpoint", c.checkpoint, "Checkpoints.");
+}
+
+// ---- Entry points --------------------------------------------------------------------------
+
+// Loads, composes, applies `overrides` ("a.b=value"), binds and validates. Throws InputError
+// naming file:line:col and the key path.
+Config load_config(const std::filesystem::path& path, const std::vector<std::string>& overrides);
+
+// Binds an in-memory YAML text (tests). `name` stands for the file in messages.
+Config parse_config(const std::string& yaml, const std::string& name,
+                    const std::vector<std::string>& overrides = {});
+
+// Checks that need the world size (batch divisibility). Throws InputError naming the keys.
+void validate_for_world(const Config& config, int world_size);
+
+// The resolved config as YAML (every key, defaults filled in).
+std::string to_yaml(const Config& config);
+
+// The Markdown reference table of every key (docs/config.md).
+std::string config_reference_markdown();
+
+// Derived values used by several modules.
+int64_t resolved_kv_heads(const ModelConfig& m);
+int64_t resolved_d_ff(const ModelConfig& m);
+
+}  // namespace pft

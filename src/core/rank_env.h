@@ -1,0 +1,69 @@
+// The rank environment: who am I in the job, on which host and device, with how many threads.
+//
+// Discovered once at start-up by every rank, under `mpirun`, `srun --mpi=pmix` or as a plain
+// single process (MPI singleton). Local rank and size come from MPI_Comm_split_type(SHARED), so
+// no launcher-specific variables are needed. Passed down by const reference.
+#pragma once
+
+#include <mpi.h>
+
+#include <string>
+
+namespace pft {
+
+// RAII for MPI_Init_thread / MPI_Finalize. Requests MPI_THREAD_MULTIPLE (the gradient reducer's
+// communication thread and the controller issue MPI calls from different threads); the level
+// actually provided is recorded. If MPI is already initialised (tests), it neither inits nor
+// finalizes. Non-copyable.
+class MpiEnvironment {
+ public:
+  MpiEnvironment();
+  ~MpiEnvironment();
+  MpiEnvironment(const MpiEnvironment&) = delete;
+  MpiEnvironment& operator=(const MpiEnvironment&) = delete;
+
+  int thread_level() const { return provided_; }
+
+ private:
+  bool owns_ = false;
+  int provided_ = 0;
+};
+
+struct RankEnvOptions {
+  int threads = 0;                 // torch intra-op threads per rank; 0 = node cores / local ranks
+  std::string backend = "auto";    // dist.backend: auto | mpi | nccl (decides CPU vs CUDA)
+  bool allow_cuda = true;          // false forces the CPU device
+};
+
+struct RankEnv {
+  int world_rank = 0;
+  int world_size = 1;
+  int local_rank = 0;   // rank among the processes on this node
+  int local_size = 1;
+  int node_rank = 0;    // index of this node, 0..num_nodes-1 (by lowest world rank on the node)
+  int num_nodes = 1;
+  std::string host;
+  std::string launcher;  // "mpirun", "srun", "single"
+  int thread_level = 0;  // MPI thread level provided
+  int threads = 1;       // torch intra-op threads set for this rank
+  std::string device = "cpu";  // "cpu" or "cuda:<n>"
+  std::string backend = "mpi";  // resolved communicator backend: "mpi" or "nccl"
+  MPI_Comm world = MPI_COMM_NULL;  // a duplicate of MPI_COMM_WORLD owned by pft
+  MPI_Comm node = MPI_COMM_NULL;   // ranks on this node
+
+  bool is_root() const { return world_rank == 0; }
+  bool is_cuda() const { return device.rfind("cuda", 0) == 0; }
+};
+
+// Collective over MPI_COMM_WORLD. Sets torch's thread count, initialises the logger prefix.
+// Throws InputError when `backend` is unknown or asks for nccl where no GPU is present.
+RankEnv discover_rank_env(const RankEnvOptions& options);
+
+// Frees the communicators held by `env` (collective). Safe to call twice.
+void release_rank_env(RankEnv& env);
+
+// Default torch threads for one of `local_size` ranks on a node: the affinity mask's size when a
+// launcher bound the process (the mask is its share), else the node's cores / local_size.
+int default_threads(int local_size);
+
+}  // namespace pft

@@ -1,0 +1,107 @@
+// The pft binary end to end: help, version, config show with overrides, config errors as a
+// single process and under mpirun -np 2 (every rank exits 2, one message), pending commands.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+namespace {
+namespace fs = std::filesystem;
+
+struct Result {
+  int code = -1;
+  std::string out;  // stdout and stderr together
+};
+
+Result run(const std::string& command) {
+  Result r;
+  FILE* p = popen((command + " 2>&1").c_str(), "r");
+  if (p == nullptr) return r;
+  std::array<char, 4096> buf{};
+  size_t n = 0;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  const int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+size_t count(const std::string& hay, const std::string& needle) {
+  size_t n = 0;
+  for (size_t pos = hay.find(needle); pos != std::string::npos; pos = hay.find(needle, pos + 1)) ++n;
+  return n;
+}
+
+const std::string kPft = PFT_BIN;
+
+TEST(Cli, HelpAndVersion) {
+  Result r = run(kPft + " --help");
+  EXPECT_EQ(r.code, 0) << r.out;
+  for (const char* sub : {"train", "eval", "generate", "data", "ckpt", "sweep", "config"})
+    EXPECT_NE(r.out.find(sub), std::string::npos) << sub << "\n" << r.out;
+  for (const char* sub : {"train", "eval", "generate", "data", "ckpt", "sweep", "config"}) {
+    r = run(kPft + " " + sub + " --help");
+    EXPECT_EQ(r.code, 0) << sub << ": " << r.out;
+    EXPECT_NE(r.out.find("Usage"), std::string::npos) << sub << ": " << r.out;
+  }
+  r = run(kPft + " --version");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find("pft 0."), std::string::npos) << r.out;
+}
+
+TEST(Cli, BadFlagsExitTwo) {
+  Result r = run(kPft + " --no-such-flag");
+  EXPECT_EQ(r.code, 2) << r.out;
+  r = run(kPft);
+  EXPECT_EQ(r.code, 2) << r.out;
+  r = run(kPft + " config show");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("config is required"), std::string::npos) << r.out;
+}
+
+TEST(Cli, ConfigShowAppliesOverride) {
+  const Result r = run(kPft + " config show configs/quickstart.yaml --set train.lr=3e-4");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("lr: 0.0003"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("train:"), std::string::npos) << r.out;
+}
+
+class BadConfig : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = fs::temp_directory_path() / "pft-cli-test-bad.yaml";
+    std::ofstream(path_) << "run:\n  dir: runs/x\ntrian:\n  steps: 3\n";
+  }
+  void TearDown() override { fs::remove(path_); }
+  fs::path path_;
+};
+
+TEST_F(BadConfig, SingleProcessNamesFileLineKeyAndSuggests) {
+  const Result r = run(kPft + " config show " + path_.string());
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find(path_.string() + ":3:1: error: trian: unknown key 'trian' at the top "
+                       "level; did you mean 'train'?"),
+            std::string::npos)
+      << r.out;
+}
+
+TEST_F(BadConfig, UnderMpirunEveryRankExitsTwoWithOneMessage) {
+  // --tag-output off and one marker per rank so we can see both ranks really exited 2.
+  const std::string cmd = std::string("PFT_OVERSUBSCRIBE=1 PFT_MPIRUN_LOOPBACK=1 PFT_TAG_OUTPUT=0 ") +
+                          PFT_MPIRUN + " -np 2 sh -c '" + kPft + " config show " +
+                          path_.string() + "; echo rank-exit=$?'";
+  const Result r = run(cmd);
+  EXPECT_EQ(count(r.out, "rank-exit=2"), 2u) << r.out;
+  EXPECT_EQ(count(r.out, "unknown key 'trian'"), 1u) << r.out;
+}
+
+TEST(Cli, PendingCommandSaysSoAndExitsTwo) {
+  const Result r = run(kPft + " sweep configs/quickstart.yaml");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("not built yet"), std::string::npos) << r.out;
+}
+
+}  // namespace
