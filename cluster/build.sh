@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Configures and builds pft with a CMake preset (default: cpu) against the cached torch venv.
+#   cluster/build.sh [preset] [extra cmake --build args...]
+# Prints the build directory on its last line.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+preset="${1:-cpu}"; shift || true
+export PFT_VENV="${PFT_VENV:-$HOME/.cache/pft/venv-torch2.11.0}"
+PFT_TORCH_PREFIX="$("$PFT_VENV/bin/python3" -c 'import torch; print(torch.utils.cmake_prefix_path)' 2>/dev/null)"
+export PFT_TORCH_PREFIX
+cd "$root"
+if [[ ! -f "build/$preset/build.ninja" ]]; then
+  cmake --preset "$preset" >/dev/null
+fi
+jobs="${PFT_BUILD_JOBS:-$(nproc)}"
+cmake --build --preset "$preset" -j "$jobs" "$@"
+echo "$root/build/$preset"

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The main job: installs what is missing, builds, and runs the 2-rank CPU multi-task prompt
+# fine-tuning demo on the bundled data (configs/quickstart.yaml), printing progress and the
+# final per-task table. Extra arguments go to `pft train` (e.g. --set train.steps=50).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+"$here/install-deps.sh"
+"$here/build.sh" cpu >/dev/null
+cd "$root"
+ranks="${PFT_DEMO_RANKS:-2}"
+exec "$root/launch/pft-mpirun" -np "$ranks" --bind-to none \
+  "$root/build/cpu/bin/pft" train configs/quickstart.yaml --set run.threads=1 "$@"

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what is missing, builds (cpu preset), runs every CTest test
+# (unit, mpi, slurm and reference-parity labels). Extra arguments go to ctest, e.g.
+#   cluster/test.sh -L mpi          # only the multi-rank tests
+#   cluster/test.sh -R config       # tests whose name matches
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+"$here/install-deps.sh"
+"$here/build.sh" cpu >/dev/null
+cd "$root"
+# One torch thread per test process unless a test sets its own: ctest runs two at a time.
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+exec ctest --preset cpu -j "${PFT_TEST_JOBS:-$(nproc)}" "$@"
