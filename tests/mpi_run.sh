@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # mpi_run.sh NP PROGRAM [ARGS...]: run a test program under mpirun with NP ranks and fail unless
-# every rank really ran. Open MPI exits 0 when it refuses to start (as root without the
+# every rank really ran. Open MPI may exit 0 when it refuses to start (as root without the
 # variables, or too few slots), so each rank of a test main writes a marker file and this script
 # counts them.
 set -uo pipefail

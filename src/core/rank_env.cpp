@@ -53,13 +53,16 @@ MpiEnvironment::~MpiEnvironment() {
 
 int default_threads(int local_size) {
   const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int fair_share = std::max(1, hw / std::max(1, local_size));
   cpu_set_t set;
   CPU_ZERO(&set);
   if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    // A launcher may bind a rank to a core (mask = 1) or to a whole socket shared with other
+    // ranks (mask = the socket's cores): never use more than the mask, nor more than a fair share.
     const int n = CPU_COUNT(&set);
-    if (n > 0 && n < hw) return n;  // a launcher bound us: the mask is this rank's share already
+    if (n > 0) return std::min(n, fair_share);
   }
-  return std::max(1, hw / std::max(1, local_size));
+  return fair_share;
 }
 
 namespace {

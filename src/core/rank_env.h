@@ -62,8 +62,8 @@ RankEnv discover_rank_env(const RankEnvOptions& options);
 // Frees the communicators held by `env` (collective). Safe to call twice.
 void release_rank_env(RankEnv& env);
 
-// Default torch threads for one of `local_size` ranks on a node: the affinity mask's size when a
-// launcher bound the process (the mask is its share), else the node's cores / local_size.
+// Default torch threads for one of `local_size` ranks on a node: the node's cores / local_size,
+// capped by the size of the affinity mask a launcher bound the process to.
 int default_threads(int local_size);
 
 }  // namespace pft
