@@ -2,6 +2,7 @@
 // single process and under mpirun -np 2 (every rank exits 2, one message), pending commands.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
@@ -72,7 +73,11 @@ TEST(Cli, ConfigShowAppliesOverride) {
 class BadConfig : public ::testing::Test {
  protected:
   void SetUp() override {
-    path_ = fs::temp_directory_path() / "pft-cli-test-bad.yaml";
+    // Unique per test and process: ctest runs tests of this binary in parallel.
+    path_ = fs::temp_directory_path() /
+            (std::string("pft-cli-test-") +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name() + "-" +
+             std::to_string(::getpid()) + ".yaml");
     std::ofstream(path_) << "run:\n  dir: runs/x\ntrian:\n  steps: 3\n";
   }
   void TearDown() override { fs::remove(path_); }

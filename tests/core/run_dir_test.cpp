@@ -1,5 +1,6 @@
 // Run directory layout and metrics.jsonl lines.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <boost/json/parse.hpp>
 
@@ -14,7 +15,7 @@ namespace {
 namespace fs = std::filesystem;
 
 TEST(RunDir, CreatesLayoutAndWritesJsonLines) {
-  const fs::path root = fs::temp_directory_path() / "pft-run-dir-test";
+  const fs::path root = fs::temp_directory_path() / ("pft-run-dir-test-" + std::to_string(::getpid()));
   fs::remove_all(root);
   RunDir dir(root / "nested" / "run", /*create=*/true);
   EXPECT_TRUE(fs::is_directory(dir.checkpoints()));
