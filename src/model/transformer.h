@@ -1,0 +1,143 @@
+// The decoder-only transformer: GPT-2 and Llama families, with Hugging Face parameter names.
+//
+//   GPT-2: learned positions (wpe indexed by position_ids), pre-LayerNorm blocks with biases,
+//          fused qkv projection (c_attn), GELU (tanh approximation) MLP, final LayerNorm,
+//          lm_head tied to wte (or a separate lm_head.weight when untied).
+//   Llama: RMSNorm (computed in fp32, cast back, times weight -- as HF), RoPE on q and k from
+//          position_ids (HF rotate_half layout, so HF checkpoints load one-to-one), grouped-query
+//          attention (n_kv_heads), SwiGLU MLP down(silu(gate(x)) * up(x)), no biases,
+//          tied or untied lm_head.
+// Attention goes through at::scaled_dot_product_attention; see Note [document masking] in
+// transformer.cpp. No dropout.
+//
+// Parameters, names and layout (Note [HF layout]):
+//   named_parameters() returns exactly the names and the order of Hugging Face's
+//   GPT2LMHeadModel / LlamaForCausalLM, with the same shapes. In particular GPT-2's weights are
+//   stored as HF's Conv1D stores them, (in, out):
+//     transformer.wte.weight            (V, C)
+//     transformer.wpe.weight            (max_seq_len, C)
+//     transformer.h.{i}.ln_1.weight/bias          (C)
+//     transformer.h.{i}.attn.c_attn.weight        (C, 3C)   bias (3C)   [q | k | v] columns
+//     transformer.h.{i}.attn.c_proj.weight        (C, C)    bias (C)
+//     transformer.h.{i}.ln_2.weight/bias          (C)
+//     transformer.h.{i}.mlp.c_fc.weight           (C, F)    bias (F)
+//     transformer.h.{i}.mlp.c_proj.weight         (F, C)    bias (C)
+//     transformer.ln_f.weight/bias                (C)
+//     lm_head.weight                    (V, C), only when tie_embeddings is false
+//   and Llama's are nn.Linear-style (out, in):
+//     model.embed_tokens.weight                      (V, C)
+//     model.layers.{i}.self_attn.q_proj.weight       (H*D, C)
+//     model.layers.{i}.self_attn.k_proj.weight       (KV*D, C)
+//     model.layers.{i}.self_attn.v_proj.weight       (KV*D, C)
+//     model.layers.{i}.self_attn.o_proj.weight       (C, H*D)
+//     model.layers.{i}.mlp.gate_proj.weight          (F, C)
+//     model.layers.{i}.mlp.up_proj.weight           (F, C)
+//     model.layers.{i}.mlp.down_proj.weight          (C, F)
+//     model.layers.{i}.input_layernorm.weight        (C)
+//     model.layers.{i}.post_attention_layernorm.weight (C)
+//     model.norm.weight                              (C)
+//     lm_head.weight                                 (V, C), only when tie_embeddings is false
+//   So a safetensors checkpoint from the Hub copies tensor for tensor, with no transposes.
+//
+// Parameters are fp32 and live where the module was moved (`model->to(device)`). forward() reads
+// the registered tensors in place, so storage may be rebound with `param.set_data(view)` (what
+// Module::to does, and what flat parameter buffers do) or overwritten with `copy_`; never
+// re-register a parameter. Under autocast the matmuls run in the autocast dtype, norms and the
+// residual stream stay fp32, as in Hugging Face.
+//
+// Thread-safety: forward() of one module may not run concurrently with itself on two threads
+// (it keeps a small per-device RoPE cache).
+#pragma once
+
+#include <ATen/ATen.h>
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+
+namespace pft {
+
+enum class ModelFamily { Gpt2, Llama };
+
+// The resolved architecture (every derived value filled in). Plain data; copyable.
+struct ModelSpec {
+  ModelFamily family = ModelFamily::Gpt2;
+  int64_t vocab_size = 0;   // V
+  int64_t d_model = 0;      // C
+  int64_t n_layers = 0;     // L
+  int64_t n_heads = 0;      // H
+  int64_t n_kv_heads = 0;   // KV (== H for GPT-2); divides H
+  int64_t head_dim = 0;     // D = C / H
+  int64_t d_ff = 0;         // F
+  int64_t max_seq_len = 0;  // longest T (rows of wpe for GPT-2)
+  double norm_eps = 1e-5;
+  double rope_theta = 10000.0;
+  bool tie_embeddings = true;
+  double init_std = 0.02;
+};
+
+// Resolves a validated ModelConfig (n_kv_heads and d_ff through resolved_kv_heads/resolved_d_ff).
+// Throws InputError naming the model.* key when the shape is inconsistent (a config that went
+// through load_config never is).
+ModelSpec model_spec_from_config(const ModelConfig& config);
+
+// "gpt2" / "llama".
+std::string family_name(ModelFamily family);
+
+// Number of parameters (tied embeddings counted once), from the spec alone: nothing is
+// allocated, so it works for any size.
+int64_t parameter_count(const ModelSpec& spec);
+
+namespace detail {
+struct Gpt2Body;
+struct LlamaBody;
+struct Weights;
+}  // namespace detail
+
+class TransformerImpl : public torch::nn::Module {
+ public:
+  // Allocates the parameters on the CPU, zero (norm weights one) until reset_parameters() or a
+  // weight import fills them. Throws InputError on an inconsistent spec.
+  explicit TransformerImpl(const ModelSpec& spec);
+
+  // Logits (B, T, V) in the compute dtype (fp32, or the autocast dtype).
+  //   input_ids     int64 (B, T), T <= max_seq_len
+  //   position_ids  int64 (B, T), values in [0, max_seq_len)
+  //   doc_ids       int32/int64 (B, T) document index per token, or undefined/empty for one
+  //                 document per row (causal fast path). Attention never crosses documents.
+  // All on the parameters' device. Throws InputError on mismatched shapes.
+  torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& position_ids,
+                        const torch::Tensor& doc_ids);
+
+  // Deterministic init, the same on every rank and device: every weight ~ normal(0, init_std),
+  // the residual projections (GPT-2 attn.c_proj, mlp.c_proj; Llama o_proj, down_proj) with
+  // std init_std / sqrt(2 * n_layers); biases 0; norm weights 1. Each parameter draws from its
+  // own CPU generator seeded from (seed, parameter name), so values do not depend on the
+  // device, on tying, or on the other parameters.
+  void reset_parameters(uint64_t seed);
+
+  const ModelSpec& spec() const { return spec_; }
+
+ private:
+  torch::Tensor gpt2_forward(const torch::Tensor& input_ids, const torch::Tensor& position_ids,
+                             const torch::Tensor& mask);
+  torch::Tensor llama_forward(const torch::Tensor& input_ids, const torch::Tensor& position_ids,
+                              const torch::Tensor& mask);
+  // RoPE cos/sin (B, 1, T, D) in `dtype`, shared by all layers of one forward.
+  std::pair<torch::Tensor, torch::Tensor> rope_cos_sin(const torch::Tensor& position_ids,
+                                                       at::ScalarType dtype);
+
+  ModelSpec spec_;
+  std::shared_ptr<detail::Gpt2Body> gpt2_;    // "transformer" (GPT-2 only)
+  std::shared_ptr<detail::LlamaBody> llama_;  // "model" (Llama only)
+  std::shared_ptr<detail::Weights> lm_head_;  // "lm_head" (untied only)
+  torch::Tensor inv_freq_;                    // (D/2) fp32 RoPE frequencies, per device (cache)
+};
+TORCH_MODULE(Transformer);
+
+}  // namespace pft

@@ -1,0 +1,100 @@
+// Named-tensor files for Python reference checks, and the reference-script runner.
+#include "model_test_util.h"
+
+#include <ATen/core/Dict.h>
+#include <sys/wait.h>
+#include <torch/serialize.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+
+#include "core/error.h"
+#include "core/format.h"
+
+namespace pft::test {
+
+namespace fs = std::filesystem;
+
+void save_tensors(const fs::path& file, const NamedTensors& tensors) {
+  c10::Dict<std::string, torch::Tensor> dict;
+  for (const auto& [name, t] : tensors) {
+    if (dict.contains(name))
+      throw RuntimeFailure(fmt::format("save_tensors: duplicate `{}`", name));
+    dict.insert(name, t.detach().to(torch::kCPU).contiguous().clone());
+  }
+  const std::vector<char> bytes = torch::pickle_save(c10::IValue(dict));
+  std::ofstream out(file, std::ios::binary);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (!out) throw RuntimeFailure(fmt::format("cannot write {}", file.string()));
+}
+
+NamedTensors load_tensors(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw RuntimeFailure(fmt::format("cannot read {}", file.string()));
+  const std::vector<char> bytes((std::istreambuf_iterator<char>(in)),
+                                std::istreambuf_iterator<char>());
+  const c10::IValue value = torch::pickle_load(bytes);
+  if (!value.isGenericDict())
+    throw RuntimeFailure(fmt::format("{}: expected a dict of tensors", file.string()));
+  NamedTensors out;
+  for (const auto& item : value.toGenericDict())
+    out.emplace_back(item.key().toStringRef(), item.value().toTensor());
+  return out;
+}
+
+NamedTensors parameters_of(const torch::nn::Module& module) {
+  NamedTensors out;
+  for (const auto& item : module.named_parameters())
+    out.emplace_back(item.key(), item.value().detach());
+  return out;
+}
+
+NamedTensors grads_of(const torch::nn::Module& module, const std::string& prefix) {
+  NamedTensors out;
+  for (const auto& item : module.named_parameters()) {
+    const auto& g = item.value().grad();
+    out.emplace_back(prefix + item.key(),
+                     g.defined() ? g.detach() : torch::zeros_like(item.value()));
+  }
+  return out;
+}
+
+fs::path fresh_temp_dir(const std::string& tag) {
+  const fs::path dir = fs::temp_directory_path() / fmt::format("pft-{}-{}", tag, ::getpid());
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+std::string python_path() { return PFT_PYTHON; }
+
+namespace {
+
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'')
+      out += "'\\''";
+    else
+      out += c;
+  }
+  return out + "'";
+}
+
+}  // namespace
+
+int run_reference_script(const std::string& script, const std::vector<std::string>& args) {
+  const fs::path root = PFT_SOURCE_ROOT;
+  std::string cmd =
+      fmt::format("cd {} && {} {}", shell_quote(root.string()), shell_quote(python_path()),
+                  shell_quote((root / "tests" / "reference" / script).string()));
+  for (const auto& a : args) cmd += " " + shell_quote(a);
+  std::fflush(stdout);
+  const int status = std::system(cmd.c_str());
+  if (status == -1 || !WIFEXITED(status)) return -1;
+  return WEXITSTATUS(status);
+}
+
+}  // namespace pft::test

@@ -1,0 +1,45 @@
+// Helpers for tests that pin pft's numerics against a Python reference (model parity, later the
+// optimizer's): named tensors written to files that tests/reference/tensor_io.py reads, read
+// back from files it writes, and a runner for the reference scripts with the project's Python.
+//
+// File format: a `torch.save`-compatible pickle (torch::pickle_save) of one dict
+// {name: tensor}, insertion-ordered, every tensor a detached, contiguous CPU copy. Python reads
+// it with tensor_io.load(path) (torch.load, weights_only=True) and writes it with
+// tensor_io.save(path, dict); load_tensors() reads both.
+#pragma once
+
+#include <torch/nn/module.h>
+
+#include <filesystem>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace pft::test {
+
+using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
+
+// Writes `tensors` (order kept) to `file`. Throws RuntimeFailure when the file cannot be written.
+void save_tensors(const std::filesystem::path& file, const NamedTensors& tensors);
+
+// Reads a file written by save_tensors or tensor_io.save. Throws RuntimeFailure when unreadable.
+NamedTensors load_tensors(const std::filesystem::path& file);
+
+// named_parameters() of `module`, detached (same storage).
+NamedTensors parameters_of(const torch::nn::Module& module);
+
+// The gradient of every parameter, named "<prefix><parameter name>"; zeros where none exists.
+NamedTensors grads_of(const torch::nn::Module& module, const std::string& prefix = "grad.");
+
+// A fresh, empty directory under the system temp dir, named after `tag` and the process id.
+std::filesystem::path fresh_temp_dir(const std::string& tag);
+
+// The Python interpreter of the project venv (CMake cache var PFT_PYTHON).
+std::string python_path();
+
+// Runs `python_path() <source root>/tests/reference/<script> <args...>` with the source root as
+// working directory, its output going to this process's stdout/stderr. Returns the exit code
+// (-1 when it could not be started or died of a signal).
+int run_reference_script(const std::string& script, const std::vector<std::string>& args);
+
+}  // namespace pft::test
