@@ -1,0 +1,430 @@
+// Tokenizer unit tests: known GPT-2 encodings, round trips, the byte tokenizer, invalid UTF-8,
+// the pre-tokenizer scanners, small hand-written tokenizer.json files, and error reporting.
+// Parity with Hugging Face on >= 10,000 strings is tests/reference/tokenizer_parity.py.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/error.h"
+#include "core/format.h"
+#include "data/bpe.h"
+#include "data/pretokenizer.h"
+#include "data/tokenizer.h"
+
+namespace pft {
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::string kGpt2Dir = std::string(PFT_SOURCE_ROOT) + "/../shared/data/gpt2";
+
+const Tokenizer& gpt2() {
+  static const std::unique_ptr<Tokenizer> tok = load_tokenizer(kGpt2Dir);
+  return *tok;
+}
+
+// A fresh temporary directory per test, removed at the end.
+class TempDir {
+ public:
+  TempDir() {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    path_ = fs::temp_directory_path() /
+            fmt::format("pft_tokenizer_test_{}_{}_{}", info->name(), ::getpid(), counter_++);
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  std::string file(const std::string& name, const std::string& content) const {
+    const fs::path p = path_ / name;
+    std::ofstream(p, std::ios::binary) << content;
+    return p.string();
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  static inline int counter_ = 0;
+  fs::path path_;
+};
+
+// Expects `fn` to throw InputError whose message contains every one of `parts`.
+template <class Fn>
+void expect_input_error(Fn fn, std::initializer_list<std::string> parts) {
+  try {
+    fn();
+    ADD_FAILURE() << "no InputError thrown";
+  } catch (const InputError& e) {
+    for (const std::string& part : parts) {
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos)
+          << "message \"" << e.what() << "\" lacks \"" << part << "\"";
+    }
+  }
+}
+
+std::vector<std::string> pieces_of(SplitRule rule, std::string_view text) {
+  std::vector<uint32_t> ends;
+  split_pieces(rule, text, ends);
+  std::vector<std::string> out;
+  uint32_t begin = 0;
+  for (uint32_t end : ends) {
+    out.emplace_back(text.substr(begin, end - begin));
+    begin = end;
+  }
+  return out;
+}
+
+using Pieces = std::vector<std::string>;
+
+// ---- GPT-2 ----------------------------------------------------------------------------------
+
+TEST(TokenizerGpt2, KnownEncodings) {
+  const Tokenizer& tok = gpt2();
+  EXPECT_EQ(tok.encode("Hello world"), (std::vector<int32_t>{15496, 995}));
+  EXPECT_EQ(tok.encode_with_specials("<|endoftext|>"), (std::vector<int32_t>{50256}));
+  EXPECT_EQ(tok.vocab_size(), 50257);
+  EXPECT_EQ(tok.eos_id(), 50256);
+  EXPECT_EQ(tok.token_to_id("Ġworld"), 995);
+  EXPECT_EQ(tok.id_to_token(995), "Ġworld");
+  EXPECT_EQ(tok.decode(std::vector<int32_t>{15496, 995}), "Hello world");
+  EXPECT_TRUE(tok.encode("").empty());
+}
+
+TEST(TokenizerGpt2, SpecialsOnlyWhenAsked) {
+  const Tokenizer& tok = gpt2();
+  const std::string text = "a<|endoftext|>b";
+  const auto plain = tok.encode(text);
+  const auto special = tok.encode_with_specials(text);
+  EXPECT_EQ(std::count(plain.begin(), plain.end(), 50256), 0);
+  ASSERT_EQ(special.size(), 3u);
+  EXPECT_EQ(special[1], 50256);
+  EXPECT_EQ(tok.decode(plain), text);
+  EXPECT_EQ(tok.decode(special), text);
+}
+
+TEST(TokenizerGpt2, HuggingFaceFileNames) {
+  TempDir dir;
+  fs::copy_file(kGpt2Dir + "/encoder.json", dir.path() / "vocab.json");
+  fs::copy_file(kGpt2Dir + "/vocab.bpe", dir.path() / "merges.txt");
+  const auto tok = load_tokenizer(dir.path().string());
+  EXPECT_EQ(tok->encode("Hello world"), (std::vector<int32_t>{15496, 995}));
+  EXPECT_EQ(tok->eos_id(), 50256);
+}
+
+TEST(TokenizerGpt2, RoundTripAndCacheConsistency) {
+  const Tokenizer& tok = gpt2();
+  const std::vector<std::string> texts = {
+      "The quick brown fox jumps over the lazy dog.",
+      "  leading and trailing spaces  ",
+      "tabs\tand\nnewlines\r\n\r\n  end",
+      "I'm sure they'll say it's what we've done, isn't it? I'd",
+      "Numbers 1234567890 and 3.14159, ١٢٣٤ and ⅷ",
+      "Ünïcödé: Здравствуй мир, こんにちは世界, 안녕하세요, مرحبا, שלום, नमस्ते",
+      "emoji 👍🏽 👨‍👩‍👧‍👦 🇯🇵 ✨",
+      std::string(1000, 'a') + " " + std::string(300, ' ') + "x" + std::string(500, '!'),
+      std::string("nul\0byte", 8),
+  };
+  for (const std::string& text : texts) {
+    const auto first = tok.encode(text);
+    EXPECT_EQ(tok.decode(first), text);
+    EXPECT_EQ(tok.encode(text), first) << "second (cached) encoding differs for: " << text;
+  }
+  // Random bytes, valid or not, always round trip.
+  std::mt19937 rng(1234);
+  for (int i = 0; i < 200; ++i) {
+    std::string text(rng() % 64, '\0');
+    for (char& c : text) c = static_cast<char>(rng() & 0xFF);
+    EXPECT_EQ(tok.decode(tok.encode(text)), text);
+    EXPECT_EQ(tok.decode(tok.encode_with_specials(text)), text);
+  }
+}
+
+TEST(TokenizerGpt2, LongPiecesUseTheHeapMergeConsistently) {
+  // A piece over BytePairEncoder::kHeapThreshold bytes merges with the heap; the same word
+  // split in two by a space must give the same tokens as the two halves alone.
+  const Tokenizer& tok = gpt2();
+  std::string word;
+  for (int i = 0; i < 60; ++i) word += "abc";  // 180 bytes, one piece
+  const auto ids = tok.encode(word);
+  EXPECT_EQ(tok.decode(ids), word);
+  EXPECT_LT(ids.size(), word.size() / 2);
+}
+
+TEST(TokenizerGpt2, ThreadsShareOneTokenizer) {
+  // Each thread has its own piece cache: concurrent encodes must agree with a serial one.
+  const Tokenizer& tok = gpt2();
+  std::vector<std::string> texts;
+  std::mt19937 rng(7);
+  for (int i = 0; i < 64; ++i) {
+    std::string t;
+    for (int w = 0; w < 200; ++w) t += fmt::format("w{}x{} ", rng() % 5000, rng() % 7);
+    texts.push_back(t);
+  }
+  std::vector<std::vector<int32_t>> serial;
+  for (const auto& t : texts) serial.push_back(tok.encode(t));
+  std::vector<std::thread> threads;
+  std::atomic<int> mismatches{0};
+  for (int k = 0; k < 4; ++k) {
+    threads.emplace_back([&, k] {
+      for (size_t i = 0; i < texts.size(); ++i) {
+        const size_t j = (i * 7 + k) % texts.size();
+        if (tok.encode(texts[j]) != serial[j]) ++mismatches;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(mismatches.load(), 0);
+}
+
+TEST(TokenizerGpt2, CacheEvictionKeepsResults) {
+  // More tokenizers than a thread keeps caches for, and more distinct pieces than one cache
+  // holds: results must not change when caches are dropped and refilled.
+  std::vector<std::unique_ptr<Tokenizer>> toks;
+  for (int i = 0; i < 6; ++i) toks.push_back(load_tokenizer(kGpt2Dir));
+  std::string text;
+  std::mt19937 rng(99);
+  for (int w = 0; w < 300000; ++w) {
+    text += ' ';
+    for (int c = 0, n = 3 + static_cast<int>(rng() % 5); c < n; ++c)
+      text += static_cast<char>('a' + rng() % 26);
+  }
+  const auto first = toks[0]->encode(text);
+  EXPECT_EQ(toks[0]->decode(first), text);
+  for (int round = 0; round < 2; ++round) {
+    for (const auto& tok : toks)
+      EXPECT_EQ(tok->encode(text.substr(0, 2000)), toks[0]->encode(text.substr(0, 2000)));
+  }
+  EXPECT_EQ(toks[0]->encode(text), first);
+}
+
+// ---- Invalid UTF-8 (Note [invalid UTF-8] in data/pretokenizer.h) ----------------------------
+
+TEST(TokenizerInvalidUtf8, EachBadByteIsOneOtherCharacter) {
+  // \xff is "other", so it joins the punctuation run and splits the letters.
+  EXPECT_EQ(pieces_of(SplitRule::kGpt2, "a\xff!b"), (Pieces{"a", "\xff!", "b"}));
+  // A truncated 3-byte sequence is two bad bytes; a space before them joins them.
+  EXPECT_EQ(pieces_of(SplitRule::kGpt2, "x \xe2\x82y"), (Pieces{"x", " \xe2\x82", "y"}));
+  // Overlong encodings and surrogates are invalid; a valid sequence after them is kept whole.
+  EXPECT_EQ(pieces_of(SplitRule::kGpt2, "\xc0\xaf\xed\xa0\x80\xc3\xa9t\xc3\xa9"),
+            (Pieces{"\xc0\xaf\xed\xa0\x80", "\xc3\xa9t\xc3\xa9"}));
+  EXPECT_EQ(pieces_of(SplitRule::kLlama3, "\xffword 1\xff"),
+            (Pieces{"\xffword", " ", "1", "\xff"}));
+}
+
+TEST(TokenizerInvalidUtf8, EncodesLikeReplacementCharacterAndRoundTrips) {
+  const Tokenizer& tok = gpt2();
+  // Same pieces as with U+FFFD in place of the bad byte; the byte itself is its byte token.
+  const std::string bad = "caf\xe9 au lait";
+  const auto ids = tok.encode(bad);
+  EXPECT_EQ(tok.decode(ids), bad);
+  // Pieces "caf", "\xe9", " au", " lait": the bad byte is a piece of its own.
+  std::vector<int32_t> expected = tok.encode("caf");
+  expected.push_back(*tok.token_to_id(bytes_to_token_text("\xe9")));
+  for (int32_t id : tok.encode(" au lait")) expected.push_back(id);
+  EXPECT_EQ(ids, expected);
+}
+
+// ---- Pre-tokenizer scanners -----------------------------------------------------------------
+
+TEST(TokenizerPreTokenize, Gpt2Pattern) {
+  EXPECT_EQ(pieces_of(SplitRule::kGpt2, "Hello world"), (Pieces{"Hello", " world"}));
+  EXPECT_EQ(pieces_of(SplitRule::kGpt2, "I'm  here's'S"),
+            (Pieces{"I", "'m", " ", " here", "'s", "'", "S"}));
+  EXPECT_EQ(pieces_of(SplitRule::kGpt2, "a   b"), (Pieces{"a", "  ", " b"}));
+  EXPECT_EQ(pieces_of(SplitRule::kGpt2, "a \n\tb  "), (Pieces{"a", " \n", "\t", "b", "  "}));
+  EXPECT_EQ(pieces_of(SplitRule::kGpt2, "x 123abc ?!"), (Pieces{"x", " 123", "abc", " ?!"}));
+  EXPECT_EQ(pieces_of(SplitRule::kGpt2, "\u00a0\u3000x"), (Pieces{"\u00a0", "\u3000", "x"}));
+}
+
+TEST(TokenizerPreTokenize, Llama3Pattern) {
+  EXPECT_EQ(pieces_of(SplitRule::kLlama3, "  \n  x"), (Pieces{"  \n", " ", " x"}));
+  EXPECT_EQ(pieces_of(SplitRule::kLlama3, "12345"), (Pieces{"123", "45"}));
+  EXPECT_EQ(pieces_of(SplitRule::kQwen2, "123"), (Pieces{"1", "2", "3"}));
+  EXPECT_EQ(pieces_of(SplitRule::kLlama3, "'RE 'ſx"), (Pieces{"'RE", " '", "ſx"}));
+  EXPECT_EQ(pieces_of(SplitRule::kLlama3, "x'ſx"), (Pieces{"x", "'ſ", "x"}));
+  EXPECT_EQ(pieces_of(SplitRule::kLlama3, "\tword ?!\n\nnext"),
+            (Pieces{"\tword", " ?!\n\n", "next"}));
+  EXPECT_EQ(pieces_of(SplitRule::kLlama3, "\r\n\r\n x"), (Pieces{"\r\n\r\n", " x"}));
+}
+
+TEST(TokenizerPreTokenize, Digits) {
+  EXPECT_EQ(pieces_of(SplitRule::kDigitsIsolated, "ab12c3"), (Pieces{"ab", "1", "2", "c", "3"}));
+  EXPECT_EQ(pieces_of(SplitRule::kDigitsContiguous, "ab12c3"), (Pieces{"ab", "12", "c", "3"}));
+}
+
+// ---- The byte tokenizer ---------------------------------------------------------------------
+
+TEST(TokenizerByte, BytesAndSpecials) {
+  const auto tok = load_tokenizer("byte");
+  EXPECT_EQ(tok->vocab_size(), 258);
+  EXPECT_EQ(tok->eos_id(), 256);
+  EXPECT_EQ(tok->pad_id(), 257);
+  EXPECT_EQ(tok->encode("hi\xff"), (std::vector<int32_t>{104, 105, 255}));
+  EXPECT_EQ(tok->encode_with_specials("a<|endoftext|><|pad|>"),
+            (std::vector<int32_t>{97, 256, 257}));
+  EXPECT_EQ(tok->encode("<|pad|>").size(), 7u);
+  EXPECT_EQ(tok->decode(std::vector<int32_t>{97, 256, 257}), "a<|endoftext|><|pad|>");
+  EXPECT_EQ(tok->id_to_token(32), "Ġ");
+  EXPECT_EQ(tok->token_to_id("Ġ"), 32);
+  EXPECT_EQ(tok->token_to_id("<|pad|>"), 257);
+  EXPECT_THROW(tok->decode(std::vector<int32_t>{258}), InputError);
+  EXPECT_THROW(tok->id_to_token(-1), InputError);
+}
+
+// ---- Hand-written tokenizer.json files ------------------------------------------------------
+
+// A byte-level tokenizer.json: the 256 byte tokens, then `extra` tokens made by `merges`.
+std::string tokenizer_json(const std::vector<std::pair<std::string, std::string>>& merges,
+                           const std::string& pre_tokenizer, const std::string& added_tokens,
+                           bool ignore_merges, const std::vector<std::string>& extra_vocab = {}) {
+  std::string vocab;
+  int id = 0;
+  auto add = [&](const std::string& token) {
+    std::string escaped;
+    for (char c : token) {
+      if (c == '"' || c == '\\') escaped.push_back('\\');
+      escaped.push_back(c);
+    }
+    vocab += fmt::format("{}\"{}\": {}", id ? ", " : "", escaped, id);
+    ++id;
+  };
+  for (int b = 0; b < 256; ++b) add(bytes_to_token_text(std::string(1, static_cast<char>(b))));
+  std::string merge_list;
+  for (const auto& [l, r] : merges) {
+    add(l + r);
+    merge_list += fmt::format("{}[\"{}\", \"{}\"]", merge_list.empty() ? "" : ", ", l, r);
+  }
+  for (const std::string& t : extra_vocab) add(t);
+  return fmt::format(R"({{"version": "1.0", "added_tokens": [{}], "normalizer": null,
+  "pre_tokenizer": {}, "post_processor": null, "decoder": {{"type": "ByteLevel"}},
+  "model": {{"type": "BPE", "dropout": null, "unk_token": null, "ignore_merges": {},
+    "vocab": {{{}}}, "merges": [{}]}}}})",
+                     added_tokens, pre_tokenizer, ignore_merges ? "true" : "false", vocab,
+                     merge_list);
+}
+
+const std::string kByteLevelPre =
+    R"({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true})";
+
+TEST(TokenizerJson, MergesAndIgnoreMerges) {
+  TempDir dir;
+  // "ab" is a vocab token reachable only without merges when ignore_merges is set.
+  const auto merges = std::vector<std::pair<std::string, std::string>>{{"b", "c"}, {"a", "bc"}};
+  const auto without = load_tokenizer(
+      dir.file("plain.json", tokenizer_json(merges, kByteLevelPre, "", false, {"ab"})));
+  const auto with = load_tokenizer(
+      dir.file("ignore.json", tokenizer_json(merges, kByteLevelPre, "", true, {"ab"})));
+  EXPECT_EQ(without->encode("abc"), (std::vector<int32_t>{257}));  // a + bc
+  EXPECT_EQ(without->encode("ab"), (std::vector<int32_t>{'a', 'b'}));
+  EXPECT_EQ(with->encode("ab"), (std::vector<int32_t>{258}));
+  EXPECT_EQ(with->vocab_size(), 259);
+  EXPECT_EQ(with->eos_id(), -1);
+}
+
+TEST(TokenizerJson, AddedTokensLstripRstripAndNonSpecial) {
+  TempDir dir;
+  const std::string added =
+      R"({"id": 256, "content": "<mask>", "single_word": false, "lstrip": true, "rstrip": true,
+          "normalized": false, "special": true},
+         {"id": 257, "content": "<|tool|>", "single_word": false, "lstrip": false,
+          "rstrip": false, "normalized": true, "special": false})";
+  const auto tok =
+      load_tokenizer(dir.file("t.json", tokenizer_json({}, kByteLevelPre, added, false)));
+  EXPECT_EQ(tok->encode_with_specials("a  <mask>  b"), (std::vector<int32_t>{'a', 256, 'b'}));
+  // Non-special added tokens are matched by plain encode too; special ones are not.
+  EXPECT_EQ(tok->encode("x<|tool|>"), (std::vector<int32_t>{'x', 257}));
+  EXPECT_EQ(tok->encode("<mask>").size(), 6u);
+  EXPECT_EQ(tok->decode(std::vector<int32_t>{256, 257}), "<mask><|tool|>");
+}
+
+TEST(TokenizerJson, SequenceWithLlama3SplitAndDigits) {
+  TempDir dir;
+  const std::string llama3 =
+      R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+)";
+  const std::string pre = fmt::format(
+      R"({{"type": "Sequence", "pretokenizers": [
+           {{"type": "Split", "pattern": {{"Regex": "{}"}}, "behavior": "Isolated", "invert": false}},
+           {{"type": "Digits", "individual_digits": true}},
+           {{"type": "ByteLevel", "add_prefix_space": false, "use_regex": false}}]}})",
+      llama3);
+  const auto merges = std::vector<std::pair<std::string, std::string>>{{"1", "2"}};
+  const auto tok = load_tokenizer(dir.file("t.json", tokenizer_json(merges, pre, "", false)));
+  // The Llama-3 split keeps "123" together, Digits then isolates each digit: no "12" merge.
+  EXPECT_EQ(tok->encode("123"), (std::vector<int32_t>{'1', '2', '3'}));
+}
+
+TEST(TokenizerJson, AddPrefixSpace) {
+  TempDir dir;
+  const std::string pre = R"({"type": "ByteLevel", "add_prefix_space": true, "use_regex": true})";
+  const auto tok = load_tokenizer(dir.file("t.json", tokenizer_json({}, pre, "", false)));
+  EXPECT_EQ(tok->encode("a"), (std::vector<int32_t>{' ', 'a'}));
+  EXPECT_EQ(tok->encode(" a"), (std::vector<int32_t>{' ', 'a'}));
+}
+
+// ---- Errors ---------------------------------------------------------------------------------
+
+TEST(TokenizerErrors, MissingPaths) {
+  expect_input_error([] { load_tokenizer("/nonexistent/tokenizer/dir"); },
+                     {"/nonexistent/tokenizer/dir", "byte"});
+  TempDir dir;
+  expect_input_error([&] { load_tokenizer(dir.path().string()); },
+                     {dir.path().string(), "encoder.json"});
+  fs::copy_file(kGpt2Dir + "/encoder.json", dir.path() / "encoder.json");
+  expect_input_error([&] { load_tokenizer(dir.path().string()); }, {"vocab.bpe", "cannot open"});
+}
+
+TEST(TokenizerErrors, CorruptMergesNameTheLine) {
+  TempDir dir;
+  fs::copy_file(kGpt2Dir + "/encoder.json", dir.path() / "encoder.json");
+  dir.file("vocab.bpe", "#version: 0.2\nĠ t\nh e l\n");
+  expect_input_error([&] { load_tokenizer(dir.path().string()); }, {"vocab.bpe:3", "h e l"});
+  dir.file("vocab.bpe", "#version: 0.2\nĠ t\nzzzq xxyy\n");
+  expect_input_error([&] { load_tokenizer(dir.path().string()); },
+                     {"vocab.bpe:3", "zzzq", "not in the vocab"});
+}
+
+TEST(TokenizerErrors, CorruptVocabNamesTheFileAndLine) {
+  TempDir dir;
+  dir.file("encoder.json", "{\"a\": 0,\n \"b\": 1,\n \"c\": }\n");
+  dir.file("vocab.bpe", "#version: 0.2\n");
+  expect_input_error([&] { load_tokenizer(dir.path().string()); },
+                     {"encoder.json:3", "not valid JSON"});
+  dir.file("encoder.json", "{\"a\": 0, \"b\": \"x\"}");
+  expect_input_error([&] { load_tokenizer(dir.path().string()); },
+                     {"encoder.json", "\"b\"", "integer"});
+  // A valid JSON vocab lacking the byte tokens is not byte-level.
+  dir.file("encoder.json", "{\"a\": 0, \"b\": 1}");
+  expect_input_error([&] { load_tokenizer(dir.path().string()); }, {"byte-level"});
+}
+
+TEST(TokenizerErrors, UnsupportedTokenizerJson) {
+  TempDir dir;
+  const std::string pre =
+      R"({"type": "Split", "pattern": {"Regex": "\\w+|\\d"}, "behavior": "Isolated", "invert": false})";
+  const std::string bad_regex = tokenizer_json({}, pre, "", false);
+  expect_input_error([&] { load_tokenizer(dir.file("regex.json", bad_regex)); },
+                     {"regex.json", "unknown split regex", "\\\\w+|\\\\d"});
+  std::string with_normalizer = tokenizer_json({}, kByteLevelPre, "", false);
+  with_normalizer.replace(with_normalizer.find("\"normalizer\": null"), 18,
+                          "\"normalizer\": {\"type\": \"NFC\"}");
+  expect_input_error([&] { load_tokenizer(dir.file("nfc.json", with_normalizer)); },
+                     {"nfc.json", "normalizer", "NFC"});
+  expect_input_error([&] { load_tokenizer(dir.file("trunc.json", "{\"model\": {")); },
+                     {"trunc.json:1", "not valid JSON"});
+  expect_input_error(
+      [&] {
+        load_tokenizer(
+            dir.file("merge.json", tokenizer_json({{"q", "zz"}}, kByteLevelPre, "", false)));
+      },
+      {"merge.json", "model.merges[0]", "zz"});
+}
+
+}  // namespace
+}  // namespace pft
