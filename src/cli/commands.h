@@ -25,6 +25,9 @@ void add_config_args(CLI::App& sub, ConfigArgs& args);
 
 Command add_config_command(CLI::App& app);
 Command add_train_command(CLI::App& app);
+Command add_data_command(CLI::App& app);
+// `pft data prepare` (cli/cmd_data_prepare.cpp), a subcommand of `data`.
+Command add_data_prepare(CLI::App& data);
 // Subcommands whose feature has not landed yet: they say so and exit 2.
 std::vector<Command> add_pending_commands(CLI::App& app);
 

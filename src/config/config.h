@@ -45,6 +45,9 @@ struct DataConfig {
   std::string source = "synthetic";
   std::string tokenizer = "byte";
   std::vector<std::string> tasks;
+  bool strict = true;
+  bool train_on_prompt = false;
+  std::string cache_dir;
 };
 
 struct TrainConfig {
@@ -134,7 +137,10 @@ void describe(V& v, DataConfig& c) {
   v.field("seq_len", c.seq_len, "Tokens per packed row; at most model.max_seq_len.", at_least(2));
   v.field("source", c.source, "Where training tokens come from: `synthetic` (deterministic token stream, engine tests) or `tasks` (prompt datasets).", one_of({"synthetic", "tasks"}));
   v.field("tokenizer", c.tokenizer, "Tokenizer: `byte` (256 byte ids + specials) or a path to tokenizer.json / a GPT-2 encoder.json directory.");
-  v.field("tasks", c.tasks, "Task definition files (YAML) used when source is `tasks`.");
+  v.field("tasks", c.tasks, "Task definition files (YAML, docs/tasks.md) used when source is `tasks`; relative to the config file that lists them.");
+  v.field("strict", c.strict, "Bad data (a malformed or mistyped record, an empty file) stops the run naming file:line; false skips and counts it, with a summary per task.");
+  v.field("train_on_prompt", c.train_on_prompt, "Loss on every token of an example, not only its answer (+ eos).");
+  v.field("cache_dir", c.cache_dir, "Directory of prepared token stores (`pft data prepare`, docs/data-pipeline.md), keyed by a content hash of their inputs; empty = `.pft-cache` beside run.dir; relative to the working directory.");
 }
 
 template <class V>

@@ -1,0 +1,368 @@
+// HDF5 checker and RAII handles (contract: core/hdf5.h).
+#include "core/hdf5.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "core/format.h"
+
+namespace pft::h5 {
+
+namespace {
+
+// This process's rank as the launchers export it (no MPI call: core/hdf5 is below MPI).
+int launcher_rank() {
+  for (const char* var : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"}) {
+    if (const char* v = std::getenv(var)) return std::atoi(v);
+  }
+  return 0;
+}
+
+struct StackText {
+  std::string text;
+  int entries = 0;
+};
+
+constexpr int kMaxStackEntries = 8;
+
+herr_t collect_entry(unsigned /*n*/, const H5E_error2_t* err, void* data) {
+  auto* out = static_cast<StackText*>(data);
+  if (out->entries++ >= kMaxStackEntries) return 0;
+  char minor[160] = {0};
+  H5Eget_msg(err->min_num, nullptr, minor, sizeof(minor) - 1);
+  if (!out->text.empty()) out->text += "; ";
+  out->text +=
+      fmt::format("{}(): {}", err->func_name ? err->func_name : "?", err->desc ? err->desc : "");
+  if (minor[0] != '\0') out->text += fmt::format(" ({})", minor);
+  return 0;
+}
+
+// HDF5's error stack of this thread as text, innermost (the cause) first; clears it.
+std::string take_error_stack() {
+  const hid_t stack = H5Eget_current_stack();
+  if (stack < 0) return "";
+  StackText out;
+  H5Ewalk2(stack, H5E_WALK_UPWARD, collect_entry, &out);
+  H5Eclose_stack(stack);
+  if (out.entries > kMaxStackEntries)
+    out.text += fmt::format("; ... {} more", out.entries - kMaxStackEntries);
+  return out.text;
+}
+
+}  // namespace
+
+void init() {
+  // Automatic error printing is a per-thread setting in thread-safe HDF5 builds.
+  thread_local bool done = false;
+  if (done) return;
+  done = true;
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+}
+
+void throw_error(const char* call, const char* file, int line, std::string_view where) {
+  std::string stack = take_error_stack();
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  throw Hdf5Error(fmt::format("HDF5 call {} failed at {}:{} on rank {} ({}){}: {}", call, file,
+                              line, launcher_rank(), host,
+                              where.empty() ? std::string() : fmt::format(" for {}", where),
+                              stack.empty() ? std::string("(no HDF5 error stack)") : stack),
+                  stack);
+}
+
+void Handle::reset() noexcept {
+  if (id_ < 0) return;
+  init();
+  if (H5Iis_valid(id_) > 0) {
+    switch (H5Iget_type(id_)) {
+      case H5I_FILE:
+        H5Fclose(id_);
+        break;
+      case H5I_GROUP:
+        H5Gclose(id_);
+        break;
+      case H5I_DATASET:
+        H5Dclose(id_);
+        break;
+      case H5I_DATASPACE:
+        H5Sclose(id_);
+        break;
+      case H5I_ATTR:
+        H5Aclose(id_);
+        break;
+      case H5I_GENPROP_LST:
+        H5Pclose(id_);
+        break;
+      case H5I_DATATYPE:
+        H5Tclose(id_);
+        break;
+      default:
+        H5Idec_ref(id_);
+        break;
+    }
+  }
+  H5Eclear2(H5E_DEFAULT);
+  id_ = H5I_INVALID_HID;
+}
+
+// ---- PropList, Dataspace --------------------------------------------------------------------
+
+PropList PropList::create(hid_t cls) { return PropList(PFT_H5_CHECK(H5Pcreate(cls))); }
+
+PropList chunk_cache_access(size_t bytes) {
+  PropList p = PropList::create(H5P_DATASET_ACCESS);
+  // 521 hash slots is HDF5's default; w0 = 1: evict fully read chunks first.
+  PFT_H5_CHECK(H5Pset_chunk_cache(p.id(), bytes == 0 ? 0 : 521, bytes, 1.0));
+  return p;
+}
+
+Dataspace Dataspace::scalar() { return Dataspace(PFT_H5_CHECK(H5Screate(H5S_SCALAR))); }
+
+Dataspace Dataspace::simple(std::span<const hsize_t> dims, std::span<const hsize_t> max_dims) {
+  PFT_ASSERT(max_dims.empty() || max_dims.size() == dims.size(), "max_dims rank differs from dims");
+  return Dataspace(PFT_H5_CHECK(H5Screate_simple(static_cast<int>(dims.size()), dims.data(),
+                                                 max_dims.empty() ? nullptr : max_dims.data())));
+}
+
+std::vector<hsize_t> Dataspace::dims() const {
+  const int rank = PFT_H5_CHECK(H5Sget_simple_extent_ndims(id_));
+  std::vector<hsize_t> d(static_cast<size_t>(rank));
+  if (rank > 0) PFT_H5_CHECK(H5Sget_simple_extent_dims(id_, d.data(), nullptr));
+  return d;
+}
+
+void Dataspace::select_1d(hsize_t offset, hsize_t count) {
+  const hsize_t start[1] = {offset}, n[1] = {count};
+  PFT_H5_CHECK(H5Sselect_hyperslab(id_, H5S_SELECT_SET, start, nullptr, n, nullptr));
+}
+
+// ---- Object: attributes ---------------------------------------------------------------------
+
+std::string Object::describe() const {
+  std::string file, object;
+  init();
+  const ssize_t nf = H5Fget_name(id_, nullptr, 0);
+  if (nf > 0) {
+    file.resize(static_cast<size_t>(nf) + 1);
+    H5Fget_name(id_, file.data(), file.size());
+    file.resize(static_cast<size_t>(nf));
+  }
+  const ssize_t no = H5Iget_name(id_, nullptr, 0);
+  if (no > 0) {
+    object.resize(static_cast<size_t>(no) + 1);
+    H5Iget_name(id_, object.data(), object.size());
+    object.resize(static_cast<size_t>(no));
+  }
+  H5Eclear2(H5E_DEFAULT);
+  return object.empty() || object == "/" ? file : file + ":" + object;
+}
+
+bool Object::has_attribute(const std::string& name) const {
+  return PFT_H5_CHECK_AT(H5Aexists(id_, name.c_str()), describe()) > 0;
+}
+
+namespace {
+
+Attribute create_attribute(const Object& obj, const std::string& name, hid_t type,
+                           const Dataspace& space) {
+  if (obj.has_attribute(name)) PFT_H5_CHECK_AT(H5Adelete(obj.id(), name.c_str()), obj.describe());
+  return Attribute(PFT_H5_CHECK_AT(
+      H5Acreate2(obj.id(), name.c_str(), type, space.id(), H5P_DEFAULT, H5P_DEFAULT),
+      obj.describe() + " @" + name));
+}
+
+Attribute open_attribute(const Object& obj, const std::string& name) {
+  return Attribute(
+      PFT_H5_CHECK_AT(H5Aopen(obj.id(), name.c_str(), H5P_DEFAULT), obj.describe() + " @" + name));
+}
+
+}  // namespace
+
+void Object::write_attribute(const std::string& name, const std::string& value) const {
+  Handle type(PFT_H5_CHECK(H5Tcopy(H5T_C_S1)));
+  PFT_H5_CHECK(H5Tset_size(type.id(), std::max<size_t>(1, value.size())));
+  PFT_H5_CHECK(H5Tset_strpad(type.id(), H5T_STR_NULLPAD));
+  PFT_H5_CHECK(H5Tset_cset(type.id(), H5T_CSET_UTF8));
+  const Attribute a = create_attribute(*this, name, type.id(), Dataspace::scalar());
+  std::string buf = value.empty() ? std::string(1, '\0') : value;
+  PFT_H5_CHECK_AT(H5Awrite(a.id(), type.id(), buf.data()), describe() + " @" + name);
+}
+
+void Object::write_attribute(const std::string& name, int64_t value) const {
+  const Attribute a = create_attribute(*this, name, H5T_STD_I64LE, Dataspace::scalar());
+  PFT_H5_CHECK_AT(H5Awrite(a.id(), H5T_NATIVE_INT64, &value), describe() + " @" + name);
+}
+
+void Object::write_attribute(const std::string& name, double value) const {
+  const Attribute a = create_attribute(*this, name, H5T_IEEE_F64LE, Dataspace::scalar());
+  PFT_H5_CHECK_AT(H5Awrite(a.id(), H5T_NATIVE_DOUBLE, &value), describe() + " @" + name);
+}
+
+std::string Object::read_string_attribute(const std::string& name) const {
+  const Attribute a = open_attribute(*this, name);
+  const std::string where = describe() + " @" + name;
+  Handle file_type(PFT_H5_CHECK_AT(H5Aget_type(a.id()), where));
+  if (PFT_H5_CHECK_AT(H5Tget_class(file_type.id()), where) != H5T_STRING)
+    throw Hdf5Error(fmt::format("HDF5 attribute {} is not a string", where), "");
+  if (PFT_H5_CHECK_AT(H5Tis_variable_str(file_type.id()), where) > 0) {
+    Handle mem(PFT_H5_CHECK(H5Tcopy(H5T_C_S1)));
+    PFT_H5_CHECK(H5Tset_size(mem.id(), H5T_VARIABLE));
+    PFT_H5_CHECK(H5Tset_cset(mem.id(), H5Tget_cset(file_type.id())));
+    char* p = nullptr;
+    PFT_H5_CHECK_AT(H5Aread(a.id(), mem.id(), &p), where);
+    std::string s = p ? p : "";
+    H5free_memory(p);
+    return s;
+  }
+  // Same size and character set as stored (HDF5 does not convert between ASCII and UTF-8).
+  const size_t size = H5Tget_size(file_type.id());
+  Handle mem(PFT_H5_CHECK(H5Tcopy(file_type.id())));
+  PFT_H5_CHECK(H5Tset_strpad(mem.id(), H5T_STR_NULLPAD));
+  std::string s(size + 1, '\0');
+  PFT_H5_CHECK_AT(H5Aread(a.id(), mem.id(), s.data()), where);
+  s.resize(std::strlen(s.c_str()));
+  return s;
+}
+
+int64_t Object::read_int_attribute(const std::string& name) const {
+  const Attribute a = open_attribute(*this, name);
+  int64_t v = 0;
+  PFT_H5_CHECK_AT(H5Aread(a.id(), H5T_NATIVE_INT64, &v), describe() + " @" + name);
+  return v;
+}
+
+double Object::read_double_attribute(const std::string& name) const {
+  const Attribute a = open_attribute(*this, name);
+  double v = 0;
+  PFT_H5_CHECK_AT(H5Aread(a.id(), H5T_NATIVE_DOUBLE, &v), describe() + " @" + name);
+  return v;
+}
+
+// ---- Location, File -------------------------------------------------------------------------
+
+bool Location::has(const std::string& path) const {
+  return PFT_H5_CHECK_AT(H5Lexists(id_, path.c_str(), H5P_DEFAULT), describe()) > 0;
+}
+
+Group Location::create_group(const std::string& name) const {
+  return Group(PFT_H5_CHECK_AT(H5Gcreate2(id_, name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                               describe() + " group " + name));
+}
+
+Group Location::open_group(const std::string& name) const {
+  return Group(
+      PFT_H5_CHECK_AT(H5Gopen2(id_, name.c_str(), H5P_DEFAULT), describe() + " group " + name));
+}
+
+Dataset Location::open_dataset(const std::string& name, hid_t dapl) const {
+  return Dataset(
+      PFT_H5_CHECK_AT(H5Dopen2(id_, name.c_str(), dapl), describe() + " dataset " + name));
+}
+
+namespace {
+
+PropList file_access(const FileOptions& options) {
+  PropList fapl = PropList::create(H5P_FILE_ACCESS);
+  // ignore_when_disabled: filesystems without locks (some NFS, Lustre) do not fail the open.
+  PFT_H5_CHECK(H5Pset_file_locking(fapl.id(), options.file_locking, true));
+  return fapl;
+}
+
+}  // namespace
+
+File File::create(const std::filesystem::path& path, const FileOptions& options) {
+  const PropList fapl = file_access(options);
+  File f(PFT_H5_CHECK_AT(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id()),
+                         path.string()));
+  f.path_ = path.string();
+  return f;
+}
+
+File File::open(const std::filesystem::path& path, bool read_write, const FileOptions& options) {
+  const PropList fapl = file_access(options);
+  File f(PFT_H5_CHECK_AT(
+      H5Fopen(path.c_str(), read_write ? H5F_ACC_RDWR : H5F_ACC_RDONLY, fapl.id()), path.string()));
+  f.path_ = path.string();
+  return f;
+}
+
+void File::close() {
+  if (id_ < 0) return;
+  const hid_t id = id_;
+  id_ = H5I_INVALID_HID;
+  PFT_H5_CHECK_AT(H5Fclose(id), path_);
+}
+
+// ---- Dataset --------------------------------------------------------------------------------
+
+Dataset Dataset::create_1d_typed(const Location& loc, const std::string& name, hid_t type,
+                                 hsize_t size, hsize_t chunk) {
+  const hsize_t dims[1] = {size};
+  PropList dcpl = PropList::create(H5P_DATASET_CREATE);
+  Dataspace space;
+  if (chunk > 0) {
+    const hsize_t max_dims[1] = {H5S_UNLIMITED}, chunk_dims[1] = {chunk};
+    PFT_H5_CHECK(H5Pset_chunk(dcpl.id(), 1, chunk_dims));
+    space = Dataspace::simple(dims, max_dims);
+  } else {
+    space = Dataspace::simple(dims);
+  }
+  return Dataset(PFT_H5_CHECK_AT(
+      H5Dcreate2(loc.id(), name.c_str(), type, space.id(), H5P_DEFAULT, dcpl.id(), H5P_DEFAULT),
+      loc.describe() + " dataset " + name));
+}
+
+Dataspace Dataset::space() const {
+  return Dataspace(PFT_H5_CHECK_AT(H5Dget_space(id_), describe()));
+}
+
+std::vector<hsize_t> Dataset::dims() const { return space().dims(); }
+
+hsize_t Dataset::size_1d() const {
+  const std::vector<hsize_t> d = dims();
+  if (d.size() != 1)
+    throw Hdf5Error(
+        fmt::format("HDF5 dataset {} has {} dimensions; expected 1", describe(), d.size()), "");
+  return d[0];
+}
+
+hsize_t Dataset::chunk_size_1d() const {
+  const PropList dcpl(PFT_H5_CHECK_AT(H5Dget_create_plist(id_), describe()));
+  if (PFT_H5_CHECK(H5Pget_layout(dcpl.id())) != H5D_CHUNKED) return 0;
+  hsize_t chunk[1] = {0};
+  PFT_H5_CHECK_AT(H5Pget_chunk(dcpl.id(), 1, chunk), describe());
+  return chunk[0];
+}
+
+void Dataset::read_1d_typed(hsize_t offset, hsize_t count, hid_t mem_type, void* out) const {
+  if (count == 0) return;
+  Dataspace file_space = space();
+  file_space.select_1d(offset, count);
+  const hsize_t n[1] = {count};
+  const Dataspace mem = Dataspace::simple(n);
+  PFT_H5_CHECK_AT(H5Dread(id_, mem_type, mem.id(), file_space.id(), H5P_DEFAULT, out),
+                  fmt::format("{} [{}, {})", describe(), offset, offset + count));
+}
+
+void Dataset::write_1d_typed(hsize_t offset, hsize_t count, hid_t mem_type, const void* in) const {
+  if (count == 0) return;
+  Dataspace file_space = space();
+  file_space.select_1d(offset, count);
+  const hsize_t n[1] = {count};
+  const Dataspace mem = Dataspace::simple(n);
+  PFT_H5_CHECK_AT(H5Dwrite(id_, mem_type, mem.id(), file_space.id(), H5P_DEFAULT, in),
+                  fmt::format("{} [{}, {})", describe(), offset, offset + count));
+}
+
+void Dataset::append_1d_typed(hsize_t count, hid_t mem_type, const void* in) {
+  if (count == 0) return;
+  const hsize_t old_size = size_1d();
+  const hsize_t new_size[1] = {old_size + count};
+  PFT_H5_CHECK_AT(H5Dset_extent(id_, new_size), describe());
+  write_1d_typed(old_size, count, mem_type, in);
+}
+
+}  // namespace pft::h5

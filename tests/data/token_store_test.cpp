@@ -1,0 +1,387 @@
+// The HDF5 checker and handles (core/hdf5.h), the prepared token store (data/token_store.h):
+// round trip, chunk cache, staleness; preparation (data/store_prepare.h): content hash keys,
+// rebuild on any input change, equality with direct rendering; the loader over real stores.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "core/hdf5.h"
+#include "data/loader.h"
+#include "data/store_prepare.h"
+#include "data/token_store.h"
+#include "data_test_util.h"
+
+namespace pft {
+namespace {
+
+namespace fs = std::filesystem;
+using testing_data::TempDir;
+
+// ---- core/hdf5 ------------------------------------------------------------------------------
+
+TEST(Hdf5, CheckerCapturesTheErrorStackAndPrintsNothing) {
+  ::testing::internal::CaptureStderr();
+  try {
+    PFT_H5_CHECK(H5Fopen("/nonexistent/dir/x.h5", H5F_ACC_RDONLY, H5P_DEFAULT));
+    ADD_FAILURE() << "no Hdf5Error";
+  } catch (const h5::Hdf5Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("H5Fopen"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("token_store_test.cpp:"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("on rank"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("unable to open file"), std::string::npos) << msg;
+    EXPECT_FALSE(e.stack().empty());
+  }
+  // Another thread: HDF5's automatic printing is per thread and must be off there too.
+  std::thread([] {
+    EXPECT_THROW(PFT_H5_CHECK_AT(H5Fopen("/nonexistent/y.h5", H5F_ACC_RDONLY, H5P_DEFAULT), "y"),
+                 h5::Hdf5Error);
+  }).join();
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");
+}
+
+TEST(Hdf5, HandlesAttributesAndDatasets) {
+  TempDir dir;
+  const fs::path p = dir.path() / "a.h5";
+  {
+    h5::File f = h5::File::create(p);
+    f.write_attribute("name", std::string("pft"));
+    f.write_attribute("empty", std::string());
+    f.write_attribute("n", int64_t{-42});
+    f.write_attribute("x", 2.5);
+    const h5::Group g = f.create_group("g");
+    h5::Dataset d = h5::Dataset::create_1d<int32_t>(g, "v", 0, 4);
+    const std::vector<int32_t> a = {1, 2, 3, 4, 5, 6}, b = {7, 8, 9};
+    d.append_1d<int32_t>(a);
+    d.append_1d<int32_t>(b);
+    EXPECT_EQ(d.chunk_size_1d(), 4u);
+    f.close();
+  }
+  const h5::File f = h5::File::open(p);
+  EXPECT_EQ(f.read_string_attribute("name"), "pft");
+  EXPECT_EQ(f.read_string_attribute("empty"), "");
+  EXPECT_EQ(f.read_int_attribute("n"), -42);
+  EXPECT_EQ(f.read_double_attribute("x"), 2.5);
+  EXPECT_FALSE(f.has_attribute("nope"));
+  EXPECT_TRUE(f.has("g"));
+  EXPECT_FALSE(f.has("h"));
+  const h5::Dataset d = f.open_group("g").open_dataset("v");
+  EXPECT_EQ(d.read_all_1d<int32_t>(), (std::vector<int32_t>{1, 2, 3, 4, 5, 6, 7, 8, 9}));
+  std::vector<int32_t> mid(3);
+  d.read_1d<int32_t>(4, mid);
+  EXPECT_EQ(mid, (std::vector<int32_t>{5, 6, 7}));
+  // Reading past the end fails through the checker, naming the object and range.
+  std::vector<int32_t> past(5);
+  try {
+    d.read_1d<int32_t>(7, past);
+    ADD_FAILURE() << "no Hdf5Error";
+  } catch (const h5::Hdf5Error& e) {
+    EXPECT_NE(std::string(e.what()).find("/g/v [7, 12)"), std::string::npos) << e.what();
+  }
+}
+
+// ---- token store ----------------------------------------------------------------------------
+
+StoreInfo info(uint64_t salt = 1) {
+  return StoreInfo{"demo", "byte (test)", ContentHash{salt, 2}, 128, kTokenStoreVersion};
+}
+
+struct Docs {
+  std::vector<std::vector<int32_t>> tokens;
+  std::vector<std::vector<uint8_t>> masks;
+};
+
+Docs random_docs(int64_t n, uint64_t seed) {
+  std::mt19937_64 g(seed);
+  Docs d;
+  for (int64_t i = 0; i < n; ++i) {
+    const size_t len = 1 + g() % 100;
+    std::vector<int32_t> t(len);
+    std::vector<uint8_t> m(len);
+    for (size_t j = 0; j < len; ++j) {
+      t[j] = static_cast<int32_t>(g() % 50000);
+      m[j] = static_cast<uint8_t>(g() % 2);
+    }
+    d.tokens.push_back(std::move(t));
+    d.masks.push_back(std::move(m));
+  }
+  return d;
+}
+
+TEST(TokenStore, RoundTripThroughASmallChunkCache) {
+  TempDir dir;
+  const fs::path p = dir.path() / "cache" / "demo.h5";
+  const Docs train = random_docs(3 * 70, 1), test = random_docs(2 * 9, 2);
+  {
+    TokenStoreWriter w(p, info(), /*chunk_tokens=*/64);
+    w.begin_split(Split::kTrain, {0, 2, 3}, 70);
+    for (size_t i = 0; i < train.tokens.size(); ++i) w.append(train.tokens[i], train.masks[i]);
+    w.end_split();
+    w.begin_split(Split::kTest, {0, 1}, 9);
+    for (size_t i = 0; i < test.tokens.size(); ++i) w.append(test.tokens[i], test.masks[i]);
+    w.end_split();
+    EXPECT_FALSE(fs::exists(p));  // only a temporary file until commit
+    w.commit();
+  }
+  ASSERT_TRUE(fs::exists(p));
+  EXPECT_EQ(std::distance(fs::directory_iterator(p.parent_path()), fs::directory_iterator()), 1);
+
+  auto store = TokenStore::open(p, ContentHash{1, 2}, StoreReadOptions{2});
+  EXPECT_EQ(store->info().task, "demo");
+  EXPECT_EQ(store->info().tokenizer, "byte (test)");
+  EXPECT_EQ(store->info().seq_len, 128);
+  EXPECT_TRUE(store->has_split(Split::kTrain));
+  EXPECT_FALSE(store->has_split(Split::kValidation));
+  EXPECT_THROW(store->split(Split::kValidation), InputError);
+  StoreSplit& s = store->split(Split::kTrain);
+  EXPECT_EQ(s.num_examples(), 70);
+  EXPECT_EQ(s.num_templates(), 3);
+  EXPECT_EQ(s.template_id(1), 2);
+  EXPECT_EQ(s.num_documents(), 210);
+  std::vector<int32_t> tok;
+  std::vector<uint8_t> mask;
+  int64_t total = 0;
+  for (int64_t d = 0; d < s.num_documents(); ++d) {  // sequential: each chunk read once
+    ASSERT_EQ(s.length(d), static_cast<int64_t>(train.tokens[static_cast<size_t>(d)].size()));
+    s.read(d, tok, mask);
+    ASSERT_EQ(tok, train.tokens[static_cast<size_t>(d)]) << "doc " << d;
+    ASSERT_EQ(mask, train.masks[static_cast<size_t>(d)]) << "doc " << d;
+    total += s.length(d);
+  }
+  EXPECT_EQ(s.num_tokens(), total);
+  EXPECT_EQ(s.chunk_reads(), (total + 63) / 64);
+  // Random access through the 2-entry LRU: correct, and memory stays at two chunks.
+  std::mt19937_64 g(3);
+  for (int i = 0; i < 300; ++i) {
+    const auto d = static_cast<int64_t>(g() % 210);
+    s.read(d, tok, mask);
+    ASSERT_EQ(tok, train.tokens[static_cast<size_t>(d)]);
+  }
+  EXPECT_LE(s.resident_bytes(), static_cast<int64_t>(211 * 8 + 3 * 4 + 2 * 64 * 5 + 64));
+  StoreSplit& t = store->split(Split::kTest);
+  t.read(17, tok, mask);
+  EXPECT_EQ(tok, test.tokens[17]);
+}
+
+TEST(TokenStore, StaleAndBrokenStoresAreRefused) {
+  TempDir dir;
+  const fs::path p = dir.path() / "demo.h5";
+  {
+    TokenStoreWriter w(p, info(7));
+    w.begin_split(Split::kTrain, {0}, 1);
+    const std::vector<int32_t> t = {1, 2, 3};
+    const std::vector<uint8_t> m = {0, 1, 1};
+    w.append(t, m);
+    w.end_split();
+    w.commit();
+  }
+  EXPECT_NO_THROW(TokenStore::open(p, ContentHash{7, 2}));
+  EXPECT_NO_THROW(TokenStore::open(p, std::nullopt));
+  EXPECT_THROW(TokenStore::open(p, ContentHash{8, 2}), StaleStore);
+  testing_data::expect_input_error(
+      [&] { TokenStore::open(dir.path() / "missing.h5", std::nullopt); },
+      {"missing.h5", "not a token store"});
+  const fs::path junk = dir.file("junk.h5", "this is not HDF5");
+  testing_data::expect_input_error([&] { TokenStore::open(junk, std::nullopt); },
+                                   {"junk.h5", "pft data prepare"});
+}
+
+TEST(TokenStore, UncommittedWriterLeavesNothing) {
+  TempDir dir;
+  {
+    TokenStoreWriter w(dir.path() / "x.h5", info());
+    w.begin_split(Split::kTrain, {0}, 5);
+  }
+  EXPECT_TRUE(fs::is_empty(dir.path()));
+}
+
+// ---- preparation ----------------------------------------------------------------------------
+
+const std::string kTinyTask = R"(name: tiny
+fields: [a, b, answer]
+source:
+  train: train.jsonl
+  validation: validation.jsonl
+templates:
+  - id: plain
+    input: "{a} + {b} ="
+    output: " {answer}"
+  - id: shots
+    input: "Q: {a} plus {b}?\nA:"
+    output: " {answer}"
+    few_shot: {k: FEWSHOT}
+  - id: held
+    held_out: true
+    input: "sum {a} {b}"
+    output: " {answer}"
+)";
+
+std::string records(int n, int salt) {
+  std::string s;
+  for (int i = 0; i < n; ++i)
+    s += fmt::format(R"({{"a": "{}", "b": "{}", "answer": "{}"}})"
+                     "\n",
+                     i, salt, i + salt);
+  return s;
+}
+
+Config tiny_config(const TempDir& dir, const std::vector<std::string>& overrides = {}) {
+  std::vector<std::string> o = {"data.cache_dir=" + (dir.path() / "cache").string()};
+  o.insert(o.end(), overrides.begin(), overrides.end());
+  return parse_config(fmt::format(R"(
+data: {{source: tasks, tokenizer: byte, seq_len: 64, tasks: [{}]}}
+train: {{steps: 10, global_batch_size: 4, micro_batch_size: 2, lr: 1.0e-3}}
+)",
+                                  (dir.path() / "tiny.yaml").string()),
+                      (dir.path() / "run.yaml").string(), o);
+}
+
+void write_tiny(const TempDir& dir, int few_shot_k = 0, int salt = 5) {
+  std::string task = kTinyTask;
+  task.replace(task.find("FEWSHOT"), 7, std::to_string(few_shot_k));
+  dir.file("tiny.yaml", task);
+  dir.file("train.jsonl", records(40, salt));
+  dir.file("validation.jsonl", records(7, salt + 1));
+}
+
+TEST(Prepare, BuildsOnceThenFindsItCached) {
+  TempDir dir;
+  write_tiny(dir);
+  const std::vector<PreparedStore> first = prepare_token_stores(tiny_config(dir), {2, false});
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_TRUE(first[0].built);
+  EXPECT_EQ(first[0].examples[0], 40);
+  EXPECT_EQ(first[0].documents[0], 80);  // two training templates (one held out)
+  EXPECT_EQ(first[0].documents[1], 21);  // validation: all three
+  EXPECT_EQ(first[0].documents[2], 0);
+  EXPECT_EQ(first[0].path, dir.path() / "cache" / ("tiny-" + first[0].hash.hex() + ".h5"));
+  const std::vector<PreparedStore> again = prepare_token_stores(tiny_config(dir), {2, false});
+  EXPECT_FALSE(again[0].built);
+  EXPECT_EQ(again[0].path, first[0].path);
+  EXPECT_EQ(again[0].tokens, first[0].tokens);
+  // --force rebuilds the same store.
+  EXPECT_TRUE(prepare_token_stores(tiny_config(dir), {2, true})[0].built);
+  // Formatting the task file (a comment) changes nothing that is rendered: same key.
+  dir.file("tiny.yaml",
+           "# a comment\n" + std::string(kTinyTask).replace(kTinyTask.find("FEWSHOT"), 7, "0"));
+  EXPECT_EQ(prepare_token_stores(tiny_config(dir), {2, false})[0].hash, first[0].hash);
+}
+
+TEST(Prepare, AnyInputChangeGivesANewStore) {
+  TempDir dir;
+  write_tiny(dir);
+  const ContentHash base = prepare_token_stores(tiny_config(dir), {1, false})[0].hash;
+  const auto hash_with = [&](const std::vector<std::string>& o) {
+    const PreparedStore p = prepare_token_stores(tiny_config(dir, o), {1, false})[0];
+    EXPECT_TRUE(p.built);
+    return p.hash;
+  };
+  EXPECT_NE(hash_with({"data.seq_len=48"}), base);
+  EXPECT_NE(hash_with({"data.train_on_prompt=true"}), base);
+  // No template draws demonstrations: the seed does not matter.
+  EXPECT_EQ(prepare_token_stores(tiny_config(dir, {"run.seed=99"}), {1, false})[0].hash, base);
+  // One byte of one data file.
+  dir.file("validation.jsonl", records(7, 7));
+  const ContentHash data_changed = hash_with({});
+  EXPECT_NE(data_changed, base);
+  // A template (few-shot k): and now the seed matters.
+  write_tiny(dir, 2);
+  const ContentHash few = hash_with({});
+  EXPECT_NE(few, base);
+  EXPECT_NE(hash_with({"run.seed=99"}), few);
+  // A corrupt store under the right name is rebuilt, not read.
+  const PreparedStore p = prepare_token_stores(tiny_config(dir), {1, false})[0];
+  EXPECT_FALSE(p.built);
+  std::ofstream(p.path, std::ios::binary | std::ios::trunc) << "garbage";
+  EXPECT_TRUE(prepare_token_stores(tiny_config(dir), {1, false})[0].built);
+  EXPECT_NO_THROW(TokenStore::open(p.path, p.hash));
+}
+
+TEST(Prepare, StoreHoldsExactlyWhatRenderingGives) {
+  TempDir dir;
+  write_tiny(dir, 2);
+  const Config config = tiny_config(dir);
+  const PreparedStore p = prepare_token_stores(config, {2, false})[0];
+  auto store = TokenStore::open(p.path, p.hash);
+  const TaskDataset data(load_task(dir.path() / "tiny.yaml"), 0, data_options(config));
+  const auto tok = load_tokenizer("byte");
+  std::vector<int32_t> tokens;
+  std::vector<uint8_t> mask;
+  for (const Split s : {Split::kTrain, Split::kValidation}) {
+    StoreSplit& sp = store->split(s);
+    const std::vector<int32_t> templates = data.templates_for(s);
+    ASSERT_EQ(sp.num_templates(), static_cast<int32_t>(templates.size()));
+    for (int64_t e = 0; e < data.size(s); ++e) {
+      for (int32_t slot = 0; slot < sp.num_templates(); ++slot) {
+        EXPECT_EQ(sp.template_id(slot), templates[static_cast<size_t>(slot)]);
+        const RenderedExample ex = data.render(s, e, templates[static_cast<size_t>(slot)], *tok);
+        sp.read(sp.document(e, slot), tokens, mask);
+        ASSERT_EQ(tokens, ex.tokens) << split_name(s) << " example " << e << " slot " << slot;
+        ASSERT_EQ(mask, ex.loss_mask);
+      }
+    }
+  }
+}
+
+TEST(Prepare, BundledCollectionFeedsTheLoader) {
+  TempDir dir;
+  std::string tasks;
+  for (const char* t :
+       {"add", "reverse", "sort_digits", "max_digit", "uppercase", "sentiment", "tech_qa"})
+    tasks += fmt::format(
+        "{}{}", tasks.empty() ? "" : ", ",
+        (testing_data::kRepo / "datasets" / "tasks" / (std::string(t) + ".yaml")).string());
+  const Config config = parse_config(
+      fmt::format(
+          "data: {{source: tasks, tokenizer: byte, seq_len: 256, tasks: [{}], cache_dir: "
+          "{}}}\ntrain: {{steps: 10, global_batch_size: 16, micro_batch_size: 4, lr: 1.0e-3}}\n",
+          tasks, (dir.path() / "cache").string()),
+      "bundled.yaml");
+  const std::vector<PreparedStore> stores = prepare_token_stores(config, {0, false});
+  ASSERT_EQ(stores.size(), 7u);
+  std::vector<std::unique_ptr<TokenStore>> open;
+  std::vector<LoaderTask> lt;
+  for (const PreparedStore& p : stores) {
+    EXPECT_TRUE(p.built);
+    open.push_back(TokenStore::open(p.path, p.hash));
+    lt.push_back(LoaderTask{p.task, &open.back()->split(Split::kTrain)});
+  }
+  LoaderOptions o;
+  o.seed = 1234;
+  o.seq_len = 256;
+  o.micro_batch_size = 4;
+  o.global_batch_size = 16;
+  o.pad_id = 257;
+  TaskLoader loader(lt, o);
+  PackedRows rows;
+  std::vector<int32_t> tok;
+  std::vector<uint8_t> mask;
+  for (int step = 0; step < 20; ++step) {
+    loader.plan_next_step();
+    for (int64_t m = 0; m < loader.micro_batches_per_rank(); ++m) {
+      loader.fill(m, rows);
+      EXPECT_GT(rows.target_tokens, 0);
+      // The first document of each row is the store's document, shifted.
+      for (int64_t r = 0; r < rows.rows; ++r) {
+        const DocRef& d = rows.docs[static_cast<size_t>(r)].at(0);
+        StoreSplit& sp = open[static_cast<size_t>(d.task)]->split(Split::kTrain);
+        int32_t slot = 0;
+        while (sp.template_id(slot) != d.template_id) ++slot;
+        sp.read(sp.document(d.example, slot), tok, mask);
+        for (size_t j = 0; j + 1 < tok.size(); ++j) {
+          ASSERT_EQ(rows.input_ids[static_cast<size_t>(r * 256) + j], tok[j]);
+          ASSERT_EQ(rows.loss_mask[static_cast<size_t>(r * 256) + j], mask[j + 1]);
+        }
+      }
+    }
+  }
+  // FFD on prefixes packs the bundled prompts tightly at seq_len 256.
+  EXPECT_LT(loader.pad_fraction(), 0.12);
+  std::printf("bundled collection: %.2f%% padding over 20 steps of 16 x 256\n",
+              100 * loader.pad_fraction());
+}
+
+}  // namespace
+}  // namespace pft
