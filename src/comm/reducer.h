@@ -1,0 +1,130 @@
+// The gradient reducer: data-parallel gradient all-reduce over buckets of the flat gradient
+// buffers, started during the backward pass as soon as a bucket's gradients are complete, the
+// way PyTorch DDP's c10d Reducer does it.
+//
+// Buckets. A bucket is a contiguous range of one flat gradient buffer (FlatParameters::grad(g)),
+// so parameters' gradients (views into those buffers, Note [grads stay views] in
+// model/flat_params.h) are views into their bucket: nothing is copied in or out. Buckets are
+// formed walking the parameters in *reverse* registration order (roughly the order backward
+// produces their gradients): each group keeps one open bucket; a parameter that would push it
+// past the cap closes it first, and a bucket at or over the cap closes. The first bucket closed
+// has the smaller cap dist.first_bucket_mb, so communication starts early in the backward pass;
+// the others have dist.bucket_cap_mb (MiB). A parameter larger than the cap gets a bucket of its
+// own. Buckets are numbered in the order they closed (then the still-open ones, in walk order):
+// that number is the order their all-reduces are issued on every rank (Note [bucket order] in
+// reducer.cpp).
+//
+// Per step (collective where marked; every rank calls these in the same order):
+//   1. prepare_for_backward(reduce): before each micro-batch's backward; reduce = false on the
+//      non-final micro-batches of gradient accumulation (no communication: gradients just
+//      accumulate in the buffers), true on the final one;
+//   2. backward: a post-accumulate-grad hook on every parameter marks its gradient ready; a
+//      bucket whose parameters are all ready is all-reduced (SUM, async) as soon as every bucket
+//      before it has been issued                                              [collective]
+//   3. finish(): issues the buckets whose parameters got no gradient in this backward (unused
+//      parameters; their buffer still holds the right local sum, usually zeros), then waits for
+//      every bucket; returns the seconds spent waiting (communication not hidden) [collective]
+// The gradients are SUMmed: the trainer normalises the loss by the global target-token count
+// (Note [loss normalisation] in train/train_step.h), so the sum is the global gradient.
+//
+// Frozen parameters (requires_grad false) are not in FlatParameters and never in a bucket. With
+// one rank nothing is communicated (the hooks still run, so the bookkeeping is the same).
+//
+// Threads: the hooks run on the autograd engine's thread (the caller's for CPU tensors, a device
+// thread for CUDA ones) while backward() blocks the caller; a mutex orders them. Everything else
+// is for the trainer's thread. Throws RuntimeFailure on communication failures (from the hooks,
+// through backward()).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+namespace pft {
+
+class Communicator;
+class FlatParameters;
+class Work;
+
+struct ReducerOptions {
+  double bucket_cap_mb = 25.0;   // dist.bucket_cap_mb, MiB
+  double first_bucket_mb = 1.0;  // dist.first_bucket_mb, MiB
+};
+
+class Reducer {
+ public:
+  struct Bucket {
+    size_t group = 0;            // flat buffer index
+    int64_t offset = 0;          // first element in grad(group)
+    int64_t numel = 0;           // elements, alignment padding between slots included
+    std::vector<size_t> slots;   // indices into FlatParameters::slots(), reverse registration order
+    at::Tensor view;             // grad(group)[offset : offset + numel], 1-D
+  };
+
+  // What the last step did (for tests and metrics).
+  struct StepStats {
+    int64_t launched_in_backward = 0;  // buckets issued from the hooks, during backward
+    int64_t launched_at_finish = 0;    // buckets issued by finish() (unused parameters)
+    double wait_s = 0.0;               // finish(): seconds waiting for the all-reduces
+  };
+
+  // Builds the buckets and registers a post-accumulate-grad hook on every parameter of `params`
+  // (replacing any such hook already there). `params` and `comm` must outlive the reducer, and
+  // their flat buffers must not be reallocated. Not collective.
+  Reducer(FlatParameters& params, Communicator& comm, const ReducerOptions& options);
+  // Removes the hooks. Does not wait for all-reduces in flight (finish() does).
+  ~Reducer();
+  Reducer(const Reducer&) = delete;
+  Reducer& operator=(const Reducer&) = delete;
+
+  // Rank 0's parameter values to every rank (start-up: identical weights). Collective.
+  void broadcast_parameters();
+
+  // Before a micro-batch's backward: `reduce` = this is the last micro-batch of the step (its
+  // backward completes the gradients and starts their all-reduce). Not collective.
+  void prepare_for_backward(bool reduce);
+
+  // After the last backward: issues what backward did not, waits for every bucket. Afterwards
+  // the flat grad buffers hold the sum over ranks. Returns the seconds spent waiting. Collective.
+  double finish();
+
+  // Desync detector: compares a bitwise checksum of every parameter across ranks. Throws
+  // RuntimeFailure on every rank, naming the first (in registration order) diverging tensor, its
+  // checksum on each rank and `step`, when any differs. Collective; 3 small collectives.
+  void check_parameters_in_sync(int64_t step);
+
+  const std::vector<Bucket>& buckets() const { return buckets_; }
+  const StepStats& last_step() const { return stats_; }
+  // Gradients autograd had replaced instead of accumulating into the buffer, put back by the
+  // hooks (0 in normal operation; Note [grads stay views]).
+  int64_t rebound_grads() const { return rebound_grads_; }
+
+ private:
+  class ReadyHook;
+  void build_buckets(const ReducerOptions& options);
+  void mark_ready(size_t slot);       // from a hook
+  void launch_ready_buckets();        // with mutex_ held
+  void launch(size_t bucket);         // with mutex_ held
+
+  FlatParameters& params_;
+  Communicator& comm_;
+  std::vector<Bucket> buckets_;
+  std::vector<size_t> bucket_of_slot_;      // (num slots)
+  std::vector<const void*> grad_address_;   // (num slots) where each slot's grad must live
+
+  // Per step, guarded by mutex_.
+  std::mutex mutex_;
+  std::atomic<bool> reducing_{false};       // hooks count only during the final backward
+  std::vector<uint8_t> slot_ready_;         // (num slots)
+  std::vector<int64_t> pending_;            // (num buckets) slots not ready yet
+  size_t next_launch_ = 0;                  // buckets [0, next_launch_) are issued
+  std::vector<std::unique_ptr<Work>> work_; // (num buckets) in flight
+  StepStats stats_;
+  int64_t rebound_grads_ = 0;
+};
+
+}  // namespace pft
