@@ -48,10 +48,7 @@ std::vector<Command> add_pending_commands(CLI::App& app) {
     const char* issue;
   };
   const Pending pending[] = {
-      {"train", "Train a model from a config (single process, mpirun or srun)", "the training-step issue (#3)"},
       {"eval", "Evaluate a checkpoint per task and per template", "the controller/evaluation issue (#7)"},
-      {"generate", "Generate text from a model or checkpoint", "the pretrained-models issue (#9)"},
-      {"ckpt", "List, inspect, verify, diff and export checkpoints", "the checkpoint issue (#6)"},
       {"sweep", "Run a hyperparameter sweep", "a later issue"},
   };
   std::vector<Command> out;

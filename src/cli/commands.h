@@ -25,9 +25,13 @@ void add_config_args(CLI::App& sub, ConfigArgs& args);
 
 Command add_config_command(CLI::App& app);
 Command add_train_command(CLI::App& app);
+// `pft generate` (cli/cmd_generate.cpp).
+Command add_generate_command(CLI::App& app);
 Command add_data_command(CLI::App& app);
 // `pft data prepare` (cli/cmd_data_prepare.cpp), a subcommand of `data`.
 Command add_data_prepare(CLI::App& data);
+// `pft ckpt ls|inspect|verify|diff|export` (cli/cmd_ckpt.cpp).
+Command add_ckpt_command(CLI::App& app);
 // Subcommands whose feature has not landed yet: they say so and exit 2.
 std::vector<Command> add_pending_commands(CLI::App& app);
 

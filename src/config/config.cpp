@@ -42,21 +42,27 @@ void validate(const Config& c) {
     config::fail(c.source_of(path), path, what);
   };
   const ModelConfig& m = c.model;
-  if (m.d_model % m.n_heads != 0)
-    fail("model.n_heads", fmt::format("{} heads do not divide d_model = {}; pick a divisor of {}",
-                                      m.n_heads, m.d_model, m.d_model));
-  const int64_t kv = resolved_kv_heads(m);
-  if (m.n_heads % kv != 0)
-    fail("model.n_kv_heads", fmt::format("{} key/value heads do not divide n_heads = {}", kv,
-                                         m.n_heads));
-  if (m.family == "gpt2" && m.n_kv_heads != 0 && m.n_kv_heads != m.n_heads)
-    fail("model.n_kv_heads", "grouped-query attention is a llama-family feature; gpt2 uses n_heads");
-  if (m.family == "llama" && (m.d_model / m.n_heads) % 2 != 0)
-    fail("model.n_heads", fmt::format("RoPE needs an even head dimension; d_model / n_heads = {}",
-                                      m.d_model / m.n_heads));
-  if (c.data.seq_len > m.max_seq_len)
-    fail("data.seq_len", fmt::format("{} is longer than model.max_seq_len = {}", c.data.seq_len,
-                                     m.max_seq_len));
+  // With model.from_pretrained its config.json decides the model.* keys; they are checked when
+  // it is read (model/hf_import.h: apply_pretrained_architecture).
+  if (m.from_pretrained.empty()) {
+    if (m.d_model % m.n_heads != 0)
+      fail("model.n_heads",
+           fmt::format("{} heads do not divide d_model = {}; pick a divisor of {}", m.n_heads,
+                       m.d_model, m.d_model));
+    const int64_t kv = resolved_kv_heads(m);
+    if (m.n_heads % kv != 0)
+      fail("model.n_kv_heads", fmt::format("{} key/value heads do not divide n_heads = {}", kv,
+                                           m.n_heads));
+    if (m.family == "gpt2" && m.n_kv_heads != 0 && m.n_kv_heads != m.n_heads)
+      fail("model.n_kv_heads",
+           "grouped-query attention is a llama-family feature; gpt2 uses n_heads");
+    if (m.family == "llama" && (m.d_model / m.n_heads) % 2 != 0)
+      fail("model.n_heads", fmt::format("RoPE needs an even head dimension; d_model / n_heads = {}",
+                                        m.d_model / m.n_heads));
+    if (c.data.seq_len > m.max_seq_len)
+      fail("data.seq_len", fmt::format("{} is longer than model.max_seq_len = {}", c.data.seq_len,
+                                       m.max_seq_len));
+  }
   const TrainConfig& t = c.train;
   if (t.global_batch_size % t.micro_batch_size != 0)
     fail("train.global_batch_size",

@@ -65,7 +65,7 @@ struct TrainConfig {
   double eps = 1e-8;
   double grad_clip = 1.0;
   std::string precision = "fp32";
-  std::vector<std::string> no_decay = {"bias", "norm", "wte", "wpe", "embed_tokens"};
+  std::vector<std::string> no_decay = {"bias", "norm", "ln_", "wte", "wpe", "embed_tokens"};
   std::string resume = "none";
 };
 
@@ -74,6 +74,7 @@ struct DistConfig {
   double timeout_s = 300.0;
   double bucket_cap_mb = 25.0;
   double first_bucket_mb = 1.0;
+  int64_t check_params_every = 0;
 };
 
 struct EvalConfig {
@@ -84,6 +85,12 @@ struct EvalConfig {
 struct CheckpointConfig {
   int64_t every_steps = 0;
   int64_t keep_last = 3;
+  int64_t keep_best = 0;
+  std::string best_metric = "loss";
+  std::string best_mode = "min";
+  bool async = true;
+  std::string compression = "none";
+  bool file_locking = false;
 };
 
 struct Config {
@@ -169,8 +176,9 @@ void describe(V& v, DistConfig& c) {
   using namespace config;
   v.field("backend", c.backend, "Gradient communication: `auto` (nccl on GPUs, mpi on CPU), `mpi` or `nccl`.", one_of({"auto", "mpi", "nccl"}));
   v.field("timeout_s", c.timeout_s, "Deadline of every collective and controller wait, in seconds.", greater_than(0));
-  v.field("bucket_cap_mb", c.bucket_cap_mb, "Gradient bucket size for the overlapped all-reduce, in MB.", greater_than(0));
-  v.field("first_bucket_mb", c.first_bucket_mb, "Size of the first (smallest) bucket, in MB, so communication starts early.", greater_than(0));
+  v.field("bucket_cap_mb", c.bucket_cap_mb, "Gradient bucket size for the overlapped all-reduce, in MiB (a parameter larger than this gets a bucket of its own).", greater_than(0));
+  v.field("first_bucket_mb", c.first_bucket_mb, "Size of the first (smallest) bucket, in MiB, so communication starts early in the backward pass.", greater_than(0));
+  v.field("check_params_every", c.check_params_every, "Desync detector: every this many steps, compare a checksum of every parameter across ranks and stop naming the first tensor that differs; 0 = off.", at_least(0));
 }
 
 template <class V>
@@ -185,6 +193,12 @@ void describe(V& v, CheckpointConfig& c) {
   using namespace config;
   v.field("every_steps", c.every_steps, "Save a checkpoint every this many steps; 0 = only at the end.", at_least(0));
   v.field("keep_last", c.keep_last, "Keep this many most recent checkpoints.", at_least(1));
+  v.field("keep_best", c.keep_best, "Also keep this many best checkpoints by best_metric (0 = none).", at_least(0));
+  v.field("best_metric", c.best_metric, "Metric that ranks checkpoints for keep_best: `loss` (training loss of the saved step) or a metric name later features record.");
+  v.field("best_mode", c.best_mode, "Whether a lower (`min`) or higher (`max`) best_metric is better.", one_of({"min", "max"}));
+  v.field("async", c.async, "Write checkpoints on a background thread from a host snapshot (training continues); false = write before the next step.");
+  v.field("compression", c.compression, "Dataset compression: `none` or `gzip` (byte shuffle + deflate; slower saves, smaller files).", one_of({"none", "gzip"}));
+  v.field("file_locking", c.file_locking, "Use HDF5 file locks on checkpoint files (off: they fail on some network filesystems and a checkpoint is never written in place).");
 }
 
 template <class V>

@@ -10,9 +10,11 @@
 #include <cmath>
 #include <optional>
 #include <string_view>
+#include <tuple>
 
 #include "core/error.h"
 #include "core/format.h"
+#include "model/kv_cache.h"
 
 namespace pft {
 
@@ -309,12 +311,13 @@ torch::Tensor repeat_kv(const torch::Tensor& x, int64_t rep) {
   return x.unsqueeze(2).expand({b, kv, rep, t, d}).reshape({b, kv * rep, t, d});
 }
 
-// q (B, H, T, D), k/v (B, KV, T, D), mask (B, 1, T, T) bool or undefined -> (B, H, T, D).
+// q (B, H, T, D), k/v (B, KV, S, D), mask (B, 1, T, S) bool or undefined -> (B, H, T, D).
+// Without a mask: causal (S == T) when `causal`, else every key (one decoding step).
 torch::Tensor attend(const torch::Tensor& q, torch::Tensor k, torch::Tensor v,
-                     const torch::Tensor& mask) {
+                     const torch::Tensor& mask, bool causal = true) {
   const int64_t rep = q.size(1) / k.size(1);
   if (!mask.defined())
-    return at::scaled_dot_product_attention(q, k, v, std::nullopt, 0.0, /*is_causal=*/true,
+    return at::scaled_dot_product_attention(q, k, v, std::nullopt, 0.0, /*is_causal=*/causal,
                                             std::nullopt, /*enable_gqa=*/rep > 1);
   if (rep > 1) {
     k = repeat_kv(k, rep);
@@ -363,36 +366,83 @@ torch::Tensor TransformerImpl::forward(const torch::Tensor& input_ids,
   if (input_ids.size(1) > spec_.max_seq_len)
     throw InputError(fmt::format("sequence of {} tokens exceeds model.max_seq_len = {}",
                                  input_ids.size(1), spec_.max_seq_len));
-  torch::Tensor mask;
+  AttentionPlan plan;
   if (doc_ids.defined() && doc_ids.numel() > 0) {
     if (!doc_ids.sizes().equals(input_ids.sizes()))
       throw InputError("model doc_ids must be empty or have the shape of input_ids (B, T)");
-    mask = document_mask(doc_ids);
+    plan.mask = document_mask(doc_ids);
   }
-  return spec_.family == ModelFamily::Gpt2 ? gpt2_forward(input_ids, position_ids, mask)
-                                           : llama_forward(input_ids, position_ids, mask);
+  return spec_.family == ModelFamily::Gpt2 ? gpt2_forward(input_ids, position_ids, plan)
+                                           : llama_forward(input_ids, position_ids, plan);
+}
+
+// Note [cached attention]
+// The chunk's T queries sit at slots [L, L + T) of the cache (L = cache.length()); query i may
+// attend to slot j when j <= L + i and the slot is valid (not left padding). Its own slot is
+// always allowed, so a padding query never has an empty row (NaN on the CPU kernels); its output
+// is never used. Without padding the two common cases need no mask tensor: the prompt (L = 0)
+// is plain causal attention, one decoding step (T = 1) attends to every slot.
+torch::Tensor TransformerImpl::forward_cached(const torch::Tensor& input_ids,
+                                              const torch::Tensor& position_ids, KvCache& cache,
+                                              bool last_only) {
+  if (input_ids.dim() != 2 || !position_ids.sizes().equals(input_ids.sizes()))
+    throw InputError("forward_cached: input_ids and position_ids must both be (B, T)");
+  const int64_t b = input_ids.size(0), t = input_ids.size(1), l = cache.length();
+  if (b != cache.batch() || cache.n_layers() != spec_.n_layers)
+    throw InputError(fmt::format("forward_cached: a cache for {} rows and {} layers cannot serve "
+                                 "{} rows of a {}-layer model",
+                                 cache.batch(), cache.n_layers(), b, spec_.n_layers));
+  if (l + t > cache.capacity())
+    throw InputError(fmt::format("forward_cached: {} + {} tokens exceed the cache capacity {}", l,
+                                 t, cache.capacity()));
+  AttentionPlan plan;
+  plan.cache = &cache;
+  plan.last_only = last_only;
+  const at::Tensor& valid = cache.key_valid();
+  if (valid.defined() || (l > 0 && t > 1)) {
+    const auto opts = input_ids.options().dtype(at::kLong);
+    auto query_slot = at::arange(l, l + t, opts).unsqueeze(1);  // (T, 1)
+    auto key_slot = at::arange(0, l + t, opts).unsqueeze(0);    // (1, S)
+    auto allowed = key_slot.le(query_slot);                     // (T, S) causal
+    if (valid.defined())
+      allowed = allowed.unsqueeze(0).logical_and(valid.narrow(1, 0, l + t).unsqueeze(1))
+                    .logical_or_(key_slot.eq(query_slot).unsqueeze(0));  // (B, T, S)
+    else
+      allowed = allowed.unsqueeze(0).expand({b, t, l + t});
+    plan.mask = allowed.unsqueeze(1);  // (B, 1, T, S)
+  } else {
+    plan.causal = l == 0;  // the prompt: causal; one step (T = 1): every slot
+  }
+  auto logits = spec_.family == ModelFamily::Gpt2 ? gpt2_forward(input_ids, position_ids, plan)
+                                                  : llama_forward(input_ids, position_ids, plan);
+  cache.advance(t);
+  return logits;
 }
 
 torch::Tensor TransformerImpl::gpt2_forward(const torch::Tensor& input_ids,
                                             const torch::Tensor& position_ids,
-                                            const torch::Tensor& mask) {
+                                            const AttentionPlan& plan) {
   const int64_t c = spec_.d_model, h = spec_.n_heads, d = spec_.head_dim;
   const auto& body = *gpt2_;
   auto x = at::embedding(body.wte->weight, input_ids) +
            at::embedding(body.wpe->weight, position_ids);  // (B, T, C)
-  for (const auto& block : body.blocks) {
+  for (size_t layer = 0; layer < body.blocks.size(); ++layer) {
+    const auto& block = body.blocks[layer];
     const auto& attn = *block->attn;
     const auto& mlp = *block->mlp;
     // Conv1D weights are (in, out): .t() gives at::linear its (out, in) view, no copy.
     auto y = at::layer_norm(x, {c}, block->ln_1->weight, block->ln_1->bias, spec_.norm_eps);
     auto qkv = at::linear(y, attn.c_attn->weight.t(), attn.c_attn->bias).split(c, -1);
-    auto a = attend(split_heads(qkv[0], h, d), split_heads(qkv[1], h, d), split_heads(qkv[2], h, d),
-                    mask);  // (B, H, T, D)
+    auto k = split_heads(qkv[1], h, d), v = split_heads(qkv[2], h, d);
+    if (plan.cache != nullptr)
+      std::tie(k, v) = plan.cache->append(static_cast<int64_t>(layer), k, v);
+    auto a = attend(split_heads(qkv[0], h, d), k, v, plan.mask, plan.causal);  // (B, H, T, D)
     x = x + at::linear(merge_heads(a), attn.c_proj->weight.t(), attn.c_proj->bias);
     y = at::layer_norm(x, {c}, block->ln_2->weight, block->ln_2->bias, spec_.norm_eps);
     y = at::gelu(at::linear(y, mlp.c_fc->weight.t(), mlp.c_fc->bias), "tanh");  // (B, T, F)
     x = x + at::linear(y, mlp.c_proj->weight.t(), mlp.c_proj->bias);
   }
+  if (plan.last_only) x = x.narrow(1, x.size(1) - 1, 1);
   x = at::layer_norm(x, {c}, body.ln_f->weight, body.ln_f->bias, spec_.norm_eps);
   return at::linear(x, lm_head_ ? lm_head_->weight : body.wte->weight);  // (B, T, V)
 }
@@ -412,25 +462,29 @@ std::pair<torch::Tensor, torch::Tensor> TransformerImpl::rope_cos_sin(
 
 torch::Tensor TransformerImpl::llama_forward(const torch::Tensor& input_ids,
                                              const torch::Tensor& position_ids,
-                                             const torch::Tensor& mask) {
+                                             const AttentionPlan& plan) {
   const int64_t h = spec_.n_heads, kv = spec_.n_kv_heads, d = spec_.head_dim;
   const double eps = spec_.norm_eps;
   const auto& body = *llama_;
   auto x = at::embedding(body.embed_tokens->weight, input_ids);  // (B, T, C)
   const auto [cos, sin] = rope_cos_sin(position_ids, x.scalar_type());
-  for (const auto& block : body.blocks) {
+  for (size_t layer = 0; layer < body.blocks.size(); ++layer) {
+    const auto& block = body.blocks[layer];
     const auto& attn = *block->self_attn;
     const auto& mlp = *block->mlp;
     auto y = rms_norm(x, block->input_layernorm->weight, eps);
     auto q = apply_rope(split_heads(at::linear(y, attn.q_proj->weight), h, d), cos, sin);
     auto k = apply_rope(split_heads(at::linear(y, attn.k_proj->weight), kv, d), cos, sin);
     auto v = split_heads(at::linear(y, attn.v_proj->weight), kv, d);
-    x = x + at::linear(merge_heads(attend(q, k, v, mask)), attn.o_proj->weight);
+    if (plan.cache != nullptr)
+      std::tie(k, v) = plan.cache->append(static_cast<int64_t>(layer), k, v);
+    x = x + at::linear(merge_heads(attend(q, k, v, plan.mask, plan.causal)), attn.o_proj->weight);
     y = rms_norm(x, block->post_attention_layernorm->weight, eps);
     auto gated =
         at::silu(at::linear(y, mlp.gate_proj->weight)) * at::linear(y, mlp.up_proj->weight);
     x = x + at::linear(gated, mlp.down_proj->weight);
   }
+  if (plan.last_only) x = x.narrow(1, x.size(1) - 1, 1);
   x = rms_norm(x, body.norm->weight, eps);
   return at::linear(x, lm_head_ ? lm_head_->weight : body.embed_tokens->weight);  // (B, T, V)
 }

@@ -45,6 +45,10 @@
 // re-register a parameter. Under autocast the matmuls run in the autocast dtype, norms and the
 // residual stream stay fp32, as in Hugging Face.
 //
+// Incremental decoding: forward_cached() runs a chunk of new tokens against a KvCache
+// (model/kv_cache.h) holding the keys and values of the tokens before it, for generation
+// (train/generate.h). Its logits equal forward()'s on the whole sequence (tests pin 1e-5).
+//
 // Thread-safety: forward() of one module may not run concurrently with itself on two threads
 // (it keeps a small per-device RoPE cache).
 #pragma once
@@ -93,6 +97,8 @@ std::string family_name(ModelFamily family);
 // allocated, so it works for any size.
 int64_t parameter_count(const ModelSpec& spec);
 
+class KvCache;
+
 namespace detail {
 struct Gpt2Body;
 struct LlamaBody;
@@ -114,6 +120,15 @@ class TransformerImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& position_ids,
                         const torch::Tensor& doc_ids);
 
+  // Incremental decoding. Runs input_ids (B, T) at position_ids (B, T), writing their keys and
+  // values to `cache` slots [cache.length(), cache.length() + T) and advancing it by T. Each new
+  // token attends to the earlier slots the cache marks valid and causally within the chunk.
+  // Returns logits (B, T, V), or (B, 1, V) of the last position when `last_only`. Meant for
+  // inference (call under torch::NoGradGuard / InferenceMode). Throws InputError when B differs
+  // from the cache's batch or the chunk does not fit its capacity.
+  torch::Tensor forward_cached(const torch::Tensor& input_ids, const torch::Tensor& position_ids,
+                               KvCache& cache, bool last_only = true);
+
   // Deterministic init, the same on every rank and device: every weight ~ normal(0, init_std),
   // the residual projections (GPT-2 attn.c_proj, mlp.c_proj; Llama o_proj, down_proj) with
   // std init_std / sqrt(2 * n_layers); biases 0; norm weights 1. Each parameter draws from its
@@ -124,10 +139,18 @@ class TransformerImpl : public torch::nn::Module {
   const ModelSpec& spec() const { return spec_; }
 
  private:
+  // `mask` (B, 1, T, S) bool or undefined (then causal when `causal`, else every key); `cache`
+  // null for training; `last_only` keeps the last position's logits.
+  struct AttentionPlan {
+    torch::Tensor mask;
+    bool causal = true;
+    KvCache* cache = nullptr;
+    bool last_only = false;
+  };
   torch::Tensor gpt2_forward(const torch::Tensor& input_ids, const torch::Tensor& position_ids,
-                             const torch::Tensor& mask);
+                             const AttentionPlan& plan);
   torch::Tensor llama_forward(const torch::Tensor& input_ids, const torch::Tensor& position_ids,
-                              const torch::Tensor& mask);
+                              const AttentionPlan& plan);
   // RoPE cos/sin (B, 1, T, D) in `dtype`, shared by all layers of one forward.
   std::pair<torch::Tensor, torch::Tensor> rope_cos_sin(const torch::Tensor& position_ids,
                                                        at::ScalarType dtype);

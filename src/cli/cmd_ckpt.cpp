@@ -1,0 +1,85 @@
+// pft ckpt ls RUN_DIR                                  list a run's checkpoints (latest marked)
+// pft ckpt inspect FILE                                step, config summary, tensor table
+// pft ckpt verify FILE                                 exit 0 valid, 2 invalid (with the reason)
+// pft ckpt diff A B                                    exit 0 same state, 1 different
+// pft ckpt export FILE --format safetensors|hf --out DIR
+//
+// Single-process tools over ckpt/tools.h and ckpt/export.h (docs/checkpoint-format.md). They
+// never write a checkpoint. --file-locking turns HDF5 file locks on (off by default, as in
+// training: checkpoint.file_locking).
+#include <iostream>
+
+#include "ckpt/export.h"
+#include "ckpt/reader.h"
+#include "ckpt/tools.h"
+#include "cli/commands.h"
+#include "core/error.h"
+#include "core/format.h"
+
+namespace pft::cli {
+
+Command add_ckpt_command(CLI::App& app) {
+  auto* sub = app.add_subcommand("ckpt", "List, inspect, verify, diff and export checkpoints");
+  sub->require_subcommand(1);
+  struct Args {
+    std::string run_dir, file, other, format = "safetensors", out;
+    bool file_locking = false;
+  };
+  auto args = std::make_shared<Args>();
+  sub->add_flag("--file-locking", args->file_locking,
+                "Use HDF5 file locks (off by default; see checkpoint.file_locking)");
+
+  auto* ls = sub->add_subcommand("ls", "List the checkpoints of a run directory");
+  ls->add_option("run_dir", args->run_dir, "Run directory (or its checkpoints/ folder)")
+      ->required();
+  auto* inspect = sub->add_subcommand("inspect", "Print step, config summary and tensor table");
+  inspect->add_option("file", args->file, "Checkpoint file (.h5)")->required();
+  auto* verify = sub->add_subcommand(
+      "verify", "Check structure, safety and every checksum: exit 0 valid, 2 invalid");
+  verify->add_option("file", args->file, "Checkpoint file (.h5)")->required();
+  auto* diff = sub->add_subcommand("diff", "Compare two checkpoints: exit 0 same state, 1 differs");
+  diff->add_option("a", args->file, "First checkpoint")->required();
+  diff->add_option("b", args->other, "Second checkpoint")->required();
+  auto* exp = sub->add_subcommand("export", "Write the model weights as safetensors or an HF dir");
+  exp->add_option("file", args->file, "Checkpoint file (.h5)")->required();
+  exp->add_option("--format", args->format, "safetensors | hf")
+      ->check(CLI::IsMember({"safetensors", "hf"}));
+  exp->add_option("--out", args->out, "Output directory")->required();
+
+  Command c;
+  c.app = sub;
+  c.run = [=]() -> int {
+    ckpt::ReadOptions ro;
+    ro.file_locking = args->file_locking;
+    if (ls->parsed()) {
+      std::cout << ckpt::list_run_checkpoints(args->run_dir, ro) << std::flush;
+      return 0;
+    }
+    if (inspect->parsed()) {
+      std::cout << ckpt::inspect_checkpoint(args->file, ro) << std::flush;
+      return 0;
+    }
+    if (verify->parsed()) {
+      const ckpt::Verification v = ckpt::verify_checkpoint(args->file, ro);
+      if (!v.ok) {
+        std::cerr << "INVALID " << args->file << ": " << v.reason << "\n";
+        return static_cast<int>(ExitCode::kBadInput);
+      }
+      std::cout << fmt::format("OK {}: {} datasets, {} bytes, every checksum matches\n", args->file,
+                               v.datasets, v.bytes);
+      return 0;
+    }
+    if (diff->parsed()) {
+      const ckpt::DiffResult r = ckpt::diff_checkpoints(args->file, args->other, ro);
+      std::cout << r.text << std::flush;
+      return r.same ? 0 : 1;
+    }
+    for (const auto& f : ckpt::export_checkpoint(
+             args->file, ckpt::parse_export_format(args->format), args->out, ro))
+      std::cout << "wrote " << f.string() << "\n";
+    return 0;
+  };
+  return c;
+}
+
+}  // namespace pft::cli

@@ -1,0 +1,27 @@
+// Token-level cross entropy with a loss mask, as sums (not means), plus per-task sums.
+//
+// The trainer divides by the target-token count of the whole optimizer step (all micro-batches,
+// all ranks), so gradient accumulation and data parallelism do not change the loss or the
+// gradient: see Note [loss normalisation] in train/train_step.h.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+
+#include "model/batch.h"
+
+namespace pft {
+
+struct LossSums {
+  at::Tensor loss_sum;         // 0-dim float32: sum over masked tokens of -log p(target); has grad
+  at::Tensor task_loss_sum;    // (num_tasks,) float32, detached: the same sum split by task id
+  at::Tensor task_tokens;      // (num_tasks,) float32, detached: masked tokens per task
+};
+
+// `logits` (B, T, V) of any float dtype (bf16 under autocast); log-softmax is taken in fp32.
+// Tokens whose batch.task_ids is -1 (or >= num_tasks) count in loss_sum but in no task.
+// `num_tasks` may be 0 (no per-task sums; the two task tensors are then empty).
+LossSums masked_cross_entropy(const at::Tensor& logits, const Batch& batch, int64_t num_tasks);
+
+}  // namespace pft

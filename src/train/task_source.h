@@ -1,0 +1,64 @@
+// The prompt-task token source of `pft train` (data.source: tasks): prepares the tasks' token
+// stores, opens their train splits, and fills Batch tensors from the data loader
+// (data/loader.h; docs/data-pipeline.md).
+//
+// Start-up (collective over env.world, every rank in the same order):
+//   1. world rank 0 prepares the stores (data/store_prepare.h): reuses valid ones, builds missing
+//      ones on all its cores while the other ranks wait;
+//   2. local rank 0 of every other node does the same (on a shared filesystem it finds them
+//      cached; on node-local cache directories it builds its own identical copies);
+//   3. rank 0 broadcasts the stores' paths and content hashes; every rank opens them, checking
+//      the hash, so no rank reads a store built from other inputs.
+// A failure on any rank (bad task file, data, tokenizer) stops every rank with one message
+// (core/agree.h).
+//
+// Per step: plan_step(s) plans the step on every rank (no communication, data/loader.h), then
+// fill(m, batch) writes this rank's micro-batch m into `batch`.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "core/rank_env.h"
+#include "data/loader.h"
+#include "model/batch.h"
+
+namespace pft {
+
+class TokenStore;
+
+class TaskTokenSource {
+ public:
+  // Collective (see above). Throws InputError / RuntimeFailure on every rank.
+  TaskTokenSource(const Config& config, const RankEnv& env, at::Device device);
+  ~TaskTokenSource();
+  TaskTokenSource(const TaskTokenSource&) = delete;
+  TaskTokenSource& operator=(const TaskTokenSource&) = delete;
+
+  int64_t num_tasks() const { return loader_->num_tasks(); }
+  const std::vector<std::string>& task_names() const { return names_; }
+  TaskLoader& loader() { return *loader_; }
+
+  // A micro-batch of (micro_batch_size, seq_len) tensors on the device, to be filled again and
+  // again.
+  Batch make_batch() const;
+  // Plans step `step`: the next one, else the loader seeks there (replaying plans).
+  void plan_step(int64_t step);
+  // Writes this rank's micro-batch `micro` of the planned step into `batch` (from make_batch);
+  // returns its target tokens (counted on the host).
+  int64_t fill(int64_t micro, Batch& batch);
+
+ private:
+  at::Device device_;
+  int64_t rows_, seq_len_;
+  std::vector<std::string> names_;
+  std::vector<std::unique_ptr<TokenStore>> stores_;
+  std::unique_ptr<TaskLoader> loader_;
+  PackedRows packed_;
+  Batch host_;  // CPU staging when the device is not the CPU
+};
+
+}  // namespace pft

@@ -1,0 +1,293 @@
+#include "train/trainer.h"
+
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <vector>
+
+#include "comm/communicator.h"
+#include "comm/reducer.h"
+#include "core/agree.h"
+#include "core/error.h"
+#include "core/format.h"
+#include "core/logging.h"
+#include "core/run_dir.h"
+#include "data/tokenizer.h"
+#include "model/flat_params.h"
+#include "model/hf_import.h"
+#include "model/transformer.h"
+#include "train/checkpointing.h"
+#include "train/grad_sync.h"
+#include "train/lr_schedule.h"
+#include "train/optimizer.h"
+#include "train/precision.h"
+#include "train/progress.h"
+#include "train/synthetic_data.h"
+#include "train/task_source.h"
+#include "train/train_step.h"
+
+namespace pft {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+void log_resolved_config(const Config& config) {
+  std::istringstream lines(to_yaml(config));
+  log::info("resolved config ({}):", config.file);
+  for (std::string line; std::getline(lines, line);)
+    if (!line.empty()) log::info("  {}", line);
+}
+
+boost::json::object metrics_record(int64_t step, double lr, const StepResult& r,
+                                   int64_t tokens, double step_time_s, int world_size) {
+  boost::json::object rec;
+  rec["kind"] = "train";
+  rec["step"] = step;
+  rec["loss"] = r.loss;
+  rec["lr"] = lr;
+  rec["grad_norm"] = r.grad_norm;
+  rec["tokens"] = tokens;
+  rec["target_tokens"] = r.target_tokens;
+  rec["tokens_per_s"] = step_time_s > 0 ? static_cast<double>(tokens) / step_time_s : 0.0;
+  rec["step_time_s"] = step_time_s;
+  rec["comm_time_s"] = r.comm_time_s;
+  rec["world_size"] = world_size;
+  boost::json::array task_loss, task_tokens;
+  for (size_t k = 0; k < r.task_tokens.size(); ++k) {
+    if (r.task_tokens[k] > 0) task_loss.emplace_back(r.task_loss_sum[k] / r.task_tokens[k]);
+    else task_loss.emplace_back(nullptr);
+    task_tokens.emplace_back(static_cast<int64_t>(r.task_tokens[k]));
+  }
+  rec["task_loss"] = std::move(task_loss);
+  rec["task_tokens"] = std::move(task_tokens);
+  if (r.skipped) rec["skipped"] = true;
+  if (r.loss_scale > 0) rec["loss_scale"] = r.loss_scale;
+  return rec;
+}
+
+}  // namespace
+
+void validate_for_training(const Config& c, const RankEnv& env) {
+  const auto fail = [&](const std::string& path, const std::string& what) {
+    config::fail(c.source_of(path), path, what);
+  };
+  if (c.train.method != "full")
+    fail("train.method", fmt::format("`{}` is not built yet (it arrives with the PEFT issue); use "
+                                     "`full`", c.train.method));
+  if (!c.model.from_pretrained.empty()) {
+    Config resolved = c;  // the directory, and the model.* keys it decides (model/hf_import.h)
+    apply_pretrained_architecture(resolved);
+  }
+  // An explicit checkpoint must exist before anything is built (train/checkpointing.h verifies it).
+  if (c.train.resume != "none" && c.train.resume != "auto" &&
+      !std::filesystem::is_regular_file(c.train.resume))
+    fail("train.resume", fmt::format("no checkpoint file '{}'; use `auto` to pick the newest valid "
+                                     "checkpoint of run.dir, or `none`", c.train.resume));
+  if (c.model.vocab_size < 2)
+    fail("model.vocab_size", "the model needs at least 2 tokens to learn anything");
+  // The embedding must hold every id the tokenizer can produce.
+  const int32_t tokenizer_vocab = load_tokenizer(c.data.tokenizer)->vocab_size();
+  if (c.model.vocab_size < tokenizer_vocab)
+    fail("model.vocab_size",
+         fmt::format("{} is smaller than the vocabulary of data.tokenizer `{}` ({} ids); use at "
+                     "least {}", c.model.vocab_size, c.data.tokenizer, tokenizer_vocab,
+                     tokenizer_vocab));
+  const Precision precision = parse_precision(c.train.precision);
+  if (precision == Precision::kFp16 && !env.is_cuda())
+    log::warn_once("train.precision: fp16 on the CPU is slow on most processors; bf16 is the CPU "
+                   "choice (fp16 runs, with loss scaling)");
+  // Anything else about the shape the model refuses (it names the model.* key).
+  (void)model_spec_from_config(c.model);
+}
+
+TrainSummary train(const Config& config_in, const RankEnv& env) {
+  Config config = config_in;  // model.from_pretrained fills model.* (Note [pretrained architecture])
+  const TrainConfig& tc = config.train;
+  agree(env, [&] {
+    apply_pretrained_architecture(config);
+    validate_for_training(config, env);
+  });
+
+  // Run directory and resolved config, rank 0 (a failure stops every rank).
+  std::optional<RunDir> run_dir;
+  MetricsWriter metrics;
+  agree(env, [&] {
+    if (!env.is_root()) return;
+    run_dir.emplace(config.run.dir, /*create=*/true);
+    RunDir::write_file_atomic(run_dir->resolved_config(), to_yaml(config));
+    metrics = MetricsWriter(run_dir->metrics());
+  });
+  log_resolved_config(config);
+
+  const at::Device device(env.device);
+  const Precision precision = parse_precision(tc.precision);
+  const int64_t accumulation = tc.global_batch_size / (tc.micro_batch_size * env.world_size);
+  const auto seed = static_cast<uint64_t>(config.run.seed);
+
+  // Model, identical on every rank (same seed; rank 0's values broadcast to be certain).
+  at::manual_seed(seed);
+  Transformer model(model_spec_from_config(config.model));
+  model->to(device);
+  model->reset_parameters(seed);
+  agree(env, [&] { load_pretrained_weights(*model, config); });
+  model->train();
+  FlatParameters params = FlatParameters::from_module(*model, tc.no_decay);
+  // Cross-rank: one communicator for the step's collectives (dist.backend) and the gradient
+  // reducer's buckets over the flat grad buffers (comm/reducer.h); rank 0's initial weights.
+  const std::unique_ptr<Communicator> comm = make_communicator(env, config.dist);
+  Reducer reducer(params, *comm,
+                  ReducerOptions{config.dist.bucket_cap_mb, config.dist.first_bucket_mb});
+  reducer.broadcast_parameters();
+  AdamW optimizer(params, AdamWOptions{tc.beta1, tc.beta2, tc.eps, tc.weight_decay});
+  const LrSchedule schedule(LrScheduleOptions{parse_schedule(tc.schedule), tc.lr, tc.steps,
+                                              tc.warmup_steps, tc.min_lr_ratio});
+
+  // data.source: tasks -> the prompt-task loader (collective start-up), else synthetic tokens.
+  std::unique_ptr<TaskTokenSource> tasks;
+  if (config.data.source == "tasks") tasks = std::make_unique<TaskTokenSource>(config, env, device);
+  SyntheticTokenSource source(SyntheticDataOptions{seed, config.model.vocab_size,
+                                                   config.data.seq_len, tc.micro_batch_size,
+                                                   /*packed=*/true},
+                              device);
+  std::vector<Batch> batches;
+  for (int64_t m = 0; m < accumulation; ++m)
+    batches.push_back(tasks ? tasks->make_batch() : source.make_batch());
+  std::vector<int64_t> batch_tokens(static_cast<size_t>(accumulation));
+
+  TrainStepOptions step_options;
+  step_options.grad_clip = tc.grad_clip;
+  step_options.precision = precision;
+  step_options.num_tasks = tasks ? tasks->num_tasks() : SyntheticTokenSource::kNumTasks;
+  step_options.comm = comm.get();
+  step_options.reducer = &reducer;
+  step_options.device = device;
+  TrainStep train_step(
+      [&model](const Batch& b) { return model->forward(b.input_ids, b.position_ids, b.doc_ids); },
+      params, optimizer, step_options);
+
+  log::info("model: {} {} parameters in {} flat groups; {} rank(s) on {}, {} thread(s) each; "
+            "precision {}",
+            family_name(model->spec().family), params.numel(), params.num_groups(),
+            env.world_size, env.device, env.threads, precision_name(precision));
+  log::info("batch: {} sequences x {} tokens per step = {} micro-batch(es) of {} per rank",
+            tc.global_batch_size, config.data.seq_len, accumulation, tc.micro_batch_size);
+  log::info("gradients: {} bucket(s) (first {} MiB, then {} MiB) all-reduced over {}",
+            reducer.buckets().size(), config.dist.first_bucket_mb, config.dist.bucket_cap_mb,
+            comm->backend_name());
+  if (metrics.enabled()) {
+    boost::json::object start;
+    start["kind"] = "start";
+    start["world_size"] = env.world_size;
+    start["steps"] = tc.steps;
+    start["parameters"] = params.numel();
+    metrics.write(std::move(start));
+  }
+
+  // Checkpoints (train/checkpointing.h): resume restores parameters, optimizer, generators, the
+  // loader and the metrics history; saves every checkpoint.every_steps steps and at the end.
+  Checkpointer checkpointer(config, env, params, optimizer, train_step.loss_scaler());
+  const std::optional<TrainProgress> resumed =
+      checkpointer.resume(tasks ? tasks->task_names() : std::vector<std::string>{});
+  const int64_t start_step = resumed ? resumed->step : 0;
+  int64_t tokens_seen = resumed ? resumed->tokens_seen : 0;
+  if (resumed && tasks && resumed->loader) tasks->loader().restore(*resumed->loader);
+  if (resumed && metrics.enabled()) {
+    boost::json::object rec;
+    rec["kind"] = "resume";
+    rec["step"] = start_step;
+    rec["world_size"] = env.world_size;
+    metrics.write(std::move(rec));
+  }
+
+  TrainSummary summary;
+  TaskSummary task_summary(tasks ? tasks->task_names() : std::vector<std::string>{}, start_step,
+                           tc.steps);
+  const int64_t tokens_per_step = tc.global_batch_size * config.data.seq_len;
+  const Clock::time_point run_start = Clock::now();
+  for (int64_t step = start_step; step < tc.steps; ++step) {
+    const Clock::time_point t0 = Clock::now();
+    if (tasks) tasks->plan_step(step);
+    for (int64_t m = 0; m < accumulation; ++m) {
+      if (tasks) {
+        batch_tokens[static_cast<size_t>(m)] = tasks->fill(m, batches[static_cast<size_t>(m)]);
+        continue;
+      }
+      const int64_t first = first_sample_index(step, tc.global_batch_size, env.world_rank,
+                                               env.world_size, m, tc.micro_batch_size);
+      batch_tokens[static_cast<size_t>(m)] = source.fill(first, batches[static_cast<size_t>(m)]);
+    }
+    const double lr = schedule.lr(step);
+    const StepResult r = train_step.run(batches, batch_tokens, lr);
+    const double step_time = seconds_since(t0);
+    if (config.dist.check_params_every > 0 && (step + 1) % config.dist.check_params_every == 0)
+      reducer.check_parameters_in_sync(step + 1);
+
+    if (step == start_step) summary.first_loss = r.loss;
+    if (!r.skipped) task_summary.add(step, r.task_loss_sum, r.task_tokens);
+    tokens_seen += tokens_per_step;
+    summary.last_loss = r.loss;
+    summary.steps = step + 1;
+    summary.skipped_steps += r.skipped ? 1 : 0;
+    boost::json::object record = metrics_record(step + 1, lr, r, tokens_per_step, step_time, env.world_size);
+    checkpointer.remember(record);
+    metrics.write(std::move(record));
+    if ((step + 1) % config.run.log_every == 0 || step + 1 == tc.steps || step == 0) {
+      const double elapsed = seconds_since(run_start);
+      ProgressFields f;
+      f.step = step + 1;
+      f.total_steps = tc.steps;
+      f.loss = r.loss;
+      f.lr = lr;
+      f.grad_norm = r.grad_norm;
+      f.tokens_per_s = static_cast<double>(tokens_per_step) / step_time;
+      f.eta_s = elapsed / static_cast<double>(step + 1 - start_step) *
+                static_cast<double>(tc.steps - step - 1);
+      f.skipped = r.skipped;
+      f.loss_scale = r.loss_scale;
+      log::info("{}", format_progress_line(f));
+    }
+    TrainProgress progress;
+    progress.step = step + 1;
+    progress.tokens_seen = tokens_seen;
+    progress.loss = r.loss;
+    progress.data_source = config.data.source;
+    if (tasks) {
+      progress.loader = tasks->loader().state();
+      progress.task_names = tasks->task_names();
+      progress.mixture_weights = tasks->loader().task_examples();
+    }
+    checkpointer.after_step(std::move(progress), step + 1 == tc.steps, metrics);
+  }
+  const std::string param_hash = parameter_hash(params);
+  if (metrics.enabled()) {
+    boost::json::object end;
+    end["kind"] = "end";
+    end["step"] = std::max(start_step, summary.steps);
+    end["tokens_seen"] = tokens_seen;
+    end["param_hash"] = param_hash;
+    metrics.write(std::move(end));
+  }
+  const double total_time = seconds_since(run_start);
+  const int64_t steps_run = std::max(summary.steps - start_step, int64_t{0});
+  summary.tokens_per_s =
+      total_time > 0 ? static_cast<double>(tokens_per_step * steps_run) / total_time : 0.0;
+  log::info("done: {} steps in {} | loss {:.4f} -> {:.4f} | {} tok/s | parameters {}{}",
+            steps_run,
+            format_duration(total_time), summary.first_loss, summary.last_loss,
+            format_rate(summary.tokens_per_s), param_hash,
+            summary.skipped_steps > 0 ? fmt::format(" | {} skipped", summary.skipped_steps) : "");
+  const std::vector<std::string> table = task_summary.format();
+  if (!table.empty()) {
+    log::info("per task (training loss per target token; all ranks):");
+    for (const auto& line : table) log::info("  {}", line);
+  }
+  return summary;
+}
+
+}  // namespace pft

@@ -1,0 +1,304 @@
+// `pft train` with checkpoints and `pft ckpt`, end to end:
+//   - bitwise resume: 2 ranks on the CPU (fp32, 1 thread each), every rank SIGKILLed at a random
+//     step, resumed with train.resume: auto -> per-step losses and the final parameter hash equal
+//     an uninterrupted run's, bit for bit (and `pft ckpt diff` of the final checkpoints: same);
+//   - a crash inside a save (PFT_TEST_CKPT_KILL_AT) -> the previous checkpoint is resumed;
+//   - saved on 2 ranks, resumed on 1 (and on 1, resumed on 2): the same global samples, losses
+//     within rounding;
+//   - an architecture change is refused naming the key; an lr change is logged;
+//   - an explicit corrupt train.resume fails closed (exit 2, naming the dataset); auto skips it
+//     with a warning naming it;
+//   - pft ckpt ls / inspect / verify (exit 0, then 2 naming the dataset after a bit flip) / diff /
+//     export (safetensors + hf; with PFT_PYTHON, transformers loads the hf export).
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/json/parse.hpp>
+
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ckpt_test_util.h"
+
+namespace {
+namespace fs = std::filesystem;
+
+const std::string kPft = PFT_BIN;
+const std::string kMpirun =
+    std::string("PFT_OVERSUBSCRIBE=1 PFT_MPIRUN_LOOPBACK=1 PFT_TAG_OUTPUT=0 ") + PFT_MPIRUN;
+
+struct Result {
+  int code = -1;
+  std::string out;
+};
+
+Result run(const std::string& command) {
+  Result r;
+  FILE* p = popen((command + " 2>&1").c_str(), "r");
+  if (p == nullptr) return r;
+  std::array<char, 4096> buf{};
+  size_t n = 0;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  const int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+fs::path fresh_dir(const std::string& tag) { return pft::ckpt::test::scratch_dir("cli-" + tag); }
+
+// 12 steps of a tiny GPT-2 on synthetic data, a checkpoint every 2 steps.
+std::string train_cmd(const fs::path& dir, const std::string& extra = "") {
+  return kPft +
+         " train configs/quickstart.yaml --set model.d_model=64 --set model.n_layers=2"
+         " --set model.n_heads=4 --set data.seq_len=64 --set train.steps=12"
+         " --set train.warmup_steps=2 --set train.global_batch_size=8"
+         " --set train.micro_batch_size=2 --set run.threads=1 --set run.log_every=1"
+         " --set checkpoint.every_steps=2 --set run.dir=" +
+         dir.string() + extra;
+}
+
+struct Metrics {
+  std::map<int64_t, double> loss;  // last written loss per step (a resumed run rewrites steps)
+  std::string param_hash;          // of the "end" record
+  std::vector<boost::json::object> checkpoints;
+};
+
+Metrics read_metrics(const fs::path& dir) {
+  Metrics m;
+  std::ifstream in(dir / "metrics.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty()) continue;
+    const boost::json::object rec = boost::json::parse(line).as_object();
+    const std::string kind(rec.at("kind").as_string());
+    if (kind == "train") m.loss[rec.at("step").as_int64()] = rec.at("loss").to_number<double>();
+    if (kind == "end") m.param_hash = std::string(rec.at("param_hash").as_string());
+    if (kind == "checkpoint") m.checkpoints.push_back(rec);
+  }
+  return m;
+}
+
+int64_t last_step(const fs::path& dir) {
+  const Metrics m = read_metrics(dir);
+  return m.loss.empty() ? 0 : m.loss.rbegin()->first;
+}
+
+// Pids of running processes whose command line mentions `needle` (our unique run dir).
+std::vector<pid_t> pids_mentioning(const std::string& needle) {
+  std::vector<pid_t> out;
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream f(e.path() / "cmdline", std::ios::binary);
+    std::string cmd((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    if (cmd.find(needle) != std::string::npos && std::stoi(name) != getpid())
+      out.push_back(std::stoi(name));
+  }
+  return out;
+}
+
+void expect_same_losses(const Metrics& a, const Metrics& b, int64_t steps) {
+  ASSERT_EQ(a.loss.size(), static_cast<size_t>(steps));
+  ASSERT_EQ(b.loss.size(), static_cast<size_t>(steps));
+  for (int64_t s = 1; s <= steps; ++s)
+    EXPECT_EQ(a.loss.at(s), b.loss.at(s)) << "step " << s;  // bitwise
+}
+
+TEST(ResumeCli, SigkillAllRanksAtRandomStepResumesBitwise) {
+  const fs::path ref = fresh_dir("ref"), killed = fresh_dir("killed");
+  const Result a = run(kMpirun + " -np 2 " + train_cmd(ref));
+  ASSERT_EQ(a.code, 0) << a.out;
+
+  std::mt19937 rng(
+      static_cast<unsigned>(std::chrono::system_clock::now().time_since_epoch().count()));
+  const int64_t kill_at = 3 + static_cast<int64_t>(rng() % 8);  // 3..10
+  std::cout << "killing every rank at step >= " << kill_at << "\n";
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    setpgid(0, 0);
+    const std::string cmd =
+        kMpirun + " -np 2 " + train_cmd(killed) + " > " + (killed.string() + ".log") + " 2>&1";
+    execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(240);
+  while (last_step(killed) < kill_at && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_GE(last_step(killed), kill_at) << "the run never reached step " << kill_at;
+  // SIGKILL to every process of this run: the ranks (found by their unique run dir), mpirun, sh.
+  for (pid_t p : pids_mentioning(killed.string())) kill(p, SIGKILL);
+  kill(-child, SIGKILL);
+  int status = 0;
+  waitpid(child, &status, 0);
+  for (int i = 0; i < 100 && !pids_mentioning(killed.string()).empty(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_TRUE(pids_mentioning(killed.string()).empty());
+  EXPECT_LT(last_step(killed), 12) << "the run finished before it was killed";
+
+  const Result b = run(kMpirun + " -np 2 " + train_cmd(killed, " --set train.resume=auto"));
+  ASSERT_EQ(b.code, 0) << b.out;
+  EXPECT_NE(b.out.find("resume: from "), std::string::npos) << b.out;
+  const Metrics ma = read_metrics(ref), mb = read_metrics(killed);
+  expect_same_losses(ma, mb, 12);
+  ASSERT_FALSE(ma.param_hash.empty());
+  EXPECT_EQ(ma.param_hash, mb.param_hash);
+  const Result d = run(kPft + " ckpt diff " + (ref / "checkpoints/step_00000012.h5").string() +
+                       " " + (killed / "checkpoints/step_00000012.h5").string());
+  EXPECT_EQ(d.code, 0) << d.out;
+  EXPECT_NE(d.out.find("IDENTICAL"), std::string::npos) << d.out;
+  fs::remove_all(ref);
+  fs::remove_all(killed);
+  fs::remove(killed.string() + ".log");
+}
+
+TEST(ResumeCli, CrashInsideASaveResumesThePreviousCheckpoint) {
+  const fs::path ref = fresh_dir("save-ref"), dir = fresh_dir("save-crash");
+  ASSERT_EQ(run(train_cmd(ref, " --set checkpoint.async=false")).code, 0);
+  // A run that dies inside the save of step 6 (half its datasets written).
+  const Result crash = run("PFT_TEST_CKPT_KILL_AT=data:step_00000006.h5 " + train_cmd(dir));
+  EXPECT_EQ(crash.code, 128 + SIGKILL) << crash.out;
+  bool stray = false;
+  for (const auto& e : fs::directory_iterator(dir / "checkpoints"))
+    stray = stray || e.path().filename().string().find(".tmp-") != std::string::npos;
+  EXPECT_TRUE(stray) << "the crash should have left a temporary file";
+  const Result resumed = run(train_cmd(dir, " --set train.resume=auto"));
+  ASSERT_EQ(resumed.code, 0) << resumed.out;
+  EXPECT_NE(resumed.out.find("step_00000004.h5 at step 4"), std::string::npos) << resumed.out;
+  EXPECT_NE(resumed.out.find("interrupted save"), std::string::npos) << resumed.out;
+  expect_same_losses(read_metrics(ref), read_metrics(dir), 12);
+  EXPECT_EQ(read_metrics(ref).param_hash, read_metrics(dir).param_hash);
+  fs::remove_all(ref);
+  fs::remove_all(dir);
+}
+
+TEST(ResumeCli, OtherWorldSizeContinuesTheSameSamples) {
+  const fs::path two = fresh_dir("ws2"), one = fresh_dir("ws1"), back = fresh_dir("ws2b");
+  const std::string keep = " --set checkpoint.keep_last=10";
+  ASSERT_EQ(run(kMpirun + " -np 2 " + train_cmd(two, keep)).code, 0);
+  // Resume the step-6 checkpoint of the 2-rank run on 1 rank; and a 1-rank run's on 2 ranks.
+  fs::create_directories(one / "checkpoints");
+  fs::copy_file(two / "checkpoints/step_00000006.h5", one / "checkpoints/step_00000006.h5");
+  const Result r1 = run(train_cmd(one, keep + " --set train.resume=auto"));
+  ASSERT_EQ(r1.code, 0) << r1.out;
+  EXPECT_NE(r1.out.find("saved on 2 rank(s)"), std::string::npos) << r1.out;
+  const Metrics m2 = read_metrics(two), m1 = read_metrics(one);
+  ASSERT_EQ(m1.loss.size(), 6u);
+  for (int64_t s = 7; s <= 12; ++s) EXPECT_NEAR(m1.loss.at(s), m2.loss.at(s), 1e-5) << s;
+
+  fs::create_directories(back / "checkpoints");
+  fs::copy_file(one / "checkpoints/step_00000010.h5", back / "checkpoints/step_00000010.h5");
+  const Result r2 = run(kMpirun + " -np 2 " + train_cmd(back, " --set train.resume=auto"));
+  ASSERT_EQ(r2.code, 0) << r2.out;
+  const Metrics mb = read_metrics(back);
+  for (int64_t s = 11; s <= 12; ++s) EXPECT_NEAR(mb.loss.at(s), m2.loss.at(s), 1e-5) << s;
+  fs::remove_all(two);
+  fs::remove_all(one);
+  fs::remove_all(back);
+}
+
+TEST(ResumeCli, ConfigChangesAndCorruptFiles) {
+  const fs::path dir = fresh_dir("changes");
+  ASSERT_EQ(run(train_cmd(dir, " --set train.steps=4")).code, 0);
+  Result r = run(train_cmd(dir, " --set train.resume=auto --set model.d_model=128"));
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("model.d_model 64 -> 128"), std::string::npos) << r.out;
+  r = run(train_cmd(dir, " --set train.resume=auto --set train.steps=6 --set train.lr=0.0005"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("resume: config changed: train.lr:"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("resume: config changed: train.steps: 4 -> 6"), std::string::npos) << r.out;
+
+  // Corrupt the newest (step 6): an explicit path fails closed; auto skips it, naming it.
+  const fs::path newest = dir / "checkpoints/step_00000006.h5";
+  pft::ckpt::test::flip_bit(
+      newest,
+      pft::ckpt::test::data_offset(newest, "/model/transformer.h.0.attn.c_attn.weight") + 77);
+  r = run(train_cmd(dir, " --set train.steps=8 --set train.resume=" + newest.string()));
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("train.resume"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("/model/transformer.h.0.attn.c_attn.weight: checksum mismatch"),
+            std::string::npos)
+      << r.out;
+  r = run(train_cmd(dir, " --set train.steps=8 --set train.resume=" + (dir / "nope.h5").string()));
+  EXPECT_EQ(r.code, 2) << r.out;
+  r = run(train_cmd(dir, " --set train.steps=8 --set train.resume=auto"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("skipping invalid checkpoint " + newest.string()), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("at step 4"), std::string::npos) << r.out;
+  fs::remove_all(dir);
+}
+
+TEST(CkptCli, LsInspectVerifyDiffExport) {
+  const fs::path dir = fresh_dir("tools");
+  ASSERT_EQ(run(train_cmd(dir, " --set train.steps=4 --set checkpoint.keep_last=5")).code, 0);
+  const std::string f2 = (dir / "checkpoints/step_00000002.h5").string();
+  const std::string f4 = (dir / "checkpoints/step_00000004.h5").string();
+  Result r = run(kPft + " ckpt ls " + dir.string());
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("*  step_00000004.h5"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("step_00000002.h5"), std::string::npos) << r.out;
+
+  r = run(kPft + " ckpt inspect " + f4);
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("step:        4"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("model:  gpt2 d_model=64 n_layers=2"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("/model/transformer.wte.weight"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("/optimizer/exp_avg_sq/transformer.ln_f.bias"), std::string::npos) << r.out;
+
+  r = run(kPft + " ckpt verify " + f4);
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("OK "), std::string::npos) << r.out;
+
+  r = run(kPft + " ckpt diff " + f2 + " " + f4);
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("step:"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("values differ"), std::string::npos) << r.out;
+
+  const fs::path st = dir / "st", hf = dir / "hf";
+  r = run(kPft + " ckpt export " + f4 + " --format safetensors --out " + st.string());
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_TRUE(fs::exists(st / "model.safetensors"));
+  r = run(kPft + " ckpt export " + f4 + " --format hf --out " + hf.string());
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_TRUE(fs::exists(hf / "config.json"));
+#ifdef PFT_PYTHON
+  // transformers loads the export with no missing or unexpected weights, equal to the checkpoint.
+  const std::string py =
+      "import h5py, numpy as np, transformers, sys\n"
+      "m, info = transformers.AutoModelForCausalLM.from_pretrained(sys.argv[1], "
+      "output_loading_info=True)\n"
+      "assert not info['missing_keys'] and not info['unexpected_keys'], info\n"
+      "f = h5py.File(sys.argv[2], 'r')\n"
+      "for n, p in m.named_parameters():\n"
+      "    assert np.array_equal(p.detach().numpy(), f['model/' + n][()]), n\n"
+      "print('hf export OK', type(m).__name__)\n";
+  std::ofstream(dir / "load.py") << py;
+  r = run(std::string(PFT_PYTHON) + " " + (dir / "load.py").string() + " " + hf.string() + " " +
+          f4);
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("hf export OK GPT2LMHeadModel"), std::string::npos) << r.out;
+#endif
+
+  pft::ckpt::test::flip_bit(f4,
+                            pft::ckpt::test::data_offset(f4, "/model/transformer.wpe.weight") + 5);
+  r = run(kPft + " ckpt verify " + f4);
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("/model/transformer.wpe.weight: checksum mismatch"), std::string::npos)
+      << r.out;
+  fs::resize_file(f2, 1000);
+  r = run(kPft + " ckpt verify " + f2);
+  EXPECT_EQ(r.code, 2) << r.out;
+  fs::remove_all(dir);
+}
+
+}  // namespace
