@@ -22,6 +22,13 @@ struct LossSums {
 // `logits` (B, T, V) of any float dtype (bf16 under autocast); log-softmax is taken in fp32.
 // Tokens whose batch.task_ids is -1 (or >= num_tasks) count in loss_sum but in no task.
 // `num_tasks` may be 0 (no per-task sums; the two task tensors are then empty).
-LossSums masked_cross_entropy(const at::Tensor& logits, const Batch& batch, int64_t num_tasks);
+//
+// The loss is one fused autograd node (Note [fused cross entropy] in loss.cpp): its forward also
+// computes d loss_sum / d logits, so its backward is a scale. With `consume_logits` the fp32 CPU
+// logits' own storage holds that gradient (the caller must not read `logits` afterwards; the
+// training step passes the model's output, which nothing else uses); otherwise they are copied.
+// loss_sum may be back-propagated once (retain_graph is refused).
+LossSums masked_cross_entropy(const at::Tensor& logits, const Batch& batch, int64_t num_tasks,
+                              bool consume_logits = false);
 
 }  // namespace pft

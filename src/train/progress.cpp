@@ -1,6 +1,7 @@
 #include "train/progress.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <utility>
 
@@ -65,16 +66,13 @@ void TaskSummary::add(int64_t step, const std::vector<double>& task_loss_sum,
 
 std::vector<std::string> TaskSummary::format() const {
   if (steps_added_ == 0 || names_.empty()) return {};
-  size_t width = 4;
-  for (const auto& name : names_) width = std::max(width, name.size());
   const auto mean = [](const Window& w) {
     return w.tokens > 0 ? fmt::format("{:.3f}", w.loss_sum / w.tokens) : std::string("-");
   };
   const std::string window_label = window_ == 1 ? "step" : fmt::format("{} steps", window_);
-  std::vector<std::string> lines;
-  lines.push_back(fmt::format("{:<{}}  {:>13}  {:>16}  {:>16}  {:>7}", "task", width,
-                              "target tokens", "loss first " + window_label,
-                              "loss last " + window_label, "change"));
+  std::vector<std::array<std::string, 5>> rows;
+  rows.push_back({"task", "target tokens", "loss first " + window_label,
+                  "loss last " + window_label, "change"});
   for (size_t k = 0; k < names_.size(); ++k) {
     std::string change = "-";
     if (first_[k].tokens > 0 && last_[k].tokens > 0 && first_[k].loss_sum > 0) {
@@ -82,8 +80,17 @@ std::vector<std::string> TaskSummary::format() const {
       const double b = last_[k].loss_sum / last_[k].tokens;
       change = fmt::format("{:+.1f}%", 100.0 * (b - a) / a);
     }
-    lines.push_back(fmt::format("{:<{}}  {:>13.0f}  {:>16}  {:>16}  {:>7}", names_[k], width,
-                                total_tokens_[k], mean(first_[k]), mean(last_[k]), change));
+    rows.push_back({names_[k], fmt::format("{:.0f}", total_tokens_[k]), mean(first_[k]),
+                    mean(last_[k]), change});
+  }
+  std::array<size_t, 5> width{};
+  for (const auto& row : rows)
+    for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
+  std::vector<std::string> lines;
+  for (const auto& row : rows) {
+    std::string line = fmt::format("{:<{}}", row[0], width[0]);  // names left, numbers right
+    for (size_t c = 1; c < row.size(); ++c) line += fmt::format("  {:>{}}", row[c], width[c]);
+    lines.push_back(line);
   }
   return lines;
 }

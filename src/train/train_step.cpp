@@ -60,7 +60,9 @@ StepResult TrainStep::run(const std::vector<Batch>& micro_batches,
       AutocastScope autocast(options_.precision, options_.device);
       logits = forward_(batch);
     }
-    LossSums sums = masked_cross_entropy(logits, batch, options_.num_tasks);
+    // The logits are dead after the loss: it may reuse their storage (train/loss.h).
+    LossSums sums = masked_cross_entropy(logits, batch, options_.num_tasks, /*consume_logits=*/true);
+    logits.reset();
     at::Tensor objective = sums.loss_sum * inv_total;
     if (scaler_) objective = objective * scaler_->scale();
     objective.backward();

@@ -222,5 +222,37 @@ TEST(Loss, MaskedSumAndPerTaskSums) {
   EXPECT_EQ(h.task_loss_sum.numel(), 0);
 }
 
+// The fused loss (Note [fused cross entropy]) against autograd through log_softmax + nll: the
+// gradient reaching the weights of the layer that made the logits, with the logits consumed in
+// place (fp32) and copied (bf16 autocast-style logits); a second backward is refused.
+TEST(Loss, FusedGradientMatchesAutograd) {
+  at::manual_seed(11);
+  Batch b;
+  b.targets = at::randint(0, 37, {3, 8}, at::kLong);
+  b.loss_mask = (at::rand({3, 8}) > 0.3).to(at::kFloat);
+  const at::Tensor h = at::randn({3, 8, 16});
+  for (const bool bf16 : {false, true}) {
+    for (const bool consume : {true, false}) {
+      const at::Tensor w = (at::randn({37, 16}) * 0.5).requires_grad_();
+      const at::Tensor w_ref = w.detach().clone().requires_grad_();
+      at::Tensor logits = at::matmul(bf16 ? h.to(at::kBFloat16) : h,
+                                     (bf16 ? w.to(at::kBFloat16) : w).t());
+      const LossSums s = masked_cross_entropy(logits, b, 0, consume);
+      (s.loss_sum * 0.25).backward();
+      const at::Tensor ref_logits = at::matmul(h, w_ref.t()).view({-1, 37});
+      const at::Tensor ref =
+          (at::nll_loss(at::log_softmax(ref_logits, 1), b.targets.view({-1}), {},
+                        at::Reduction::None) * b.loss_mask.view({-1})).sum();
+      (ref * 0.25).backward();
+      const double tol = bf16 ? 0.05 : 1e-5;
+      EXPECT_NEAR(s.loss_sum.item<double>(), ref.item<double>(), bf16 ? 0.5 : 1e-4)
+          << "bf16 " << bf16 << " consume " << consume;
+      EXPECT_LE((w.grad() - w_ref.grad()).abs().max().item<double>(), tol)
+          << "bf16 " << bf16 << " consume " << consume;
+      EXPECT_THROW(s.loss_sum.backward(), std::exception);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace pft
