@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "ckpt_test_util.h"
+#include "run_command.h"
 
 namespace {
 namespace fs = std::filesystem;
@@ -37,22 +38,8 @@ const std::string kPft = PFT_BIN;
 const std::string kMpirun =
     std::string("PFT_OVERSUBSCRIBE=1 PFT_MPIRUN_LOOPBACK=1 PFT_TAG_OUTPUT=0 ") + PFT_MPIRUN;
 
-struct Result {
-  int code = -1;
-  std::string out;
-};
-
-Result run(const std::string& command) {
-  Result r;
-  FILE* p = popen((command + " 2>&1").c_str(), "r");
-  if (p == nullptr) return r;
-  std::array<char, 4096> buf{};
-  size_t n = 0;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
-}
+using pft::test::Result;
+using pft::test::run;
 
 fs::path fresh_dir(const std::string& tag) { return pft::ckpt::test::scratch_dir("cli-" + tag); }
 

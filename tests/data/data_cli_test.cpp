@@ -11,6 +11,8 @@
 #include <fstream>
 #include <string>
 
+#include "run_command.h"
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -18,22 +20,8 @@ namespace fs = std::filesystem;
 const std::string kPft = PFT_BIN;
 const fs::path kRepo = PFT_SOURCE_ROOT;
 
-struct Result {
-  int code = -1;
-  std::string out;  // stdout and stderr together
-};
-
-Result run(const std::string& command) {
-  Result r;
-  FILE* p = popen((command + " 2>&1").c_str(), "r");
-  if (p == nullptr) return r;
-  std::array<char, 4096> buf{};
-  size_t n = 0;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
-}
+using pft::test::Result;
+using pft::test::run;
 
 bool has(const Result& r, const std::string& s) { return r.out.find(s) != std::string::npos; }
 

@@ -11,6 +11,8 @@
 #include <fstream>
 #include <string>
 
+#include "run_command.h"
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -19,28 +21,10 @@ const std::string kPft = PFT_BIN;
 const std::string kMpirun = PFT_MPIRUN;
 const fs::path kRepo = PFT_SOURCE_ROOT;
 
-struct Result {
-  int code = -1;
-  std::string out;  // stdout and stderr together
-};
+using pft::test::Result;
+using pft::test::run;
+using pft::test::count;
 
-Result run(const std::string& command) {
-  Result r;
-  FILE* p = popen((command + " 2>&1").c_str(), "r");
-  if (p == nullptr) return r;
-  std::array<char, 4096> buf{};
-  size_t n = 0;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
-}
-
-size_t count(const std::string& text, const std::string& what) {
-  size_t n = 0;
-  for (size_t p = text.find(what); p != std::string::npos; p = text.find(what, p + 1)) ++n;
-  return n;
-}
 
 class PrepareCli : public ::testing::Test {
  protected:

@@ -17,28 +17,15 @@
 #include "model/safetensors.h"
 #include "model/transformer.h"
 #include "model_test_util.h"
+#include "run_command.h"
 
 namespace pft {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct Result {
-  int code = -1;
-  std::string out;  // stdout and stderr together
-};
-
-Result run(const std::string& command) {
-  Result r;
-  FILE* p = popen((command + " 2>&1").c_str(), "r");
-  if (p == nullptr) return r;
-  std::array<char, 4096> buf{};
-  size_t n = 0;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
-}
+using pft::test::Result;
+using pft::test::run;
 
 #define EXPECT_CONTAINS(hay, needle) \
   EXPECT_NE(std::string(hay).find(needle), std::string::npos) << "in: " << (hay)
