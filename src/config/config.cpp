@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "config/doc_table.h"
 #include "config/tree.h"
 #include "core/error.h"
 #include "core/format.h"
@@ -130,16 +131,7 @@ std::string config_reference_markdown() {
   config::DocWriter doc(rows);
   Config defaults;
   describe(doc, defaults);
-  std::string md = "| key | type | default | constraint | meaning |\n|---|---|---|---|---|\n";
-  for (const auto& r : rows) {
-    if (r.type == "section") {
-      md += fmt::format("| **`{}`** | section | | | {} |\n", r.path, r.doc);
-      continue;
-    }
-    md += fmt::format("| `{}` | {} | `{}` | {} | {} |\n", r.path, r.type, r.default_value,
-                      r.constraint, r.doc);
-  }
-  return md;
+  return config::markdown_table(rows);
 }
 
 }  // namespace pft

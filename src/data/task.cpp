@@ -5,6 +5,7 @@
 #include <cmath>
 #include <set>
 
+#include "config/doc_table.h"
 #include "config/tree.h"
 #include "core/error.h"
 #include "core/format.h"
@@ -401,16 +402,7 @@ std::string task_reference_markdown() {
   const auto at = std::find_if(rows.begin(), rows.end(),
                                [](const config::DocRow& r) { return r.path == "field_preset"; });
   rows.insert(at + 1, config::DocRow{"fields", "mapping or list", "{}", "", kFieldsDoc});
-  std::string md = "| key | type | default | constraint | meaning |\n|---|---|---|---|---|\n";
-  for (const auto& r : rows) {
-    if (r.type == "section") {
-      md += fmt::format("| **`{}`** | section | | | {} |\n", r.path, r.doc);
-      continue;
-    }
-    md += fmt::format("| `{}` | {} | `{}` | {} | {} |\n", r.path, r.type, r.default_value,
-                      r.constraint, r.doc);
-  }
-  return md;
+  return config::markdown_table(rows);
 }
 
 }  // namespace pft
