@@ -8,10 +8,7 @@
 
 namespace pft::ckpt {
 
-#ifndef PFT_GIT_COMMIT
-#define PFT_GIT_COMMIT "unknown"
-#endif
-const char* git_commit() { return PFT_GIT_COMMIT; }
+// git_commit() is generated at build time (src/ckpt/git_commit.cmake).
 
 uint64_t xxh3_64(std::span<const std::byte> bytes) {
   return XXH3_64bits(bytes.data(), bytes.size());
