@@ -17,6 +17,7 @@
 #include "core/format.h"
 #include "core/logging.h"
 #include "core/run_dir.h"
+#include "core/signals.h"
 #include "data/tokenizer.h"
 #include "model/flat_params.h"
 #include "model/hf_import.h"
@@ -205,6 +206,7 @@ TrainSummary train(const Config& config_in, const RankEnv& env) {
     metrics.write(std::move(rec));
   }
 
+  install_preemption_handlers();
   TrainSummary summary;
   TaskSummary task_summary(tasks ? tasks->task_names() : std::vector<std::string>{}, start_step,
                            tc.steps);
@@ -262,7 +264,29 @@ TrainSummary train(const Config& config_in, const RankEnv& env) {
       progress.task_names = tasks->task_names();
       progress.mixture_weights = tasks->loader().task_examples();
     }
-    checkpointer.after_step(std::move(progress), step + 1 == tc.steps, metrics);
+    // Preemption (core/signals.h): a signal that reached any rank stops every rank here, after
+    // a checkpoint of this step.
+    const int64_t signal =
+        comm->all_reduce_scalar(static_cast<int64_t>(preemption_signal()), ReduceOp::kMax);
+    const bool preempt = signal != 0 && step + 1 < tc.steps;
+    checkpointer.after_step(std::move(progress), step + 1 == tc.steps || preempt, metrics);
+    if (preempt) {
+      const std::string name = signal_name(static_cast<int>(signal));
+      if (metrics.enabled()) {
+        boost::json::object rec;
+        rec["kind"] = "preempted";
+        rec["step"] = step + 1;
+        rec["signal"] = name;
+        metrics.write(std::move(rec));
+      }
+      log::info("{}: checkpoint of step {} written; exiting {} so the job is requeued "
+                "(train.resume: auto continues from it)",
+                name, step + 1, static_cast<int>(ExitCode::kPreempted));
+      Preempted stop(fmt::format("{} at step {}", name, step + 1));
+      stop.set_agreed(true);  // every rank saw the same all-reduced signal and stops here
+      stop.set_reported(true);
+      throw stop;
+    }
   }
   const std::string param_hash = parameter_hash(params);
   if (metrics.enabled()) {

@@ -2,6 +2,8 @@
 //   - bitwise resume: 2 ranks on the CPU (fp32, 1 thread each), every rank SIGKILLed at a random
 //     step, resumed with train.resume: auto -> per-step losses and the final parameter hash equal
 //     an uninterrupted run's, bit for bit (and `pft ckpt diff` of the final checkpoints: same);
+//   - SIGUSR1 to one rank -> every rank checkpoints at the next step boundary and exits 75; the
+//     rerun resumes bitwise;
 //   - a crash inside a save (PFT_TEST_CKPT_KILL_AT) -> the previous checkpoint is resumed;
 //   - saved on 2 ranks, resumed on 1 (and on 1, resumed on 2): the same global samples, losses
 //     within rounding;
@@ -146,6 +148,78 @@ TEST(ResumeCli, SigkillAllRanksAtRandomStepResumesBitwise) {
   fs::remove_all(ref);
   fs::remove_all(killed);
   fs::remove(killed.string() + ".log");
+}
+
+// Preemption (core/signals.h): SIGUSR1 to one rank of two -> both stop at the next step boundary
+// after a checkpoint (the only one: periodic saves are off), exit 75, one "preempted" line; the
+// rerun with train.resume: auto finishes with the uninterrupted run's losses and parameters, bit
+// for bit.
+TEST(ResumeCli, SignalToOneRankCheckpointsExits75AndResumesBitwise) {
+  const fs::path ref = fresh_dir("sig-ref"), dir = fresh_dir("sig");
+  const std::string no_periodic = " --set checkpoint.every_steps=0";
+  const Result a = run(kMpirun + " -np 2 " + train_cmd(ref, no_periodic));
+  ASSERT_EQ(a.code, 0) << a.out;
+
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    setpgid(0, 0);
+    const std::string cmd = kMpirun + " -np 2 " + train_cmd(dir, no_periodic) + " > " +
+                            (dir.string() + ".log") + " 2>&1";
+    execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(240);
+  while (last_step(dir) < 3 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_GE(last_step(dir), 3) << "the run never reached step 3";
+  // One rank: a process of this run whose command line starts with the pft binary.
+  pid_t rank = -1;
+  for (pid_t p : pids_mentioning(dir.string())) {
+    std::ifstream f("/proc/" + std::to_string(p) + "/cmdline", std::ios::binary);
+    std::string argv0;
+    std::getline(f, argv0, '\0');
+    if (argv0 == PFT_BIN) rank = p;
+  }
+  ASSERT_GT(rank, 0) << "no rank process found";
+  ASSERT_EQ(kill(rank, SIGUSR1), 0);
+  int status = 0;
+  waitpid(child, &status, 0);
+  std::ifstream log_file(dir.string() + ".log");
+  const std::string log((std::istreambuf_iterator<char>(log_file)), std::istreambuf_iterator<char>());
+  ASSERT_TRUE(WIFEXITED(status)) << log;
+  EXPECT_EQ(WEXITSTATUS(status), 75) << log;
+  EXPECT_NE(log.find("SIGUSR1: checkpoint of step "), std::string::npos) << log;
+
+  // Exactly one checkpoint, of the step the "preempted" line names, before the end.
+  int64_t preempted_at = -1;
+  std::ifstream in(dir / "metrics.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    const boost::json::object rec = boost::json::parse(line).as_object();
+    if (rec.at("kind").as_string() == "preempted") {
+      preempted_at = rec.at("step").as_int64();
+      EXPECT_EQ(rec.at("signal").as_string(), "SIGUSR1");
+    }
+  }
+  ASSERT_GT(preempted_at, 0) << log;
+  EXPECT_LT(preempted_at, 12);
+  std::vector<std::string> files;
+  for (const auto& e : fs::directory_iterator(dir / "checkpoints"))
+    if (e.path().extension() == ".h5") files.push_back(e.path().filename().string());
+  ASSERT_EQ(files.size(), 1u);
+  std::array<char, 32> name{};
+  std::snprintf(name.data(), name.size(), "step_%08lld.h5", static_cast<long long>(preempted_at));
+  EXPECT_EQ(files[0], std::string(name.data()));
+
+  const Result b = run(kMpirun + " -np 2 " + train_cmd(dir, no_periodic + " --set train.resume=auto"));
+  ASSERT_EQ(b.code, 0) << b.out;
+  const Metrics ma = read_metrics(ref), mb = read_metrics(dir);
+  expect_same_losses(ma, mb, 12);
+  ASSERT_FALSE(ma.param_hash.empty());
+  EXPECT_EQ(ma.param_hash, mb.param_hash);
+  fs::remove_all(ref);
+  fs::remove_all(dir);
+  fs::remove(dir.string() + ".log");
 }
 
 TEST(ResumeCli, CrashInsideASaveResumesThePreviousCheckpoint) {
