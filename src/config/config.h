@@ -48,6 +48,9 @@ struct DataConfig {
   bool strict = true;
   bool train_on_prompt = false;
   std::string cache_dir;
+  std::string mixing = "proportional";
+  int64_t mixing_cap = 0;
+  double mixing_temperature = 2.0;
 };
 
 struct TrainConfig {
@@ -148,6 +151,9 @@ void describe(V& v, DataConfig& c) {
   v.field("strict", c.strict, "Bad data (a malformed or mistyped record, an empty file) stops the run naming file:line; false skips and counts it, with a summary per task.");
   v.field("train_on_prompt", c.train_on_prompt, "Loss on every token of an example, not only its answer (+ eos).");
   v.field("cache_dir", c.cache_dir, "Directory of prepared token stores (`pft data prepare`, docs/data-pipeline.md), keyed by a content hash of their inputs; empty = `.pft-cache` beside run.dir; relative to the working directory.");
+  v.field("mixing", c.mixing, "How tasks share the micro-batches (source `tasks`): `proportional` to their training examples (capped by mixing_cap), `temperature` (examples^(1/mixing_temperature): small tasks get more), or `uniform`.", one_of({"proportional", "temperature", "uniform"}));
+  v.field("mixing_cap", c.mixing_cap, "With mixing `proportional`: count at most this many examples per task (T5's examples-proportional mixing with a cap); 0 = no cap.", at_least(0));
+  v.field("mixing_temperature", c.mixing_temperature, "With mixing `temperature`: T in examples^(1/T); 1 = proportional, larger = closer to uniform.", greater_than(0));
 }
 
 template <class V>

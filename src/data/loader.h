@@ -6,7 +6,8 @@
 // train.micro_batch_size rows, numbered 0 .. G/B - 1 over all ranks. Rank r owns the contiguous
 // slots [r*A, (r+1)*A), A = G / (B * W), and its micro-batch m is slot r*A + m. Per step:
 //
-//   1. task of slot j = TaskMixture(seed, examples per task).task_of(s, j)   (same everywhere)
+//   1. task of slot j = TaskMixture(seed, mixture weights).task_of(s, j)      (same everywhere;
+//      the weights come from the examples per task and data.mixing: mixture_weights())
 //   2. for j = 0 .. G/B - 1 in order: slot j packs a prefix of its task's sample stream, from
 //      that task's cursor, into B rows (plan_rows: lengths only, no token I/O); the cursor
 //      advances by the prefix taken.
@@ -42,6 +43,7 @@ struct LoaderOptions {
   int world_size = 1;
   int rank = 0;
   int32_t pad_id = 0;
+  MixingOptions mixing;           // data.mixing*: how tasks are weighed (data/sampler.h)
 };
 
 struct LoaderTask {
@@ -99,8 +101,10 @@ class TaskLoader {
                                               static_cast<double>(planned_positions_)
                                   : 0.0;
   }
-  // Examples per task (the mixture's weights).
+  // Training examples per task.
   const std::vector<int64_t>& task_examples() const { return examples_; }
+  // The mixture's weights (data/sampler.h: mixture_weights).
+  const std::vector<int64_t>& mixture_weights() const { return weights_; }
 
  private:
   int64_t length_of(int32_t task, int64_t sample);
@@ -110,6 +114,7 @@ class TaskLoader {
   LoaderOptions options_;
   int64_t slots_ = 0, per_rank_ = 0;
   std::vector<int64_t> examples_;
+  std::vector<int64_t> weights_;
   std::vector<TaskSampler> samplers_;
   TaskMixture mixture_;
   LoaderState state_;

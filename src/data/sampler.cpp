@@ -4,6 +4,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <numeric>
 
@@ -95,6 +96,35 @@ SampleRef TaskSampler::at(int64_t g) {
 }
 
 // ---- TaskMixture ----------------------------------------------------------------------------
+
+std::vector<int64_t> mixture_weights(const std::vector<int64_t>& examples,
+                                     const MixingOptions& options) {
+  std::vector<int64_t> w(examples.size(), 0);
+  if (options.strategy == "proportional") {
+    for (size_t k = 0; k < examples.size(); ++k)
+      w[k] = options.cap > 0 ? std::min(examples[k], options.cap) : examples[k];
+  } else if (options.strategy == "uniform") {
+    for (size_t k = 0; k < examples.size(); ++k) w[k] = examples[k] > 0 ? 1 : 0;
+  } else if (options.strategy == "temperature") {
+    PFT_ASSERT(options.temperature > 0, "data.mixing_temperature must be positive");
+    std::vector<double> real(examples.size(), 0.0);
+    double top = 0.0;
+    for (size_t k = 0; k < examples.size(); ++k) {
+      if (examples[k] <= 0) continue;
+      real[k] = std::pow(static_cast<double>(examples[k]), 1.0 / options.temperature);
+      top = std::max(top, real[k]);
+    }
+    for (size_t k = 0; k < examples.size(); ++k)
+      if (real[k] > 0) w[k] = std::max<int64_t>(1, std::llround(real[k] / top * (1 << 30)));
+  } else {
+    throw InputError(fmt::format("data.mixing: unknown strategy `{}`; use proportional, "
+                                 "temperature or uniform", options.strategy));
+  }
+  int64_t total = 0;
+  for (int64_t x : w) total += x;
+  if (total == 0) throw InputError("data.mixing: no task has training examples to draw from");
+  return w;
+}
 
 TaskMixture::TaskMixture(uint64_t seed, std::vector<int64_t> weights) : seed_(seed) {
   uint64_t total = 0;

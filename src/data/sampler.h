@@ -84,9 +84,29 @@ class TaskSampler {
   int next_victim_ = 0;
 };
 
-// Examples-proportional task mixture: the task of micro-batch slot `slot` of step `step` is drawn
-// with probability weights[k] / sum(weights) from derive_seed(seed, "mixture", "", step, slot).
-// Until the rank-0 controller plans steps, this is the whole plan.
+// How a multi-task run weighs its tasks (data.mixing), from each task's training examples n_k:
+//   proportional  w_k = min(n_k, cap), cap = data.mixing_cap (0: no cap) - T5's
+//                 examples-proportional mixing; a cap keeps big tasks from drowning small ones;
+//   temperature   w_k proportional to n_k^(1/T), T = data.mixing_temperature (T = 1 is
+//                 proportional, larger T flattens towards uniform);
+//   uniform       w_k = 1 for every task with examples.
+// A task without examples gets weight 0. The weights are integers (TaskMixture draws with
+// integer arithmetic, identically on every rank): temperature weights are scaled so the largest
+// is 2^30 and rounded.
+struct MixingOptions {
+  std::string strategy = "proportional";  // proportional | temperature | uniform
+  int64_t cap = 0;
+  double temperature = 1.0;
+};
+
+// The mixture weights of `examples` (training examples per task) under `options`. Throws
+// InputError naming data.mixing when no task gets a positive weight.
+std::vector<int64_t> mixture_weights(const std::vector<int64_t>& examples,
+                                     const MixingOptions& options);
+
+// The task mixture: the task of micro-batch slot `slot` of step `step` is drawn with probability
+// weights[k] / sum(weights) from derive_seed(seed, "mixture", "", step, slot). Until the rank-0
+// controller plans steps, this is the whole plan.
 class TaskMixture {
  public:
   // weights: non-negative, at least one positive (e.g. training examples per task).

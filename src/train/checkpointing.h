@@ -53,7 +53,7 @@ struct TrainProgress {
   std::string data_source;                  // data.source
   std::optional<LoaderState> loader;        // tasks source: the loader's state
   std::vector<std::string> task_names;      // tasks source
-  std::vector<int64_t> mixture_weights;     // tasks source: examples per task
+  std::vector<int64_t> mixture_weights;     // tasks source: the mixture weight of each task
   std::deque<std::string> metrics_history;  // recent metrics.jsonl lines
 };
 

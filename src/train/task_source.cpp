@@ -130,14 +130,27 @@ TaskTokenSource::TaskTokenSource(const Config& config, const RankEnv& env, at::D
     o.world_size = env.world_size;
     o.rank = env.world_rank;
     o.pad_id = pad_id;
+    o.mixing = MixingOptions{config.data.mixing, config.data.mixing_cap,
+                             config.data.mixing_temperature};
     loader_ = std::make_unique<TaskLoader>(std::move(tasks), o);
   });
-  int64_t examples = 0;
+  int64_t examples = 0, weight_total = 0;
   for (int64_t n : loader_->task_examples()) examples += n;
-  log::info(
-      "data: {} task(s), {} training examples; task of each micro-batch drawn "
-      "examples-proportionally; packed into {} x {} rows",
-      loader_->num_tasks(), examples, rows_, seq_len_);
+  for (int64_t w : loader_->mixture_weights()) weight_total += w;
+  std::string shares;
+  for (size_t k = 0; k < names_.size(); ++k)
+    shares += fmt::format("{}{} {:.1f}%", k == 0 ? "" : ", ", names_[k],
+                          100.0 * static_cast<double>(loader_->mixture_weights()[k]) /
+                              static_cast<double>(weight_total));
+  const DataConfig& d = config.data;
+  const std::string how =
+      d.mixing == "temperature" ? fmt::format("temperature {}", d.mixing_temperature)
+      : d.mixing == "proportional" && d.mixing_cap > 0
+          ? fmt::format("proportional, cap {}", d.mixing_cap)
+          : d.mixing;
+  log::info("data: {} task(s), {} training examples; packed into {} x {} rows; task of each "
+            "micro-batch drawn by mixing {}: {}",
+            loader_->num_tasks(), examples, rows_, seq_len_, how, shares);
   if (!device_.is_cpu()) host_ = allocate(rows_, seq_len_, at::kCPU);
 }
 

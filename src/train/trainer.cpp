@@ -262,7 +262,7 @@ TrainSummary train(const Config& config_in, const RankEnv& env) {
     if (tasks) {
       progress.loader = tasks->loader().state();
       progress.task_names = tasks->task_names();
-      progress.mixture_weights = tasks->loader().task_examples();
+      progress.mixture_weights = tasks->loader().mixture_weights();
     }
     // Preemption (core/signals.h): a signal that reached any rank stops every rank here, after
     // a checkpoint of this step.

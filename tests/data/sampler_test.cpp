@@ -95,6 +95,30 @@ TEST(Sampler, MixtureIsExamplesProportionalAndDeterministic) {
   for (int64_t step = 0; step < 50; ++step) EXPECT_EQ(m.task_of(step, 3), again.task_of(step, 3));
 }
 
+// data.mixing: the weights of each strategy against hand-computed values.
+TEST(Sampler, MixingStrategiesWeights) {
+  const std::vector<int64_t> n = {100, 2500, 0, 10000};
+  EXPECT_EQ(mixture_weights(n, {"proportional", 0, 1.0}), (std::vector<int64_t>{100, 2500, 0, 10000}));
+  EXPECT_EQ(mixture_weights(n, {"proportional", 1000, 1.0}), (std::vector<int64_t>{100, 1000, 0, 1000}));
+  EXPECT_EQ(mixture_weights(n, {"uniform", 0, 1.0}), (std::vector<int64_t>{1, 1, 0, 1}));
+  // T = 2: sqrt(n) = 10, 50, -, 100 -> 2^30 * (0.1, 0.5, 0, 1).
+  const int64_t top = int64_t{1} << 30;
+  EXPECT_EQ(mixture_weights(n, {"temperature", 0, 2.0}),
+            (std::vector<int64_t>{std::llround(top * 0.1), top / 2, 0, top}));
+  // T = 1 is proportional (up to the integer scaling).
+  const std::vector<int64_t> t1 = mixture_weights(n, {"temperature", 0, 1.0});
+  EXPECT_NEAR(static_cast<double>(t1[0]) / static_cast<double>(t1[3]), 0.01, 1e-9);
+  // The drawn shares follow the weights: T = 2 gives the small task 10 / 160 of the slots.
+  const TaskMixture m(5, mixture_weights(n, {"temperature", 0, 2.0}));
+  std::vector<int64_t> hist(4);
+  for (int64_t step = 0; step < 2000; ++step)
+    for (int64_t slot = 0; slot < 10; ++slot) ++hist[static_cast<size_t>(m.task_of(step, slot))];
+  EXPECT_NEAR(static_cast<double>(hist[0]) / 20000, 10.0 / 160, 0.01);
+  EXPECT_EQ(hist[2], 0);
+  EXPECT_THROW(mixture_weights({0, 0}, {"uniform", 0, 1.0}), InputError);
+  EXPECT_THROW(mixture_weights(n, {"zipf", 0, 1.0}), InputError);
+}
+
 // Three tasks of different sizes (small ones wrap epochs within the test) and template counts.
 struct Tasks {
   MemorySource a{37, 2, 2, 40, 1}, b{11, 1, 5, 90, 2}, c{5, 3, 2, 20, 3};
