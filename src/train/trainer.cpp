@@ -121,6 +121,18 @@ TrainSummary train(const Config& config_in, const RankEnv& env) {
   agree(env, [&] {
     if (!env.is_root()) return;
     run_dir.emplace(config.run.dir, /*create=*/true);
+    if (tc.resume == "none") {  // a fresh run in a used directory: say what happens to it
+      std::error_code ec;
+      int64_t found = 0;
+      for (const auto& e : std::filesystem::directory_iterator(run_dir->checkpoints(), ec))
+        found += e.path().extension() == ".h5" ? 1 : 0;
+      if (found > 0)
+        log::warn("run.dir {} already holds {} checkpoint(s) of an earlier run: this run starts "
+                  "from step 0 (train.resume: none), appends to its metrics.jsonl and replaces "
+                  "checkpoints of the same steps; use --set train.resume=auto to continue it, or "
+                  "another run.dir",
+                  config.run.dir, found);
+    }
     RunDir::write_file_atomic(run_dir->resolved_config(), to_yaml(config));
     metrics = MetricsWriter(run_dir->metrics());
   });
@@ -187,6 +199,15 @@ TrainSummary train(const Config& config_in, const RankEnv& env) {
     start["world_size"] = env.world_size;
     start["steps"] = tc.steps;
     start["parameters"] = params.numel();
+    if (tasks) {  // the task mixture: each task's share of the micro-batches
+      const std::vector<int64_t>& weights = tasks->loader().mixture_weights();
+      double total = 0;
+      for (int64_t w : weights) total += static_cast<double>(w);
+      boost::json::object mixture;
+      for (size_t k = 0; k < weights.size(); ++k)
+        mixture[tasks->task_names()[k]] = static_cast<double>(weights[k]) / total;
+      start["mixture"] = std::move(mixture);
+    }
     metrics.write(std::move(start));
   }
 

@@ -9,6 +9,7 @@
 #include <boost/json/parse.hpp>
 
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -63,6 +64,22 @@ TEST(TrainCli, QuickstartLossGoesDown) {
   EXPECT_TRUE(fs::exists(dir / "config.resolved.yaml"));
   const std::vector<double> losses = train_losses(dir / "metrics.jsonl");
   ASSERT_EQ(losses.size(), 30u);
+  // The start line records the mixture (data.mixing: temperature 2 in the quickstart): tech_qa's
+  // 32 examples against add's 2,000 -> sqrt(32) / sqrt(2000) of add's share.
+  {
+    std::ifstream in(dir / "metrics.jsonl");
+    std::string first;
+    std::getline(in, first);
+    const boost::json::object start = boost::json::parse(first).as_object();
+    ASSERT_EQ(start.at("kind").as_string(), "start") << first;
+    const boost::json::object& mix = start.at("mixture").as_object();
+    ASSERT_EQ(mix.size(), 7u) << first;
+    double sum = 0;
+    for (const auto& kv : mix) sum += kv.value().to_number<double>();
+    EXPECT_NEAR(sum, 1.0, 1e-9);
+    EXPECT_NEAR(mix.at("tech_qa").to_number<double>() / mix.at("add").to_number<double>(),
+                std::sqrt(32.0 / 2000.0), 1e-6);
+  }
   EXPECT_LT(losses.back(), losses.front() - 1.0) << r.out;
   fs::remove_all(dir);
 }
