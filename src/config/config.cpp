@@ -64,6 +64,11 @@ void validate(const Config& c) {
       fail("data.seq_len", fmt::format("{} is longer than model.max_seq_len = {}", c.data.seq_len,
                                        m.max_seq_len));
   }
+  if (c.data.mixing_cap > 0 && c.data.mixing != "proportional")
+    fail("data.mixing_cap",
+         fmt::format("a cap applies to data.mixing: proportional only (data.mixing is `{}`); "
+                     "remove it, or use mixing_temperature to flatten a `temperature` mixture",
+                     c.data.mixing));
   const TrainConfig& t = c.train;
   if (t.global_batch_size % t.micro_batch_size != 0)
     fail("train.global_batch_size",

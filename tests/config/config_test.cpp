@@ -146,6 +146,14 @@ TEST(Config, ImpossibleModelShapeNamesKey) {
       << msg;
 }
 
+TEST(Config, MixingCapOnlyWithProportional) {
+  EXPECT_NO_THROW(parse_config(kMinimal, "cfg.yaml", {"data.mixing_cap=500"}));
+  const std::string msg = error_of(kMinimal, {"data.mixing=temperature", "data.mixing_cap=500"});
+  EXPECT_NE(msg.find("data.mixing_cap: a cap applies to data.mixing: proportional only"),
+            std::string::npos)
+      << msg;
+}
+
 TEST(Config, WorldSizeDivisibility) {
   const Config c = parse_config(kMinimal, "cfg.yaml", {"train.micro_batch_size=2"});
   EXPECT_NO_THROW(validate_for_world(c, 4));
