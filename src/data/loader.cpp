@@ -15,6 +15,14 @@ std::vector<int64_t> TaskLoader::count_examples(const std::vector<LoaderTask>& t
   return n;
 }
 
+std::vector<double> TaskLoader::mixture_shares() const {
+  double total = 0;
+  for (int64_t w : weights_) total += static_cast<double>(w);
+  std::vector<double> shares;
+  for (int64_t w : weights_) shares.push_back(static_cast<double>(w) / total);
+  return shares;
+}
+
 TaskLoader::TaskLoader(std::vector<LoaderTask> tasks, const LoaderOptions& options)
     : tasks_(std::move(tasks)),
       options_(options),

@@ -105,6 +105,8 @@ class TaskLoader {
   const std::vector<int64_t>& task_examples() const { return examples_; }
   // The mixture's weights (data/sampler.h: mixture_weights).
   const std::vector<int64_t>& mixture_weights() const { return weights_; }
+  // Each task's share of the micro-batches: the weights normalised to sum 1.
+  std::vector<double> mixture_shares() const;
 
  private:
   int64_t length_of(int32_t task, int64_t sample);

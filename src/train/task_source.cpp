@@ -134,14 +134,12 @@ TaskTokenSource::TaskTokenSource(const Config& config, const RankEnv& env, at::D
                              config.data.mixing_temperature};
     loader_ = std::make_unique<TaskLoader>(std::move(tasks), o);
   });
-  int64_t examples = 0, weight_total = 0;
+  int64_t examples = 0;
   for (int64_t n : loader_->task_examples()) examples += n;
-  for (int64_t w : loader_->mixture_weights()) weight_total += w;
+  const std::vector<double> share = loader_->mixture_shares();
   std::string shares;
   for (size_t k = 0; k < names_.size(); ++k)
-    shares += fmt::format("{}{} {:.1f}%", k == 0 ? "" : ", ", names_[k],
-                          100.0 * static_cast<double>(loader_->mixture_weights()[k]) /
-                              static_cast<double>(weight_total));
+    shares += fmt::format("{}{} {:.1f}%", k == 0 ? "" : ", ", names_[k], 100.0 * share[k]);
   const DataConfig& d = config.data;
   const std::string how =
       d.mixing == "temperature" ? fmt::format("temperature {}", d.mixing_temperature)

@@ -200,12 +200,9 @@ TrainSummary train(const Config& config_in, const RankEnv& env) {
     start["steps"] = tc.steps;
     start["parameters"] = params.numel();
     if (tasks) {  // the task mixture: each task's share of the micro-batches
-      const std::vector<int64_t>& weights = tasks->loader().mixture_weights();
-      double total = 0;
-      for (int64_t w : weights) total += static_cast<double>(w);
+      const std::vector<double> shares = tasks->loader().mixture_shares();
       boost::json::object mixture;
-      for (size_t k = 0; k < weights.size(); ++k)
-        mixture[tasks->task_names()[k]] = static_cast<double>(weights[k]) / total;
+      for (size_t k = 0; k < shares.size(); ++k) mixture[tasks->task_names()[k]] = shares[k];
       start["mixture"] = std::move(mixture);
     }
     metrics.write(std::move(start));
