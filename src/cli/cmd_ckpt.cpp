@@ -2,19 +2,25 @@
 // pft ckpt inspect FILE                                step, config summary, tensor table
 // pft ckpt verify FILE                                 exit 0 valid, 2 invalid (with the reason)
 // pft ckpt diff A B                                    exit 0 same state, 1 different
-// pft ckpt export FILE --format safetensors|hf --out DIR
+// pft ckpt export FILE --format safetensors|hf --out DIR [--base DIR]
 //
+// An adapter checkpoint (a PEFT run: /trainable/base_model_hash set) exports as --format hf only:
+// the base with LoRA merged, plus the adapter in Hugging Face PEFT's format
+// (train/adapter_checkpoint.h); --base names the base model when the run's model.from_pretrained
+// is not where it was.
 // Single-process tools over ckpt/tools.h and ckpt/export.h (docs/checkpoint-format.md). They
 // never write a checkpoint. --file-locking turns HDF5 file locks on (off by default, as in
 // training: checkpoint.file_locking).
 #include <iostream>
 
 #include "ckpt/export.h"
+#include "ckpt/format.h"
 #include "ckpt/reader.h"
 #include "ckpt/tools.h"
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/format.h"
+#include "train/adapter_checkpoint.h"
 
 namespace pft::cli {
 
@@ -22,7 +28,7 @@ Command add_ckpt_command(CLI::App& app) {
   auto* sub = app.add_subcommand("ckpt", "List, inspect, verify, diff and export checkpoints");
   sub->require_subcommand(1);
   struct Args {
-    std::string run_dir, file, other, format = "safetensors", out;
+    std::string run_dir, file, other, format = "safetensors", out, base;
     bool file_locking = false;
   };
   auto args = std::make_shared<Args>();
@@ -45,6 +51,9 @@ Command add_ckpt_command(CLI::App& app) {
   exp->add_option("--format", args->format, "safetensors | hf")
       ->check(CLI::IsMember({"safetensors", "hf"}));
   exp->add_option("--out", args->out, "Output directory")->required();
+  exp->add_option("--base", args->base,
+                  "Adapter checkpoints: the base model directory (default: the run's "
+                  "model.from_pretrained)");
 
   Command c;
   c.app = sub;
@@ -74,6 +83,23 @@ Command add_ckpt_command(CLI::App& app) {
       std::cout << r.text << std::flush;
       return r.same ? 0 : 1;
     }
+    const ckpt::Contents meta = ckpt::read_checkpoint_meta(args->file, ro);
+    const bool adapter = meta.has_group(ckpt::kTrainable) &&
+                         meta.group_attrs(ckpt::kTrainable).count("base_model_hash") > 0 &&
+                         !ckpt::attr_string(meta.group_attrs(ckpt::kTrainable), "base_model_hash",
+                                            ckpt::kTrainable)
+                              .empty();
+    if (adapter) {
+      if (args->format != "hf")
+        throw InputError(fmt::format("{} holds a PEFT adapter: export it with --format hf (the "
+                                     "merged model and the adapter in PEFT's format)",
+                                     args->file));
+      for (const auto& f : export_adapter_checkpoint(args->file, args->base, args->out))
+        std::cout << "wrote " << f.string() << "\n";
+      return 0;
+    }
+    if (!args->base.empty())
+      throw InputError("--base: only adapter checkpoints (PEFT runs) take a base model");
     for (const auto& f : ckpt::export_checkpoint(
              args->file, ckpt::parse_export_format(args->format), args->out, ro))
       std::cout << "wrote " << f.string() << "\n";

@@ -9,7 +9,10 @@
 // --checkpoint FILE generates from a pft checkpoint: it is verified and exported (the same code
 // as `pft ckpt export --format hf`) into a private temporary directory that is then loaded like
 // --model and removed; a checkpoint stores no tokenizer, so --tokenizer is required with it.
-// --adapter is refused (exit 2) until the PEFT feature provides adapters.
+// --adapter FILE adds a PEFT adapter checkpoint (train/adapter_checkpoint.h) to the base given by
+// --model (its hash must be the one the adapter was trained on): LoRA is merged into the weights,
+// prompt tuning's virtual tokens go before every prompt, prefix tuning's keys and values fill the
+// first cache slots. --adapter-task NAME picks the task's block of a per-task table.
 #include <algorithm>
 #include <boost/json.hpp>
 #include <cstdio>
@@ -29,6 +32,8 @@
 #include "core/rank_env.h"
 #include "data/tokenizer.h"
 #include "model/hf_import.h"
+#include "train/adapter_checkpoint.h"
+#include "model/adapters.h"
 #include "train/generate.h"
 #include "train/generate_prompts.h"
 
@@ -39,7 +44,7 @@ namespace {
 namespace fs = std::filesystem;
 
 struct GenerateArgs {
-  std::string model, checkpoint, adapter, tokenizer;
+  std::string model, checkpoint, adapter, adapter_task, tokenizer;
   std::vector<std::string> prompts;
   std::string input, task, template_name, output;
   SamplingOptions sampling;
@@ -64,9 +69,8 @@ int run_generate(const GenerateArgs& a) {
         fmt::format("--checkpoint {}: a checkpoint stores no tokenizer; pass --tokenizer SPEC "
                     "(the run's data.tokenizer: `byte`, a tokenizer.json or a model directory)",
                     a.checkpoint));
-  if (!a.adapter.empty())
-    throw InputError(
-        "--adapter: PEFT adapters are not built yet (they arrive with the PEFT issue)");
+  if (!a.adapter.empty() && a.model.empty())
+    throw InputError("--adapter goes with --model DIR, the base model the adapter was trained on");
   if (a.prompts.empty() == a.input.empty())
     throw InputError("pft generate: give --prompt TEXT (one or more) or --input FILE.jsonl");
   if (a.task.empty() != a.template_name.empty())
@@ -134,6 +138,18 @@ int run_generate(const GenerateArgs& a) {
     throw InputError(fmt::format("tokenizer {} has {} ids, more than the model's vocabulary {}",
                                  tokenizer->describe(), tokenizer->vocab_size(),
                                  info.spec.vocab_size));
+  std::optional<LoadedAdapter> adapter;
+  int64_t block = 0;
+  if (!a.adapter.empty()) {
+    adapter = attach_adapter_checkpoint(a.adapter, *model);
+    block = adapter_block(*adapter, a.adapter_task);
+    if (adapter->adapters->spec().lora) model->merge_lora();
+    adapter->adapters->to(at::Device(env.device));
+    log::info("adapter: {} ({}){}", a.adapter, adapter->method,
+              adapter->adapters->spec().blocks > 1
+                  ? fmt::format(", block of task `{}`", adapter->task_names.at(static_cast<size_t>(block)))
+                  : "");
+  }
   model->to(at::Device(env.device), dtype);
   model->eval();
 
@@ -162,7 +178,16 @@ int run_generate(const GenerateArgs& a) {
   std::ostream& out = a.output.empty() ? std::cout : file;
   const bool as_jsonl = a.jsonl || !a.input.empty() || !a.output.empty();
 
+  if (adapter && adapter->adapters->spec().prompt) {  // the block's virtual tokens first
+    const int64_t n = adapter->adapters->spec().prompt_tokens;
+    std::vector<int32_t> virtual_ids;
+    for (int64_t j = 0; j < n; ++j)
+      virtual_ids.push_back(static_cast<int32_t>(info.spec.vocab_size + block * n + j));
+    for (PromptInput& p : prompts) p.tokens.insert(p.tokens.begin(), virtual_ids.begin(), virtual_ids.end());
+  }
+
   Generator generator(*model, tokenizer.get());
+  if (adapter && adapter->adapters->spec().prefix) generator.set_prefix_block(block);
   GenerationStats total;
   for (size_t first = 0; first < prompts.size(); first += static_cast<size_t>(a.batch_size)) {
     const size_t last = std::min(prompts.size(), first + static_cast<size_t>(a.batch_size));
@@ -179,6 +204,9 @@ int run_generate(const GenerateArgs& a) {
         if (!prompts[i].id.empty()) rec["id"] = prompts[i].id;
         rec["prompt"] = to_valid_utf8(prompts[i].text);
         rec["completion"] = to_valid_utf8(g.text);
+        boost::json::array ids;
+        for (int32_t id : g.tokens) ids.emplace_back(id);
+        rec["completion_ids"] = std::move(ids);
         rec["finish_reason"] = g.finish_reason;
         rec["prompt_tokens"] = static_cast<int64_t>(prompts[i].tokens.size());
         rec["new_tokens"] = static_cast<int64_t>(g.tokens.size());
@@ -209,7 +237,9 @@ Command add_generate_command(CLI::App& app) {
   auto a = std::make_shared<GenerateArgs>();
   sub->add_option("--model", a->model, "Hugging Face model directory (config.json + safetensors)");
   sub->add_option("--checkpoint", a->checkpoint, "pft checkpoint file (.h5); needs --tokenizer");
-  sub->add_option("--adapter", a->adapter, "PEFT adapter file (not built yet)");
+  sub->add_option("--adapter", a->adapter, "Adapter checkpoint (.h5) of a PEFT run on --model");
+  sub->add_option("--adapter-task", a->adapter_task,
+                  "Task whose prompt/prefix block to use (adapters with one block per task)");
   sub->add_option("--prompt", a->prompts, "Prompt text (repeat for a batch)");
   sub->add_option("--input", a->input,
                   "JSONL file: {\"prompt\": ...} per line, or records of --task");

@@ -115,9 +115,18 @@ void Reducer::build_buckets(const ReducerOptions& options) {
   };
   const auto current_cap = [&] { return closed.empty() ? first_cap : cap; };
 
+  std::vector<uint8_t> sparse(slots.size(), 0);
+  for (size_t s : options.row_sparse_slots) {
+    PFT_ASSERT(s < slots.size(), "row-sparse slot out of range");
+    sparse[s] = 1;
+  }
   for (size_t walk = 0; walk < slots.size(); ++walk) {
     const size_t s = slots.size() - 1 - walk;  // reverse registration order
     const size_t g = slots[s].group;
+    if (sparse[s]) {  // reduced by reduce_rows(); no bucket may span it
+      if (open[g]) close(g);
+      continue;
+    }
     const int64_t bytes =
         slots[s].numel * static_cast<int64_t>(params_.grad(g).element_size());
     if (open[g] && open[g]->bytes + bytes > current_cap()) close(g);
@@ -134,7 +143,7 @@ void Reducer::build_buckets(const ReducerOptions& options) {
             [&](size_t a, size_t b) { return open[a]->first_seen < open[b]->first_seen; });
   for (size_t g : rest) close(g);
 
-  bucket_of_slot_.assign(slots.size(), 0);
+  bucket_of_slot_.assign(slots.size(), kNoBucket);
   for (Open& o : closed) {
     Bucket b;
     b.group = slots[o.slots.front()].group;
@@ -186,6 +195,7 @@ void Reducer::mark_ready(size_t slot) {
     ++rebound_grads_;
   }
   slot_ready_[slot] = 1;
+  if (bucket_of_slot_[slot] == kNoBucket) return;  // row-sparse: reduce_rows()
   if (--pending_[bucket_of_slot_[slot]] == 0) launch_ready_buckets();
 }
 
@@ -226,6 +236,20 @@ double Reducer::finish() {
                       ? 0.0
                       : std::chrono::duration<double>(Clock::now() - start).count();
   return stats_.wait_s;
+}
+
+void Reducer::reduce_rows(size_t slot, int64_t row_numel, const std::vector<int64_t>& rows) {
+  PFT_ASSERT(slot < bucket_of_slot_.size() && bucket_of_slot_[slot] == kNoBucket,
+             "reduce_rows: not a row-sparse slot");
+  if (comm_.size() <= 1 || rows.empty()) return;
+  const auto& s = params_.slots()[slot];
+  PFT_ASSERT(row_numel > 0 && s.numel % row_numel == 0, "reduce_rows: bad row size");
+  at::NoGradGuard no_grad;
+  at::Tensor table = params_.grad(s.group).narrow(0, s.offset, s.numel).view({-1, row_numel});
+  const at::Tensor index = at::tensor(rows, at::kLong).to(table.device());
+  at::Tensor picked = table.index_select(0, index);
+  comm_.all_reduce(picked, ReduceOp::kSum);
+  table.index_copy_(0, index, picked);
 }
 
 void Reducer::check_parameters_in_sync(int64_t step) {

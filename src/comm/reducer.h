@@ -30,6 +30,13 @@
 // Frozen parameters (requires_grad false) are not in FlatParameters and never in a bucket. With
 // one rank nothing is communicated (the hooks still run, so the bookkeeping is the same).
 //
+// Row-sparse slots (ReducerOptions::row_sparse_slots): tables of which a step uses a few rows
+// (prompt tuning's prompt table, one block of rows per task) are in no bucket; after finish() the
+// trainer calls reduce_rows() with the rows the step used, and only those are all-reduced. The
+// caller guarantees that every other row's gradient is zero on every rank, and every rank passes
+// the same rows (the trainer derives them from the step's plan, which every rank knows:
+// data/loader.h). A bucket never spans a row-sparse slot.
+//
 // Threads: the hooks run on the autograd engine's thread (the caller's for CPU tensors, a device
 // thread for CUDA ones) while backward() blocks the caller; a mutex orders them. Everything else
 // is for the trainer's thread. Throws RuntimeFailure on communication failures (from the hooks,
@@ -53,6 +60,7 @@ class Work;
 struct ReducerOptions {
   double bucket_cap_mb = 25.0;   // dist.bucket_cap_mb, MiB
   double first_bucket_mb = 1.0;  // dist.first_bucket_mb, MiB
+  std::vector<size_t> row_sparse_slots;  // FlatParameters::slots() indices, see above
 };
 
 class Reducer {
@@ -92,6 +100,10 @@ class Reducer {
   // the flat grad buffers hold the sum over ranks. Returns the seconds spent waiting. Collective.
   double finish();
 
+  // Sums rows `rows` (ascending, each `row_numel` elements) of row-sparse slot `slot`'s gradient
+  // over ranks, in one all-reduce of just those rows. Collective; after finish().
+  void reduce_rows(size_t slot, int64_t row_numel, const std::vector<int64_t>& rows);
+
   // Desync detector: compares a bitwise checksum of every parameter across ranks. Throws
   // RuntimeFailure on every rank, naming the first (in registration order) diverging tensor, its
   // checksum on each rank and `step`, when any differs. Collective; 3 small collectives.
@@ -113,7 +125,8 @@ class Reducer {
   FlatParameters& params_;
   Communicator& comm_;
   std::vector<Bucket> buckets_;
-  std::vector<size_t> bucket_of_slot_;      // (num slots)
+  std::vector<size_t> bucket_of_slot_;      // (num slots); kNoBucket for row-sparse slots
+  static constexpr size_t kNoBucket = static_cast<size_t>(-1);
   std::vector<const void*> grad_address_;   // (num slots) where each slot's grad must live
 
   // Per step, guarded by mutex_.

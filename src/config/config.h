@@ -72,6 +72,22 @@ struct TrainConfig {
   std::string resume = "none";
 };
 
+struct PeftConfig {
+  int64_t prompt_tokens = 20;
+  std::string prompt_init = "vocab";
+  std::string prompt_init_text;
+  bool prompt_shared = false;
+  int64_t prefix_tokens = 10;
+  bool prefix_projection = false;
+  int64_t prefix_hidden = 0;
+  int64_t lora_rank = 8;
+  double lora_alpha = 16.0;
+  double lora_dropout = 0.0;
+  std::vector<std::string> lora_targets;
+  std::string init_from;
+  bool freeze_loaded = false;
+};
+
 struct DistConfig {
   std::string backend = "auto";
   double timeout_s = 300.0;
@@ -101,6 +117,7 @@ struct Config {
   ModelConfig model;
   DataConfig data;
   TrainConfig train;
+  PeftConfig peft;
   DistConfig dist;
   EvalConfig eval;
   CheckpointConfig checkpoint;
@@ -159,7 +176,7 @@ void describe(V& v, DataConfig& c) {
 template <class V>
 void describe(V& v, TrainConfig& c) {
   using namespace config;
-  v.field("method", c.method, "Fine-tuning method.", one_of({"full", "prompt_tuning", "prefix_tuning", "lora"}));
+  v.field("method", c.method, "Fine-tuning method: `full` (every weight), or a frozen base with `prompt_tuning`, `prefix_tuning`, `lora`, `prompt_tuning+lora` or `prefix_tuning+lora` (their keys are under peft:, docs/peft.md).", one_of({"full", "prompt_tuning", "prefix_tuning", "lora", "prompt_tuning+lora", "prefix_tuning+lora"}));
   v.field("steps", c.steps, "Optimizer steps to run.", at_least(1).req());
   v.field("global_batch_size", c.global_batch_size, "Sequences per optimizer step over all ranks; accumulation = global / (micro * world).", at_least(1).req());
   v.field("micro_batch_size", c.micro_batch_size, "Sequences per rank per forward pass.", at_least(1));
@@ -175,6 +192,24 @@ void describe(V& v, TrainConfig& c) {
   v.field("precision", c.precision, "Compute precision: fp32, or bf16 / fp16 autocast with fp32 master weights (fp16 adds dynamic loss scaling).", one_of({"fp32", "bf16", "fp16"}));
   v.field("no_decay", c.no_decay, "Parameters whose name contains any of these substrings get no weight decay.");
   v.field("resume", c.resume, "`none`, `auto` (newest valid checkpoint in run.dir) or a checkpoint path.");
+}
+
+template <class V>
+void describe(V& v, PeftConfig& c) {
+  using namespace config;
+  v.field("prompt_tokens", c.prompt_tokens, "Prompt tuning: virtual tokens put before every document (per task block).", at_least(1));
+  v.field("prompt_init", c.prompt_init, "Prompt tuning: initial virtual-token embeddings: `vocab` (embeddings of random vocabulary tokens), `text` (the embeddings of prompt_init_text, repeated to prompt_tokens) or `random` (normal, init_std).", one_of({"vocab", "text", "random"}));
+  v.field("prompt_init_text", c.prompt_init_text, "Prompt tuning with prompt_init `text`: the text (e.g. the task's instruction), tokenized by data.tokenizer.");
+  v.field("prompt_shared", c.prompt_shared, "Prompt/prefix tuning: one block shared by every task instead of one block per task.");
+  v.field("prefix_tokens", c.prefix_tokens, "Prefix tuning: learned key/value positions per layer (per task block).", at_least(1));
+  v.field("prefix_projection", c.prefix_projection, "Prefix tuning: learn the prefixes through an MLP (embedding -> Linear -> tanh -> Linear), folded away in checkpoints' exports and at inference.");
+  v.field("prefix_hidden", c.prefix_hidden, "Prefix tuning with prefix_projection: hidden width of the MLP; 0 = PEFT's token_dim, n_kv_heads * head_dim (d_model without grouped-query attention).", at_least(0));
+  v.field("lora_rank", c.lora_rank, "LoRA: rank r of the update B A.", at_least(1));
+  v.field("lora_alpha", c.lora_alpha, "LoRA: the update is scaled by lora_alpha / lora_rank.", greater_than(0));
+  v.field("lora_dropout", c.lora_dropout, "LoRA: dropout on the adapter's input during training.", in_range(0, 0.99));
+  v.field("lora_targets", c.lora_targets, "LoRA: projections to adapt, matched against the end of their module name (`c_attn`, `attn.c_proj`, `q_proj`, `mlp.down_proj`, ...); empty = c_attn (gpt2) or q_proj, v_proj (llama).");
+  v.field("init_from", c.init_from, "Adapter checkpoint to start from (a new run, not a resume): its tensors are loaded; a prompt table keeps the rows of its tasks bitwise and adds fresh blocks for new tasks.");
+  v.field("freeze_loaded", c.freeze_loaded, "With init_from: the prompt/prefix blocks loaded from it get no gradient, so they stay bitwise unchanged while the new tasks' blocks learn (grow a trained table by a task).");
 }
 
 template <class V>
@@ -213,6 +248,7 @@ void describe(V& v, Config& c) {
   v.section("model", c.model, "Model architecture.");
   v.section("data", c.data, "Data pipeline.");
   v.section("train", c.train, "Optimisation.");
+  v.section("peft", c.peft, "Parameter-efficient methods (train.method other than full).");
   v.section("dist", c.dist, "Distributed execution.");
   v.section("eval", c.eval, "Evaluation.");
   v.section("checkpoint", c.checkpoint, "Checkpoints.");

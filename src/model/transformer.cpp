@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "core/format.h"
+#include "model/adapters.h"
 #include "model/kv_cache.h"
 
 namespace pft {
@@ -38,6 +39,9 @@ struct Weights : torch::nn::Module {
   torch::Tensor weight;  // shape as given
   torch::Tensor bias;    // (bias_size) or undefined
   Init init;
+  // LoRA of this projection (model/adapters.h), undefined when none is attached.
+  torch::Tensor lora_a, lora_b;  // (r, in), (out, r)
+  double lora_scale = 0.0, lora_dropout = 0.0;
 };
 
 std::shared_ptr<Weights> add(torch::nn::Module& parent, const std::string& name,
@@ -251,7 +255,7 @@ uint64_t fnv1a(std::string_view s) {
 
 // normal(0, std) from a CPU generator seeded by (seed, name): identical on every device.
 void fill_normal(torch::Tensor& p, double std, uint64_t seed, const std::string& name) {
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(splitmix64(seed ^ splitmix64(fnv1a(name))));
+  auto gen = init_generator(seed, name);
   if (p.is_cpu() && p.scalar_type() == at::kFloat && p.is_contiguous()) {
     p.normal_(0.0, std, gen);
   } else {
@@ -260,6 +264,10 @@ void fill_normal(torch::Tensor& p, double std, uint64_t seed, const std::string&
 }
 
 }  // namespace
+
+at::Generator init_generator(uint64_t seed, const std::string& name) {
+  return at::make_generator<at::CPUGeneratorImpl>(splitmix64(seed ^ splitmix64(fnv1a(name))));
+}
 
 void TransformerImpl::reset_parameters(uint64_t seed) {
   torch::NoGradGuard no_grad;
@@ -336,6 +344,15 @@ torch::Tensor merge_heads(const torch::Tensor& x) {
   return x.transpose(1, 2).reshape({x.size(0), x.size(2), x.size(1) * x.size(3)});
 }
 
+// y = x W^T + b (W (out, in)), or x W + b for a Conv1D weight (in, out), plus the LoRA update
+// (alpha / r) B A dropout(x) when one is attached.
+torch::Tensor project(const torch::Tensor& x, const detail::Weights& w, bool conv1d, bool training) {
+  auto y = at::linear(x, conv1d ? w.weight.t() : w.weight, w.bias);
+  if (!w.lora_a.defined()) return y;
+  const auto& in = w.lora_dropout > 0 && training ? at::dropout(x, w.lora_dropout, true) : x;
+  return y + at::linear(at::linear(in, w.lora_a), w.lora_b) * w.lora_scale;
+}
+
 // HF LlamaRMSNorm: normalise in fp32, cast back to the input dtype, then times the weight.
 torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
   auto xf = x.to(at::kFloat);
@@ -356,9 +373,103 @@ torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos,
 
 }  // namespace
 
+// Note [prefix attention]
+// Prefix tuning puts P = blocks * n learned keys and values in front of every layer's own. The
+// mask (B, 1, T, P + T) lets a token of task k see the n slots of block k (of block 0 when the
+// blocks are shared; none for padding, task -1) and its own document causally. Every block is
+// passed to every row: a row may pack documents of several tasks. Masked slots get exactly zero
+// attention, so blocks no token used get exactly zero gradient.
+namespace {
+
+std::pair<torch::Tensor, torch::Tensor> with_prefix(const torch::Tensor& prefix, size_t layer,
+                                                    const torch::Tensor& k, const torch::Tensor& v) {
+  const auto l = static_cast<int64_t>(layer);
+  const auto b = k.size(0);
+  auto pk = prefix[l][0].to(k.scalar_type()).unsqueeze(0);  // (1, KV, P, D)
+  auto pv = prefix[l][1].to(v.scalar_type()).unsqueeze(0);
+  pk = pk.expand({b, pk.size(1), pk.size(2), pk.size(3)});
+  pv = pv.expand({b, pv.size(1), pv.size(2), pv.size(3)});
+  return {at::cat({pk, k}, 2), at::cat({pv, v}, 2)};
+}
+
+}  // namespace
+
+torch::Tensor TransformerImpl::embed(const torch::Tensor& table, const torch::Tensor& input_ids) {
+  if (!adapters_ || !adapters_->prompt().defined()) return at::embedding(table, input_ids);
+  const int64_t v = spec_.vocab_size;
+  auto is_virtual = input_ids.ge(v);
+  auto words = at::embedding(table, input_ids.clamp_max(v - 1));
+  auto virtual_rows =
+      at::embedding(adapters_->prompt(), (input_ids - v).clamp(0, adapters_->prompt().size(0) - 1));
+  return at::where(is_virtual.unsqueeze(-1), virtual_rows.to(words.scalar_type()), words);
+}
+
+std::vector<std::tuple<std::string, int64_t, int64_t, bool>> TransformerImpl::lora_candidates() {
+  std::vector<std::tuple<std::string, int64_t, int64_t, bool>> out;
+  const bool conv1d = spec_.family == ModelFamily::Gpt2;
+  for (const auto& item : named_modules()) {
+    auto* w = dynamic_cast<detail::Weights*>(item.value().get());
+    if (w == nullptr || w->weight.dim() != 2) continue;
+    const std::string& name = item.key();
+    if (name.ends_with("wte") || name.ends_with("wpe") || name.ends_with("embed_tokens") ||
+        name == "lm_head")
+      continue;
+    const int64_t in = conv1d ? w->weight.size(0) : w->weight.size(1);
+    const int64_t out_features = conv1d ? w->weight.size(1) : w->weight.size(0);
+    out.emplace_back(name, in, out_features, conv1d);
+  }
+  return out;
+}
+
+void TransformerImpl::attach_adapters(std::shared_ptr<Adapters> adapters) {
+  for (const auto& item : named_modules())
+    if (auto* w = dynamic_cast<detail::Weights*>(item.value().get())) {
+      w->lora_a = w->lora_b = torch::Tensor();
+      if (!adapters) continue;
+      for (const Adapters::Lora& l : adapters->lora())
+        if (l.module == item.key()) {
+          w->lora_a = l.a;
+          w->lora_b = l.b;
+          w->lora_scale = adapters->spec().lora_scale();
+          w->lora_dropout = adapters->spec().lora_dropout;
+        }
+    }
+  adapters_ = std::move(adapters);
+}
+
+void TransformerImpl::merge_lora() {
+  torch::NoGradGuard no_grad;
+  for (const auto& item : named_modules()) {
+    auto* w = dynamic_cast<detail::Weights*>(item.value().get());
+    if (w == nullptr || !w->lora_a.defined()) continue;
+    auto delta = at::mm(w->lora_b, w->lora_a) * w->lora_scale;  // (out, in)
+    w->weight.add_(spec_.family == ModelFamily::Gpt2 ? delta.t() : delta);
+    w->lora_a = w->lora_b = torch::Tensor();
+  }
+}
+
+void TransformerImpl::prefill_prefix(KvCache& cache, int64_t block) {
+  PFT_ASSERT(adapters_ && adapters_->spec().prefix, "prefill_prefix: no prefix adapter attached");
+  PFT_ASSERT(cache.length() == 0, "prefill_prefix: the cache must be empty");
+  torch::NoGradGuard no_grad;
+  const int64_t n = adapters_->spec().prefix_tokens;
+  const int64_t kv = spec_.n_kv_heads, d = spec_.head_dim;
+  // In the weights' dtype (the cache takes the dtype of its first append).
+  auto rows = adapters_->fold_prefix().narrow(0, block * n, n).to(
+      parameters().front().scalar_type());  // (n, L*2*KV*D)
+  auto prefix = rows.view({n, spec_.n_layers, 2, kv, d}).permute({1, 2, 3, 0, 4});
+  for (int64_t l = 0; l < spec_.n_layers; ++l) {
+    auto k = prefix[l][0].unsqueeze(0).expand({cache.batch(), kv, n, d});
+    auto v = prefix[l][1].unsqueeze(0).expand({cache.batch(), kv, n, d});
+    cache.append(l, k, v);
+  }
+  cache.advance(n);
+}
+
 torch::Tensor TransformerImpl::forward(const torch::Tensor& input_ids,
                                        const torch::Tensor& position_ids,
-                                       const torch::Tensor& doc_ids) {
+                                       const torch::Tensor& doc_ids,
+                                       const torch::Tensor& task_ids) {
   if (input_ids.dim() != 2)
     throw InputError(fmt::format("model input_ids must be (B, T), got {} dims", input_ids.dim()));
   if (!position_ids.sizes().equals(input_ids.sizes()))
@@ -372,8 +483,34 @@ torch::Tensor TransformerImpl::forward(const torch::Tensor& input_ids,
       throw InputError("model doc_ids must be empty or have the shape of input_ids (B, T)");
     plan.mask = document_mask(doc_ids);
   }
-  return spec_.family == ModelFamily::Gpt2 ? gpt2_forward(input_ids, position_ids, plan)
-                                           : llama_forward(input_ids, position_ids, plan);
+  if (!adapters_ || !adapters_->spec().prefix)
+    return spec_.family == ModelFamily::Gpt2 ? gpt2_forward(input_ids, position_ids, plan)
+                                             : llama_forward(input_ids, position_ids, plan);
+  // Prefix tuning (Note [prefix attention]).
+  const AdapterSpec& a = adapters_->spec();
+  const int64_t n = a.prefix_tokens, p = a.blocks * n, t = input_ids.size(1);
+  if (t + n > spec_.max_seq_len)
+    throw InputError(fmt::format("{} tokens after a prefix of {} exceed model.max_seq_len = {}", t,
+                                 n, spec_.max_seq_len));
+  plan.prefix = adapters_->fold_prefix()
+                    .view({p, spec_.n_layers, 2, spec_.n_kv_heads, spec_.head_dim})
+                    .permute({1, 2, 3, 0, 4});  // (L, 2, KV, P, D)
+  const auto long_opts = input_ids.options().dtype(at::kLong);
+  at::Tensor block = task_ids.defined() && task_ids.numel() > 0
+                         ? task_ids.to(at::kLong)
+                         : at::zeros(input_ids.sizes(), long_opts);
+  if (a.blocks == 1) block = at::where(block.ge(0), at::zeros_like(block), block);
+  auto slot_block = at::arange(p, long_opts).div(n, "floor");                   // (P)
+  auto to_prefix = block.unsqueeze(-1).eq(slot_block.view({1, 1, p}));        // (B, T, P)
+  auto own = plan.mask.defined()
+                 ? plan.mask.squeeze(1)
+                 : at::ones({t, t}, long_opts.dtype(at::kBool)).tril_().unsqueeze(0).expand(
+                       {input_ids.size(0), t, t});
+  plan.mask = at::cat({to_prefix, own}, -1).unsqueeze(1);  // (B, 1, T, P + T)
+  plan.causal = false;
+  const auto shifted = position_ids + n;
+  return spec_.family == ModelFamily::Gpt2 ? gpt2_forward(input_ids, shifted, plan)
+                                           : llama_forward(input_ids, shifted, plan);
 }
 
 // Note [cached attention]
@@ -413,8 +550,12 @@ torch::Tensor TransformerImpl::forward_cached(const torch::Tensor& input_ids,
   } else {
     plan.causal = l == 0;  // the prompt: causal; one step (T = 1): every slot
   }
-  auto logits = spec_.family == ModelFamily::Gpt2 ? gpt2_forward(input_ids, position_ids, plan)
-                                                  : llama_forward(input_ids, position_ids, plan);
+  // With a prefix adapter the cache starts with its n slots (prefill_prefix) and positions shift.
+  const auto positions = adapters_ && adapters_->spec().prefix
+                             ? position_ids + adapters_->spec().prefix_tokens
+                             : position_ids;
+  auto logits = spec_.family == ModelFamily::Gpt2 ? gpt2_forward(input_ids, positions, plan)
+                                                  : llama_forward(input_ids, positions, plan);
   cache.advance(t);
   return logits;
 }
@@ -424,7 +565,7 @@ torch::Tensor TransformerImpl::gpt2_forward(const torch::Tensor& input_ids,
                                             const AttentionPlan& plan) {
   const int64_t c = spec_.d_model, h = spec_.n_heads, d = spec_.head_dim;
   const auto& body = *gpt2_;
-  auto x = at::embedding(body.wte->weight, input_ids) +
+  auto x = embed(body.wte->weight, input_ids) +
            at::embedding(body.wpe->weight, position_ids);  // (B, T, C)
   for (size_t layer = 0; layer < body.blocks.size(); ++layer) {
     const auto& block = body.blocks[layer];
@@ -432,15 +573,17 @@ torch::Tensor TransformerImpl::gpt2_forward(const torch::Tensor& input_ids,
     const auto& mlp = *block->mlp;
     // Conv1D weights are (in, out): .t() gives at::linear its (out, in) view, no copy.
     auto y = at::layer_norm(x, {c}, block->ln_1->weight, block->ln_1->bias, spec_.norm_eps);
-    auto qkv = at::linear(y, attn.c_attn->weight.t(), attn.c_attn->bias).split(c, -1);
+    const bool training = is_training();
+    auto qkv = project(y, *attn.c_attn, true, training).split(c, -1);
     auto k = split_heads(qkv[1], h, d), v = split_heads(qkv[2], h, d);
     if (plan.cache != nullptr)
       std::tie(k, v) = plan.cache->append(static_cast<int64_t>(layer), k, v);
+    if (plan.prefix.defined()) std::tie(k, v) = with_prefix(plan.prefix, layer, k, v);
     auto a = attend(split_heads(qkv[0], h, d), k, v, plan.mask, plan.causal);  // (B, H, T, D)
-    x = x + at::linear(merge_heads(a), attn.c_proj->weight.t(), attn.c_proj->bias);
+    x = x + project(merge_heads(a), *attn.c_proj, true, training);
     y = at::layer_norm(x, {c}, block->ln_2->weight, block->ln_2->bias, spec_.norm_eps);
-    y = at::gelu(at::linear(y, mlp.c_fc->weight.t(), mlp.c_fc->bias), "tanh");  // (B, T, F)
-    x = x + at::linear(y, mlp.c_proj->weight.t(), mlp.c_proj->bias);
+    y = at::gelu(project(y, *mlp.c_fc, true, training), "tanh");  // (B, T, F)
+    x = x + project(y, *mlp.c_proj, true, training);
   }
   if (plan.last_only) x = x.narrow(1, x.size(1) - 1, 1);
   x = at::layer_norm(x, {c}, body.ln_f->weight, body.ln_f->bias, spec_.norm_eps);
@@ -466,23 +609,26 @@ torch::Tensor TransformerImpl::llama_forward(const torch::Tensor& input_ids,
   const int64_t h = spec_.n_heads, kv = spec_.n_kv_heads, d = spec_.head_dim;
   const double eps = spec_.norm_eps;
   const auto& body = *llama_;
-  auto x = at::embedding(body.embed_tokens->weight, input_ids);  // (B, T, C)
+  auto x = embed(body.embed_tokens->weight, input_ids);  // (B, T, C)
   const auto [cos, sin] = rope_cos_sin(position_ids, x.scalar_type());
   for (size_t layer = 0; layer < body.blocks.size(); ++layer) {
     const auto& block = body.blocks[layer];
     const auto& attn = *block->self_attn;
     const auto& mlp = *block->mlp;
+    const bool training = is_training();
     auto y = rms_norm(x, block->input_layernorm->weight, eps);
-    auto q = apply_rope(split_heads(at::linear(y, attn.q_proj->weight), h, d), cos, sin);
-    auto k = apply_rope(split_heads(at::linear(y, attn.k_proj->weight), kv, d), cos, sin);
-    auto v = split_heads(at::linear(y, attn.v_proj->weight), kv, d);
+    auto q = apply_rope(split_heads(project(y, *attn.q_proj, false, training), h, d), cos, sin);
+    auto k = apply_rope(split_heads(project(y, *attn.k_proj, false, training), kv, d), cos, sin);
+    auto v = split_heads(project(y, *attn.v_proj, false, training), kv, d);
     if (plan.cache != nullptr)
       std::tie(k, v) = plan.cache->append(static_cast<int64_t>(layer), k, v);
-    x = x + at::linear(merge_heads(attend(q, k, v, plan.mask, plan.causal)), attn.o_proj->weight);
+    if (plan.prefix.defined()) std::tie(k, v) = with_prefix(plan.prefix, layer, k, v);
+    x = x + project(merge_heads(attend(q, k, v, plan.mask, plan.causal)), *attn.o_proj, false,
+                    training);
     y = rms_norm(x, block->post_attention_layernorm->weight, eps);
-    auto gated =
-        at::silu(at::linear(y, mlp.gate_proj->weight)) * at::linear(y, mlp.up_proj->weight);
-    x = x + at::linear(gated, mlp.down_proj->weight);
+    auto gated = at::silu(project(y, *mlp.gate_proj, false, training)) *
+                 project(y, *mlp.up_proj, false, training);
+    x = x + project(gated, *mlp.down_proj, false, training);
   }
   if (plan.last_only) x = x.narrow(1, x.size(1) - 1, 1);
   x = rms_norm(x, body.norm->weight, eps);

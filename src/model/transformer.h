@@ -60,6 +60,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "config/config.h"
@@ -97,7 +98,12 @@ std::string family_name(ModelFamily family);
 // allocated, so it works for any size.
 int64_t parameter_count(const ModelSpec& spec);
 
+// The CPU generator of the deterministic init for the tensor `name`, seeded from (seed, name):
+// the same values on every rank and device. Adapters (model/adapters.h) draw from it too.
+at::Generator init_generator(uint64_t seed, const std::string& name);
+
 class KvCache;
+class Adapters;
 
 namespace detail {
 struct Gpt2Body;
@@ -117,8 +123,12 @@ class TransformerImpl : public torch::nn::Module {
   //   doc_ids       int32/int64 (B, T) document index per token, or undefined/empty for one
   //                 document per row (causal fast path). Attention never crosses documents.
   // All on the parameters' device. Throws InputError on mismatched shapes.
+  //   task_ids      int64 (B, T) task of each token (-1 = none), or undefined: selects the
+  //                 prefix block of prefix tuning (model/adapters.h); unused otherwise
+  // With a prompt-tuning adapter attached, ids >= vocab_size are virtual tokens (rows of its
+  // table); with a prefix adapter, positions are shifted by its n (PEFT's convention).
   torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& position_ids,
-                        const torch::Tensor& doc_ids);
+                        const torch::Tensor& doc_ids, const torch::Tensor& task_ids = {});
 
   // Incremental decoding. Runs input_ids (B, T) at position_ids (B, T), writing their keys and
   // values to `cache` slots [cache.length(), cache.length() + T) and advancing it by T. Each new
@@ -138,6 +148,19 @@ class TransformerImpl : public torch::nn::Module {
 
   const ModelSpec& spec() const { return spec_; }
 
+  // Adapters (model/adapters.h). lora_candidates(): (module name, in, out, conv1d) of every
+  // linear projection in module order, what LoRA may target. attach_adapters() makes forward()
+  // use `adapters` (kept alive here; null detaches); their tensors must be on the model's device.
+  std::vector<std::tuple<std::string, int64_t, int64_t, bool>> lora_candidates();
+  void attach_adapters(std::shared_ptr<Adapters> adapters);
+  const std::shared_ptr<Adapters>& adapters() const { return adapters_; }
+  // Adds every attached LoRA update (alpha / r) B A into its base weight and stops applying it
+  // (inference and export). The prompt and prefix adapters stay attached.
+  void merge_lora();
+  // Generation with a prefix adapter: writes block `block`'s prefix keys and values at the first
+  // n slots of an empty cache and advances it by n (forward_cached then shifts positions by n).
+  void prefill_prefix(KvCache& cache, int64_t block);
+
  private:
   // `mask` (B, 1, T, S) bool or undefined (then causal when `causal`, else every key); `cache`
   // null for training; `last_only` keeps the last position's logits.
@@ -146,6 +169,7 @@ class TransformerImpl : public torch::nn::Module {
     bool causal = true;
     KvCache* cache = nullptr;
     bool last_only = false;
+    torch::Tensor prefix;  // prefix tuning: (L, 2, KV, P, D) keys/values put before each layer's
   };
   torch::Tensor gpt2_forward(const torch::Tensor& input_ids, const torch::Tensor& position_ids,
                              const AttentionPlan& plan);
@@ -160,6 +184,10 @@ class TransformerImpl : public torch::nn::Module {
   std::shared_ptr<detail::LlamaBody> llama_;  // "model" (Llama only)
   std::shared_ptr<detail::Weights> lm_head_;  // "lm_head" (untied only)
   torch::Tensor inv_freq_;                    // (D/2) fp32 RoPE frequencies, per device (cache)
+  std::shared_ptr<Adapters> adapters_;        // or null
+
+  // Token embeddings, virtual tokens (ids >= V) from the prompt table.
+  torch::Tensor embed(const torch::Tensor& table, const torch::Tensor& input_ids);
 };
 TORCH_MODULE(Transformer);
 

@@ -10,6 +10,7 @@
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <ctime>
@@ -249,7 +250,7 @@ Contents checkpoint_contents(const Config& config, int world_size, const FlatPar
   trainable["version"] = int64_t{1};
   trainable["method"] = config.train.method;
   trainable["base_model_path"] = config.model.from_pretrained;
-  trainable["base_model_hash"] = std::string();
+  trainable["base_model_hash"] = progress.base_model_hash;
 
   c.group(ckpt::kRng)["world_size"] = static_cast<int64_t>(rng_states.size());
   for (size_t r = 0; r < rng_states.size(); ++r) {
@@ -371,6 +372,11 @@ TrainProgress restore_checkpoint(const Contents& c, const Config& config, const 
   p.step = ckpt::attr_int(meta, ckpt::kAttrStep, ckpt::kMeta);
   p.tokens_seen = ckpt::attr_int(meta, ckpt::kAttrTokensSeen, ckpt::kMeta);
   p.loss = ckpt::attr_double(meta, std::string(ckpt::kMetricAttrPrefix) + "loss", ckpt::kMeta);
+  if (c.has_group(ckpt::kTrainable)) {
+    const ckpt::Attrs& trainable = c.group_attrs(ckpt::kTrainable);
+    if (trainable.count("base_model_hash") > 0)
+      p.base_model_hash = ckpt::attr_string(trainable, "base_model_hash", ckpt::kTrainable);
+  }
   const ckpt::Attrs& data = c.group_attrs(ckpt::kData);
   p.data_source = ckpt::attr_string(data, "source", ckpt::kData);
   if (p.data_source != config.data.source)
@@ -567,6 +573,81 @@ void Checkpointer::after_step(TrainProgress progress, bool last, MetricsWriter& 
   } else if (saver_) {
     report(saver_->poll(), metrics);
   }
+}
+
+std::vector<size_t> init_adapters_from(const std::filesystem::path& file, const std::string& base_model_hash,
+                        const std::vector<std::pair<std::string, at::Tensor>>& named,
+                        const std::map<std::string, int64_t>& block_rows,
+                        const std::vector<std::string>& task_names) {
+  const ckpt::Contents c = ckpt::read_checkpoint(file);
+  const std::string where = fmt::format("peft.init_from: checkpoint {}", file.string());
+  std::string saved_hash;
+  if (c.has_group(ckpt::kTrainable)) {
+    const ckpt::Attrs& t = c.group_attrs(ckpt::kTrainable);
+    if (t.count("base_model_hash") > 0)
+      saved_hash = ckpt::attr_string(t, "base_model_hash", ckpt::kTrainable);
+  }
+  if (saved_hash.empty())
+    throw InputError(fmt::format("{} holds no adapters (it was trained with train.method full); "
+                                 "start from an adapter checkpoint",
+                                 where));
+  if (saved_hash != base_model_hash)
+    throw InputError(fmt::format("{} was trained on another base model ({}; this run's base is "
+                                 "{}); adapters only fit the base they were trained on",
+                                 where, saved_hash, base_model_hash));
+  std::vector<std::string> saved_tasks;
+  if (const ckpt::Dataset* names = c.find("/data/task_names")) {
+    const boost::json::value list = boost::json::parse(names->text());
+    for (const boost::json::value& n : list.as_array()) saved_tasks.emplace_back(n.as_string());
+  }
+  at::NoGradGuard no_grad;
+  int64_t copied = 0;
+  std::vector<size_t> loaded;
+  for (size_t k = 0; k < task_names.size(); ++k)
+    if (std::find(saved_tasks.begin(), saved_tasks.end(), task_names[k]) != saved_tasks.end())
+      loaded.push_back(k);
+  for (const auto& [name, dst] : named) {
+    const ckpt::Dataset* d = c.find(std::string(ckpt::kModel) + "/" + name);
+    if (d == nullptr) continue;  // a method the checkpoint did not train keeps its fresh init
+    const auto rows = block_rows.find(name);
+    if (rows == block_rows.end() || d->shape == std::vector<int64_t>(dst.sizes().begin(), dst.sizes().end())) {
+      copy_into(*d, dst, file.string());
+      ++copied;
+      continue;
+    }
+    // A task table of another task list: copy the blocks of the tasks both runs have, by name.
+    const int64_t n = rows->second;
+    if (d->shape.size() != 2 || d->shape[1] != dst.size(1) ||
+        d->shape[0] != n * static_cast<int64_t>(saved_tasks.size()))
+      throw InputError(fmt::format("{}: {} is {}, which does not fit this run's {} ({} rows per "
+                                   "task)",
+                                   where, d->path, fmt::join(d->shape, "x"),
+                                   fmt::join(dst.sizes(), "x"), n));
+    const at::Tensor src = at::from_blob(const_cast<std::byte*>(d->bytes.data()), d->shape,
+                                         at::TensorOptions().dtype(scalar_type_of(d->dtype)));
+    for (size_t k = 0; k < task_names.size(); ++k) {
+      const auto it = std::find(saved_tasks.begin(), saved_tasks.end(), task_names[k]);
+      if (it == saved_tasks.end()) continue;
+      const int64_t from = (it - saved_tasks.begin()) * n;
+      dst.narrow(0, static_cast<int64_t>(k) * n, n).copy_(src.narrow(0, from, n));
+    }
+    ++copied;
+  }
+  if (copied == 0)
+    throw InputError(fmt::format("{} holds none of this run's adapter tensors (it was trained with "
+                                 "another train.method)",
+                                 where));
+  return loaded;
+}
+
+std::string module_hash(torch::nn::Module& module) {
+  ckpt::Checksummer sum;
+  for (const auto& item : module.named_parameters()) {
+    const at::Tensor t = item.value().detach().to(at::kCPU).contiguous();
+    sum.update({static_cast<const std::byte*>(t.data_ptr()),
+                static_cast<size_t>(t.numel()) * t.element_size()});
+  }
+  return ckpt::checksum_text(sum.digest());
 }
 
 std::string parameter_hash(const FlatParameters& params) {

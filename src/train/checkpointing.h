@@ -7,7 +7,9 @@
 //   /model       every parameter (FlatParameters slot) under its name, in its dtype
 //   /optimizer   AdamW exp_avg / exp_avg_sq per parameter (attribute step), hyperparameters,
 //                the schedule's options, the fp16 loss scaler
-//   /trainable   method (full) and the base-model reference (empty until PEFT)
+//   /trainable   method and, for adapters (train.method other than full), the base-model
+//                reference: model.from_pretrained and module_hash() of the frozen base; /model
+//                then holds only the adapter tensors (model/adapters.h names)
 //   /rng         per rank: torch's CPU generator state (and CUDA's on GPUs)
 //   /data        source, next step, per task: name and next sample (the loader's whole state)
 //   /controller  version (and the mixture weights of the loader)
@@ -27,6 +29,7 @@
 #include <cstdint>
 #include <deque>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -55,6 +58,7 @@ struct TrainProgress {
   std::vector<std::string> task_names;      // tasks source
   std::vector<int64_t> mixture_weights;     // tasks source: the mixture weight of each task
   std::deque<std::string> metrics_history;  // recent metrics.jsonl lines
+  std::string base_model_hash;              // PEFT: module_hash of the frozen base; else empty
 };
 
 // Collective over `world`: every rank's generator states (CPU, and the current CUDA device's when
@@ -131,5 +135,20 @@ class Checkpointer {
 // XXH3-64 of every parameter byte (group by group, slots in order; padding excluded) as
 // "xxh3-64:<hex>": the final parameter hash of a run (bitwise-resume tests compare it).
 std::string parameter_hash(const FlatParameters& params);
+
+// peft.init_from: loads the adapter tensors of checkpoint `file` into `named` (same names) on
+// every rank that calls it. Tables listed in `block_rows` (name -> rows per task block) are copied
+// block by block by task name: tasks the file knows keep their rows bitwise, new tasks keep their
+// fresh init. Returns the indices (in `task_names`) of the tasks whose blocks were loaded. Throws
+// InputError naming the file when it holds no adapters, was trained on a base other than
+// `base_model_hash`, or a tensor does not fit.
+std::vector<size_t> init_adapters_from(const std::filesystem::path& file, const std::string& base_model_hash,
+                        const std::vector<std::pair<std::string, at::Tensor>>& named,
+                        const std::map<std::string, int64_t>& block_rows,
+                        const std::vector<std::string>& task_names);
+
+// XXH3-64 of every parameter of `module` (named_parameters() order), "xxh3-64:<hex>": the
+// base-model hash adapter checkpoints record (/trainable/base_model_hash).
+std::string module_hash(torch::nn::Module& module);
 
 }  // namespace pft

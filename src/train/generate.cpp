@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/format.h"
 #include "data/utf8.h"
+#include "model/adapters.h"
 #include "model/kv_cache.h"
 
 namespace pft {
@@ -125,11 +126,16 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<int32_
   std::vector<Generation> out(prompts.size());
   if (b == 0) return out;
 
+  // Prompt tuning's virtual tokens (model/adapters.h) are ids past the vocabulary.
+  const auto& adapters = model_.adapters();
+  const int64_t ids_end = adapters && adapters->prompt().defined()
+                              ? spec.vocab_size + adapters->prompt().size(0)
+                              : spec.vocab_size;
   int64_t longest = 0, prompt_tokens = 0;
   for (size_t i = 0; i < prompts.size(); ++i) {
     if (prompts[i].empty()) throw InputError(fmt::format("prompt {} is empty (no tokens)", i));
     for (int32_t id : prompts[i])
-      if (id < 0 || id >= spec.vocab_size)
+      if (id < 0 || id >= ids_end)
         throw InputError(
             fmt::format("prompt {} holds token id {}, outside the model's "
                         "vocabulary of {}",
@@ -142,12 +148,14 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<int32_
         fmt::format("a prompt of {} tokens leaves no room to generate: the model's "
                     "max_seq_len is {}",
                     longest, spec.max_seq_len));
-  const int64_t capacity = std::min(spec.max_seq_len, longest + o.max_new_tokens);
+  // Prefix tuning: n prefix slots first; positions are shifted by n (TransformerImpl).
+  const int64_t pre = prefix_block_ >= 0 ? model_.adapters()->spec().prefix_tokens : 0;
+  const int64_t capacity = std::min(spec.max_seq_len - pre, longest + o.max_new_tokens);
   const int64_t steps = capacity - longest;  // new tokens per row at most
 
   // Left-padded prompt ids, per-row positions, valid slots.
   std::vector<int64_t> ids(static_cast<size_t>(b * longest), 0), pos(ids.size(), 0);
-  auto valid = at::ones({b, capacity}, at::kBool);
+  auto valid = at::ones({b, pre + capacity}, at::kBool);
   std::vector<int64_t> pad(static_cast<size_t>(b));
   bool padded = false;
   for (int64_t r = 0; r < b; ++r) {
@@ -155,7 +163,7 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<int32_
     const int64_t n = static_cast<int64_t>(p.size()), left = longest - n;
     pad[static_cast<size_t>(r)] = left;
     padded = padded || left > 0;
-    if (left > 0) valid[r].narrow(0, 0, left).fill_(false);
+    if (left > 0) valid[r].narrow(0, pre, left).fill_(false);
     for (int64_t j = 0; j < n; ++j) {
       ids[static_cast<size_t>(r * longest + left + j)] = p[static_cast<size_t>(j)];
       pos[static_cast<size_t>(r * longest + left + j)] = j;
@@ -167,13 +175,17 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<int32_
   const at::Tensor prompt_pos = at::from_blob(pos.data(), {b, longest}, long_opts);
 
   c10::InferenceMode inference;
-  KvCache cache(spec.n_layers, b, capacity);
+  KvCache cache(spec.n_layers, b, pre + capacity);
   if (padded) cache.set_key_valid(valid.to(device));
+  if (pre > 0) model_.prefill_prefix(cache, prefix_block_);
   const int64_t allowed = tokenizer_ != nullptr
                               ? std::min<int64_t>(spec.vocab_size, tokenizer_->vocab_size())
                               : spec.vocab_size;
   TokenChooser chooser(o, b, spec.vocab_size, allowed);
-  chooser.observe(prompt_ids, padded ? valid.narrow(1, 0, longest) : at::Tensor());
+  // Prompt tuning's virtual tokens (ids >= V) are not text: the penalties never see them.
+  at::Tensor seen = prompt_ids.lt(spec.vocab_size);
+  if (padded) seen.logical_and_(valid.narrow(1, pre, longest));
+  chooser.observe(prompt_ids.clamp_max(spec.vocab_size - 1), seen);
 
   GenerationStats st;
   st.prompts = b;

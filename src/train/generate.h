@@ -85,9 +85,14 @@ class Generator {
                                    const SamplingOptions& options,
                                    GenerationStats* stats = nullptr);
 
+  // With a prefix-tuning adapter attached to the model: the block (task) whose prefix every
+  // generation starts from (TransformerImpl::prefill_prefix). -1 = none.
+  void set_prefix_block(int64_t block) { prefix_block_ = block; }
+
  private:
   TransformerImpl& model_;
   const Tokenizer* tokenizer_;
+  int64_t prefix_block_ = -1;
 };
 
 }  // namespace pft

@@ -3,6 +3,7 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <exception>
@@ -79,6 +80,34 @@ void on_some_ranks(const RankEnv& env, bool mine, Body body) {
   });
 }
 
+// Prompt tuning: the n virtual tokens first_id .. first_id + n - 1 in front of every document of
+// `base`, loss mask 0; documents are cut to `max_len` from the head of their prompt.
+class SoftPromptDocuments : public DocumentSource {
+ public:
+  SoftPromptDocuments(DocumentSource& base, int64_t first_id, int64_t n, int64_t max_len)
+      : base_(base), first_id_(first_id), n_(n), max_len_(max_len) {}
+  int64_t num_examples() const override { return base_.num_examples(); }
+  int32_t num_templates() const override { return base_.num_templates(); }
+  int32_t template_id(int32_t slot) const override { return base_.template_id(slot); }
+  int64_t length(int64_t doc) const override { return std::min(base_.length(doc) + n_, max_len_); }
+  void read(int64_t doc, std::vector<int32_t>& tokens, std::vector<uint8_t>& mask) override {
+    base_.read(doc, tok_, mask_);
+    const auto cut = static_cast<size_t>(std::max<int64_t>(
+        0, static_cast<int64_t>(tok_.size()) + n_ - max_len_));
+    tokens.resize(static_cast<size_t>(n_));
+    mask.assign(static_cast<size_t>(n_), 0);
+    for (int64_t j = 0; j < n_; ++j) tokens[static_cast<size_t>(j)] = static_cast<int32_t>(first_id_ + j);
+    tokens.insert(tokens.end(), tok_.begin() + static_cast<std::ptrdiff_t>(cut), tok_.end());
+    mask.insert(mask.end(), mask_.begin() + static_cast<std::ptrdiff_t>(cut), mask_.end());
+  }
+
+ private:
+  DocumentSource& base_;
+  int64_t first_id_, n_, max_len_;
+  std::vector<int32_t> tok_;
+  std::vector<uint8_t> mask_;
+};
+
 std::string broadcast(std::string text, MPI_Comm comm) {
   int64_t n = static_cast<int64_t>(text.size());
   PFT_MPI_CHECK(MPI_Bcast(&n, 1, MPI_INT64_T, 0, comm));
@@ -112,6 +141,17 @@ TaskTokenSource::TaskTokenSource(const Config& config, const RankEnv& env, at::D
     pad_id = tok->pad_id().value_or(tok->eos_id() >= 0 ? tok->eos_id() : 0);
     std::istringstream lines(list);
     std::vector<LoaderTask> tasks;
+    const bool soft = config.train.method.starts_with("prompt_tuning");
+    const int64_t n = config.peft.prompt_tokens;
+    // Wraps a split in the virtual tokens of task k's block (prompt tuning), else returns it.
+    const auto documents = [&](DocumentSource& split, size_t k,
+                               std::vector<std::unique_ptr<DocumentSource>>& keep) {
+      if (!soft) return &split;
+      const int64_t block = config.peft.prompt_shared ? 0 : static_cast<int64_t>(k);
+      keep.push_back(std::make_unique<SoftPromptDocuments>(
+          split, config.model.vocab_size + block * n, n, config.data.seq_len));
+      return keep.back().get();
+    };
     for (std::string line; std::getline(lines, line);) {
       const size_t a = line.find('\t'), b = line.rfind('\t');
       ContentHash hash;
@@ -120,7 +160,11 @@ TaskTokenSource::TaskTokenSource(const Config& config, const RankEnv& env, at::D
           "malformed store list from rank 0");
       names_.push_back(line.substr(0, a));
       stores_.push_back(TokenStore::open(line.substr(a + 1, b - a - 1), hash));
-      tasks.push_back(LoaderTask{names_.back(), &stores_.back()->split(Split::kTrain)});
+      const size_t k = names_.size() - 1;
+      tasks.push_back(LoaderTask{names_.back(), documents(stores_.back()->split(Split::kTrain), k, wrappers_)});
+      validation_.push_back(stores_.back()->has_split(Split::kValidation)
+                                ? documents(stores_.back()->split(Split::kValidation), k, wrappers_)
+                                : nullptr);
     }
     LoaderOptions o;
     o.seed = static_cast<uint64_t>(config.run.seed);
@@ -130,6 +174,7 @@ TaskTokenSource::TaskTokenSource(const Config& config, const RankEnv& env, at::D
     o.world_size = env.world_size;
     o.rank = env.world_rank;
     o.pad_id = pad_id;
+    pad_id_ = pad_id;
     o.mixing = MixingOptions{config.data.mixing, config.data.mixing_cap,
                              config.data.mixing_temperature};
     loader_ = std::make_unique<TaskLoader>(std::move(tasks), o);
@@ -152,8 +197,20 @@ TaskTokenSource::TaskTokenSource(const Config& config, const RankEnv& env, at::D
   if (!device_.is_cpu()) host_ = allocate(rows_, seq_len_, at::kCPU);
 }
 
+std::vector<int64_t> TaskTokenSource::tasks_in_step() const {
+  std::vector<uint8_t> used(names_.size(), 0);
+  for (const SlotPlan& sp : loader_->plan()) used[static_cast<size_t>(sp.task)] = 1;
+  std::vector<int64_t> out;
+  for (size_t k = 0; k < used.size(); ++k)
+    if (used[k]) out.push_back(static_cast<int64_t>(k));
+  return out;
+}
+
+DocumentSource* TaskTokenSource::validation(size_t task) { return validation_.at(task); }
+
 TaskTokenSource::~TaskTokenSource() {
   loader_.reset();  // holds pointers into the stores
+  wrappers_.clear();
   stores_.clear();
 }
 
@@ -166,6 +223,29 @@ void TaskTokenSource::plan_step(int64_t step) {
 
 int64_t TaskTokenSource::fill(int64_t micro, Batch& batch) {
   loader_->fill(micro, packed_);
+  return copy_packed(batch);
+}
+
+int64_t TaskTokenSource::fill_documents(size_t task, DocumentSource& split,
+                                        const std::vector<int64_t>& docs, Batch& batch) {
+  PFT_ASSERT(static_cast<int64_t>(docs.size()) <= rows_, "fill_documents: more documents than rows");
+  packed_.clear(rows_, seq_len_);
+  for (size_t i = 0; i < docs.size(); ++i) {
+    split.read(docs[i], eval_tokens_, eval_mask_);
+    const auto n = static_cast<size_t>(
+        std::min<int64_t>(seq_len_ + 1, static_cast<int64_t>(eval_tokens_.size())));
+    if (n < 2) continue;  // nothing to predict
+    const int32_t slot = static_cast<int32_t>(docs[i] % split.num_templates());
+    packed_.add_document(static_cast<int64_t>(i), std::span(eval_tokens_.data(), n),
+                         std::span(eval_mask_.data(), n),
+                         DocRef{static_cast<int32_t>(task), split.template_id(slot),
+                                docs[i] / split.num_templates(), 0});
+  }
+  packed_.finish(pad_id_);
+  return copy_packed(batch);
+}
+
+int64_t TaskTokenSource::copy_packed(Batch& batch) {
   Batch& host = device_.is_cpu() ? batch : host_;
   copy_into(packed_.input_ids, host.input_ids);
   copy_into(packed_.targets, host.targets);

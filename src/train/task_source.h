@@ -14,6 +14,10 @@
 //
 // Per step: plan_step(s) plans the step on every rank (no communication, data/loader.h), then
 // fill(m, batch) writes this rank's micro-batch m into `batch`.
+//
+// Prompt tuning (train.method prompt_tuning*): every document, training and validation, starts
+// with the n virtual tokens of its task's block, ids V + block * n + j (model/adapters.h); a
+// document that no longer fits data.seq_len loses the head of its prompt (its answer stays).
 #pragma once
 
 #include <cstdint>
@@ -29,6 +33,7 @@
 namespace pft {
 
 class TokenStore;
+class DocumentSource;
 
 class TaskTokenSource {
  public:
@@ -51,13 +56,31 @@ class TaskTokenSource {
   // returns its target tokens (counted on the host).
   int64_t fill(int64_t micro, Batch& batch);
 
+  // The tasks of the planned step's micro-batches over ALL ranks, ascending (every rank plans
+  // every slot, so every rank knows them without communication).
+  std::vector<int64_t> tasks_in_step() const;
+  // Task k's validation split as documents (with the virtual tokens of prompt tuning), or null
+  // when the task has no validation split.
+  DocumentSource* validation(size_t task);
+  // Writes documents `docs` of `split` (task `task`), one per row from row 0, into `batch` (at
+  // most micro_batch_size of them; longer ones are cut to seq_len); returns its target tokens.
+  int64_t fill_documents(size_t task, DocumentSource& split, const std::vector<int64_t>& docs,
+                         Batch& batch);
+
  private:
   at::Device device_;
   int64_t rows_, seq_len_;
   std::vector<std::string> names_;
   std::vector<std::unique_ptr<TokenStore>> stores_;
+  std::vector<std::unique_ptr<DocumentSource>> wrappers_;  // prompt tuning: soft-prompt splits
+  std::vector<DocumentSource*> validation_;                 // per task, or null
   std::unique_ptr<TaskLoader> loader_;
+  int64_t copy_packed(Batch& batch);  // packed_ -> batch (through host_ on devices)
+
   PackedRows packed_;
+  int32_t pad_id_ = 0;
+  std::vector<int32_t> eval_tokens_;
+  std::vector<uint8_t> eval_mask_;
   Batch host_;  // CPU staging when the device is not the CPU
 };
 

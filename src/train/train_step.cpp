@@ -75,7 +75,11 @@ StepResult TrainStep::run(const std::vector<Batch>& micro_batches,
   }
 
   // 3. Sum gradients over ranks: wait for the buckets the last backward started.
-  if (options_.reducer != nullptr) result.comm_time_s = options_.reducer->finish();
+  if (options_.reducer != nullptr) {
+    result.comm_time_s = options_.reducer->finish();
+    for (const auto& [slot, row_numel] : options_.row_sparse)
+      options_.reducer->reduce_rows(slot, row_numel, rows_in_use_);
+  }
   // After finish(): nothing may touch a bucket while its all-reduce runs (the reducer's hooks
   // already put back any gradient autograd replaced before sending it).
   if (const size_t fixed = params_.rebind_grads(); fixed > 0) {

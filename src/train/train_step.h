@@ -16,7 +16,8 @@
 //   2. zero grads; per micro-batch: forward under autocast, fp32 loss sum, backward of
 //      sum * scale / total  (scale = fp16 loss scale, else 1); during the last backward the
 //      reducer all-reduces full buckets (SUM)               [collective]
-//   3. reducer.finish(): the remaining buckets, wait for all [collective]
+//   3. reducer.finish(): the remaining buckets, wait for all [collective]; then the rows in use
+//      of each row-sparse table (reducer.reduce_rows, set_rows_in_use) [collective]
 //   4. fp16: unscale; on inf/nan skip 5-6 (identical on every rank: grads were reduced)
 //   5. grad_norm = global norm, clip to train.grad_clip
 //   6. AdamW step at the given lr; update the loss scale
@@ -48,6 +49,9 @@ struct TrainStepOptions {
   // several ranks both are needed; they must outlive the TrainStep.
   Communicator* comm = nullptr;  // token-count and reporting sums
   Reducer* reducer = nullptr;    // gradient all-reduce, over the same flat buffers
+  // Row-sparse tables (comm/reducer.h): (slot, elements per row) of each; their rows in use are
+  // given per step by set_rows_in_use().
+  std::vector<std::pair<size_t, int64_t>> row_sparse;
 };
 
 struct StepResult {
@@ -76,6 +80,9 @@ class TrainStep {
   StepResult run(const std::vector<Batch>& micro_batches, const std::vector<int64_t>& target_tokens,
                  double lr);
 
+  // The rows of the row-sparse tables the next run() uses (the same on every rank, ascending).
+  void set_rows_in_use(std::vector<int64_t> rows) { rows_in_use_ = std::move(rows); }
+
   // Grads autograd replaced instead of accumulating into the flat buffer (should stay 0; see
   // Note [grads stay views] in model/flat_params.h).
   int64_t rebound_grads() const { return rebound_grads_; }
@@ -92,6 +99,7 @@ class TrainStep {
   at::Tensor loss_acc_, task_loss_acc_, task_tokens_acc_;
   at::Tensor report_;  // (1 + 2 * num_tasks) float64 on the host: the reporting all-reduce
   int64_t rebound_grads_ = 0;
+  std::vector<int64_t> rows_in_use_;
 };
 
 }  // namespace pft

@@ -1,9 +1,13 @@
 #include "train/trainer.h"
 
+#include <sys/resource.h>
+
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 
 #include <chrono>
+#include <cmath>
+#include <map>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -19,10 +23,12 @@
 #include "core/run_dir.h"
 #include "core/signals.h"
 #include "data/tokenizer.h"
+#include "model/adapters.h"
 #include "model/flat_params.h"
 #include "model/hf_import.h"
 #include "model/transformer.h"
 #include "train/checkpointing.h"
+#include "train/evaluate.h"
 #include "train/grad_sync.h"
 #include "train/lr_schedule.h"
 #include "train/optimizer.h"
@@ -78,9 +84,32 @@ void validate_for_training(const Config& c, const RankEnv& env) {
   const auto fail = [&](const std::string& path, const std::string& what) {
     config::fail(c.source_of(path), path, what);
   };
-  if (c.train.method != "full")
-    fail("train.method", fmt::format("`{}` is not built yet (it arrives with the PEFT issue); use "
-                                     "`full`", c.train.method));
+  if (c.train.method != "full") {
+    if (c.train.method.starts_with("prompt_tuning") && c.data.source != "tasks")
+      fail("train.method", "prompt tuning puts virtual tokens before each task's documents; it "
+                           "needs data.source: tasks");
+    if (c.train.method.starts_with("prompt_tuning") && c.peft.prompt_tokens >= c.data.seq_len - 1)
+      fail("peft.prompt_tokens", fmt::format("{} virtual tokens leave no room in data.seq_len = {}",
+                                             c.peft.prompt_tokens, c.data.seq_len));
+    if (c.train.method.starts_with("prefix_tuning") &&
+        c.data.seq_len + c.peft.prefix_tokens > c.model.max_seq_len)
+      fail("peft.prefix_tokens",
+           fmt::format("a prefix of {} shifts positions (as PEFT): data.seq_len {} + {} exceeds "
+                       "model.max_seq_len {}; use a shorter prefix or data.seq_len",
+                       c.peft.prefix_tokens, c.data.seq_len, c.peft.prefix_tokens,
+                       c.model.max_seq_len));
+    if (c.model.from_pretrained.empty())
+      log::warn_once("train.method {}: model.from_pretrained is empty, so the frozen base is the "
+                     "random init; adapters are meant for a pretrained model",
+                     c.train.method);
+  }
+  if (!c.peft.init_from.empty() && !std::filesystem::is_regular_file(c.peft.init_from))
+    fail("peft.init_from", fmt::format("no checkpoint file '{}'", c.peft.init_from));
+  if (c.peft.freeze_loaded && c.peft.init_from.empty())
+    fail("peft.freeze_loaded", "freezes the blocks loaded by peft.init_from, which is empty");
+  if (!c.peft.init_from.empty() && c.train.method == "full")
+    fail("peft.init_from", "starts adapters from a checkpoint; train.method full has none (use "
+                           "train.resume or model.from_pretrained)");
   if (!c.model.from_pretrained.empty()) {
     Config resolved = c;  // the directory, and the model.* keys it decides (model/hf_import.h)
     apply_pretrained_architecture(resolved);
@@ -143,6 +172,13 @@ TrainSummary train(const Config& config_in, const RankEnv& env) {
   const int64_t accumulation = tc.global_batch_size / (tc.micro_batch_size * env.world_size);
   const auto seed = static_cast<uint64_t>(config.run.seed);
 
+  // data.source: tasks -> the prompt-task loader (collective start-up), else synthetic tokens.
+  // First: prompt and prefix tables have one block per task.
+  std::unique_ptr<TaskTokenSource> tasks;
+  if (config.data.source == "tasks") tasks = std::make_unique<TaskTokenSource>(config, env, device);
+  const std::vector<std::string> task_names =
+      tasks ? tasks->task_names() : std::vector<std::string>{};
+
   // Model, identical on every rank (same seed; rank 0's values broadcast to be certain).
   at::manual_seed(seed);
   Transformer model(model_spec_from_config(config.model));
@@ -150,20 +186,81 @@ TrainSummary train(const Config& config_in, const RankEnv& env) {
   model->reset_parameters(seed);
   agree(env, [&] { load_pretrained_weights(*model, config); });
   model->train();
-  FlatParameters params = FlatParameters::from_module(*model, tc.no_decay);
+
+  // PEFT (model/adapters.h): a frozen base; the adapters are the only trainable tensors.
+  const AdapterSpec adapter_spec = adapter_spec_from_config(
+      config, model->spec(), tasks ? tasks->num_tasks() : SyntheticTokenSource::kNumTasks);
+  std::string base_hash;
+  std::vector<std::pair<std::string, at::Tensor>> trainable;  // adapters
+  std::map<std::string, int64_t> block_rows;  // task tables: name -> rows per block
+  std::vector<std::string> no_decay = tc.no_decay;
+  if (adapter_spec.any()) {
+    for (at::Tensor& p : model->parameters()) p.set_requires_grad(false);
+    base_hash = module_hash(*model);
+    auto adapters =
+        std::make_shared<Adapters>(model->spec(), adapter_spec, model->lora_candidates());
+    std::vector<int32_t> text_ids;
+    if (adapter_spec.prompt && config.peft.prompt_init == "text")
+      text_ids = load_tokenizer(config.data.tokenizer)->encode(config.peft.prompt_init_text);
+    const auto named = model->named_parameters();
+    const at::Tensor embedding = named[model->spec().family == ModelFamily::Gpt2
+                                           ? "transformer.wte.weight"
+                                           : "model.embed_tokens.weight"];
+    agree(env, [&] {
+      adapters->reset_parameters(seed, config.peft.prompt_init, embedding, text_ids);
+    });
+    if (adapter_spec.prompt) block_rows["prompt_embeddings"] = adapter_spec.prompt_tokens;
+    if (adapter_spec.prefix)
+      block_rows[adapter_spec.prefix_projection ? "prefix_encoder.embedding.weight"
+                                                : "prefix_embeddings"] = adapter_spec.prefix_tokens;
+    if (config.peft.prompt_shared) block_rows.clear();  // one block, used by every step
+    std::vector<size_t> loaded_tasks;
+    if (!config.peft.init_from.empty())
+      agree(env, [&] {
+        loaded_tasks = init_adapters_from(config.peft.init_from, base_hash, adapters->named(),
+                                          block_rows, task_names);
+      });
+    adapters->to(device);
+    // peft.freeze_loaded: the loaded blocks' gradient is zeroed before it accumulates, so AdamW
+    // (zero moments, no decay) leaves them bitwise unchanged.
+    if (config.peft.freeze_loaded && !loaded_tasks.empty()) {
+      for (const auto& [name, tensor] : adapters->named()) {
+        const auto rows = block_rows.find(name);
+        if (rows == block_rows.end()) continue;
+        at::Tensor keep = at::ones({tensor.size(0), 1}, tensor.options().requires_grad(false));
+        for (size_t k : loaded_tasks)
+          keep.narrow(0, static_cast<int64_t>(k) * rows->second, rows->second).zero_();
+        at::Tensor t = tensor;
+        t.register_hook([keep](const at::Tensor& g) { return g * keep; });
+      }
+      log::info("peft.freeze_loaded: the blocks of {} task(s) loaded from {} stay unchanged",
+                loaded_tasks.size(), config.peft.init_from);
+    }
+    model->attach_adapters(adapters);
+    trainable = adapters->named();
+    // Task tables never decay: a block no step uses stays bitwise what it was.
+    no_decay.insert(no_decay.end(), {"prompt_embeddings", "prefix_embeddings", "prefix_encoder.embedding"});
+  }
+  FlatParameters params = adapter_spec.any() ? FlatParameters(trainable, no_decay)
+                                             : FlatParameters::from_module(*model, no_decay);
   // Cross-rank: one communicator for the step's collectives (dist.backend) and the gradient
   // reducer's buckets over the flat grad buffers (comm/reducer.h); rank 0's initial weights.
+  // Task tables are row-sparse: only the blocks of the step's tasks are reduced.
   const std::unique_ptr<Communicator> comm = make_communicator(env, config.dist);
-  Reducer reducer(params, *comm,
-                  ReducerOptions{config.dist.bucket_cap_mb, config.dist.first_bucket_mb});
+  ReducerOptions reducer_options{config.dist.bucket_cap_mb, config.dist.first_bucket_mb, {}};
+  std::vector<std::pair<size_t, int64_t>> row_sparse;
+  if (tasks)
+    for (size_t i = 0; i < params.slots().size(); ++i)
+      if (const auto it = block_rows.find(params.slots()[i].name); it != block_rows.end()) {
+        reducer_options.row_sparse_slots.push_back(i);
+        row_sparse.emplace_back(i, it->second * params.slots()[i].shape.at(1));
+      }
+  Reducer reducer(params, *comm, reducer_options);
   reducer.broadcast_parameters();
   AdamW optimizer(params, AdamWOptions{tc.beta1, tc.beta2, tc.eps, tc.weight_decay});
   const LrSchedule schedule(LrScheduleOptions{parse_schedule(tc.schedule), tc.lr, tc.steps,
                                               tc.warmup_steps, tc.min_lr_ratio});
 
-  // data.source: tasks -> the prompt-task loader (collective start-up), else synthetic tokens.
-  std::unique_ptr<TaskTokenSource> tasks;
-  if (config.data.source == "tasks") tasks = std::make_unique<TaskTokenSource>(config, env, device);
   SyntheticTokenSource source(SyntheticDataOptions{seed, config.model.vocab_size,
                                                    config.data.seq_len, tc.micro_batch_size,
                                                    /*packed=*/true},
@@ -180,14 +277,26 @@ TrainSummary train(const Config& config_in, const RankEnv& env) {
   step_options.comm = comm.get();
   step_options.reducer = &reducer;
   step_options.device = device;
-  TrainStep train_step(
-      [&model](const Batch& b) { return model->forward(b.input_ids, b.position_ids, b.doc_ids); },
-      params, optimizer, step_options);
+  step_options.row_sparse = row_sparse;
+  const auto forward = [&model](const Batch& b) {
+    return model->forward(b.input_ids, b.position_ids, b.doc_ids, b.task_ids);
+  };
+  TrainStep train_step(forward, params, optimizer, step_options);
 
   log::info("model: {} {} parameters in {} flat groups; {} rank(s) on {}, {} thread(s) each; "
             "precision {}",
             family_name(model->spec().family), params.numel(), params.num_groups(),
             env.world_size, env.device, env.threads, precision_name(precision));
+  if (adapter_spec.any())
+    log::info("method: {} | {} trainable parameters ({:.3f}% of the {} frozen base weights) | "
+              "base {}{}",
+              method_name(adapter_spec), params.numel(),
+              100.0 * static_cast<double>(params.numel()) /
+                  static_cast<double>(parameter_count(model->spec())),
+              parameter_count(model->spec()), base_hash,
+              row_sparse.empty() ? ""
+                                 : fmt::format(" | {} task table(s) reduced row-sparse",
+                                               row_sparse.size()));
   log::info("batch: {} sequences x {} tokens per step = {} micro-batch(es) of {} per rank",
             tc.global_batch_size, config.data.seq_len, accumulation, tc.micro_batch_size);
   log::info("gradients: {} bucket(s) (first {} MiB, then {} MiB) all-reduced over {}",
@@ -199,6 +308,8 @@ TrainSummary train(const Config& config_in, const RankEnv& env) {
     start["world_size"] = env.world_size;
     start["steps"] = tc.steps;
     start["parameters"] = params.numel();
+    start["method"] = config.train.method;
+    if (!base_hash.empty()) start["base_model_hash"] = base_hash;
     if (tasks) {  // the task mixture: each task's share of the micro-batches
       const std::vector<double> shares = tasks->loader().mixture_shares();
       boost::json::object mixture;
@@ -211,8 +322,14 @@ TrainSummary train(const Config& config_in, const RankEnv& env) {
   // Checkpoints (train/checkpointing.h): resume restores parameters, optimizer, generators, the
   // loader and the metrics history; saves every checkpoint.every_steps steps and at the end.
   Checkpointer checkpointer(config, env, params, optimizer, train_step.loss_scaler());
-  const std::optional<TrainProgress> resumed =
-      checkpointer.resume(tasks ? tasks->task_names() : std::vector<std::string>{});
+  const std::optional<TrainProgress> resumed = checkpointer.resume(task_names);
+  if (resumed && resumed->base_model_hash != base_hash)  // the same on every rank
+    throw InputError(fmt::format(
+        "train.resume: the checkpoint's adapters were trained on base model {}; this run's base "
+        "(model.from_pretrained `{}`) is {}; resume on the base they were trained on",
+        resumed->base_model_hash.empty() ? "none (a full fine-tuning checkpoint)"
+                                         : resumed->base_model_hash,
+        config.model.from_pretrained, base_hash.empty() ? "not frozen (train.method full)" : base_hash));
   const int64_t start_step = resumed ? resumed->step : 0;
   int64_t tokens_seen = resumed ? resumed->tokens_seen : 0;
   if (resumed && tasks && resumed->loader) tasks->loader().restore(*resumed->loader);
@@ -223,6 +340,50 @@ TrainSummary train(const Config& config_in, const RankEnv& env) {
     rec["world_size"] = env.world_size;
     metrics.write(std::move(rec));
   }
+
+  // Held-out evaluation (train/evaluate.h): at the start of a fresh run, every eval.every_steps
+  // steps and at the end.
+  Batch eval_batch = tasks ? tasks->make_batch() : Batch{};
+  const auto evaluate = [&](int64_t step) {
+    if (!tasks) return;
+    model->eval();
+    std::vector<TaskEval> evals;
+    {
+      AutocastScope autocast(precision, device);
+      evals = evaluate_held_out(*tasks, forward, eval_batch,
+                                EvalOptions{config.eval.max_batches, env.world_rank,
+                                            env.world_size, comm.get()});
+    }
+    model->train();
+    for (const TaskEval& e : evals) {
+      if (!metrics.enabled()) break;
+      for (const TemplateLoss& t : e.templates) {
+        boost::json::object rec;
+        rec["kind"] = "eval";
+        rec["step"] = step;
+        rec["task"] = e.task;
+        rec["template"] = t.template_id;
+        rec["loss"] = t.loss();
+        rec["perplexity"] = std::exp(t.loss());
+        rec["tokens"] = t.tokens;
+        rec["documents"] = t.documents;
+        metrics.write(std::move(rec));
+      }
+      boost::json::object rec;
+      rec["kind"] = "eval";
+      rec["step"] = step;
+      rec["task"] = e.task;
+      rec["template"] = "all";
+      rec["loss"] = e.loss();
+      rec["perplexity"] = std::exp(e.loss());
+      rec["worst_template_loss"] = e.worst_template_loss();
+      rec["tokens"] = e.tokens;
+      rec["documents"] = e.documents;
+      metrics.write(std::move(rec));
+    }
+    for (const std::string& line : format_eval_table(evals, step)) log::info("{}", line);
+  };
+  if (!resumed) evaluate(0);
 
   install_preemption_handlers();
   TrainSummary summary;
@@ -242,6 +403,7 @@ TrainSummary train(const Config& config_in, const RankEnv& env) {
                                                env.world_size, m, tc.micro_batch_size);
       batch_tokens[static_cast<size_t>(m)] = source.fill(first, batches[static_cast<size_t>(m)]);
     }
+    if (!row_sparse.empty()) train_step.set_rows_in_use(tasks->tasks_in_step());
     const double lr = schedule.lr(step);
     const StepResult r = train_step.run(batches, batch_tokens, lr);
     const double step_time = seconds_since(t0);
@@ -277,6 +439,7 @@ TrainSummary train(const Config& config_in, const RankEnv& env) {
     progress.tokens_seen = tokens_seen;
     progress.loss = r.loss;
     progress.data_source = config.data.source;
+    progress.base_model_hash = base_hash;
     if (tasks) {
       progress.loader = tasks->loader().state();
       progress.task_names = tasks->task_names();
@@ -288,6 +451,9 @@ TrainSummary train(const Config& config_in, const RankEnv& env) {
         comm->all_reduce_scalar(static_cast<int64_t>(preemption_signal()), ReduceOp::kMax);
     const bool preempt = signal != 0 && step + 1 < tc.steps;
     checkpointer.after_step(std::move(progress), step + 1 == tc.steps || preempt, metrics);
+    if (config.eval.every_steps > 0 && (step + 1) % config.eval.every_steps == 0 &&
+        step + 1 < tc.steps && !preempt)
+      evaluate(step + 1);
     if (preempt) {
       const std::string name = signal_name(static_cast<int>(signal));
       if (metrics.enabled()) {
@@ -306,23 +472,32 @@ TrainSummary train(const Config& config_in, const RankEnv& env) {
       throw stop;
     }
   }
+  if (summary.steps == tc.steps) evaluate(tc.steps);
   const std::string param_hash = parameter_hash(params);
+  // Peak resident memory of the largest rank (getrusage: the high-water mark of this process).
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  const double peak_rss_mb =
+      static_cast<double>(comm->all_reduce_scalar(static_cast<int64_t>(usage.ru_maxrss), ReduceOp::kMax)) / 1024.0;
   if (metrics.enabled()) {
     boost::json::object end;
     end["kind"] = "end";
     end["step"] = std::max(start_step, summary.steps);
     end["tokens_seen"] = tokens_seen;
     end["param_hash"] = param_hash;
+    end["peak_rss_mb"] = peak_rss_mb;
+    if (!base_hash.empty()) end["base_model_hash"] = module_hash(*model);  // still the base's
     metrics.write(std::move(end));
   }
   const double total_time = seconds_since(run_start);
   const int64_t steps_run = std::max(summary.steps - start_step, int64_t{0});
   summary.tokens_per_s =
       total_time > 0 ? static_cast<double>(tokens_per_step * steps_run) / total_time : 0.0;
-  log::info("done: {} steps in {} | loss {:.4f} -> {:.4f} | {} tok/s | parameters {}{}",
+  log::info("done: {} steps in {} | loss {:.4f} -> {:.4f} | {} tok/s | peak RSS {:.0f} MB/rank | "
+            "parameters {}{}",
             steps_run,
             format_duration(total_time), summary.first_loss, summary.last_loss,
-            format_rate(summary.tokens_per_s), param_hash,
+            format_rate(summary.tokens_per_s), peak_rss_mb, param_hash,
             summary.skipped_steps > 0 ? fmt::format(" | {} skipped", summary.skipped_steps) : "");
   const std::vector<std::string> table = task_summary.format();
   if (!table.empty()) {

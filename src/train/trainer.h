@@ -19,7 +19,17 @@
 //   4. checkpoints (train/checkpointing.h, docs/checkpoint-format.md): train.resume restores the
 //      run at start-up ({"kind":"resume","step":..}); a save every checkpoint.every_steps steps
 //      and after the last ({"kind":"checkpoint",..,"stall_s":..}); at the end
-//      {"kind":"end","step":..,"tokens_seen":..,"param_hash":"xxh3-64:.."}.
+//      {"kind":"end","step":..,"tokens_seen":..,"param_hash":"xxh3-64:..","peak_rss_mb":..}
+//      (+ "base_model_hash" of the frozen base for PEFT methods: equal to the start line's).
+//   5. held-out evaluation (train/evaluate.h) at step 0 of a fresh run, every eval.every_steps
+//      and at the end: per task and template {"kind":"eval","step":..,"task":..,"template":<id>,
+//      "loss":..,"perplexity":..,"tokens":..,"documents":..}, per task the same with
+//      "template":"all" and "worst_template_loss", and a table printed by rank 0.
+//
+// train.method other than full (model/adapters.h, docs/peft.md): the base is frozen after
+// model.from_pretrained loads it, the adapters are the only trainable (flat) parameters, prompt /
+// prefix tables are reduced row-sparse over the step's tasks, and the "start" line records
+// "method" and "base_model_hash".
 //
 // Header without torch on purpose: cli/ only needs this entry point.
 #pragma once

@@ -78,7 +78,7 @@ struct Rig {
 };
 
 inline ReducerOptions caps(double first_bytes, double cap_bytes) {
-  return ReducerOptions{cap_bytes / kMiB, first_bytes / kMiB};
+  return ReducerOptions{cap_bytes / kMiB, first_bytes / kMiB, {}};
 }
 
 inline void expect_equal(const at::Tensor& got, const at::Tensor& want, const std::string& what) {

@@ -73,7 +73,7 @@ struct Rig {
     o.num_tasks = SyntheticTokenSource::kNumTasks;
     if (comm != nullptr) {
       // Caps of a few KiB: several buckets per group, a first bucket smaller still.
-      reducer = std::make_unique<Reducer>(params, *comm, ReducerOptions{16.0 / 1024, 4.0 / 1024});
+      reducer = std::make_unique<Reducer>(params, *comm, ReducerOptions{16.0 / 1024, 4.0 / 1024, {}});
       reducer->broadcast_parameters();
       o.comm = comm;
       o.reducer = reducer.get();

@@ -116,9 +116,10 @@ TEST(TrainCli, ConfigsTheTrainerCannotRunExitTwo) {
   r = run(kPft + " train configs/quickstart.yaml --set model.n_heads=5 --set run.dir=" + dir.string());
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_NE(r.out.find("model.n_heads"), std::string::npos) << r.out;
-  r = run(kPft + " train configs/quickstart.yaml --set train.method=lora --set run.dir=" + dir.string());
+  r = run(kPft + " train configs/quickstart.yaml --set train.method=prefix_tuning "
+          "--set peft.prefix_tokens=10 --set run.dir=" + dir.string());
   EXPECT_EQ(r.code, 2) << r.out;
-  EXPECT_NE(r.out.find("train.method"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("peft.prefix_tokens: a prefix of 10"), std::string::npos) << r.out;
   // Under mpirun: every rank exits 2, one message.
   r = run("PFT_OVERSUBSCRIBE=1 PFT_MPIRUN_LOOPBACK=1 PFT_TAG_OUTPUT=0 " + kMpirun +
           " -np 2 sh -c '" + kPft + " train configs/quickstart.yaml --set model.vocab_size=100 "

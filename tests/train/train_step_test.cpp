@@ -214,15 +214,27 @@ TEST(Trainer, StartupChecksNameTheKey) {
       "train: {steps: 2, global_batch_size: 2, lr: 1.0e-3}\n";
   const RankEnv env;
   EXPECT_NO_THROW(validate_for_training(parse_config(base, "t.yaml"), env));
-  const auto message_of = [&](const std::string& override) -> std::string {
+  const auto message_of = [&](const std::string& override,
+                              const std::string& more = "") -> std::string {
     try {
-      validate_for_training(parse_config(base, "t.yaml", {override}), env);
+      std::vector<std::string> overrides = {override};
+      if (!more.empty()) overrides.push_back(more);
+      validate_for_training(parse_config(base, "t.yaml", overrides), env);
     } catch (const InputError& e) {
       return e.what();
     }
     return "(no error)";
   };
-  EXPECT_NE(message_of("train.method=lora").find("train.method"), std::string::npos);
+  EXPECT_NE(message_of("train.method=prompt_tuning").find("train.method: prompt tuning puts "
+                                                          "virtual tokens"),
+            std::string::npos);
+  EXPECT_NE(message_of("train.method=prefix_tuning", "peft.prefix_tokens=4")
+                .find("peft.prefix_tokens: a prefix of 4 shifts positions"),
+            std::string::npos);
+  EXPECT_EQ(message_of("train.method=lora"), "(no error)");
+  EXPECT_NE(message_of("peft.freeze_loaded=true").find("peft.freeze_loaded"), std::string::npos);
+  EXPECT_NE(message_of("train.method=lora", "peft.init_from=/no/such.h5").find("peft.init_from"),
+            std::string::npos);
   EXPECT_NE(message_of("model.vocab_size=200").find("model.vocab_size: 200 is smaller than the "
                                                     "vocabulary of data.tokenizer `byte` (258 ids)"),
             std::string::npos)

@@ -1,0 +1,168 @@
+// Adapter checkpoints outside training (contract: train/adapter_checkpoint.h).
+#include "train/adapter_checkpoint.h"
+
+#include <boost/json/object.hpp>
+#include <boost/json/array.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <fstream>
+
+#include "ckpt/format.h"
+#include "ckpt/reader.h"
+#include "ckpt/safetensors_writer.h"
+#include "core/error.h"
+#include "core/format.h"
+#include "model/adapters.h"
+#include "model/hf_export.h"
+#include "model/hf_import.h"
+#include "model/transformer.h"
+#include "train/checkpointing.h"
+
+namespace pft {
+
+LoadedAdapter attach_adapter_checkpoint(const std::filesystem::path& file, TransformerImpl& model) {
+  const ckpt::Contents meta = ckpt::read_checkpoint(file);  // small: the adapter only
+  const Config config = parse_config(meta.at(ckpt::kMetaConfig).text(), file.string() + ":/meta/config");
+  LoadedAdapter out;
+  out.method = config.train.method;
+  out.base_model_path = config.model.from_pretrained;
+  if (config.train.method == "full")
+    throw InputError(fmt::format("--adapter {}: a full fine-tuning checkpoint, not an adapter; "
+                                 "use --checkpoint",
+                                 file.string()));
+  if (const ckpt::Dataset* names = meta.find("/data/task_names")) {
+    const boost::json::value list = boost::json::parse(names->text());
+    for (const boost::json::value& n : list.as_array()) out.task_names.emplace_back(n.as_string());
+  }
+  const AdapterSpec spec = adapter_spec_from_config(
+      config, model.spec(), std::max<int64_t>(1, static_cast<int64_t>(out.task_names.size())));
+  out.adapters = std::make_shared<Adapters>(model.spec(), spec, model.lora_candidates());
+  init_adapters_from(file, module_hash(model), out.adapters->named(), {}, out.task_names);
+  out.adapters->to(model.parameters().front().device());
+  model.attach_adapters(out.adapters);
+  return out;
+}
+
+int64_t adapter_block(const LoadedAdapter& loaded, const std::string& task) {
+  const AdapterSpec& s = loaded.adapters->spec();
+  if (s.blocks == 1) return 0;
+  for (size_t k = 0; k < loaded.task_names.size(); ++k)
+    if (loaded.task_names[k] == task) return static_cast<int64_t>(k);
+  throw InputError(fmt::format("--adapter-task `{}`: the adapter has one block per task; name one "
+                               "of: {}",
+                               task, fmt::join(loaded.task_names, ", ")));
+}
+
+namespace {
+
+namespace fs = std::filesystem;
+
+void write_text(const fs::path& path, const std::string& text) {
+  std::ofstream out(path);
+  out << text;
+  if (!out) throw RuntimeFailure(fmt::format("cannot write {}", path.string()));
+}
+
+// One PEFT adapter directory: adapter_model.safetensors with `tensors` (fp32, contiguous CPU)
+// and adapter_config.json.
+void write_peft_dir(const fs::path& dir, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                    const boost::json::object& config, std::vector<fs::path>& written) {
+  fs::create_directories(dir);
+  std::vector<ckpt::SafetensorsTensor> st;
+  for (const auto& [name, t] : tensors)
+    st.push_back(ckpt::SafetensorsTensor{
+        name, ckpt::DType::kFloat32, std::vector<int64_t>(t.sizes().begin(), t.sizes().end()),
+        std::span(static_cast<const std::byte*>(t.data_ptr()),
+                  static_cast<size_t>(t.numel()) * sizeof(float))});
+  ckpt::write_safetensors(dir / "adapter_model.safetensors", st, {{"format", "pt"}});
+  write_text(dir / "adapter_config.json", boost::json::serialize(config) + "\n");
+  written.push_back(dir / "adapter_model.safetensors");
+  written.push_back(dir / "adapter_config.json");
+}
+
+}  // namespace
+
+std::vector<fs::path> export_adapter_checkpoint(const fs::path& file, const fs::path& base_dir,
+                                                const fs::path& out_dir) {
+  const ckpt::Contents meta = ckpt::read_checkpoint_meta(file);
+  const Config config = parse_config(meta.at(ckpt::kMetaConfig).text(), file.string() + ":/meta/config");
+  const fs::path base = base_dir.empty() ? fs::path(config.model.from_pretrained) : base_dir;
+  if (base.empty())
+    throw InputError(fmt::format("{}: the run recorded no model.from_pretrained; pass --base DIR "
+                                 "(the base model the adapter was trained on)",
+                                 file.string()));
+  HfModelInfo info;
+  Transformer model = load_hf_model(base, &info);
+  const LoadedAdapter loaded = attach_adapter_checkpoint(file, *model);
+  const AdapterSpec& spec = loaded.adapters->spec();
+  const ModelSpec& m = model->spec();
+  std::vector<fs::path> written;
+  at::NoGradGuard no_grad;
+  const auto common = [&](const char* type) {
+    boost::json::object c;
+    c["peft_type"] = type;
+    c["task_type"] = "CAUSAL_LM";
+    c["base_model_name_or_path"] = fs::absolute(base).string();
+    c["inference_mode"] = true;
+    c["revision"] = nullptr;
+    return c;
+  };
+  // PEFT adapters first (the LoRA weights before they are merged below).
+  std::vector<std::pair<std::string, at::Tensor>> lora_tensors;
+  boost::json::object lora_config = common("LORA");
+  if (spec.lora) {
+    boost::json::array targets;
+    for (const auto& t : spec.lora_targets) targets.emplace_back(t);
+    lora_config["r"] = spec.lora_rank;
+    lora_config["lora_alpha"] = spec.lora_alpha;
+    lora_config["lora_dropout"] = spec.lora_dropout;
+    lora_config["target_modules"] = std::move(targets);
+    lora_config["fan_in_fan_out"] = m.family == ModelFamily::Gpt2;
+    lora_config["bias"] = "none";
+    lora_config["init_lora_weights"] = true;
+    lora_config["use_rslora"] = false;
+    lora_config["use_dora"] = false;
+    for (const Adapters::Lora& l : loaded.adapters->lora()) {
+      lora_tensors.emplace_back("base_model.model." + l.module + ".lora_A.weight", l.a.to(at::kCPU).contiguous());
+      lora_tensors.emplace_back("base_model.model." + l.module + ".lora_B.weight", l.b.to(at::kCPU).contiguous());
+    }
+  }
+  if (spec.prompt || spec.prefix) {
+    const int64_t n = spec.prompt ? spec.prompt_tokens : spec.prefix_tokens;
+    const at::Tensor table =
+        (spec.prompt ? loaded.adapters->prompt() : loaded.adapters->fold_prefix()).to(at::kCPU).contiguous();
+    boost::json::object c = common(spec.prompt ? "PROMPT_TUNING" : "PREFIX_TUNING");
+    c["num_virtual_tokens"] = n;
+    c["num_transformer_submodules"] = 1;
+    c["num_layers"] = m.n_layers;
+    if (spec.prompt) {
+      c["token_dim"] = m.d_model;
+      c["num_attention_heads"] = m.n_heads;
+      c["prompt_tuning_init"] = "RANDOM";
+    } else {
+      c["token_dim"] = m.n_kv_heads * m.head_dim;
+      c["num_attention_heads"] = m.n_kv_heads;
+      c["encoder_hidden_size"] = m.n_kv_heads * m.head_dim;
+      c["prefix_projection"] = false;  // folded
+    }
+    for (int64_t b = 0; b < spec.blocks; ++b) {
+      const fs::path dir = spec.blocks == 1 ? out_dir
+                                            : out_dir / "adapters" / loaded.task_names.at(static_cast<size_t>(b));
+      write_peft_dir(dir, {{"prompt_embeddings", table.narrow(0, b * n, n).contiguous()}}, c, written);
+    }
+  } else if (spec.lora) {
+    write_peft_dir(out_dir, lora_tensors, lora_config, written);
+  }
+  // The merged model (LoRA folded into the weights; the base itself otherwise).
+  if (spec.lora) model->merge_lora();
+  HfExportOptions options;
+  options.source_model = base;
+  options.eos_token_ids = info.eos_token_ids;
+  export_hf_model(*model, out_dir, options);
+  written.push_back(out_dir / "config.json");
+  written.push_back(out_dir / "model.safetensors");
+  return written;
+}
+
+}  // namespace pft

@@ -1,0 +1,64 @@
+// Held-out evaluation of `pft train`: the loss (and perplexity) of every task's validation split,
+// per template and per task, at eval.every_steps and at the end of the run.
+//
+// Sharding: a task's validation documents are numbered example-major (data/document_source.h);
+// for each template slot, the documents of that slot are dealt round-robin over ranks (document
+// i of the slot to rank i % W), so every document is evaluated exactly once whatever W, and a
+// rank gets at most one more than another. Each rank runs its documents one per row,
+// micro_batch_size rows per forward, without gradients; the per-(task, template) sums are then
+// all-reduced once. eval.max_batches > 0 caps each template at its first
+// max_batches * micro_batch_size * W examples (max_batches forward passes per rank).
+//
+// Collective over the communicator (one all-reduce per evaluation); every rank calls it at the
+// same steps.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "model/batch.h"
+
+namespace pft {
+
+class Communicator;
+class TaskTokenSource;
+
+struct TemplateLoss {
+  int32_t template_id = 0;
+  double loss_sum = 0.0;  // over every target token of its documents, all ranks
+  double tokens = 0.0;
+  int64_t documents = 0;
+  double loss() const { return tokens > 0 ? loss_sum / tokens : 0.0; }
+};
+
+struct TaskEval {
+  std::string task;
+  std::vector<TemplateLoss> templates;  // the validation split's templates, in slot order
+  double loss_sum = 0.0, tokens = 0.0;  // all templates
+  int64_t documents = 0;
+  double loss() const { return tokens > 0 ? loss_sum / tokens : 0.0; }
+  double worst_template_loss() const;   // the highest per-template loss
+};
+
+struct EvalOptions {
+  int64_t max_batches = 0;  // eval.max_batches
+  int rank = 0, world_size = 1;
+  Communicator* comm = nullptr;  // null = one process
+};
+
+using EvalForward = std::function<at::Tensor(const Batch&)>;
+
+// Every task with a validation split (tasks without one are left out). `batch` is a scratch
+// micro-batch from tasks.make_batch(). Collective (see above).
+std::vector<TaskEval> evaluate_held_out(TaskTokenSource& tasks, const EvalForward& forward,
+                                        Batch& batch, const EvalOptions& options);
+
+// The table rank 0 prints: one line per task (loss, perplexity, mean and worst template), then
+// the mean over tasks.
+std::vector<std::string> format_eval_table(const std::vector<TaskEval>& evals, int64_t step);
+
+}  // namespace pft
