@@ -38,7 +38,8 @@ LoadedAdapter attach_adapter_checkpoint(const std::filesystem::path& file, Trans
   const AdapterSpec spec = adapter_spec_from_config(
       config, model.spec(), std::max<int64_t>(1, static_cast<int64_t>(out.task_names.size())));
   out.adapters = std::make_shared<Adapters>(model.spec(), spec, model.lora_candidates());
-  init_adapters_from(file, module_hash(model), out.adapters->named(), {}, out.task_names);
+  init_adapters_from(file, module_hash(model), out.adapters->named(), {}, out.task_names,
+                     "--adapter");
   out.adapters->to(model.parameters().front().device());
   model.attach_adapters(out.adapters);
   return out;
@@ -103,7 +104,9 @@ std::vector<fs::path> export_adapter_checkpoint(const fs::path& file, const fs::
     boost::json::object c;
     c["peft_type"] = type;
     c["task_type"] = "CAUSAL_LM";
-    c["base_model_name_or_path"] = fs::absolute(base).string();
+    // With LoRA merged into the exported model, a prompt/prefix adapter belongs on that model.
+    c["base_model_name_or_path"] =
+        fs::absolute(spec.lora && std::string(type) != "LORA" ? out_dir : base).string();
     c["inference_mode"] = true;
     c["revision"] = nullptr;
     return c;

@@ -578,9 +578,9 @@ void Checkpointer::after_step(TrainProgress progress, bool last, MetricsWriter& 
 std::vector<size_t> init_adapters_from(const std::filesystem::path& file, const std::string& base_model_hash,
                         const std::vector<std::pair<std::string, at::Tensor>>& named,
                         const std::map<std::string, int64_t>& block_rows,
-                        const std::vector<std::string>& task_names) {
+                        const std::vector<std::string>& task_names, const std::string& what) {
   const ckpt::Contents c = ckpt::read_checkpoint(file);
-  const std::string where = fmt::format("peft.init_from: checkpoint {}", file.string());
+  const std::string where = fmt::format("{}: checkpoint {}", what, file.string());
   std::string saved_hash;
   if (c.has_group(ckpt::kTrainable)) {
     const ckpt::Attrs& t = c.group_attrs(ckpt::kTrainable);
@@ -610,7 +610,7 @@ std::vector<size_t> init_adapters_from(const std::filesystem::path& file, const 
     const ckpt::Dataset* d = c.find(std::string(ckpt::kModel) + "/" + name);
     if (d == nullptr) continue;  // a method the checkpoint did not train keeps its fresh init
     const auto rows = block_rows.find(name);
-    if (rows == block_rows.end() || d->shape == std::vector<int64_t>(dst.sizes().begin(), dst.sizes().end())) {
+    if (rows == block_rows.end() || saved_tasks == task_names) {
       copy_into(*d, dst, file.string());
       ++copied;
       continue;

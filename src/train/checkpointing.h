@@ -138,14 +138,16 @@ std::string parameter_hash(const FlatParameters& params);
 
 // peft.init_from: loads the adapter tensors of checkpoint `file` into `named` (same names) on
 // every rank that calls it. Tables listed in `block_rows` (name -> rows per task block) are copied
-// block by block by task name: tasks the file knows keep their rows bitwise, new tasks keep their
-// fresh init. Returns the indices (in `task_names`) of the tasks whose blocks were loaded. Throws
+// block by block by task name (unless both task lists are equal): tasks the file knows keep their
+// rows bitwise, new tasks keep their fresh init. `what` starts the error messages (the key or
+// flag that named the file). Returns the indices (in `task_names`) of the tasks whose blocks were loaded. Throws
 // InputError naming the file when it holds no adapters, was trained on a base other than
 // `base_model_hash`, or a tensor does not fit.
 std::vector<size_t> init_adapters_from(const std::filesystem::path& file, const std::string& base_model_hash,
                         const std::vector<std::pair<std::string, at::Tensor>>& named,
                         const std::map<std::string, int64_t>& block_rows,
-                        const std::vector<std::string>& task_names);
+                        const std::vector<std::string>& task_names,
+                        const std::string& what = "peft.init_from");
 
 // XXH3-64 of every parameter of `module` (named_parameters() order), "xxh3-64:<hex>": the
 // base-model hash adapter checkpoints record (/trainable/base_model_hash).

@@ -7,10 +7,68 @@
 #include "comm/communicator.h"
 #include "core/format.h"
 #include "data/document_source.h"
+#include "model/adapters.h"
+#include "model/transformer.h"
+#include "train/generate.h"
 #include "train/loss.h"
 #include "train/task_source.h"
 
 namespace pft {
+
+double TaskEval::worst_template_exact_match() const {
+  double worst = 1.0;
+  for (const TemplateLoss& t : templates)
+    if (t.scored > 0) worst = std::min(worst, t.exact_match());
+  return worst;
+}
+
+namespace {
+
+// Exact match of documents `docs` of `split` (task block `block`): greedy continuations of their
+// prompts against their answers, kGenerateBatch prompts per batch. Adds to t.scored / t.exact.
+constexpr size_t kGenerateBatch = 32;
+
+void score_exact_match(DocumentSource& split, const std::vector<int64_t>& docs, int64_t block,
+                       const EvalOptions& o, TemplateLoss& t) {
+  TransformerImpl& model = *o.model;
+  const ModelSpec& spec = model.spec();
+  const auto& adapters = model.adapters();
+  const bool prefix = adapters && adapters->spec().prefix;
+  const int64_t room = spec.max_seq_len - (prefix ? adapters->spec().prefix_tokens : 0);
+  std::vector<std::vector<int32_t>> prompts, answers;
+  std::vector<int32_t> tokens;
+  std::vector<uint8_t> mask;
+  size_t longest_answer = 0;
+  for (int64_t doc : docs) {
+    split.read(doc, tokens, mask);
+    const auto first = static_cast<size_t>(std::find(mask.begin(), mask.end(), 1) - mask.begin());
+    if (first == 0 || first >= tokens.size()) continue;  // no prompt, or no answer
+    std::vector<int32_t> answer(tokens.begin() + static_cast<std::ptrdiff_t>(first), tokens.end());
+    if (!answer.empty() && answer.back() == o.eos_id) answer.pop_back();
+    if (static_cast<int64_t>(tokens.size()) + 1 > room) continue;  // no room to generate it
+    prompts.emplace_back(tokens.begin(), tokens.begin() + static_cast<std::ptrdiff_t>(first));
+    longest_answer = std::max(longest_answer, answer.size());
+    answers.push_back(std::move(answer));
+  }
+  Generator generator(model, nullptr);
+  if (prefix) generator.set_prefix_block(adapters->spec().blocks == 1 ? 0 : block);
+  SamplingOptions s;
+  s.max_new_tokens = static_cast<int64_t>(longest_answer) + 1;  // the answer, then eos
+  if (o.eos_id >= 0) s.eos_ids = {o.eos_id};
+  for (size_t first = 0; first < prompts.size(); first += kGenerateBatch) {
+    const size_t last = std::min(prompts.size(), first + kGenerateBatch);
+    const std::vector<Generation> out = generator.generate(
+        {prompts.begin() + static_cast<std::ptrdiff_t>(first),
+         prompts.begin() + static_cast<std::ptrdiff_t>(last)},
+        s);
+    for (size_t i = first; i < last; ++i) {
+      ++t.scored;
+      t.exact += out[i - first].tokens == answers[i] ? 1 : 0;
+    }
+  }
+}
+
+}  // namespace
 
 double TaskEval::worst_template_loss() const {
   double worst = 0.0;
@@ -35,7 +93,7 @@ std::vector<TaskEval> evaluate_held_out(TaskTokenSource& tasks, const EvalForwar
     for (int32_t slot = 0; slot < split->num_templates(); ++slot) {
       TemplateLoss t;
       t.template_id = split->template_id(slot);
-      std::vector<int64_t> docs;
+      std::vector<int64_t> docs, mine;
       const auto run = [&] {
         if (docs.empty()) return;
         tasks.fill_documents(k, *split, docs, batch);
@@ -44,6 +102,7 @@ std::vector<TaskEval> evaluate_held_out(TaskTokenSource& tasks, const EvalForwar
         t.loss_sum += s.loss_sum.item<double>();
         t.tokens += batch.loss_mask.sum().item<double>();
         t.documents += static_cast<int64_t>(docs.size());
+        mine.insert(mine.end(), docs.begin(), docs.end());
         docs.clear();
       };
       for (int64_t ex = o.rank; ex < examples; ex += o.world_size) {
@@ -51,8 +110,10 @@ std::vector<TaskEval> evaluate_held_out(TaskTokenSource& tasks, const EvalForwar
         if (static_cast<int64_t>(docs.size()) == rows) run();
       }
       run();
+      if (o.model != nullptr) score_exact_match(*split, mine, static_cast<int64_t>(k), o, t);
       e.templates.push_back(t);
-      sums.insert(sums.end(), {t.loss_sum, t.tokens, static_cast<double>(t.documents)});
+      sums.insert(sums.end(), {t.loss_sum, t.tokens, static_cast<double>(t.documents),
+                               static_cast<double>(t.scored), static_cast<double>(t.exact)});
     }
     out.push_back(std::move(e));
   }
@@ -66,7 +127,9 @@ std::vector<TaskEval> evaluate_held_out(TaskTokenSource& tasks, const EvalForwar
         t.loss_sum = p[i];
         t.tokens = p[i + 1];
         t.documents = static_cast<int64_t>(p[i + 2]);
-        i += 3;
+        t.scored = static_cast<int64_t>(p[i + 3]);
+        t.exact = static_cast<int64_t>(p[i + 4]);
+        i += 5;
       }
   }
   for (TaskEval& e : out)
@@ -74,6 +137,8 @@ std::vector<TaskEval> evaluate_held_out(TaskTokenSource& tasks, const EvalForwar
       e.loss_sum += t.loss_sum;
       e.tokens += t.tokens;
       e.documents += t.documents;
+      e.scored += t.scored;
+      e.exact += t.exact;
     }
   return out;
 }
@@ -81,29 +146,34 @@ std::vector<TaskEval> evaluate_held_out(TaskTokenSource& tasks, const EvalForwar
 std::vector<std::string> format_eval_table(const std::vector<TaskEval>& evals, int64_t step) {
   std::vector<std::string> lines;
   if (evals.empty()) return lines;
-  size_t width = 4;
+  size_t width = 15;  // "mean over tasks"
   for (const TaskEval& e : evals) width = std::max(width, e.task.size());
-  lines.push_back(fmt::format("held-out at step {}: {:<{}}  {:>5}  {:>7}  {:>9}  {:>9}  {:>5}", step,
-                              "task", width, "docs", "loss", "ppl", "tmpl mean", "worst", "tmpl"));
-  const std::string indent(fmt::format("held-out at step {}: ", step).size(), ' ');
-  double mean = 0.0;
+  const std::string head = fmt::format("held-out at step {}: ", step);
+  const std::string indent(head.size(), ' ');
+  const auto percent = [](int64_t scored, double value) {
+    return scored > 0 ? fmt::format("{:.1f}%", 100.0 * value) : std::string("-");
+  };
+  lines.push_back(fmt::format("{}{:<{}}  {:>5}  {:>7}  {:>8}  {:>10}  {:>7}  {:>10}  {:>4}", head,
+                              "task", width, "docs", "loss", "ppl", "worst tmpl", "exact",
+                              "worst tmpl", "tmpl"));
+  double loss = 0.0, exact = 0.0;
+  int64_t scored_tasks = 0;
   for (const TaskEval& e : evals) {
-    double tmpl_mean = 0.0;
-    int n = 0;
-    for (const TemplateLoss& t : e.templates)
-      if (t.tokens > 0) {
-        tmpl_mean += t.loss();
-        ++n;
-      }
-    tmpl_mean = n > 0 ? tmpl_mean / n : 0.0;
-    mean += e.loss();
-    lines.push_back(fmt::format("{}{:<{}}  {:>5}  {:>7.4f}  {:>9.3f}  {:>9.4f}  {:>5.4f}  {:>5}",
+    loss += e.loss();
+    if (e.scored > 0) {
+      exact += e.exact_match();
+      ++scored_tasks;
+    }
+    lines.push_back(fmt::format("{}{:<{}}  {:>5}  {:>7.4f}  {:>8.3f}  {:>10.4f}  {:>7}  {:>10}  {:>4}",
                                 indent, e.task, width, e.documents, e.loss(), std::exp(e.loss()),
-                                tmpl_mean, e.worst_template_loss(), e.templates.size()));
+                                e.worst_template_loss(), percent(e.scored, e.exact_match()),
+                                percent(e.scored, e.worst_template_exact_match()),
+                                e.templates.size()));
   }
-  mean /= static_cast<double>(evals.size());
-  lines.push_back(fmt::format("{}{:<{}}  {:>5}  {:>7.4f}  {:>9.3f}", indent, "mean over tasks",
-                              width, "", mean, std::exp(mean)));
+  loss /= static_cast<double>(evals.size());
+  lines.push_back(fmt::format("{}{:<{}}  {:>5}  {:>7.4f}  {:>8.3f}  {:>10}  {:>7}", indent,
+                              "mean over tasks", width, "", loss, std::exp(loss), "",
+                              percent(scored_tasks, scored_tasks > 0 ? exact / scored_tasks : 0.0)));
   return lines;
 }
 

@@ -1,5 +1,9 @@
 // Held-out evaluation of `pft train`: the loss (and perplexity) of every task's validation split,
-// per template and per task, at eval.every_steps and at the end of the run.
+// per template and per task, at eval.every_steps and at the end of the run; and exact match:
+// the greedy continuation of each document's prompt (batched, KV cache: train/generate.h),
+// compared token for token with its answer (the loss-masked part, without the final eos). A
+// document whose mask has no prompt or no answer (data.train_on_prompt) is not scored; nor is
+// one too long to generate its answer within model.max_seq_len.
 //
 // Sharding: a task's validation documents are numbered example-major (data/document_source.h);
 // for each template slot, the documents of that slot are dealt round-robin over ranks (document
@@ -26,13 +30,16 @@ namespace pft {
 
 class Communicator;
 class TaskTokenSource;
+class TransformerImpl;
 
 struct TemplateLoss {
   int32_t template_id = 0;
   double loss_sum = 0.0;  // over every target token of its documents, all ranks
   double tokens = 0.0;
   int64_t documents = 0;
+  int64_t scored = 0, exact = 0;  // exact match: documents scored, answered exactly
   double loss() const { return tokens > 0 ? loss_sum / tokens : 0.0; }
+  double exact_match() const { return scored > 0 ? static_cast<double>(exact) / scored : 0.0; }
 };
 
 struct TaskEval {
@@ -40,7 +47,10 @@ struct TaskEval {
   std::vector<TemplateLoss> templates;  // the validation split's templates, in slot order
   double loss_sum = 0.0, tokens = 0.0;  // all templates
   int64_t documents = 0;
+  int64_t scored = 0, exact = 0;
   double loss() const { return tokens > 0 ? loss_sum / tokens : 0.0; }
+  double exact_match() const { return scored > 0 ? static_cast<double>(exact) / scored : 0.0; }
+  double worst_template_exact_match() const;  // the lowest per-template exact match
   double worst_template_loss() const;   // the highest per-template loss
 };
 
@@ -48,6 +58,9 @@ struct EvalOptions {
   int64_t max_batches = 0;  // eval.max_batches
   int rank = 0, world_size = 1;
   Communicator* comm = nullptr;  // null = one process
+  // Exact match: the model to generate with (null = loss only) and the tokenizer's eos id.
+  TransformerImpl* model = nullptr;
+  int32_t eos_id = -1;
 };
 
 using EvalForward = std::function<at::Tensor(const Batch&)>;

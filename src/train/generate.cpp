@@ -143,13 +143,14 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<int32_
     longest = std::max<int64_t>(longest, static_cast<int64_t>(prompts[i].size()));
     prompt_tokens += static_cast<int64_t>(prompts[i].size());
   }
-  if (longest >= spec.max_seq_len)
-    throw InputError(
-        fmt::format("a prompt of {} tokens leaves no room to generate: the model's "
-                    "max_seq_len is {}",
-                    longest, spec.max_seq_len));
   // Prefix tuning: n prefix slots first; positions are shifted by n (TransformerImpl).
   const int64_t pre = prefix_block_ >= 0 ? model_.adapters()->spec().prefix_tokens : 0;
+  if (longest + pre >= spec.max_seq_len)
+    throw InputError(
+        fmt::format("a prompt of {} tokens{} leaves no room to generate: the model's "
+                    "max_seq_len is {}",
+                    longest, pre > 0 ? fmt::format(" after a prefix of {}", pre) : "",
+                    spec.max_seq_len));
   const int64_t capacity = std::min(spec.max_seq_len - pre, longest + o.max_new_tokens);
   const int64_t steps = capacity - longest;  // new tokens per row at most
 

@@ -232,12 +232,14 @@ int64_t TaskTokenSource::fill_documents(size_t task, DocumentSource& split,
   packed_.clear(rows_, seq_len_);
   for (size_t i = 0; i < docs.size(); ++i) {
     split.read(docs[i], eval_tokens_, eval_mask_);
+    // A document longer than a row keeps its end (the answer), as the packer does.
     const auto n = static_cast<size_t>(
         std::min<int64_t>(seq_len_ + 1, static_cast<int64_t>(eval_tokens_.size())));
     if (n < 2) continue;  // nothing to predict
+    const size_t skip = eval_tokens_.size() - n;
     const int32_t slot = static_cast<int32_t>(docs[i] % split.num_templates());
-    packed_.add_document(static_cast<int64_t>(i), std::span(eval_tokens_.data(), n),
-                         std::span(eval_mask_.data(), n),
+    packed_.add_document(static_cast<int64_t>(i), std::span(eval_tokens_.data() + skip, n),
+                         std::span(eval_mask_.data() + skip, n),
                          DocRef{static_cast<int32_t>(task), split.template_id(slot),
                                 docs[i] / split.num_templates(), 0});
   }

@@ -85,9 +85,9 @@ void validate_for_training(const Config& c, const RankEnv& env) {
     config::fail(c.source_of(path), path, what);
   };
   if (c.train.method != "full") {
-    if (c.train.method.starts_with("prompt_tuning") && c.data.source != "tasks")
-      fail("train.method", "prompt tuning puts virtual tokens before each task's documents; it "
-                           "needs data.source: tasks");
+    if (!c.train.method.starts_with("lora") && c.data.source != "tasks")
+      fail("train.method", "prompt and prefix tuning learn one block per task; they need "
+                           "data.source: tasks");
     if (c.train.method.starts_with("prompt_tuning") && c.peft.prompt_tokens >= c.data.seq_len - 1)
       fail("peft.prompt_tokens", fmt::format("{} virtual tokens leave no room in data.seq_len = {}",
                                              c.peft.prompt_tokens, c.data.seq_len));
@@ -107,6 +107,13 @@ void validate_for_training(const Config& c, const RankEnv& env) {
     fail("peft.init_from", fmt::format("no checkpoint file '{}'", c.peft.init_from));
   if (c.peft.freeze_loaded && c.peft.init_from.empty())
     fail("peft.freeze_loaded", "freezes the blocks loaded by peft.init_from, which is empty");
+  if (c.peft.freeze_loaded &&
+      (c.peft.prompt_shared || c.peft.prefix_projection || c.train.method.ends_with("+lora") ||
+       c.train.method == "lora"))
+    fail("peft.freeze_loaded",
+         "freezes the loaded tasks' own blocks of a prompt or prefix table; with shared "
+         "parameters (peft.prompt_shared, peft.prefix_projection's MLP, LoRA) the loaded tasks "
+         "would still change; use it with prompt_tuning or prefix_tuning alone");
   if (!c.peft.init_from.empty() && c.train.method == "full")
     fail("peft.init_from", "starts adapters from a checkpoint; train.method full has none (use "
                            "train.resume or model.from_pretrained)");
@@ -243,10 +250,23 @@ TrainSummary train(const Config& config_in, const RankEnv& env) {
   }
   FlatParameters params = adapter_spec.any() ? FlatParameters(trainable, no_decay)
                                              : FlatParameters::from_module(*model, no_decay);
+  // After the (identical) init: each rank its own random stream (LoRA dropout).
+  at::manual_seed(seed ^ (0x9e3779b97f4a7c15ULL * (static_cast<uint64_t>(env.world_rank) + 1)));
   // Cross-rank: one communicator for the step's collectives (dist.backend) and the gradient
   // reducer's buckets over the flat grad buffers (comm/reducer.h); rank 0's initial weights.
   // Task tables are row-sparse: only the blocks of the step's tasks are reduced.
   const std::unique_ptr<Communicator> comm = make_communicator(env, config.dist);
+  if (adapter_spec.any()) {  // every rank must hold the same frozen base: rank 0's hash decides
+    std::string root_hash = base_hash;
+    comm->broadcast_bytes(root_hash, 0);
+    agree(env, [&] {
+      if (root_hash != base_hash)
+        throw RuntimeFailure(fmt::format("the frozen base differs across ranks (rank {}: {}, rank "
+                                         "0: {}); every rank must load the same "
+                                         "model.from_pretrained",
+                                         env.world_rank, base_hash, root_hash));
+    });
+  }
   ReducerOptions reducer_options{config.dist.bucket_cap_mb, config.dist.first_bucket_mb, {}};
   std::vector<std::pair<size_t, int64_t>> row_sparse;
   if (tasks)
@@ -344,6 +364,7 @@ TrainSummary train(const Config& config_in, const RankEnv& env) {
   // Held-out evaluation (train/evaluate.h): at the start of a fresh run, every eval.every_steps
   // steps and at the end.
   Batch eval_batch = tasks ? tasks->make_batch() : Batch{};
+  const int32_t eos_id = tasks ? load_tokenizer(config.data.tokenizer)->eos_id() : -1;
   const auto evaluate = [&](int64_t step) {
     if (!tasks) return;
     model->eval();
@@ -352,7 +373,7 @@ TrainSummary train(const Config& config_in, const RankEnv& env) {
       AutocastScope autocast(precision, device);
       evals = evaluate_held_out(*tasks, forward, eval_batch,
                                 EvalOptions{config.eval.max_batches, env.world_rank,
-                                            env.world_size, comm.get()});
+                                            env.world_size, comm.get(), model.get(), eos_id});
     }
     model->train();
     for (const TaskEval& e : evals) {
@@ -365,6 +386,7 @@ TrainSummary train(const Config& config_in, const RankEnv& env) {
         rec["template"] = t.template_id;
         rec["loss"] = t.loss();
         rec["perplexity"] = std::exp(t.loss());
+        if (t.scored > 0) rec["exact_match"] = t.exact_match();
         rec["tokens"] = t.tokens;
         rec["documents"] = t.documents;
         metrics.write(std::move(rec));
@@ -377,6 +399,10 @@ TrainSummary train(const Config& config_in, const RankEnv& env) {
       rec["loss"] = e.loss();
       rec["perplexity"] = std::exp(e.loss());
       rec["worst_template_loss"] = e.worst_template_loss();
+      if (e.scored > 0) {
+        rec["exact_match"] = e.exact_match();
+        rec["worst_template_exact_match"] = e.worst_template_exact_match();
+      }
       rec["tokens"] = e.tokens;
       rec["documents"] = e.documents;
       metrics.write(std::move(rec));

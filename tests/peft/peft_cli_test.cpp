@@ -173,7 +173,9 @@ TEST_P(PeftMethod, LowersHeldOutLossWithFrozenBaseAndResumesBitwise) {
   EXPECT_NE(c.out.find("trained on base model " + m.base_start), std::string::npos) << c.out;
 
   // pft generate: the base plus the adapter (add's block); pft ckpt export: the merged model and
-  // the adapter in PEFT's format. For LoRA alone the merged model generates the same text.
+  // the adapter in PEFT's format. For LoRA alone the exported merged model generates what
+  // generate --adapter does (the merge itself is checked against the unmerged logits in
+  // peft_model_test.cpp).
   const std::string base_hf = (root_ / "base_hf").string();
   const std::string gen_args =
       " --tokenizer byte --prompt 'Add the two numbers.' --prompt '12 + 30 =' --max-new-tokens 8"

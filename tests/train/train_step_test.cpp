@@ -215,25 +215,33 @@ TEST(Trainer, StartupChecksNameTheKey) {
   const RankEnv env;
   EXPECT_NO_THROW(validate_for_training(parse_config(base, "t.yaml"), env));
   const auto message_of = [&](const std::string& override,
-                              const std::string& more = "") -> std::string {
+                              std::vector<std::string> more = {}) -> std::string {
     try {
-      std::vector<std::string> overrides = {override};
-      if (!more.empty()) overrides.push_back(more);
-      validate_for_training(parse_config(base, "t.yaml", overrides), env);
+      more.insert(more.begin(), override);
+      validate_for_training(parse_config(base, "t.yaml", more), env);
     } catch (const InputError& e) {
       return e.what();
     }
     return "(no error)";
   };
-  EXPECT_NE(message_of("train.method=prompt_tuning").find("train.method: prompt tuning puts "
-                                                          "virtual tokens"),
+  EXPECT_NE(message_of("train.method=prompt_tuning").find("train.method: prompt and prefix tuning "
+                                                          "learn one block per task"),
             std::string::npos);
-  EXPECT_NE(message_of("train.method=prefix_tuning", "peft.prefix_tokens=4")
+  const std::vector<std::string> tasks = {"data.source=tasks", "data.tasks=[t.yaml]"};
+  std::vector<std::string> prefix = tasks;
+  prefix.push_back("peft.prefix_tokens=4");
+  EXPECT_NE(message_of("train.method=prefix_tuning", prefix)
                 .find("peft.prefix_tokens: a prefix of 4 shifts positions"),
-            std::string::npos);
+            std::string::npos)
+      << message_of("train.method=prefix_tuning", prefix);
+  std::vector<std::string> frozen_lora = {"peft.init_from=/etc/hostname", "peft.freeze_loaded=true"};
+  EXPECT_NE(message_of("train.method=lora", frozen_lora).find("peft.freeze_loaded: freezes the "
+                                                              "loaded tasks' own blocks"),
+            std::string::npos)
+      << message_of("train.method=lora", frozen_lora);
   EXPECT_EQ(message_of("train.method=lora"), "(no error)");
   EXPECT_NE(message_of("peft.freeze_loaded=true").find("peft.freeze_loaded"), std::string::npos);
-  EXPECT_NE(message_of("train.method=lora", "peft.init_from=/no/such.h5").find("peft.init_from"),
+  EXPECT_NE(message_of("train.method=lora", {"peft.init_from=/no/such.h5"}).find("peft.init_from"),
             std::string::npos);
   EXPECT_NE(message_of("model.vocab_size=200").find("model.vocab_size: 200 is smaller than the "
                                                     "vocabulary of data.tokenizer `byte` (258 ids)"),
