@@ -24,6 +24,7 @@ void abort_job_if_needed(const pft::Error* e, int code) {
   int size = 1;
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   if (size > 1 && (e == nullptr || !e->agreed())) MPI_Abort(MPI_COMM_WORLD, code);
+  MPI_Finalize();  // every rank failed the same way: end the job normally (core/rank_env.cpp)
 }
 
 }  // namespace

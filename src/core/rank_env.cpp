@@ -7,6 +7,7 @@
 #include <torch/cuda.h>
 
 #include <cstdlib>
+#include <exception>
 #include <thread>
 #include <vector>
 
@@ -46,6 +47,10 @@ MpiEnvironment::MpiEnvironment() {
 
 MpiEnvironment::~MpiEnvironment() {
   if (!owns_) return;
+  // Unwinding from a failure: MPI_Finalize waits for every rank, and a peer that died or stalled
+  // never comes, so the job would hang here before the error is even printed. main() reports it,
+  // then finalizes (the ranks agreed on the failure) or aborts the job (they did not).
+  if (std::uncaught_exceptions() > 0) return;
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (!finalized) MPI_Finalize();
