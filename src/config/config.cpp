@@ -69,6 +69,12 @@ void validate(const Config& c) {
          fmt::format("a cap applies to data.mixing: proportional only (data.mixing is `{}`); "
                      "remove it, or use mixing_temperature to flatten a `temperature` mixture",
                      c.data.mixing));
+  if (!c.data.mixing_weights.empty() && c.data.mixing != "fixed")
+    fail("data.mixing_weights",
+         fmt::format("weights apply to data.mixing: fixed only (data.mixing is `{}`)", c.data.mixing));
+  if (c.data.mixing == "fixed" && c.data.mixing_weights.empty())
+    fail("data.mixing", "`fixed` takes its weights from data.mixing_weights (one per task, in "
+                        "data.tasks order), which is empty");
   const TrainConfig& t = c.train;
   if (t.global_batch_size % t.micro_batch_size != 0)
     fail("train.global_batch_size",

@@ -51,6 +51,7 @@ struct DataConfig {
   std::string mixing = "proportional";
   int64_t mixing_cap = 0;
   double mixing_temperature = 2.0;
+  std::vector<double> mixing_weights;
 };
 
 struct TrainConfig {
@@ -168,9 +169,10 @@ void describe(V& v, DataConfig& c) {
   v.field("strict", c.strict, "Bad data (a malformed or mistyped record, an empty file) stops the run naming file:line; false skips and counts it, with a summary per task.");
   v.field("train_on_prompt", c.train_on_prompt, "Loss on every token of an example, not only its answer (+ eos).");
   v.field("cache_dir", c.cache_dir, "Directory of prepared token stores (`pft data prepare`, docs/data-pipeline.md), keyed by a content hash of their inputs; empty = `.pft-cache` beside run.dir; relative to the working directory.");
-  v.field("mixing", c.mixing, "How tasks share the micro-batches (source `tasks`): `proportional` to their training examples (capped by mixing_cap), `temperature` (examples^(1/mixing_temperature): small tasks get more), or `uniform`.", one_of({"proportional", "temperature", "uniform"}));
+  v.field("mixing", c.mixing, "How tasks share the micro-batches (source `tasks`): `proportional` to their training examples (capped by mixing_cap), `temperature` (examples^(1/mixing_temperature): small tasks get more), `uniform`, `fixed` (data.mixing_weights), or `round_robin` (each step's whole batch from one task, the tasks in turn).", one_of({"proportional", "temperature", "uniform", "fixed", "round_robin"}));
   v.field("mixing_cap", c.mixing_cap, "With mixing `proportional`: count at most this many examples per task (T5's examples-proportional mixing with a cap); 0 = no cap.", at_least(0));
   v.field("mixing_temperature", c.mixing_temperature, "With mixing `temperature`: T in examples^(1/T); 1 = proportional, larger = closer to uniform.", greater_than(0));
+  v.field("mixing_weights", c.mixing_weights, "With mixing `fixed`: one weight >= 0 per task, in data.tasks order; a task's share of the micro-batches is its weight over their sum.");
 }
 
 template <class V>

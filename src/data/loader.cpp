@@ -28,7 +28,7 @@ TaskLoader::TaskLoader(std::vector<LoaderTask> tasks, const LoaderOptions& optio
       options_(options),
       examples_(count_examples(tasks_)),
       weights_(pft::mixture_weights(examples_, options.mixing)),
-      mixture_(options.seed, weights_) {
+      mixture_(options.seed, weights_, options.mixing.strategy == "round_robin") {
   const LoaderOptions& o = options_;
   PFT_ASSERT(!tasks_.empty(), "the loader needs at least one task");
   PFT_ASSERT(o.seq_len >= 1 && o.micro_batch_size >= 1 && o.world_size >= 1 && o.rank >= 0 &&

@@ -103,8 +103,24 @@ std::vector<int64_t> mixture_weights(const std::vector<int64_t>& examples,
   if (options.strategy == "proportional") {
     for (size_t k = 0; k < examples.size(); ++k)
       w[k] = options.cap > 0 ? std::min(examples[k], options.cap) : examples[k];
-  } else if (options.strategy == "uniform") {
+  } else if (options.strategy == "uniform" || options.strategy == "round_robin") {
     for (size_t k = 0; k < examples.size(); ++k) w[k] = examples[k] > 0 ? 1 : 0;
+  } else if (options.strategy == "fixed") {
+    if (options.weights.size() != examples.size())
+      throw InputError(fmt::format("data.mixing_weights: {} weight(s) for {} task(s); give one per "
+                                   "task, in data.tasks order",
+                                   options.weights.size(), examples.size()));
+    double top = 0.0;
+    for (size_t k = 0; k < examples.size(); ++k) {
+      if (!(options.weights[k] >= 0.0) || !std::isfinite(options.weights[k]))
+        throw InputError(fmt::format("data.mixing_weights: weight {} of task {} must be a finite "
+                                     "number >= 0",
+                                     options.weights[k], k + 1));
+      if (examples[k] > 0) top = std::max(top, options.weights[k]);
+    }
+    for (size_t k = 0; k < examples.size(); ++k)
+      if (examples[k] > 0 && options.weights[k] > 0)
+        w[k] = std::max<int64_t>(1, std::llround(options.weights[k] / top * (1 << 30)));
   } else if (options.strategy == "temperature") {
     PFT_ASSERT(options.temperature > 0, "data.mixing_temperature must be positive");
     std::vector<double> real(examples.size(), 0.0);
@@ -118,7 +134,8 @@ std::vector<int64_t> mixture_weights(const std::vector<int64_t>& examples,
       if (real[k] > 0) w[k] = std::max<int64_t>(1, std::llround(real[k] / top * (1 << 30)));
   } else {
     throw InputError(fmt::format("data.mixing: unknown strategy `{}`; use proportional, "
-                                 "temperature or uniform", options.strategy));
+                                 "temperature, uniform, fixed or round_robin",
+                                 options.strategy));
   }
   int64_t total = 0;
   for (int64_t x : w) total += x;
@@ -126,17 +143,21 @@ std::vector<int64_t> mixture_weights(const std::vector<int64_t>& examples,
   return w;
 }
 
-TaskMixture::TaskMixture(uint64_t seed, std::vector<int64_t> weights) : seed_(seed) {
+TaskMixture::TaskMixture(uint64_t seed, std::vector<int64_t> weights, bool round_robin)
+    : seed_(seed) {
   uint64_t total = 0;
-  for (int64_t w : weights) {
-    PFT_ASSERT(w >= 0, "negative mixture weight");
-    total += static_cast<uint64_t>(w);
+  for (size_t k = 0; k < weights.size(); ++k) {
+    PFT_ASSERT(weights[k] >= 0, "negative mixture weight");
+    total += static_cast<uint64_t>(weights[k]);
     cumulative_.push_back(total);
+    if (round_robin && weights[k] > 0) turns_.push_back(static_cast<int32_t>(k));
   }
   if (total == 0) throw InputError("the task mixture has no task with training examples");
 }
 
 int32_t TaskMixture::task_of(int64_t step, int64_t slot) const {
+  if (!turns_.empty())
+    return turns_[static_cast<size_t>(step % static_cast<int64_t>(turns_.size()))];
   std::mt19937_64 g(
       derive_seed(seed_, "mixture", "", static_cast<uint64_t>(step), static_cast<uint64_t>(slot)));
   const uint64_t x = uniform_below(g, cumulative_.back());

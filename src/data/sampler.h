@@ -94,29 +94,37 @@ class TaskSampler {
 // integer arithmetic, identically on every rank): temperature weights are scaled so the largest
 // is 2^30 and rounded.
 struct MixingOptions {
-  std::string strategy = "proportional";  // proportional | temperature | uniform
+  std::string strategy = "proportional";  // proportional | temperature | uniform | fixed |
+                                          // round_robin
   int64_t cap = 0;
   double temperature = 1.0;
+  std::vector<double> weights;  // fixed: one per task, in task order (data.mixing_weights)
 };
 
-// The mixture weights of `examples` (training examples per task) under `options`. Throws
-// InputError naming data.mixing when no task gets a positive weight.
+// The mixture weights of `examples` (training examples per task) under `options`: proportional
+// (capped), temperature (n^(1/T), scaled to 2^30 at the largest), uniform (1 per task), fixed
+// (options.weights, scaled to 2^30 at the largest; a positive weight never rounds to 0),
+// round_robin (1 per task: each gets whole steps in turn, see TaskMixture). A task without
+// examples gets 0. Throws InputError naming data.mixing when no task gets a positive weight, and
+// data.mixing_weights when they are not one non-negative number per task.
 std::vector<int64_t> mixture_weights(const std::vector<int64_t>& examples,
                                      const MixingOptions& options);
 
 // The task mixture: the task of micro-batch slot `slot` of step `step` is drawn with probability
-// weights[k] / sum(weights) from derive_seed(seed, "mixture", "", step, slot). Until the rank-0
-// controller plans steps, this is the whole plan.
+// weights[k] / sum(weights) from derive_seed(seed, "mixture", "", step, slot). Round robin
+// instead gives every slot of step s the ((s mod m)+1)-th of the m tasks with a positive weight:
+// whole steps per task, in turn. Until the rank-0 controller plans steps, this is the whole plan.
 class TaskMixture {
  public:
   // weights: non-negative, at least one positive (e.g. training examples per task).
-  TaskMixture(uint64_t seed, std::vector<int64_t> weights);
+  TaskMixture(uint64_t seed, std::vector<int64_t> weights, bool round_robin = false);
   int32_t task_of(int64_t step, int64_t slot) const;
   int32_t num_tasks() const { return static_cast<int32_t>(cumulative_.size()); }
 
  private:
   uint64_t seed_;
   std::vector<uint64_t> cumulative_;  // inclusive prefix sums
+  std::vector<int32_t> turns_;        // round robin: the tasks with a positive weight; else empty
 };
 
 // One rank's items in one evaluation round: [begin, end); empty() = nothing for this rank in

@@ -176,7 +176,7 @@ TaskTokenSource::TaskTokenSource(const Config& config, const RankEnv& env, at::D
     o.pad_id = pad_id;
     pad_id_ = pad_id;
     o.mixing = MixingOptions{config.data.mixing, config.data.mixing_cap,
-                             config.data.mixing_temperature};
+                             config.data.mixing_temperature, config.data.mixing_weights};
     loader_ = std::make_unique<TaskLoader>(std::move(tasks), o);
   });
   int64_t examples = 0;
@@ -188,6 +188,7 @@ TaskTokenSource::TaskTokenSource(const Config& config, const RankEnv& env, at::D
   const DataConfig& d = config.data;
   const std::string how =
       d.mixing == "temperature" ? fmt::format("temperature {}", d.mixing_temperature)
+      : d.mixing == "round_robin" ? std::string("round_robin (whole steps per task, in turn)")
       : d.mixing == "proportional" && d.mixing_cap > 0
           ? fmt::format("proportional, cap {}", d.mixing_cap)
           : d.mixing;

@@ -154,6 +154,20 @@ TEST(Config, MixingCapOnlyWithProportional) {
       << msg;
 }
 
+TEST(Config, MixingWeightsGoWithFixed) {
+  const Config c =
+      parse_config(kMinimal, "cfg.yaml", {"data.mixing=fixed", "data.mixing_weights=[3, 1.5]"});
+  EXPECT_EQ(c.data.mixing_weights, (std::vector<double>{3.0, 1.5}));
+  std::string msg = error_of(kMinimal, {"data.mixing_weights=[1, 2]"});
+  EXPECT_NE(msg.find("data.mixing_weights: weights apply to data.mixing: fixed only"),
+            std::string::npos)
+      << msg;
+  msg = error_of(kMinimal, {"data.mixing=fixed"});
+  EXPECT_NE(msg.find("data.mixing: `fixed` takes its weights from data.mixing_weights"),
+            std::string::npos)
+      << msg;
+}
+
 TEST(Config, WorldSizeDivisibility) {
   const Config c = parse_config(kMinimal, "cfg.yaml", {"train.micro_batch_size=2"});
   EXPECT_NO_THROW(validate_for_world(c, 4));

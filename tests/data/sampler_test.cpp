@@ -98,25 +98,47 @@ TEST(Sampler, MixtureIsExamplesProportionalAndDeterministic) {
 // data.mixing: the weights of each strategy against hand-computed values.
 TEST(Sampler, MixingStrategiesWeights) {
   const std::vector<int64_t> n = {100, 2500, 0, 10000};
-  EXPECT_EQ(mixture_weights(n, {"proportional", 0, 1.0}), (std::vector<int64_t>{100, 2500, 0, 10000}));
-  EXPECT_EQ(mixture_weights(n, {"proportional", 1000, 1.0}), (std::vector<int64_t>{100, 1000, 0, 1000}));
-  EXPECT_EQ(mixture_weights(n, {"uniform", 0, 1.0}), (std::vector<int64_t>{1, 1, 0, 1}));
+  EXPECT_EQ(mixture_weights(n, {"proportional", 0, 1.0, {}}), (std::vector<int64_t>{100, 2500, 0, 10000}));
+  EXPECT_EQ(mixture_weights(n, {"proportional", 1000, 1.0, {}}), (std::vector<int64_t>{100, 1000, 0, 1000}));
+  EXPECT_EQ(mixture_weights(n, {"uniform", 0, 1.0, {}}), (std::vector<int64_t>{1, 1, 0, 1}));
   // T = 2: sqrt(n) = 10, 50, -, 100 -> 2^30 * (0.1, 0.5, 0, 1).
   const int64_t top = int64_t{1} << 30;
-  EXPECT_EQ(mixture_weights(n, {"temperature", 0, 2.0}),
+  EXPECT_EQ(mixture_weights(n, {"temperature", 0, 2.0, {}}),
             (std::vector<int64_t>{std::llround(top * 0.1), top / 2, 0, top}));
   // T = 1 is proportional (up to the integer scaling).
-  const std::vector<int64_t> t1 = mixture_weights(n, {"temperature", 0, 1.0});
+  const std::vector<int64_t> t1 = mixture_weights(n, {"temperature", 0, 1.0, {}});
   EXPECT_NEAR(static_cast<double>(t1[0]) / static_cast<double>(t1[3]), 0.01, 1e-9);
   // The drawn shares follow the weights: T = 2 gives the small task 10 / 160 of the slots.
-  const TaskMixture m(5, mixture_weights(n, {"temperature", 0, 2.0}));
+  const TaskMixture m(5, mixture_weights(n, {"temperature", 0, 2.0, {}}));
   std::vector<int64_t> hist(4);
   for (int64_t step = 0; step < 2000; ++step)
     for (int64_t slot = 0; slot < 10; ++slot) ++hist[static_cast<size_t>(m.task_of(step, slot))];
   EXPECT_NEAR(static_cast<double>(hist[0]) / 20000, 10.0 / 160, 0.01);
   EXPECT_EQ(hist[2], 0);
-  EXPECT_THROW(mixture_weights({0, 0}, {"uniform", 0, 1.0}), InputError);
-  EXPECT_THROW(mixture_weights(n, {"zipf", 0, 1.0}), InputError);
+  EXPECT_THROW(mixture_weights({0, 0}, {"uniform", 0, 1.0, {}}), InputError);
+  EXPECT_THROW(mixture_weights(n, {"zipf", 0, 1.0, {}}), InputError);
+  // fixed: the given weights, scaled to 2^30 at the largest; a task without examples gets 0.
+  EXPECT_EQ(mixture_weights(n, {"fixed", 0, 1.0, {1.0, 3.0, 5.0, 4.0}}),
+            (std::vector<int64_t>{top / 4, 3 * (top / 4), 0, top}));
+  EXPECT_EQ(mixture_weights(n, {"fixed", 0, 1.0, {0.0, 1e-12, 1.0, 2.0}}),
+            (std::vector<int64_t>{0, 1, 0, top}));  // a positive weight never rounds to 0
+  try {
+    mixture_weights(n, {"fixed", 0, 1.0, {1.0, 2.0}});
+    ADD_FAILURE() << "two weights for four tasks accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("data.mixing_weights: 2 weight(s) for 4 task(s)"),
+              std::string::npos) << e.what();
+  }
+  EXPECT_THROW(mixture_weights(n, {"fixed", 0, 1.0, {1.0, -1.0, 1.0, 1.0}}), InputError);
+  // round_robin: whole steps per task, the tasks with examples in turn.
+  const std::vector<int64_t> rr = mixture_weights(n, {"round_robin", 0, 1.0, {}});
+  EXPECT_EQ(rr, (std::vector<int64_t>{1, 1, 0, 1}));
+  const TaskMixture turns(5, rr, /*round_robin=*/true);
+  const std::vector<int32_t> expected = {0, 1, 3, 0, 1, 3, 0};
+  for (int64_t step = 0; step < 7; ++step)
+    for (int64_t slot = 0; slot < 5; ++slot)
+      EXPECT_EQ(turns.task_of(step, slot), expected[static_cast<size_t>(step)])
+          << "step " << step << " slot " << slot;
 }
 
 // Three tasks of different sizes (small ones wrap epochs within the test) and template counts.
