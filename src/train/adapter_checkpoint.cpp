@@ -31,14 +31,11 @@ LoadedAdapter attach_adapter_checkpoint(const std::filesystem::path& file, Trans
     throw InputError(fmt::format("--adapter {}: a full fine-tuning checkpoint, not an adapter; "
                                  "use --checkpoint",
                                  file.string()));
-  if (const ckpt::Dataset* names = meta.find("/data/task_names")) {
-    const boost::json::value list = boost::json::parse(names->text());
-    for (const boost::json::value& n : list.as_array()) out.task_names.emplace_back(n.as_string());
-  }
+  out.task_names = saved_task_names(meta);
   const AdapterSpec spec = adapter_spec_from_config(
       config, model.spec(), std::max<int64_t>(1, static_cast<int64_t>(out.task_names.size())));
   out.adapters = std::make_shared<Adapters>(model.spec(), spec, model.lora_candidates());
-  init_adapters_from(file, module_hash(model), out.adapters->named(), {}, out.task_names,
+  init_adapters_from(meta, file, module_hash(model), out.adapters->named(), {}, out.task_names,
                      "--adapter");
   out.adapters->to(model.parameters().front().device());
   model.attach_adapters(out.adapters);

@@ -384,9 +384,8 @@ TrainProgress restore_checkpoint(const Contents& c, const Config& config, const 
         fmt::format("it was trained with data.source `{}`, this run uses `{}`; resume with the "
                     "same data source",
                     p.data_source, config.data.source));
-  if (const ckpt::Dataset* names = c.find("/data/task_names")) {
-    const boost::json::value v = boost::json::parse(names->text());
-    for (const boost::json::value& n : v.as_array()) p.task_names.emplace_back(n.as_string());
+  if (c.find("/data/task_names") != nullptr) {
+    p.task_names = saved_task_names(c);
     if (p.task_names != task_names)
       refuse(
           fmt::format("it was trained on tasks [{}], this run has [{}] (data.tasks); resuming "
@@ -575,11 +574,29 @@ void Checkpointer::after_step(TrainProgress progress, bool last, MetricsWriter& 
   }
 }
 
+std::vector<std::string> saved_task_names(const ckpt::Contents& contents) {
+  std::vector<std::string> out;
+  if (const ckpt::Dataset* names = contents.find("/data/task_names")) {
+    const boost::json::value list = boost::json::parse(names->text());
+    for (const boost::json::value& n : list.as_array()) out.emplace_back(n.as_string());
+  }
+  return out;
+}
+
 std::vector<size_t> init_adapters_from(const std::filesystem::path& file, const std::string& base_model_hash,
                         const std::vector<std::pair<std::string, at::Tensor>>& named,
                         const std::map<std::string, int64_t>& block_rows,
                         const std::vector<std::string>& task_names, const std::string& what) {
-  const ckpt::Contents c = ckpt::read_checkpoint(file);
+  return init_adapters_from(ckpt::read_checkpoint(file), file, base_model_hash, named, block_rows,
+                            task_names, what);
+}
+
+std::vector<size_t> init_adapters_from(const ckpt::Contents& c, const std::filesystem::path& file,
+                                       const std::string& base_model_hash,
+                                       const std::vector<std::pair<std::string, at::Tensor>>& named,
+                                       const std::map<std::string, int64_t>& block_rows,
+                                       const std::vector<std::string>& task_names,
+                                       const std::string& what) {
   const std::string where = fmt::format("{}: checkpoint {}", what, file.string());
   std::string saved_hash;
   if (c.has_group(ckpt::kTrainable)) {
@@ -595,11 +612,7 @@ std::vector<size_t> init_adapters_from(const std::filesystem::path& file, const 
     throw InputError(fmt::format("{} was trained on another base model ({}; this run's base is "
                                  "{}); adapters only fit the base they were trained on",
                                  where, saved_hash, base_model_hash));
-  std::vector<std::string> saved_tasks;
-  if (const ckpt::Dataset* names = c.find("/data/task_names")) {
-    const boost::json::value list = boost::json::parse(names->text());
-    for (const boost::json::value& n : list.as_array()) saved_tasks.emplace_back(n.as_string());
-  }
+  const std::vector<std::string> saved_tasks = saved_task_names(c);
   at::NoGradGuard no_grad;
   int64_t copied = 0;
   std::vector<size_t> loaded;

@@ -136,6 +136,10 @@ class Checkpointer {
 // "xxh3-64:<hex>": the final parameter hash of a run (bitwise-resume tests compare it).
 std::string parameter_hash(const FlatParameters& params);
 
+// The task names a checkpoint records (/data/task_names, data.tasks order); empty when it has
+// none (the synthetic data source).
+std::vector<std::string> saved_task_names(const ckpt::Contents& contents);
+
 // peft.init_from: loads the adapter tensors of checkpoint `file` into `named` (same names) on
 // every rank that calls it. Tables listed in `block_rows` (name -> rows per task block) are copied
 // block by block by task name (unless both task lists are equal): tasks the file knows keep their
@@ -148,6 +152,14 @@ std::vector<size_t> init_adapters_from(const std::filesystem::path& file, const 
                         const std::map<std::string, int64_t>& block_rows,
                         const std::vector<std::string>& task_names,
                         const std::string& what = "peft.init_from");
+// The same from `contents` already read from `file`.
+std::vector<size_t> init_adapters_from(const ckpt::Contents& contents,
+                                       const std::filesystem::path& file,
+                                       const std::string& base_model_hash,
+                                       const std::vector<std::pair<std::string, at::Tensor>>& named,
+                                       const std::map<std::string, int64_t>& block_rows,
+                                       const std::vector<std::string>& task_names,
+                                       const std::string& what);
 
 // XXH3-64 of every parameter of `module` (named_parameters() order), "xxh3-64:<hex>": the
 // base-model hash adapter checkpoints record (/trainable/base_model_hash).

@@ -50,22 +50,6 @@ ModelSpec parity_spec(const std::string& name) {
   return s;
 }
 
-void write_spec_json(const fs::path& file, const ModelSpec& s, const NamedTensors& params) {
-  std::string names;
-  for (const auto& [name, t] : params)
-    names += fmt::format("{}\"{}\"", names.empty() ? "" : ", ", name);
-  std::ofstream out(file);
-  out << fmt::format(
-      "{{\"family\": \"{}\", \"vocab_size\": {}, \"d_model\": {}, \"n_layers\": {}, "
-      "\"n_heads\": {}, \"n_kv_heads\": {}, \"head_dim\": {}, \"d_ff\": {}, \"max_seq_len\": {}, "
-      "\"norm_eps\": {:.17g}, \"rope_theta\": {:.17g}, \"tie_embeddings\": {}, "
-      "\"parameter_names\": [{}]}}\n",
-      family_name(s.family), s.vocab_size, s.d_model, s.n_layers, s.n_heads, s.n_kv_heads,
-      s.head_dim, s.d_ff, s.max_seq_len, s.norm_eps, s.rope_theta,
-      s.tie_embeddings ? "true" : "false", names);
-  ASSERT_TRUE(out.good());
-}
-
 // B = 2 rows of T = 16. Packed: row 0 holds documents of 5, 7, 4 tokens, row 1 of 9, 7.
 // Plain: one document per row, doc_ids empty (the causal fast path).
 struct ParityBatch {
@@ -136,7 +120,7 @@ TEST_P(ModelParity, MatchesHuggingFace) {
   Transformer model(spec);
   model->reset_parameters(1234);
   const NamedTensors params = test::parameters_of(*model);
-  write_spec_json(dir / "spec.json", spec, params);
+  test::write_spec_json(dir / "spec.json", spec, params);
   test::save_tensors(dir / "params.pt", params);
   run_case(model, "packed", /*packed=*/true, dir);
   run_case(model, "plain", /*packed=*/false, dir);
@@ -155,7 +139,7 @@ TEST(ModelParityChecker, FailsOnAWrongWeight) {
   Transformer model(spec);
   model->reset_parameters(1234);
   NamedTensors params = test::parameters_of(*model);
-  write_spec_json(dir / "spec.json", spec, params);
+  test::write_spec_json(dir / "spec.json", spec, params);
   run_case(model, "packed", /*packed=*/true, dir);
   for (auto& [name, t] : params) {
     if (name == "model.layers.1.self_attn.k_proj.weight")

@@ -44,6 +44,23 @@ NamedTensors load_tensors(const fs::path& file) {
   return out;
 }
 
+void write_spec_json(const std::filesystem::path& file, const ModelSpec& s,
+                     const NamedTensors& params) {
+  std::string names;
+  for (const auto& [name, t] : params)
+    names += fmt::format("{}\"{}\"", names.empty() ? "" : ", ", name);
+  std::ofstream out(file);
+  out << fmt::format(
+      "{{\"family\": \"{}\", \"vocab_size\": {}, \"d_model\": {}, \"n_layers\": {}, "
+      "\"n_heads\": {}, \"n_kv_heads\": {}, \"head_dim\": {}, \"d_ff\": {}, \"max_seq_len\": {}, "
+      "\"norm_eps\": {:.17g}, \"rope_theta\": {:.17g}, \"tie_embeddings\": {}, "
+      "\"parameter_names\": [{}]}}\n",
+      family_name(s.family), s.vocab_size, s.d_model, s.n_layers, s.n_heads, s.n_kv_heads,
+      s.head_dim, s.d_ff, s.max_seq_len, s.norm_eps, s.rope_theta,
+      s.tie_embeddings ? "true" : "false", names);
+  if (!out.good()) throw RuntimeFailure(fmt::format("cannot write {}", file.string()));
+}
+
 NamedTensors parameters_of(const torch::nn::Module& module) {
   NamedTensors out;
   for (const auto& item : module.named_parameters())

@@ -15,6 +15,8 @@
 #include <utility>
 #include <vector>
 
+#include "model/transformer.h"
+
 namespace pft::test {
 
 using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
@@ -30,6 +32,12 @@ NamedTensors parameters_of(const torch::nn::Module& module);
 
 // The gradient of every parameter, named "<prefix><parameter name>"; zeros where none exists.
 NamedTensors grads_of(const torch::nn::Module& module, const std::string& prefix = "grad.");
+
+// spec.json for the Python references (model_reference.py, train_reference.py,
+// peft_reference.py): the architecture of `spec` and the parameter names of `params`, in order.
+// Throws RuntimeFailure when the file cannot be written.
+void write_spec_json(const std::filesystem::path& file, const ModelSpec& spec,
+                     const NamedTensors& params);
 
 // A fresh, empty directory under the system temp dir, named after `tag` and the process id.
 std::filesystem::path fresh_temp_dir(const std::string& tag);

@@ -69,8 +69,6 @@ TEST_P(PeftParity, OneStepMatchesHuggingFacePeft) {
   Transformer model(spec);
   model->reset_parameters(1234);
   const NamedTensors base = test::parameters_of(*model);
-  std::vector<std::string> names;
-  for (const auto& [n, t] : base) names.push_back(n);
   for (auto& p : model->parameters()) p.set_requires_grad(false);
 
   AdapterSpec a;
@@ -94,15 +92,7 @@ TEST_P(PeftParity, OneStepMatchesHuggingFacePeft) {
   NamedTensors init;
   for (const auto& [n, t] : adapters->named()) init.emplace_back(peft_name(n), t.detach().clone());
 
-  write_text(dir / "spec.json",
-             fmt::format("{{\"family\": \"{}\", \"vocab_size\": {}, \"d_model\": {}, \"n_layers\": {}, "
-                         "\"n_heads\": {}, \"n_kv_heads\": {}, \"head_dim\": {}, \"d_ff\": {}, "
-                         "\"max_seq_len\": {}, \"norm_eps\": {:.17g}, \"rope_theta\": {:.17g}, "
-                         "\"tie_embeddings\": {}, \"parameter_names\": {}}}\n",
-                         family_name(spec.family), spec.vocab_size, spec.d_model, spec.n_layers,
-                         spec.n_heads, spec.n_kv_heads, spec.head_dim, spec.d_ff, spec.max_seq_len,
-                         spec.norm_eps, spec.rope_theta, spec.tie_embeddings ? "true" : "false",
-                         json_list(names)));
+  test::write_spec_json(dir / "spec.json", spec, base);
   std::vector<std::string> modules;
   for (const auto& t : a.lora_targets) modules.push_back(t);
   write_text(dir / "peft.json",

@@ -76,17 +76,7 @@ TEST_P(TrainParity, MatchesTorchAdamW) {
   Transformer model(spec);
   model->reset_parameters(1234);
   const NamedTensors initial = test::parameters_of(*model);
-  std::vector<std::string> names;
-  for (const auto& [n, t] : initial) names.push_back(n);
-  write_json(dir / "spec.json",
-             fmt::format("{{\"family\": \"{}\", \"vocab_size\": {}, \"d_model\": {}, \"n_layers\": {}, "
-                         "\"n_heads\": {}, \"n_kv_heads\": {}, \"head_dim\": {}, \"d_ff\": {}, "
-                         "\"max_seq_len\": {}, \"norm_eps\": {:.17g}, \"rope_theta\": {:.17g}, "
-                         "\"tie_embeddings\": {}, \"parameter_names\": {}}}\n",
-                         family_name(spec.family), spec.vocab_size, spec.d_model, spec.n_layers,
-                         spec.n_heads, spec.n_kv_heads, spec.head_dim, spec.d_ff, spec.max_seq_len,
-                         spec.norm_eps, spec.rope_theta, spec.tie_embeddings ? "true" : "false",
-                         json_list(names)));
+  test::write_spec_json(dir / "spec.json", spec, initial);
   write_json(dir / "train.json",
              fmt::format("{{\"steps\": {}, \"micro_batches\": {}, \"lr\": {:.17g}, "
                          "\"schedule\": \"cosine\", \"warmup_steps\": {}, \"total_steps\": {}, "
