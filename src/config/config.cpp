@@ -85,6 +85,25 @@ void validate(const Config& c) {
                                            t.warmup_steps, t.steps));
   if (c.data.source == "tasks" && c.data.tasks.empty())
     fail("data.tasks", "data.source is `tasks` but no task files are listed");
+  // Schedules: the checks that need no task list (the controller checks names and metrics,
+  // control/schedule.h).
+  if (!c.schedule.phases.empty() && c.data.source != "tasks")
+    fail("schedule.phases", "phases schedule prompt tasks; they need data.source: tasks");
+  for (size_t i = 0; i < c.schedule.phases.size(); ++i) {
+    const PhaseConfig& p = c.schedule.phases[i];
+    const std::string at = fmt::format("schedule.phases[{}].", i);
+    if (p.mixing_cap > 0 && p.mixing != "proportional")
+      fail(at + "mixing_cap", fmt::format("a cap applies to mixing: proportional only (this "
+                                          "phase's mixing is `{}`)", p.mixing));
+    if (!p.mixing_weights.empty() && p.mixing != "fixed")
+      fail(at + "mixing_weights",
+           fmt::format("weights apply to mixing: fixed only (this phase's mixing is `{}`)", p.mixing));
+    if (p.mixing == "fixed" && p.mixing_weights.empty())
+      fail(at + "mixing", "`fixed` takes its weights from mixing_weights, which is empty");
+    if (p.adaptive_floor > p.adaptive_ceiling)
+      fail(at + "adaptive_floor", fmt::format("{} is above adaptive_ceiling = {}",
+                                              p.adaptive_floor, p.adaptive_ceiling));
+  }
 }
 
 Config bind(const Node& root, const std::string& file) {

@@ -100,6 +100,37 @@ struct DistConfig {
 struct EvalConfig {
   int64_t every_steps = 0;
   int64_t max_batches = 0;
+  int64_t max_new_tokens = 0;
+  std::vector<std::string> stop;
+};
+
+// One phase of a multi-task schedule (docs/schedules.md).
+struct PhaseConfig {
+  std::string name;
+  std::vector<std::string> tasks;
+  std::string mixing = "proportional";
+  int64_t mixing_cap = 0;
+  double mixing_temperature = 2.0;
+  std::vector<double> mixing_weights;
+  int64_t steps = 0;
+  int64_t tokens = 0;
+  std::string until;
+  std::string adaptive_metric = "loss";
+  double adaptive_floor = 0.02;
+  double adaptive_ceiling = 0.6;
+  double adaptive_smoothing = 0.5;
+};
+
+struct ScheduleConfig {
+  std::vector<PhaseConfig> phases;
+  int64_t lookahead = 2;
+};
+
+struct EarlyStoppingConfig {
+  std::string metric;
+  std::string mode = "auto";
+  int64_t patience = 3;
+  double min_delta = 0.0;
 };
 
 struct CheckpointConfig {
@@ -107,7 +138,7 @@ struct CheckpointConfig {
   int64_t keep_last = 3;
   int64_t keep_best = 0;
   std::string best_metric = "loss";
-  std::string best_mode = "min";
+  std::string best_mode = "auto";
   bool async = true;
   std::string compression = "none";
   bool file_locking = false;
@@ -121,6 +152,8 @@ struct Config {
   PeftConfig peft;
   DistConfig dist;
   EvalConfig eval;
+  ScheduleConfig schedule;
+  EarlyStoppingConfig early_stopping;
   CheckpointConfig checkpoint;
 
   std::string file;            // the top-level file it was loaded from
@@ -229,6 +262,42 @@ void describe(V& v, EvalConfig& c) {
   using namespace config;
   v.field("every_steps", c.every_steps, "Evaluate every this many steps (and at the end); 0 = only at the end.", at_least(0));
   v.field("max_batches", c.max_batches, "Cap on evaluation batches per task; 0 = the whole split.", at_least(0));
+  v.field("max_new_tokens", c.max_new_tokens, "Exact match: tokens generated at most per answer; 0 = the longest reference answer + 1.", at_least(0));
+  v.field("stop", c.stop, "Exact match: generation also stops at any of these strings (cut before it), and the text is compared with the answer's text, surrounding whitespace trimmed; empty = stop at eos and compare tokens.");
+}
+
+template <class V>
+void describe(V& v, PhaseConfig& c) {
+  using namespace config;
+  v.field("name", c.name, "Phase name (logs, metrics.jsonl); empty = phase<index>.");
+  v.field("tasks", c.tasks, "Tasks trained in this phase, by name; empty = every task of data.tasks.");
+  v.field("mixing", c.mixing, "How the phase's tasks share the micro-batches: as data.mixing, or `adaptive` (weights from held-out per-task loss or metric gaps at every evaluation, see adaptive_*).", one_of({"proportional", "temperature", "uniform", "fixed", "round_robin", "adaptive"}));
+  v.field("mixing_cap", c.mixing_cap, "With mixing `proportional`: as data.mixing_cap.", at_least(0));
+  v.field("mixing_temperature", c.mixing_temperature, "With mixing `temperature`: as data.mixing_temperature.", greater_than(0));
+  v.field("mixing_weights", c.mixing_weights, "With mixing `fixed`: one weight >= 0 per task of the phase (its `tasks` order, else data.tasks order).");
+  v.field("steps", c.steps, "The phase ends after this many steps (0 = no step limit; the last phase runs to train.steps).", at_least(0));
+  v.field("tokens", c.tokens, "The phase ends after this many input tokens (global batch x seq_len per step; 0 = no limit).", at_least(0));
+  v.field("until", c.until, "The phase ends at the first evaluation where this holds: `[task.]metric OP value`, metric loss | perplexity | exact_match | accuracy | worst_template_exact_match | worst_template_loss, OP >= > <= <; no task = the mean over tasks (e.g. `max_digit.exact_match >= 0.9`). With steps/tokens: whichever comes first.");
+  v.field("adaptive_metric", c.adaptive_metric, "With mixing `adaptive`: a task's weight follows its held-out `loss`, or its gap 1 - `exact_match` / 1 - `accuracy`.", one_of({"loss", "exact_match", "accuracy"}));
+  v.field("adaptive_floor", c.adaptive_floor, "With mixing `adaptive`: the smallest share a task of the phase gets.", in_range(0, 1));
+  v.field("adaptive_ceiling", c.adaptive_ceiling, "With mixing `adaptive`: the largest share a task gets.", in_range(0, 1));
+  v.field("adaptive_smoothing", c.adaptive_smoothing, "With mixing `adaptive`: new share = smoothing x old share + (1 - smoothing) x target share, at each evaluation.", in_range(0, 1));
+}
+
+template <class V>
+void describe(V& v, ScheduleConfig& c) {
+  using namespace config;
+  v.list("phases", c.phases, "Phases of the multi-task schedule, in order (docs/schedules.md); empty = one phase mixing every task by data.mixing*.");
+  v.field("lookahead", c.lookahead, "The controller (rank 0) broadcasts each step's plan this many steps before it runs.", in_range(1, 64));
+}
+
+template <class V>
+void describe(V& v, EarlyStoppingConfig& c) {
+  using namespace config;
+  v.field("metric", c.metric, "Stop when this held-out metric (`[task.]metric`, as schedule.phases[].until) has not improved for `patience` evaluations; empty = off.");
+  v.field("mode", c.mode, "Whether lower (`min`) or higher (`max`) is better; `auto`: min for loss and perplexity, max otherwise.", one_of({"auto", "min", "max"}));
+  v.field("patience", c.patience, "Evaluations without improvement before the run stops (after a checkpoint).", at_least(1));
+  v.field("min_delta", c.min_delta, "An improvement smaller than this does not count.", at_least(0));
 }
 
 template <class V>
@@ -237,8 +306,8 @@ void describe(V& v, CheckpointConfig& c) {
   v.field("every_steps", c.every_steps, "Save a checkpoint every this many steps; 0 = only at the end.", at_least(0));
   v.field("keep_last", c.keep_last, "Keep this many most recent checkpoints.", at_least(1));
   v.field("keep_best", c.keep_best, "Also keep this many best checkpoints by best_metric (0 = none).", at_least(0));
-  v.field("best_metric", c.best_metric, "Metric that ranks checkpoints for keep_best: `loss` (training loss of the saved step) or a metric name later features record.");
-  v.field("best_mode", c.best_mode, "Whether a lower (`min`) or higher (`max`) best_metric is better.", one_of({"min", "max"}));
+  v.field("best_metric", c.best_metric, "Metric that ranks checkpoints for keep_best: `loss` (training loss of the saved step) or `eval.[task.]metric` (a held-out metric, as schedule.phases[].until; a checkpoint is then saved at every evaluation).");
+  v.field("best_mode", c.best_mode, "Whether a lower (`min`) or higher (`max`) best_metric is better; `auto`: min for loss and perplexity, max otherwise.", one_of({"auto", "min", "max"}));
   v.field("async", c.async, "Write checkpoints on a background thread from a host snapshot (training continues); false = write before the next step.");
   v.field("compression", c.compression, "Dataset compression: `none` or `gzip` (byte shuffle + deflate; slower saves, smaller files).", one_of({"none", "gzip"}));
   v.field("file_locking", c.file_locking, "Use HDF5 file locks on checkpoint files (off: they fail on some network filesystems and a checkpoint is never written in place).");
@@ -253,6 +322,8 @@ void describe(V& v, Config& c) {
   v.section("peft", c.peft, "Parameter-efficient methods (train.method other than full).");
   v.section("dist", c.dist, "Distributed execution.");
   v.section("eval", c.eval, "Evaluation.");
+  v.section("schedule", c.schedule, "Multi-task schedule: phases and their mixtures, decided by the controller on rank 0 (docs/schedules.md).");
+  v.section("early_stopping", c.early_stopping, "Stop when a held-out metric stops improving.");
   v.section("checkpoint", c.checkpoint, "Checkpoints.");
 }
 

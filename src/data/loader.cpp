@@ -50,11 +50,20 @@ int64_t TaskLoader::length_of(int32_t task, int64_t sample) {
 }
 
 void TaskLoader::plan_next_step() {
+  std::vector<int32_t> tasks(static_cast<size_t>(slots_));
+  for (int64_t j = 0; j < slots_; ++j) tasks[static_cast<size_t>(j)] = mixture_.task_of(state_.step, j);
+  plan_next_step(tasks);
+}
+
+void TaskLoader::plan_next_step(const std::vector<int32_t>& slot_tasks) {
+  PFT_ASSERT(static_cast<int64_t>(slot_tasks.size()) == slots_,
+             fmt::format("loader: a plan of {} slots for a step of {}", slot_tasks.size(), slots_));
   const int64_t step = state_.step;
   plan_.resize(static_cast<size_t>(slots_));
   for (int64_t j = 0; j < slots_; ++j) {
     SlotPlan& sp = plan_[static_cast<size_t>(j)];
-    sp.task = mixture_.task_of(step, j);
+    sp.task = slot_tasks[static_cast<size_t>(j)];
+    PFT_ASSERT(sp.task >= 0 && sp.task < num_tasks(), "loader: a plan names no task");
     int64_t& cursor = state_.next_sample[static_cast<size_t>(sp.task)];
     sp.first_sample = cursor;
     const int32_t task = sp.task;

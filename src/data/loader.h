@@ -78,6 +78,9 @@ class TaskLoader {
 
   // Plans step state().step (steps 1-2 above) and advances the state past it.
   void plan_next_step();
+  // The same with the task of every slot given (the controller's plan, control/controller.h)
+  // instead of drawn from the mixture: slot_tasks.size() == slots_per_step().
+  void plan_next_step(const std::vector<int32_t>& slot_tasks);
   // The step planned last (-1 before any), and its slots.
   int64_t planned_step() const { return planned_step_; }
   const std::vector<SlotPlan>& plan() const { return plan_; }

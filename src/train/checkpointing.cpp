@@ -203,6 +203,8 @@ Contents checkpoint_contents(const Config& config, int world_size, const FlatPar
   meta[ckpt::kAttrTimeUnix] = static_cast<int64_t>(std::time(nullptr));
   meta[ckpt::kAttrTimeUtc] = utc_now();
   meta[std::string(ckpt::kMetricAttrPrefix) + "loss"] = progress.loss;
+  for (const auto& [name, value] : progress.metrics)
+    meta[std::string(ckpt::kMetricAttrPrefix) + name] = value;
   c.add_text(ckpt::kMetaConfig, to_yaml(config));
   c.add_text(ckpt::kMetaConfigFlat, ckpt::flat_to_json(ckpt::flatten_config(config)));
   c.add_text(ckpt::kMetaArchitecture, ckpt::flat_to_json(ckpt::architecture_keys(config)));
@@ -280,6 +282,21 @@ Contents checkpoint_contents(const Config& config, int world_size, const FlatPar
     c.add_vector("/data/next_sample", DType::kInt64, progress.loader->next_sample);
     std::vector<double> weights(progress.mixture_weights.begin(), progress.mixture_weights.end());
     c.add_vector("/controller/mixture_weights", DType::kFloat64, weights);
+  }
+  if (progress.control) {
+    const PlanLog& log = progress.control->log;
+    c.add_text("/controller/state", progress.control->json);
+    const auto n = static_cast<int64_t>(log.step.size());
+    c.group("/controller/plan")["slots"] = log.slots;
+    c.add_vector("/controller/plan/step", DType::kInt64, log.step);
+    c.add_vector("/controller/plan/phase", DType::kInt32, log.phase);
+    c.add_vector("/controller/plan/world_size", DType::kInt32, log.world_size);
+    c.add_copy("/controller/plan/slot_task", DType::kInt32, {n, log.slots},
+               std::as_bytes(std::span<const int32_t>(log.slot_task)));
+    c.add_copy("/controller/plan/slot_documents", DType::kInt32, {n, log.slots},
+               std::as_bytes(std::span<const int32_t>(log.slot_docs)));
+    c.add_vector("/controller/plan/doc_example", DType::kInt64, log.doc_example);
+    c.add_vector("/controller/plan/doc_template", DType::kInt32, log.doc_template);
   }
 
   c.group(ckpt::kMetrics)["version"] = int64_t{1};
@@ -399,6 +416,36 @@ TrainProgress restore_checkpoint(const Contents& c, const Config& config, const 
       refuse("/data/next_sample does not hold one int64 per task");
     std::memcpy(ls.next_sample.data(), ns.bytes.data(), ns.bytes.size());
     p.loader = ls;
+  }
+  if (const ckpt::Dataset* state = c.find("/controller/state")) {
+    ControlState control;
+    control.json = state->text();
+    PlanLog& log = control.log;
+    const auto read = [&](const std::string& name, DType dtype, auto& out) {
+      const ckpt::Dataset& d = c.at("/controller/plan/" + name);
+      using T = typename std::decay_t<decltype(out)>::value_type;
+      if (d.dtype != dtype) refuse(fmt::format("/controller/plan/{} is not {}", name, ckpt::dtype_name(dtype)));
+      out.resize(static_cast<size_t>(d.numel()));
+      std::memcpy(out.data(), d.bytes.data(), out.size() * sizeof(T));
+    };
+    log.slots = ckpt::attr_int(c.group_attrs("/controller/plan"), "slots", "/controller/plan");
+    read("step", DType::kInt64, log.step);
+    read("phase", DType::kInt32, log.phase);
+    read("world_size", DType::kInt32, log.world_size);
+    read("slot_task", DType::kInt32, log.slot_task);
+    read("slot_documents", DType::kInt32, log.slot_docs);
+    read("doc_example", DType::kInt64, log.doc_example);
+    read("doc_template", DType::kInt32, log.doc_template);
+    int64_t docs = 0;
+    for (int32_t x : log.slot_docs) docs += x;
+    const size_t steps = log.step.size();
+    if (log.phase.size() != steps || log.world_size.size() != steps ||
+        log.slot_task.size() != steps * static_cast<size_t>(log.slots) ||
+        log.slot_docs.size() != log.slot_task.size() ||
+        log.doc_example.size() != static_cast<size_t>(docs) ||
+        log.doc_template.size() != log.doc_example.size())
+      refuse("the plan log under /controller/plan has datasets of inconsistent lengths");
+    p.control = std::move(control);
   }
   if (const ckpt::Dataset* h = c.find("/metrics/history")) {
     const std::string text = h->text();
@@ -543,10 +590,9 @@ void Checkpointer::report(const std::vector<ckpt::SaveReport>& reports, MetricsW
   }
 }
 
-void Checkpointer::after_step(TrainProgress progress, bool last, MetricsWriter& metrics) {
-  const int64_t every = config_.checkpoint.every_steps;
-  const bool due =
-      progress.step != last_saved_step_ && (last || (every > 0 && progress.step % every == 0));
+void Checkpointer::after_step(TrainProgress progress, bool save, bool last,
+                              MetricsWriter& metrics) {
+  const bool due = save && progress.step != last_saved_step_;
   if (due) {
     const auto t0 = std::chrono::steady_clock::now();
     const std::vector<std::vector<uint8_t>> rng =

@@ -12,7 +12,9 @@
 //                then holds only the adapter tensors (model/adapters.h names)
 //   /rng         per rank: torch's CPU generator state (and CUDA's on GPUs)
 //   /data        source, next step, per task: name and next sample (the loader's whole state)
-//   /controller  version (and the mixture weights of the loader)
+//   /controller  version, the mixture weights of the step, the schedule state (state, JSON) and
+//                the plan log (plan/*: per step its phase, world size and slot tasks; per slot
+//                its documents' example indices and template ids)
 //   /metrics     recent metrics.jsonl records
 // Snapshots copy the flat buffers once per group (one memcpy each on the CPU, one device-to-host
 // copy on GPUs) and slice the per-parameter datasets out of the copies; synchronous saves on the
@@ -38,6 +40,7 @@
 #include "ckpt/contents.h"
 #include "ckpt/saver.h"
 #include "config/config.h"
+#include "control/controller.h"
 #include "core/rank_env.h"
 #include "core/run_dir.h"
 #include "data/loader.h"
@@ -59,6 +62,8 @@ struct TrainProgress {
   std::vector<int64_t> mixture_weights;     // tasks source: the mixture weight of each task
   std::deque<std::string> metrics_history;  // recent metrics.jsonl lines
   std::string base_model_hash;              // PEFT: module_hash of the frozen base; else empty
+  std::optional<ControlState> control;      // the controller's state and plan log (rank 0)
+  std::map<std::string, double> metrics;    // more metric.<name> attributes (eval.* for keep_best)
 };
 
 // Collective over `world`: every rank's generator states (CPU, and the current CUDA device's when
@@ -112,10 +117,10 @@ class Checkpointer {
   // Rank 0 keeps the last kHistory metrics records for /metrics/history (others ignore it).
   void remember(const boost::json::object& record);
 
-  // After each optimizer step: saves when progress.step is a multiple of checkpoint.every_steps
-  // or `last`; writes {"kind":"checkpoint",...} lines for saves that finished. The last call
-  // also waits for the save in flight. A failed save throws RuntimeFailure on every rank.
-  void after_step(TrainProgress progress, bool last, MetricsWriter& metrics);
+  // After each optimizer step: saves when `save` (the controller's decision) and this step is
+  // not saved yet; writes {"kind":"checkpoint",...} lines for saves that finished. The `last`
+  // call also waits for the save in flight. A failed save throws RuntimeFailure on every rank.
+  void after_step(TrainProgress progress, bool save, bool last, MetricsWriter& metrics);
 
   static constexpr size_t kHistory = 256;
 

@@ -2,7 +2,10 @@
 #include "train/evaluate.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <map>
+#include <string_view>
 
 #include "comm/communicator.h"
 #include "core/format.h"
@@ -11,6 +14,7 @@
 #include "model/transformer.h"
 #include "train/generate.h"
 #include "train/loss.h"
+#include "data/tokenizer.h"
 #include "train/task_source.h"
 
 namespace pft {
@@ -19,6 +23,13 @@ double TaskEval::worst_template_exact_match() const {
   double worst = 1.0;
   for (const TemplateLoss& t : templates)
     if (t.scored > 0) worst = std::min(worst, t.exact_match());
+  return worst;
+}
+
+double TaskEval::worst_template_accuracy() const {
+  double worst = 1.0;
+  for (const TemplateLoss& t : templates)
+    if (t.classified > 0) worst = std::min(worst, t.accuracy());
   return worst;
 }
 
@@ -50,11 +61,19 @@ void score_exact_match(DocumentSource& split, const std::vector<int64_t>& docs, 
     longest_answer = std::max(longest_answer, answer.size());
     answers.push_back(std::move(answer));
   }
-  Generator generator(model, nullptr);
+  const bool by_text = !o.stop.empty();
+  Generator generator(model, by_text ? o.tokenizer : nullptr);
   if (prefix) generator.set_prefix_block(adapters->spec().blocks == 1 ? 0 : block);
   SamplingOptions s;
-  s.max_new_tokens = static_cast<int64_t>(longest_answer) + 1;  // the answer, then eos
+  s.max_new_tokens = o.max_new_tokens > 0 ? o.max_new_tokens
+                                          : static_cast<int64_t>(longest_answer) + 1;  // + eos
   if (o.eos_id >= 0) s.eos_ids = {o.eos_id};
+  s.stop = o.stop;
+  const auto trimmed = [](std::string_view text) {
+    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) text.remove_prefix(1);
+    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.remove_suffix(1);
+    return std::string(text);
+  };
   for (size_t first = 0; first < prompts.size(); first += kGenerateBatch) {
     const size_t last = std::min(prompts.size(), first + kGenerateBatch);
     const std::vector<Generation> out = generator.generate(
@@ -63,8 +82,83 @@ void score_exact_match(DocumentSource& split, const std::vector<int64_t>& docs, 
         s);
     for (size_t i = first; i < last; ++i) {
       ++t.scored;
-      t.exact += out[i - first].tokens == answers[i] ? 1 : 0;
+      const Generation& g = out[i - first];
+      const bool same = by_text ? trimmed(g.text) == trimmed(o.tokenizer->decode(answers[i]))
+                                : g.tokens == answers[i];
+      t.exact += same ? 1 : 0;
     }
+  }
+}
+
+// Classification accuracy of documents `docs` of `split` (template slot `slot`, `examples` of
+// them considered): see the header. Adds to t.classified / t.correct.
+constexpr size_t kMaxLabels = 64;
+
+void score_classification(TaskTokenSource& tasks, size_t task, DocumentSource& split,
+                          int32_t slot, int64_t examples, const std::vector<int64_t>& docs,
+                          const EvalForward& forward, Batch& batch, TemplateLoss& t) {
+  std::vector<int32_t> tokens;
+  std::vector<uint8_t> mask;
+  const auto answer_start = [&] {
+    return static_cast<size_t>(std::find(mask.begin(), mask.end(), 1) - mask.begin());
+  };
+  // The candidates: distinct answers of the slot's documents (the same on every rank).
+  std::map<std::vector<int32_t>, size_t> index;
+  std::vector<std::vector<int32_t>> labels;
+  for (int64_t ex = 0; ex < examples; ++ex) {
+    split.read(split.document(ex, slot), tokens, mask);
+    const size_t first = answer_start();
+    if (first == 0 || first >= tokens.size()) continue;
+    std::vector<int32_t> answer(tokens.begin() + static_cast<std::ptrdiff_t>(first), tokens.end());
+    if (index.emplace(answer, labels.size()).second) labels.push_back(std::move(answer));
+    if (labels.size() > kMaxLabels) return;  // not a label set
+  }
+  if (labels.size() < 2) return;
+  const int64_t rows = batch.input_ids.size(0);
+  std::vector<std::vector<int32_t>> row_tokens;
+  std::vector<std::vector<uint8_t>> row_masks;
+  std::vector<std::pair<size_t, size_t>> row_of;  // (document, label)
+  std::vector<std::vector<double>> scores(docs.size(), std::vector<double>(labels.size(), 0.0));
+  std::vector<size_t> truth(docs.size(), labels.size());
+  const auto run = [&] {
+    if (row_tokens.empty()) return;
+    tasks.fill_sequences(task, row_tokens, row_masks, batch);
+    const at::Tensor logits = forward(batch).to(at::kFloat);
+    const at::Tensor logp = at::log_softmax(logits, -1)
+                                .gather(-1, batch.targets.unsqueeze(-1))
+                                .squeeze(-1);
+    const at::Tensor per_row = (logp * batch.loss_mask).sum(1).to(at::kDouble).cpu();
+    const double* p = per_row.data_ptr<double>();
+    for (size_t r = 0; r < row_of.size(); ++r) scores[row_of[r].first][row_of[r].second] = p[r];
+    row_tokens.clear();
+    row_masks.clear();
+    row_of.clear();
+  };
+  for (size_t d = 0; d < docs.size(); ++d) {
+    split.read(docs[d], tokens, mask);
+    const size_t first = answer_start();
+    if (first == 0 || first >= tokens.size()) continue;
+    const std::vector<int32_t> answer(tokens.begin() + static_cast<std::ptrdiff_t>(first),
+                                      tokens.end());
+    truth[d] = index.at(answer);
+    for (size_t l = 0; l < labels.size(); ++l) {
+      std::vector<int32_t> seq(tokens.begin(), tokens.begin() + static_cast<std::ptrdiff_t>(first));
+      seq.insert(seq.end(), labels[l].begin(), labels[l].end());
+      std::vector<uint8_t> m(seq.size(), 0);
+      std::fill(m.begin() + static_cast<std::ptrdiff_t>(first), m.end(), 1);
+      row_tokens.push_back(std::move(seq));
+      row_masks.push_back(std::move(m));
+      row_of.emplace_back(d, l);
+      if (static_cast<int64_t>(row_tokens.size()) == rows) run();
+    }
+  }
+  run();
+  for (size_t d = 0; d < docs.size(); ++d) {
+    if (truth[d] == labels.size()) continue;
+    const auto best = static_cast<size_t>(
+        std::max_element(scores[d].begin(), scores[d].end()) - scores[d].begin());
+    ++t.classified;
+    t.correct += best == truth[d] ? 1 : 0;
   }
 }
 
@@ -110,10 +204,15 @@ std::vector<TaskEval> evaluate_held_out(TaskTokenSource& tasks, const EvalForwar
         if (static_cast<int64_t>(docs.size()) == rows) run();
       }
       run();
-      if (o.model != nullptr) score_exact_match(*split, mine, static_cast<int64_t>(k), o, t);
+      const Metric metric = tasks.metric(k);
+      if (o.model != nullptr && metric != Metric::kLoss)
+        score_exact_match(*split, mine, static_cast<int64_t>(k), o, t);
+      if (metric == Metric::kClassification)
+        score_classification(tasks, k, *split, slot, examples, mine, forward, batch, t);
       e.templates.push_back(t);
       sums.insert(sums.end(), {t.loss_sum, t.tokens, static_cast<double>(t.documents),
-                               static_cast<double>(t.scored), static_cast<double>(t.exact)});
+                               static_cast<double>(t.scored), static_cast<double>(t.exact),
+                               static_cast<double>(t.classified), static_cast<double>(t.correct)});
     }
     out.push_back(std::move(e));
   }
@@ -129,7 +228,9 @@ std::vector<TaskEval> evaluate_held_out(TaskTokenSource& tasks, const EvalForwar
         t.documents = static_cast<int64_t>(p[i + 2]);
         t.scored = static_cast<int64_t>(p[i + 3]);
         t.exact = static_cast<int64_t>(p[i + 4]);
-        i += 5;
+        t.classified = static_cast<int64_t>(p[i + 5]);
+        t.correct = static_cast<int64_t>(p[i + 6]);
+        i += 7;
       }
   }
   for (TaskEval& e : out)
@@ -139,8 +240,37 @@ std::vector<TaskEval> evaluate_held_out(TaskTokenSource& tasks, const EvalForwar
       e.documents += t.documents;
       e.scored += t.scored;
       e.exact += t.exact;
+      e.classified += t.classified;
+      e.correct += t.correct;
     }
   return out;
+}
+
+MetricTable metric_table(const std::vector<TaskEval>& evals) {
+  MetricTable table;
+  std::map<std::string, std::pair<double, int>> mean;
+  const auto put = [&](const std::string& task, const std::string& metric, double value) {
+    table[task + "." + metric] = value;
+    auto& [sum, n] = mean[metric];
+    sum += value;
+    ++n;
+  };
+  for (const TaskEval& e : evals) {
+    if (e.tokens <= 0) continue;
+    put(e.task, "loss", e.loss());
+    put(e.task, "perplexity", std::exp(e.loss()));
+    put(e.task, "worst_template_loss", e.worst_template_loss());
+    if (e.scored > 0) {
+      put(e.task, "exact_match", e.exact_match());
+      put(e.task, "worst_template_exact_match", e.worst_template_exact_match());
+    }
+    if (e.classified > 0) {
+      put(e.task, "accuracy", e.accuracy());
+      put(e.task, "worst_template_accuracy", e.worst_template_accuracy());
+    }
+  }
+  for (const auto& [metric, sn] : mean) table[metric] = sn.first / sn.second;
+  return table;
 }
 
 std::vector<std::string> format_eval_table(const std::vector<TaskEval>& evals, int64_t step) {
@@ -153,27 +283,33 @@ std::vector<std::string> format_eval_table(const std::vector<TaskEval>& evals, i
   const auto percent = [](int64_t scored, double value) {
     return scored > 0 ? fmt::format("{:.1f}%", 100.0 * value) : std::string("-");
   };
-  lines.push_back(fmt::format("{}{:<{}}  {:>5}  {:>7}  {:>8}  {:>10}  {:>7}  {:>10}  {:>4}", head,
-                              "task", width, "docs", "loss", "ppl", "worst tmpl", "exact",
-                              "worst tmpl", "tmpl"));
-  double loss = 0.0, exact = 0.0;
-  int64_t scored_tasks = 0;
+  lines.push_back(fmt::format("{}{:<{}}  {:>5}  {:>7}  {:>8}  {:>10}  {:>7}  {:>10}  {:>7}  {:>4}",
+                              head, "task", width, "docs", "loss", "ppl", "worst tmpl", "exact",
+                              "worst tmpl", "acc", "tmpl"));
+  double loss = 0.0, exact = 0.0, accuracy = 0.0;
+  int64_t scored_tasks = 0, classified_tasks = 0;
   for (const TaskEval& e : evals) {
     loss += e.loss();
     if (e.scored > 0) {
       exact += e.exact_match();
       ++scored_tasks;
     }
-    lines.push_back(fmt::format("{}{:<{}}  {:>5}  {:>7.4f}  {:>8.3f}  {:>10.4f}  {:>7}  {:>10}  {:>4}",
-                                indent, e.task, width, e.documents, e.loss(), std::exp(e.loss()),
-                                e.worst_template_loss(), percent(e.scored, e.exact_match()),
-                                percent(e.scored, e.worst_template_exact_match()),
-                                e.templates.size()));
+    if (e.classified > 0) {
+      accuracy += e.accuracy();
+      ++classified_tasks;
+    }
+    lines.push_back(fmt::format(
+        "{}{:<{}}  {:>5}  {:>7.4f}  {:>8.3f}  {:>10.4f}  {:>7}  {:>10}  {:>7}  {:>4}", indent,
+        e.task, width, e.documents, e.loss(), std::exp(e.loss()), e.worst_template_loss(),
+        percent(e.scored, e.exact_match()), percent(e.scored, e.worst_template_exact_match()),
+        percent(e.classified, e.accuracy()), e.templates.size()));
   }
   loss /= static_cast<double>(evals.size());
-  lines.push_back(fmt::format("{}{:<{}}  {:>5}  {:>7.4f}  {:>8.3f}  {:>10}  {:>7}", indent,
-                              "mean over tasks", width, "", loss, std::exp(loss), "",
-                              percent(scored_tasks, scored_tasks > 0 ? exact / scored_tasks : 0.0)));
+  lines.push_back(fmt::format(
+      "{}{:<{}}  {:>5}  {:>7.4f}  {:>8.3f}  {:>10}  {:>7}  {:>10}  {:>7}", indent,
+      "mean over tasks", width, "", loss, std::exp(loss), "",
+      percent(scored_tasks, scored_tasks > 0 ? exact / scored_tasks : 0.0), "",
+      percent(classified_tasks, classified_tasks > 0 ? accuracy / classified_tasks : 0.0)));
   return lines;
 }
 

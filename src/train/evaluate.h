@@ -5,6 +5,14 @@
 // document whose mask has no prompt or no answer (data.train_on_prompt) is not scored; nor is
 // one too long to generate its answer within model.max_seq_len.
 //
+// Classification accuracy (tasks with `metric: classification`): each document's prompt followed
+// by each candidate answer is scored by its summed log-likelihood (one forward per
+// micro-batch of candidate rows); the most likely candidate is the prediction. The candidates
+// are the distinct answers (answer tokens, eos included) of the template's validation documents
+// -- a classification task's labels as they appear -- so every rank scores against the same set.
+// With eval.stop, exact match generation also stops at those strings and compares the trimmed
+// text with the answer's.
+//
 // Sharding: a task's validation documents are numbered example-major (data/document_source.h);
 // for each template slot, the documents of that slot are dealt round-robin over ranks (document
 // i of the slot to rank i % W), so every document is evaluated exactly once whatever W, and a
@@ -24,11 +32,13 @@
 #include <string>
 #include <vector>
 
+#include "control/schedule.h"
 #include "model/batch.h"
 
 namespace pft {
 
 class Communicator;
+class Tokenizer;
 class TaskTokenSource;
 class TransformerImpl;
 
@@ -38,8 +48,12 @@ struct TemplateLoss {
   double tokens = 0.0;
   int64_t documents = 0;
   int64_t scored = 0, exact = 0;  // exact match: documents scored, answered exactly
+  int64_t classified = 0, correct = 0;  // classification: documents scored, label right
   double loss() const { return tokens > 0 ? loss_sum / tokens : 0.0; }
   double exact_match() const { return scored > 0 ? static_cast<double>(exact) / scored : 0.0; }
+  double accuracy() const {
+    return classified > 0 ? static_cast<double>(correct) / classified : 0.0;
+  }
 };
 
 struct TaskEval {
@@ -48,9 +62,14 @@ struct TaskEval {
   double loss_sum = 0.0, tokens = 0.0;  // all templates
   int64_t documents = 0;
   int64_t scored = 0, exact = 0;
+  int64_t classified = 0, correct = 0;
   double loss() const { return tokens > 0 ? loss_sum / tokens : 0.0; }
   double exact_match() const { return scored > 0 ? static_cast<double>(exact) / scored : 0.0; }
+  double accuracy() const {
+    return classified > 0 ? static_cast<double>(correct) / classified : 0.0;
+  }
   double worst_template_exact_match() const;  // the lowest per-template exact match
+  double worst_template_accuracy() const;     // the lowest per-template accuracy
   double worst_template_loss() const;   // the highest per-template loss
 };
 
@@ -61,6 +80,9 @@ struct EvalOptions {
   // Exact match: the model to generate with (null = loss only) and the tokenizer's eos id.
   TransformerImpl* model = nullptr;
   int32_t eos_id = -1;
+  int64_t max_new_tokens = 0;     // eval.max_new_tokens (0: the longest answer + 1)
+  std::vector<std::string> stop;  // eval.stop
+  const Tokenizer* tokenizer = nullptr;  // needed with `stop`
 };
 
 using EvalForward = std::function<at::Tensor(const Batch&)>;
@@ -69,6 +91,11 @@ using EvalForward = std::function<at::Tensor(const Batch&)>;
 // micro-batch from tasks.make_batch(). Collective (see above).
 std::vector<TaskEval> evaluate_held_out(TaskTokenSource& tasks, const EvalForward& forward,
                                         Batch& batch, const EvalOptions& options);
+
+// The held-out results as the controller reads them (control/schedule.h: MetricTable): per task
+// loss, perplexity, worst_template_loss, and exact_match / accuracy (with their worst template)
+// where scored; each also as the mean over the tasks that have it.
+MetricTable metric_table(const std::vector<TaskEval>& evals);
 
 // The table rank 0 prints: one line per task (loss, perplexity, mean and worst template), then
 // the mean over tasks.

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstring>
 #include <exception>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -15,6 +16,7 @@
 #include "core/format.h"
 #include "core/logging.h"
 #include "core/mpi_check.h"
+#include "data/dataset.h"
 #include "data/store_prepare.h"
 #include "data/token_store.h"
 #include "data/tokenizer.h"
@@ -179,6 +181,17 @@ TaskTokenSource::TaskTokenSource(const Config& config, const RankEnv& env, at::D
                              config.data.mixing_temperature, config.data.mixing_weights};
     loader_ = std::make_unique<TaskLoader>(std::move(tasks), o);
   });
+  agree(env, [&] {
+    std::map<std::string, Metric> by_name;
+    for (const std::filesystem::path& file : task_files(config)) {
+      const Task task = load_task(file);
+      by_name[task.name] = task.metric;
+    }
+    for (const std::string& name : names_) {
+      const auto it = by_name.find(name);
+      metrics_.push_back(it == by_name.end() ? Metric::kExactMatch : it->second);
+    }
+  });
   int64_t examples = 0;
   for (int64_t n : loader_->task_examples()) examples += n;
   const std::vector<double> share = loader_->mixture_shares();
@@ -192,9 +205,14 @@ TaskTokenSource::TaskTokenSource(const Config& config, const RankEnv& env, at::D
       : d.mixing == "proportional" && d.mixing_cap > 0
           ? fmt::format("proportional, cap {}", d.mixing_cap)
           : d.mixing;
-  log::info("data: {} task(s), {} training examples; packed into {} x {} rows; task of each "
-            "micro-batch drawn by mixing {}: {}",
-            loader_->num_tasks(), examples, rows_, seq_len_, how, shares);
+  if (config.schedule.phases.empty())
+    log::info("data: {} task(s), {} training examples; packed into {} x {} rows; task of each "
+              "micro-batch drawn by mixing {}: {}",
+              loader_->num_tasks(), examples, rows_, seq_len_, how, shares);
+  else
+    log::info("data: {} task(s), {} training examples; packed into {} x {} rows; task of each "
+              "micro-batch planned by the schedule's {} phase(s) (schedule.phases)",
+              loader_->num_tasks(), examples, rows_, seq_len_, config.schedule.phases.size());
   if (!device_.is_cpu()) host_ = allocate(rows_, seq_len_, at::kCPU);
 }
 
@@ -222,6 +240,19 @@ void TaskTokenSource::plan_step(int64_t step) {
   loader_->plan_next_step();
 }
 
+void TaskTokenSource::plan_step(int64_t step, const std::vector<int32_t>& slot_tasks) {
+  PFT_ASSERT(loader_->state().step == step,
+             fmt::format("the loader is at step {}, the controller's plan is for step {}",
+                         loader_->state().step, step));
+  loader_->plan_next_step(slot_tasks);
+}
+
+std::vector<std::vector<DocRef>> TaskTokenSource::slot_documents() {
+  std::vector<std::vector<DocRef>> out;
+  for (int64_t j = 0; j < loader_->slots_per_step(); ++j) out.push_back(loader_->slot_documents(j));
+  return out;
+}
+
 int64_t TaskTokenSource::fill(int64_t micro, Batch& batch) {
   loader_->fill(micro, packed_);
   return copy_packed(batch);
@@ -243,6 +274,25 @@ int64_t TaskTokenSource::fill_documents(size_t task, DocumentSource& split,
                          std::span(eval_mask_.data() + skip, n),
                          DocRef{static_cast<int32_t>(task), split.template_id(slot),
                                 docs[i] / split.num_templates(), 0});
+  }
+  packed_.finish(pad_id_);
+  return copy_packed(batch);
+}
+
+int64_t TaskTokenSource::fill_sequences(size_t task, const std::vector<std::vector<int32_t>>& tokens,
+                                        const std::vector<std::vector<uint8_t>>& masks,
+                                        Batch& batch) {
+  PFT_ASSERT(static_cast<int64_t>(tokens.size()) <= rows_ && tokens.size() == masks.size(),
+             "fill_sequences: more sequences than rows");
+  packed_.clear(rows_, seq_len_);
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const auto n = static_cast<size_t>(
+        std::min<int64_t>(seq_len_ + 1, static_cast<int64_t>(tokens[i].size())));
+    if (n < 2) continue;
+    const size_t skip = tokens[i].size() - n;
+    packed_.add_document(static_cast<int64_t>(i), std::span(tokens[i].data() + skip, n),
+                         std::span(masks[i].data() + skip, n),
+                         DocRef{static_cast<int32_t>(task), 0, static_cast<int64_t>(i), 0});
   }
   packed_.finish(pad_id_);
   return copy_packed(batch);

@@ -28,6 +28,7 @@
 #include "config/config.h"
 #include "core/rank_env.h"
 #include "data/loader.h"
+#include "data/task.h"
 #include "model/batch.h"
 
 namespace pft {
@@ -52,6 +53,10 @@ class TaskTokenSource {
   Batch make_batch() const;
   // Plans step `step`: the next one, else the loader seeks there (replaying plans).
   void plan_step(int64_t step);
+  // Plans step `step` (the loader's next) with the controller's task of every slot.
+  void plan_step(int64_t step, const std::vector<int32_t>& slot_tasks);
+  // The documents of every slot of the planned step (the controller's plan log).
+  std::vector<std::vector<DocRef>> slot_documents();
   // Writes this rank's micro-batch `micro` of the planned step into `batch` (from make_batch);
   // returns its target tokens (counted on the host).
   int64_t fill(int64_t micro, Batch& batch);
@@ -62,6 +67,13 @@ class TaskTokenSource {
   // Task k's validation split as documents (with the virtual tokens of prompt tuning), or null
   // when the task has no validation split.
   DocumentSource* validation(size_t task);
+  // Task k's evaluation metric (its task file's `metric`).
+  Metric metric(size_t task) const { return metrics_.at(task); }
+  // Writes token sequences (tokens, loss mask), one per row from row 0, as documents of task
+  // `task` into `batch` (at most micro_batch_size; longer ones keep their end); returns the
+  // target tokens.
+  int64_t fill_sequences(size_t task, const std::vector<std::vector<int32_t>>& tokens,
+                         const std::vector<std::vector<uint8_t>>& masks, Batch& batch);
   // Writes documents `docs` of `split` (task `task`), one per row from row 0, into `batch` (at
   // most micro_batch_size of them; longer ones are cut to seq_len); returns its target tokens.
   int64_t fill_documents(size_t task, DocumentSource& split, const std::vector<int64_t>& docs,
@@ -71,6 +83,7 @@ class TaskTokenSource {
   at::Device device_;
   int64_t rows_, seq_len_;
   std::vector<std::string> names_;
+  std::vector<Metric> metrics_;
   std::vector<std::unique_ptr<TokenStore>> stores_;
   std::vector<std::unique_ptr<DocumentSource>> wrappers_;  // prompt tuning: soft-prompt splits
   std::vector<DocumentSource*> validation_;                 // per task, or null

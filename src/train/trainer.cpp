@@ -16,6 +16,7 @@
 
 #include "comm/communicator.h"
 #include "comm/reducer.h"
+#include "control/controller.h"
 #include "core/agree.h"
 #include "core/error.h"
 #include "core/format.h"
@@ -322,6 +323,15 @@ TrainSummary train(const Config& config_in, const RankEnv& env) {
   log::info("gradients: {} bucket(s) (first {} MiB, then {} MiB) all-reduced over {}",
             reducer.buckets().size(), config.dist.first_bucket_mb, config.dist.bucket_cap_mb,
             comm->backend_name());
+  // The controller (control/controller.h): rank 0 decides every step's tasks and actions.
+  const int64_t tokens_per_step = tc.global_batch_size * config.data.seq_len;
+  std::unique_ptr<Controller> controller;
+  agree(env, [&] {
+    controller = std::make_unique<Controller>(
+        config, *comm, task_names,
+        tasks ? tasks->loader().task_examples() : std::vector<int64_t>{},
+        tasks ? tasks->loader().slots_per_step() : 0, tokens_per_step);
+  });
   if (metrics.enabled()) {
     boost::json::object start;
     start["kind"] = "start";
@@ -330,8 +340,8 @@ TrainSummary train(const Config& config_in, const RankEnv& env) {
     start["parameters"] = params.numel();
     start["method"] = config.train.method;
     if (!base_hash.empty()) start["base_model_hash"] = base_hash;
-    if (tasks) {  // the task mixture: each task's share of the micro-batches
-      const std::vector<double> shares = tasks->loader().mixture_shares();
+    if (controller->schedule()) {  // the first phase's mixture: each task's share
+      const std::vector<double> shares = controller->schedule()->shares();
       boost::json::object mixture;
       for (size_t k = 0; k < shares.size(); ++k) mixture[tasks->task_names()[k]] = shares[k];
       start["mixture"] = std::move(mixture);
@@ -364,16 +374,26 @@ TrainSummary train(const Config& config_in, const RankEnv& env) {
   // Held-out evaluation (train/evaluate.h): at the start of a fresh run, every eval.every_steps
   // steps and at the end.
   Batch eval_batch = tasks ? tasks->make_batch() : Batch{};
-  const int32_t eos_id = tasks ? load_tokenizer(config.data.tokenizer)->eos_id() : -1;
-  const auto evaluate = [&](int64_t step) {
-    if (!tasks) return;
+  const std::unique_ptr<Tokenizer> eval_tokenizer =
+      tasks ? load_tokenizer(config.data.tokenizer) : nullptr;
+  const int32_t eos_id = eval_tokenizer ? eval_tokenizer->eos_id() : -1;
+  const auto evaluate = [&](int64_t step) -> MetricTable {
+    if (!tasks) return {};
     model->eval();
     std::vector<TaskEval> evals;
     {
       AutocastScope autocast(precision, device);
-      evals = evaluate_held_out(*tasks, forward, eval_batch,
-                                EvalOptions{config.eval.max_batches, env.world_rank,
-                                            env.world_size, comm.get(), model.get(), eos_id});
+      EvalOptions o;
+      o.max_batches = config.eval.max_batches;
+      o.rank = env.world_rank;
+      o.world_size = env.world_size;
+      o.comm = comm.get();
+      o.model = model.get();
+      o.eos_id = eos_id;
+      o.max_new_tokens = config.eval.max_new_tokens;
+      o.stop = config.eval.stop;
+      o.tokenizer = eval_tokenizer.get();
+      evals = evaluate_held_out(*tasks, forward, eval_batch, o);
     }
     model->train();
     for (const TaskEval& e : evals) {
@@ -387,6 +407,7 @@ TrainSummary train(const Config& config_in, const RankEnv& env) {
         rec["loss"] = t.loss();
         rec["perplexity"] = std::exp(t.loss());
         if (t.scored > 0) rec["exact_match"] = t.exact_match();
+        if (t.classified > 0) rec["accuracy"] = t.accuracy();
         rec["tokens"] = t.tokens;
         rec["documents"] = t.documents;
         metrics.write(std::move(rec));
@@ -403,23 +424,71 @@ TrainSummary train(const Config& config_in, const RankEnv& env) {
         rec["exact_match"] = e.exact_match();
         rec["worst_template_exact_match"] = e.worst_template_exact_match();
       }
+      if (e.classified > 0) {
+        rec["accuracy"] = e.accuracy();
+        rec["worst_template_accuracy"] = e.worst_template_accuracy();
+      }
       rec["tokens"] = e.tokens;
       rec["documents"] = e.documents;
       metrics.write(std::move(rec));
     }
     for (const std::string& line : format_eval_table(evals, step)) log::info("{}", line);
+    return metric_table(evals);
   };
-  if (!resumed) evaluate(0);
+  // The schedule's decisions for the logs and metrics.jsonl (rank 0).
+  const auto report_events = [&] {
+    if (!env.is_root()) return;
+    for (const ScheduleEvent& e : controller->take_events()) {
+      const PhaseSpec& phase = controller->schedule()->phases()[static_cast<size_t>(e.phase)];
+      boost::json::object rec;
+      rec["step"] = e.step;
+      rec["phase"] = phase.name;
+      rec["reason"] = e.reason;
+      if (e.kind == ScheduleEvent::Kind::kPhase) {
+        rec["kind"] = "phase";
+        rec["index"] = e.phase;
+        log::info("schedule: phase {} `{}` from step {} ({})", e.phase, phase.name, e.step,
+                  e.reason);
+      } else {
+        rec["kind"] = "mixture";
+        boost::json::object weights;
+        std::string text;
+        for (size_t k = 0; k < e.shares.size(); ++k) {
+          weights[task_names[k]] = e.shares[k];
+          if (e.shares[k] > 0)
+            text += fmt::format("{}{} {:.1f}%", text.empty() ? "" : ", ", task_names[k],
+                                100.0 * e.shares[k]);
+        }
+        rec["weights"] = std::move(weights);
+        log::info("schedule: mixture of `{}` from step {} ({}): {}", phase.name, e.step,
+                  e.reason, text);
+      }
+      if (metrics.enabled()) metrics.write(std::move(rec));
+    }
+  };
+  std::optional<ControlState> resumed_control;
+  if (resumed) resumed_control = resumed->control;
+  agree(env, [&] { controller->restore(start_step, resumed_control); });
+  controller->start(start_step);
+  report_events();
+  if (!resumed && tasks) {
+    (void)controller->after_eval(0, evaluate(0));
+    report_events();
+  }
 
   install_preemption_handlers();
   TrainSummary summary;
   TaskSummary task_summary(tasks ? tasks->task_names() : std::vector<std::string>{}, start_step,
                            tc.steps);
-  const int64_t tokens_per_step = tc.global_batch_size * config.data.seq_len;
   const Clock::time_point run_start = Clock::now();
   for (int64_t step = start_step; step < tc.steps; ++step) {
     const Clock::time_point t0 = Clock::now();
-    if (tasks) tasks->plan_step(step);
+    const StepPlan& plan = controller->plan(step);
+    const int32_t phase = plan.phase;
+    if (tasks) {
+      tasks->plan_step(step, plan.slot_tasks);
+      if (env.is_root()) controller->log_plan(plan, env.world_size, tasks->slot_documents());
+    }
     for (int64_t m = 0; m < accumulation; ++m) {
       if (tasks) {
         batch_tokens[static_cast<size_t>(m)] = tasks->fill(m, batches[static_cast<size_t>(m)]);
@@ -431,10 +500,24 @@ TrainSummary train(const Config& config_in, const RankEnv& env) {
     }
     if (!row_sparse.empty()) train_step.set_rows_in_use(tasks->tasks_in_step());
     const double lr = schedule.lr(step);
-    const StepResult r = train_step.run(batches, batch_tokens, lr);
+    StepResult r;
+    try {
+      r = train_step.run(batches, batch_tokens, lr);
+    } catch (const RuntimeFailure& e) {  // a collective failed: name the step and its tasks
+      if (e.agreed() || e.reported()) throw;
+      throw RuntimeFailure(fmt::format("step {} (tasks in flight: {}): {}", step + 1,
+                                       controller->in_flight(step), e.what()));
+    }
     const double step_time = seconds_since(t0);
     if (config.dist.check_params_every > 0 && (step + 1) % config.dist.check_params_every == 0)
       reducer.check_parameters_in_sync(step + 1);
+
+    // The controller's decision at this step boundary: a preemption signal that reached any
+    // rank (core/signals.h), evaluation, checkpoint, the schedule's end.
+    const Clock::time_point c0 = Clock::now();
+    Decision decision = controller->after_step(step + 1, preemption_signal(), step_time);
+    const double control_s = seconds_since(c0);
+    report_events();
 
     if (step == start_step) summary.first_loss = r.loss;
     if (!r.skipped) task_summary.add(step, r.task_loss_sum, r.task_tokens);
@@ -443,6 +526,9 @@ TrainSummary train(const Config& config_in, const RankEnv& env) {
     summary.steps = step + 1;
     summary.skipped_steps += r.skipped ? 1 : 0;
     boost::json::object record = metrics_record(step + 1, lr, r, tokens_per_step, step_time, env.world_size);
+    record["step_time_max_s"] = decision.step_time_max;
+    record["control_s"] = control_s;  // the controller's step boundary (collectives included)
+    if (tasks) record["phase"] = phase;
     checkpointer.remember(record);
     metrics.write(std::move(record));
     if ((step + 1) % config.run.log_every == 0 || step + 1 == tc.steps || step == 0) {
@@ -460,6 +546,14 @@ TrainSummary train(const Config& config_in, const RankEnv& env) {
       f.loss_scale = r.loss_scale;
       log::info("{}", format_progress_line(f));
     }
+    if (decision.evaluate) {
+      const Decision after = controller->after_eval(step + 1, evaluate(step + 1));
+      report_events();
+      decision.checkpoint = decision.checkpoint || after.checkpoint;
+      if (decision.stop == StopReason::kNone) decision.stop = after.stop;
+    }
+    const bool preempt = decision.stop == StopReason::kPreempted;
+    const bool last = step + 1 == tc.steps || decision.stop != StopReason::kNone;
     TrainProgress progress;
     progress.step = step + 1;
     progress.tokens_seen = tokens_seen;
@@ -469,19 +563,16 @@ TrainSummary train(const Config& config_in, const RankEnv& env) {
     if (tasks) {
       progress.loader = tasks->loader().state();
       progress.task_names = tasks->task_names();
-      progress.mixture_weights = tasks->loader().mixture_weights();
+      progress.mixture_weights = env.is_root() ? controller->schedule()->weights()
+                                               : tasks->loader().mixture_weights();
     }
-    // Preemption (core/signals.h): a signal that reached any rank stops every rank here, after
-    // a checkpoint of this step.
-    const int64_t signal =
-        comm->all_reduce_scalar(static_cast<int64_t>(preemption_signal()), ReduceOp::kMax);
-    const bool preempt = signal != 0 && step + 1 < tc.steps;
-    checkpointer.after_step(std::move(progress), step + 1 == tc.steps || preempt, metrics);
-    if (config.eval.every_steps > 0 && (step + 1) % config.eval.every_steps == 0 &&
-        step + 1 < tc.steps && !preempt)
-      evaluate(step + 1);
+    if (env.is_root()) {
+      progress.control = controller->state();
+      if (const auto best = controller->best_metric_value()) progress.metrics[best->first] = best->second;
+    }
+    checkpointer.after_step(std::move(progress), decision.checkpoint || last, last, metrics);
     if (preempt) {
-      const std::string name = signal_name(static_cast<int>(signal));
+      const std::string name = signal_name(static_cast<int>(decision.signal));
       if (metrics.enabled()) {
         boost::json::object rec;
         rec["kind"] = "preempted";
@@ -493,12 +584,32 @@ TrainSummary train(const Config& config_in, const RankEnv& env) {
                 "(train.resume: auto continues from it)",
                 name, step + 1, static_cast<int>(ExitCode::kPreempted));
       Preempted stop(fmt::format("{} at step {}", name, step + 1));
-      stop.set_agreed(true);  // every rank saw the same all-reduced signal and stops here
+      stop.set_agreed(true);  // every rank got the same decision and stops here
       stop.set_reported(true);
       throw stop;
     }
+    if (decision.stop != StopReason::kNone) {
+      summary.stopped = stop_reason_name(decision.stop);
+      if (decision.stop == StopReason::kEarlyStopping) {
+        const EarlyStopping& es = controller->early_stopping();
+        log::info("early stopping: {} has not improved for {} evaluation(s) (best {:.4f} at "
+                  "step {}); stopping after step {} of {}",
+                  es.ref().key(), config.early_stopping.patience, es.state().best,
+                  es.state().best_step, step + 1, tc.steps);
+      } else {
+        log::info("schedule: the last phase ended; stopping after step {} of {}", step + 1,
+                  tc.steps);
+      }
+      if (metrics.enabled()) {
+        boost::json::object rec;
+        rec["kind"] = "stopped";
+        rec["step"] = step + 1;
+        rec["reason"] = summary.stopped;
+        metrics.write(std::move(rec));
+      }
+      break;
+    }
   }
-  if (summary.steps == tc.steps) evaluate(tc.steps);
   const std::string param_hash = parameter_hash(params);
   // Peak resident memory of the largest rank (getrusage: the high-water mark of this process).
   rusage usage{};
@@ -512,6 +623,7 @@ TrainSummary train(const Config& config_in, const RankEnv& env) {
     end["tokens_seen"] = tokens_seen;
     end["param_hash"] = param_hash;
     end["peak_rss_mb"] = peak_rss_mb;
+    if (!summary.stopped.empty()) end["stopped"] = summary.stopped;
     if (!base_hash.empty()) end["base_model_hash"] = module_hash(*model);  // still the base's
     metrics.write(std::move(end));
   }

@@ -47,6 +47,7 @@ struct TrainSummary {
   double last_loss = 0.0;      // loss of the last step
   double tokens_per_s = 0.0;   // input tokens / s over the whole run, all ranks
   int64_t skipped_steps = 0;
+  std::string stopped = "";    // why the run ended before train.steps ("early_stopping", "schedule")
 };
 
 // Collective over env.world: every rank calls it with the same config. Start-up problems (a

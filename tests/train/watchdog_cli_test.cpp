@@ -1,6 +1,7 @@
-// The watchdog, end to end under mpirun -np 3 (2 cores: oversubscribed), synthetic data:
+// The watchdog, end to end under mpirun -np 3 (2 cores: oversubscribed), the bundled tasks:
 //   - SIGSTOP of one rank mid-run: the others' next collective misses dist.timeout_s (5 s); they
-//     report the operation, their rank and host and the deadline, and the job ends with exit 3
+//     report the operation, their rank and host, the deadline, the step and the tasks in flight,
+//     and the job ends with exit 3
 //     within the deadline + 10 s, leaving no process behind (the stopped rank included);
 //   - SIGKILL of one rank: mpirun ends the job within 10 s, naming the killed rank; no orphans.
 #include <gtest/gtest.h>
@@ -58,7 +59,8 @@ Outcome run_and_signal(const std::string& tag, int sig) {
   const fs::path log = dir.string() + ".log";
   const std::string cmd =
       std::string("PFT_OVERSUBSCRIBE=1 PFT_MPIRUN_LOOPBACK=1 PFT_TAG_OUTPUT=0 ") + PFT_MPIRUN +
-      " -np 3 " + PFT_BIN + " train configs/quickstart.yaml --set data.source=synthetic"
+      " -np 3 " + PFT_BIN + " train configs/quickstart.yaml --set model.d_model=64"
+      " --set data.seq_len=64 --set eval.every_steps=0 --set checkpoint.every_steps=0"
       " --set train.global_batch_size=12 --set train.steps=2000 --set run.threads=1"
       " --set dist.timeout_s=5 --set run.dir=" + dir.string() + " > " + log.string() + " 2>&1";
   const pid_t child = fork();
@@ -103,6 +105,8 @@ TEST(WatchdogCli, StoppedRankEndsTheJobWithinTheDeadline) {
   EXPECT_LT(o.seconds_after_signal, 5.0 + 10.0) << o.log;
   EXPECT_NE(o.log.find("did not complete within the deadline of 5 s"), std::string::npos) << o.log;
   EXPECT_NE(o.log.find("(host "), std::string::npos) << o.log;
+  // The step and the tasks it was training (the controller's plan of that step).
+  EXPECT_NE(o.log.find("(tasks in flight: "), std::string::npos) << o.log;
   EXPECT_FALSE(o.orphans);
 }
 
