@@ -12,6 +12,7 @@
 #include <set>
 #include <stdexcept>
 #include <string_view>
+#include <utility>
 
 #include "comm/communicator.h"
 #include "config/schema.h"
@@ -192,6 +193,7 @@ void Controller::restore(int64_t first_step, const std::optional<ControlState>& 
             s.phase, schedule_->phases().size(), tasks_.size()));
       schedule_->set_state(s);
       (void)schedule_->take_events();  // the fresh schedule's start: not this run's
+      pending_events_.clear();
       early_.set_state(e);
       last_table_ = s.last_eval;
     }
@@ -218,6 +220,8 @@ void Controller::restore(int64_t first_step, const std::optional<ControlState>& 
 
 void Controller::start(int64_t first_step) {
   std::vector<StepPlan> plans = root_ ? fill_queue() : std::vector<StepPlan>{};
+  collect_events();
+  release_events(first_step);
   Decision d;
   d.step = first_step;
   (void)exchange(d, /*replace=*/true, std::move(plans), "start");
@@ -283,6 +287,8 @@ Decision Controller::after_step(int64_t steps_done, int signal, double step_time
     else if (steps_done == end_step_ && steps_done < total) d.stop = StopReason::kSchedule;
     d.evaluate = !preempt && (ends || (eval_every > 0 && steps_done % eval_every == 0));
     d.checkpoint = preempt || ends || (ckpt_every > 0 && steps_done % ckpt_every == 0);
+    collect_events();
+    release_events(d.evaluate ? steps_done - 1 : steps_done);  // an evaluation may re-plan
   }
   return exchange(d, /*replace=*/false, std::move(plans), "step decision");
 }
@@ -303,10 +309,14 @@ Decision Controller::after_eval(int64_t steps_done, const MetricTable& table) {
       queued_states_.clear();
       next_plan_ = steps_done;
       end_step_ = -1;
+      collect_events();
+      drop_events_from(steps_done);  // planned again below
       schedule_->on_eval(steps_done, table, &finished);
       if (finished) end_step_ = steps_done;
       plans = fill_queue();
     }
+    collect_events();
+    release_events(steps_done);
     const bool stop_early = early_.on_eval(steps_done, table);
     if (finished && steps_done < config_.train.steps) d.stop = StopReason::kSchedule;
     if (stop_early && steps_done < config_.train.steps) d.stop = StopReason::kEarlyStopping;
@@ -380,9 +390,23 @@ ControlState Controller::state() const {
   return s;
 }
 
-std::vector<ScheduleEvent> Controller::take_events() {
-  return schedule_ ? schedule_->take_events() : std::vector<ScheduleEvent>{};
+void Controller::collect_events() {
+  if (!schedule_) return;
+  for (ScheduleEvent& e : schedule_->take_events()) pending_events_.push_back(std::move(e));
 }
+
+void Controller::release_events(int64_t up_to_step) {
+  std::vector<ScheduleEvent> keep;
+  for (ScheduleEvent& e : pending_events_)
+    (e.step <= up_to_step ? ready_events_ : keep).push_back(std::move(e));
+  pending_events_ = std::move(keep);
+}
+
+void Controller::drop_events_from(int64_t step) {
+  std::erase_if(pending_events_, [step](const ScheduleEvent& e) { return e.step >= step; });
+}
+
+std::vector<ScheduleEvent> Controller::take_events() { return std::exchange(ready_events_, {}); }
 
 std::optional<std::pair<std::string, double>> Controller::best_metric_value() const {
   if (!best_ref_) return std::nullopt;

@@ -113,7 +113,8 @@ class Controller {
 
   // Rank 0: the state to checkpoint after `steps_done` steps (the schedule state of that step).
   ControlState state() const;
-  // Rank 0: events since the last call (phase changes, new mixture weights).
+  // Rank 0: the schedule's events (phase changes, new mixture weights) of steps whose plan is
+  // final -- an event of a step planned ahead waits until no evaluation can re-plan that step.
   std::vector<ScheduleEvent> take_events();
   // Rank 0: the current phase and its shares per task, for logs and the start record.
   const Schedule* schedule() const { return schedule_.get(); }
@@ -148,6 +149,11 @@ class Controller {
   std::optional<MetricRef> best_ref_;  // checkpoint.best_metric eval.X
   MetricTable last_table_;
   PlanLog log_;
+  // Rank 0: schedule events of steps that may still be re-planned, and those released.
+  std::vector<ScheduleEvent> pending_events_, ready_events_;
+  void collect_events();
+  void release_events(int64_t up_to_step);
+  void drop_events_from(int64_t step);
 };
 
 }  // namespace pft

@@ -365,14 +365,12 @@ void Schedule::enter_phase(int32_t phase, int64_t start, const std::string& reas
     if (state_.last_eval.empty()) state_.shares = uniform(this->phase().in_phase);
     else update_adaptive();
   }
-  if (phase_events_seen_.insert({phase, start}).second) {
-    ScheduleEvent e;
-    e.kind = ScheduleEvent::Kind::kPhase;
-    e.step = start;
-    e.phase = phase;
-    e.reason = reason;
-    events_.push_back(std::move(e));
-  }
+  ScheduleEvent e;
+  e.kind = ScheduleEvent::Kind::kPhase;
+  e.step = start;
+  e.phase = phase;
+  e.reason = reason;
+  events_.push_back(std::move(e));
   note_weights(start, reason);
 }
 
@@ -390,7 +388,6 @@ void Schedule::update_adaptive() {
 
 void Schedule::note_weights(int64_t step, const std::string& reason) {
   std::vector<double> s = shares();
-  if (!weight_events_seen_.insert({step, s}).second) return;
   ScheduleEvent e;
   e.kind = ScheduleEvent::Kind::kWeights;
   e.step = step;

@@ -32,7 +32,6 @@
 #include <cstdint>
 #include <map>
 #include <optional>
-#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -154,7 +153,8 @@ class Schedule {
   // The current phase's integer weights (every task) and shares.
   std::vector<int64_t> weights() const;
   std::vector<double> shares() const;
-  // Events since the last call (deduplicated across re-planning).
+  // Events since the last call, in order (planning the same steps again notes them again: the
+  // controller keeps those of steps not run yet apart, control/controller.h).
   std::vector<ScheduleEvent> take_events();
 
  private:
@@ -168,8 +168,6 @@ class Schedule {
   uint64_t seed_;
   ScheduleState state_;
   std::vector<ScheduleEvent> events_;
-  std::set<std::pair<int32_t, int64_t>> phase_events_seen_;
-  std::set<std::pair<int64_t, std::vector<double>>> weight_events_seen_;
 };
 
 // Early stopping on one held-out metric (early_stopping.*).

@@ -7,7 +7,9 @@
 // slots [r*A, (r+1)*A), A = G / (B * W), and its micro-batch m is slot r*A + m. Per step:
 //
 //   1. task of slot j = TaskMixture(seed, mixture weights).task_of(s, j)      (same everywhere;
-//      the weights come from the examples per task and data.mixing: mixture_weights())
+//      the weights come from the examples per task and data.mixing: mixture_weights()); in
+//      `pft train` the controller decides them instead and passes them in (plan_next_step(tasks),
+//      control/controller.h)
 //   2. for j = 0 .. G/B - 1 in order: slot j packs a prefix of its task's sample stream, from
 //      that task's cursor, into B rows (plan_rows: lengths only, no token I/O); the cursor
 //      advances by the prefix taken.

@@ -113,7 +113,8 @@ std::vector<int64_t> mixture_weights(const std::vector<int64_t>& examples,
 // The task mixture: the task of micro-batch slot `slot` of step `step` is drawn with probability
 // weights[k] / sum(weights) from derive_seed(seed, "mixture", "", step, slot). Round robin
 // instead gives every slot of step s the ((s mod m)+1)-th of the m tasks with a positive weight:
-// whole steps per task, in turn. Until the rank-0 controller plans steps, this is the whole plan.
+// whole steps per task, in turn. The controller's schedule (control/schedule.h) draws every
+// step's plan with it, from the weights of the step's phase.
 class TaskMixture {
  public:
   // weights: non-negative, at least one positive (e.g. training examples per task).

@@ -20,6 +20,7 @@
 #include "ckpt/format.h"
 #include "ckpt/reader.h"
 #include "ckpt/run_checkpoints.h"
+#include "control/schedule.h"
 #include "core/agree.h"
 #include "core/error.h"
 #include "core/format.h"
@@ -531,11 +532,7 @@ Checkpointer::Checkpointer(const Config& config, const RankEnv& env, FlatParamet
   o.async = cc.async;
   o.write.compression = ckpt::parse_compression(cc.compression);
   o.write.file_locking = cc.file_locking;
-  o.retention.keep_last = cc.keep_last;
-  o.retention.keep_best = cc.keep_best;
-  o.retention.best_metric = cc.best_metric;
-  o.retention.higher_is_better = cc.best_mode == "max";
-  o.retention.file_locking = cc.file_locking;
+  o.retention = retention_policy(cc);
   saver_ = std::make_unique<ckpt::CheckpointSaver>(std::move(o));
 }
 
@@ -618,6 +615,18 @@ void Checkpointer::after_step(TrainProgress progress, bool save, bool last,
   } else if (saver_) {
     report(saver_->poll(), metrics);
   }
+}
+
+ckpt::RetentionPolicy retention_policy(const CheckpointConfig& cc) {
+  ckpt::RetentionPolicy p;
+  p.keep_last = cc.keep_last;
+  p.keep_best = cc.keep_best;
+  p.best_metric = cc.best_metric;
+  const size_t dot = cc.best_metric.rfind('.');
+  p.higher_is_better = higher_is_better(
+      dot == std::string::npos ? cc.best_metric : cc.best_metric.substr(dot + 1), cc.best_mode);
+  p.file_locking = cc.file_locking;
+  return p;
 }
 
 std::vector<std::string> saved_task_names(const ckpt::Contents& contents) {

@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "ckpt/contents.h"
+#include "ckpt/run_checkpoints.h"
 #include "ckpt/saver.h"
 #include "config/config.h"
 #include "control/controller.h"
@@ -136,6 +137,10 @@ class Checkpointer {
   std::deque<std::string> history_;
   int64_t last_saved_step_ = -1;
 };
+
+// Retention of checkpoint.* (keep_last, keep_best by best_metric). best_mode `auto`: lower is
+// better for loss-like metrics (`loss`, `eval.[task.]loss`, perplexity), higher for the rest.
+ckpt::RetentionPolicy retention_policy(const CheckpointConfig& checkpoint);
 
 // XXH3-64 of every parameter byte (group by group, slots in order; padding excluded) as
 // "xxh3-64:<hex>": the final parameter hash of a run (bitwise-resume tests compare it).

@@ -187,6 +187,7 @@ std::vector<TaskEval> evaluate_held_out(TaskTokenSource& tasks, const EvalForwar
     for (int32_t slot = 0; slot < split->num_templates(); ++slot) {
       TemplateLoss t;
       t.template_id = split->template_id(slot);
+      t.label = tasks.template_label(k, t.template_id);
       std::vector<int64_t> docs, mine;
       const auto run = [&] {
         if (docs.empty()) return;
@@ -244,6 +245,30 @@ std::vector<TaskEval> evaluate_held_out(TaskTokenSource& tasks, const EvalForwar
       e.correct += t.correct;
     }
   return out;
+}
+
+std::vector<std::string> format_template_table(const std::vector<TaskEval>& evals, int64_t step) {
+  std::vector<std::string> lines;
+  if (evals.empty()) return lines;
+  size_t width = 4;
+  for (const TaskEval& e : evals) width = std::max(width, e.task.size());
+  const std::string head = fmt::format("per template at step {}: ", step);
+  lines.push_back(fmt::format("{}{:<{}}  exact match (accuracy for classification, loss when "
+                              "neither); * = held out of training",
+                              head, "task", width));
+  const std::string indent(head.size(), ' ');
+  for (const TaskEval& e : evals) {
+    std::string row;
+    for (const TemplateLoss& t : e.templates) {
+      const std::string value =
+          t.classified > 0 ? fmt::format("{:.1f}%", 100.0 * t.accuracy())
+          : t.scored > 0   ? fmt::format("{:.1f}%", 100.0 * t.exact_match())
+                           : fmt::format("{:.3f}", t.loss());
+      row += fmt::format("  {} {:>6}", t.label, value);
+    }
+    lines.push_back(fmt::format("{}{:<{}}{}", indent, e.task, width, row));
+  }
+  return lines;
 }
 
 MetricTable metric_table(const std::vector<TaskEval>& evals) {

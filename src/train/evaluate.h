@@ -44,6 +44,7 @@ class TransformerImpl;
 
 struct TemplateLoss {
   int32_t template_id = 0;
+  std::string label;  // its id in the task file, `*` first when held out of training
   double loss_sum = 0.0;  // over every target token of its documents, all ranks
   double tokens = 0.0;
   int64_t documents = 0;
@@ -91,6 +92,10 @@ using EvalForward = std::function<at::Tensor(const Batch&)>;
 // micro-batch from tasks.make_batch(). Collective (see above).
 std::vector<TaskEval> evaluate_held_out(TaskTokenSource& tasks, const EvalForward& forward,
                                         Batch& batch, const EvalOptions& options);
+
+// One line per task: each template's exact match (accuracy for classification tasks, loss for
+// loss-only tasks), held-out templates marked `*` -- prompt robustness at a glance.
+std::vector<std::string> format_template_table(const std::vector<TaskEval>& evals, int64_t step);
 
 // The held-out results as the controller reads them (control/schedule.h: MetricTable): per task
 // loss, perplexity, worst_template_loss, and exact_match / accuracy (with their worst template)

@@ -182,14 +182,19 @@ TaskTokenSource::TaskTokenSource(const Config& config, const RankEnv& env, at::D
     loader_ = std::make_unique<TaskLoader>(std::move(tasks), o);
   });
   agree(env, [&] {
-    std::map<std::string, Metric> by_name;
+    std::map<std::string, Task> by_name;
     for (const std::filesystem::path& file : task_files(config)) {
-      const Task task = load_task(file);
-      by_name[task.name] = task.metric;
+      Task task = load_task(file);
+      by_name.emplace(task.name, std::move(task));
     }
     for (const std::string& name : names_) {
       const auto it = by_name.find(name);
-      metrics_.push_back(it == by_name.end() ? Metric::kExactMatch : it->second);
+      metrics_.push_back(it == by_name.end() ? Metric::kExactMatch : it->second.metric);
+      std::vector<std::string> labels;
+      if (it != by_name.end())
+        for (const Template& t : it->second.templates)
+          labels.push_back((t.held_out ? "*" : "") + t.id);
+      template_labels_.push_back(std::move(labels));
     }
   });
   int64_t examples = 0;
@@ -226,6 +231,13 @@ std::vector<int64_t> TaskTokenSource::tasks_in_step() const {
 }
 
 DocumentSource* TaskTokenSource::validation(size_t task) { return validation_.at(task); }
+
+std::string TaskTokenSource::template_label(size_t task, int32_t template_id) const {
+  const std::vector<std::string>& labels = template_labels_.at(task);
+  return template_id >= 0 && static_cast<size_t>(template_id) < labels.size()
+             ? labels[static_cast<size_t>(template_id)]
+             : fmt::format("template{}", template_id);
+}
 
 TaskTokenSource::~TaskTokenSource() {
   loader_.reset();  // holds pointers into the stores

@@ -69,6 +69,9 @@ class TaskTokenSource {
   DocumentSource* validation(size_t task);
   // Task k's evaluation metric (its task file's `metric`).
   Metric metric(size_t task) const { return metrics_.at(task); }
+  // The id of template `template_id` of task k (its task file's `id`), with a leading `*` when it
+  // is held out of training.
+  std::string template_label(size_t task, int32_t template_id) const;
   // Writes token sequences (tokens, loss mask), one per row from row 0, as documents of task
   // `task` into `batch` (at most micro_batch_size; longer ones keep their end); returns the
   // target tokens.
@@ -84,6 +87,7 @@ class TaskTokenSource {
   int64_t rows_, seq_len_;
   std::vector<std::string> names_;
   std::vector<Metric> metrics_;
+  std::vector<std::vector<std::string>> template_labels_;
   std::vector<std::unique_ptr<TokenStore>> stores_;
   std::vector<std::unique_ptr<DocumentSource>> wrappers_;  // prompt tuning: soft-prompt splits
   std::vector<DocumentSource*> validation_;                 // per task, or null

@@ -404,6 +404,9 @@ TrainSummary train(const Config& config_in, const RankEnv& env) {
         rec["step"] = step;
         rec["task"] = e.task;
         rec["template"] = t.template_id;
+        const bool held_out = t.label.starts_with('*');
+        rec["template_name"] = held_out ? t.label.substr(1) : t.label;
+        rec["held_out"] = held_out;
         rec["loss"] = t.loss();
         rec["perplexity"] = std::exp(t.loss());
         if (t.scored > 0) rec["exact_match"] = t.exact_match();
@@ -433,6 +436,7 @@ TrainSummary train(const Config& config_in, const RankEnv& env) {
       metrics.write(std::move(rec));
     }
     for (const std::string& line : format_eval_table(evals, step)) log::info("{}", line);
+    for (const std::string& line : format_template_table(evals, step)) log::info("{}", line);
     return metric_table(evals);
   };
   // The schedule's decisions for the logs and metrics.jsonl (rank 0).

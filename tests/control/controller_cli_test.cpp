@@ -16,6 +16,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -197,6 +198,15 @@ TEST(ControllerCli, PhaseEndsWhenItsConditionHoldsAndAdaptiveWeightsFollow) {
       ++with_accuracy;
     }
   EXPECT_GT(with_accuracy, 0);
+  // Per template: names from the task file, held-out ones marked (sentiment's `happy`).
+  bool happy = false;
+  for (const json::object& e : records(dir, "eval"))
+    if (e.at("task").as_string() == "sentiment" && !is_all(e) &&
+        e.at("template_name").as_string() == "happy")
+      happy = e.at("held_out").as_bool();
+  EXPECT_TRUE(happy);
+  EXPECT_NE(r.out.find("per template at step 16:"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("*happy"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("schedule: phase 1 `second` from step"), std::string::npos) << r.out;
   fs::remove_all(dir);
 }
@@ -264,6 +274,14 @@ TEST(ControllerCli, ResumedAdaptiveScheduleEndsExactlyAsTheUninterruptedRun) {
                        checkpoint(resumed, 10).string());
   EXPECT_EQ(d.code, 0) << d.out;
   EXPECT_NE(d.out.find("IDENTICAL"), std::string::npos) << d.out;
+  // One mixture per step it applies from: the phase boundary at step 4 is planned ahead, then
+  // planned again after the evaluation at step 4 (with its results); only the plan that ran is
+  // reported.
+  std::set<int64_t> mixture_steps;
+  for (const json::object& m : records(full, "mixture"))
+    EXPECT_TRUE(mixture_steps.insert(m.at("step").as_int64()).second)
+        << "two mixtures from step " << m.at("step").as_int64();
+  EXPECT_TRUE(mixture_steps.count(4));
   // The adaptive mixtures after step 6 are the same in both runs.
   std::vector<std::string> ma, mb;
   for (const json::object& m : records(full, "mixture"))
@@ -306,41 +324,50 @@ TEST(ControllerCli, EarlyStoppingAndTheScheduleEndStopTheRun) {
   fs::remove_all(sched);
 }
 
-TEST(ControllerCli, BestCheckpointsAreRankedByAHeldOutMetric) {
-  const fs::path dir = scratch("best");
-  // Checkpoints at every evaluation (2, 4, 6, 8); keep the last and the one with the HIGHEST
-  // mean held-out loss (best_mode max), which is not the last.
+// Checkpoints at every evaluation (2, 4, 6, 8) ranked by the mean held-out loss, keeping the
+// last and the best one: with best_mode max the HIGHEST loss (the worst checkpoint: not the last
+// one, so retention must have judged by the metric), with auto (loss: lower is better) the lowest.
+void expect_best_checkpoint_kept(const std::string& mode, bool highest) {
+  const fs::path dir = scratch("best-" + mode);
   const Result r = run(train_cmd(2, dir, 8,
                                  "--set eval.every_steps=2 --set checkpoint.best_metric=eval.loss "
-                                 "--set checkpoint.best_mode=max --set checkpoint.keep_best=1 "
-                                 "--set checkpoint.keep_last=1"));
+                                 "--set checkpoint.best_mode=" + mode +
+                                 " --set checkpoint.keep_best=1 --set checkpoint.keep_last=1"));
   ASSERT_EQ(r.code, 0) << r.out;
   std::map<int64_t, std::vector<double>> losses;
   for (const json::object& e : records(dir, "eval"))
     if (is_all(e))
       losses[e.at("step").as_int64()].push_back(e.at("loss").to_number<double>());
-  int64_t worst = -1;
-  double worst_loss = -1;
-  for (int64_t step : {2, 4, 6}) {
+  int64_t best = -1;
+  double best_loss = 0;
+  for (int64_t step : {2, 4, 6, 8}) {
     double s = 0;
     for (double x : losses.at(step)) s += x;
     s /= static_cast<double>(losses.at(step).size());
-    if (s > worst_loss) {
-      worst_loss = s;
-      worst = step;
+    if (best < 0 || (highest ? s > best_loss : s < best_loss)) {
+      best_loss = s;
+      best = step;
     }
+  }
+  if (highest) {
+    EXPECT_NE(best, 8) << "the loss rose over training: the test cannot tell";
   }
   std::set<std::string> files;
   for (const auto& e : fs::directory_iterator(dir / "checkpoints"))
     if (e.path().extension() == ".h5") files.insert(e.path().filename().string());
-  EXPECT_EQ(files, (std::set<std::string>{checkpoint(dir, static_cast<int>(worst)).filename().string(),
+  EXPECT_EQ(files, (std::set<std::string>{checkpoint(dir, static_cast<int>(best)).filename().string(),
                                           checkpoint(dir, 8).filename().string()}))
-      << r.out;
-  const pft::ckpt::Contents c = pft::ckpt::read_checkpoint_meta(checkpoint(dir, static_cast<int>(worst)));
+      << mode << "\n" << r.out;
+  const pft::ckpt::Contents c = pft::ckpt::read_checkpoint_meta(checkpoint(dir, static_cast<int>(best)));
   const auto& meta = c.group_attrs("/meta");
   ASSERT_TRUE(meta.count("metric.eval.loss"));
-  EXPECT_NEAR(std::get<double>(meta.at("metric.eval.loss")), worst_loss, 1e-9);
+  EXPECT_NEAR(std::get<double>(meta.at("metric.eval.loss")), best_loss, 1e-9);
   fs::remove_all(dir);
+}
+
+TEST(ControllerCli, BestCheckpointsAreRankedByAHeldOutMetric) {
+  expect_best_checkpoint_kept("max", /*highest=*/true);
+  expect_best_checkpoint_kept("auto", /*highest=*/false);
 }
 
 TEST(ControllerCli, EvaluationOnThreeRanksCoversEveryDocumentOnce) {

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "model/flat_params.h"
 #include "train/loss.h"
+#include "train/checkpointing.h"
 #include "train/lr_schedule.h"
 #include "train/optimizer.h"
 #include "train/precision.h"
@@ -252,6 +253,35 @@ TEST(Loss, FusedGradientMatchesAutograd) {
       EXPECT_THROW(s.loss_sum.backward(), std::exception);
     }
   }
+}
+
+}  // namespace
+}  // namespace pft
+
+namespace pft {
+namespace {
+
+// checkpoint.best_mode auto: which way each best_metric ranks (train/checkpointing.h).
+TEST(Retention, AutoModeRanksLossLikeMetricsLowAndTheRestHigh) {
+  const auto higher = [](const std::string& metric, const std::string& mode) {
+    CheckpointConfig c;
+    c.best_metric = metric;
+    c.best_mode = mode;
+    c.keep_best = 2;
+    const ckpt::RetentionPolicy p = retention_policy(c);
+    EXPECT_EQ(p.best_metric, metric);
+    EXPECT_EQ(p.keep_best, 2);
+    return p.higher_is_better;
+  };
+  EXPECT_FALSE(higher("loss", "auto"));
+  EXPECT_FALSE(higher("eval.loss", "auto"));
+  EXPECT_FALSE(higher("eval.add.perplexity", "auto"));
+  EXPECT_FALSE(higher("eval.worst_template_loss", "auto"));
+  EXPECT_TRUE(higher("eval.exact_match", "auto"));
+  EXPECT_TRUE(higher("eval.sentiment.accuracy", "auto"));
+  EXPECT_TRUE(higher("eval.max.digit.worst_template_exact_match", "auto"));  // dots in a task name
+  EXPECT_TRUE(higher("eval.loss", "max"));
+  EXPECT_FALSE(higher("eval.exact_match", "min"));
 }
 
 }  // namespace
