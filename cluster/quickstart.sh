@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: installs what is missing, builds, and runs the 2-rank CPU multi-task prompt
-# fine-tuning demo on the bundled data (configs/quickstart.yaml), printing progress and the
-# final per-task table. Extra arguments go to `pft train` (e.g. --set train.steps=50).
+# fine-tuning demo on the bundled data (configs/multitask.yaml: a temperature phase, then an
+# adaptive one), printing progress and the per-task, per-template tables. Extra arguments go
+# to `pft train` (e.g. --set train.steps=50).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
@@ -10,4 +11,4 @@ root="$(cd "$here/.." && pwd)"
 cd "$root"
 ranks="${PFT_DEMO_RANKS:-2}"
 exec "$root/launch/pft-mpirun" -np "$ranks" --bind-to none \
-  "$root/build/cpu/bin/pft" train configs/quickstart.yaml --set run.threads=1 "$@"
+  "$root/build/cpu/bin/pft" train configs/multitask.yaml --set run.threads=1 "$@"
