@@ -218,13 +218,15 @@ void Controller::restore(int64_t first_step, const std::optional<ControlState>& 
   }
 }
 
-void Controller::start(int64_t first_step) {
+Decision Controller::start(int64_t first_step) {
   std::vector<StepPlan> plans = root_ ? fill_queue() : std::vector<StepPlan>{};
   collect_events();
   release_events(first_step);
   Decision d;
   d.step = first_step;
-  (void)exchange(d, /*replace=*/true, std::move(plans), "start");
+  if (root_ && end_step_ == first_step && first_step < config_.train.steps)
+    d.stop = StopReason::kSchedule;
+  return exchange(d, /*replace=*/true, std::move(plans), "start");
 }
 
 const StepPlan& Controller::plan(int64_t step) const {

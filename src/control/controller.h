@@ -99,8 +99,9 @@ class Controller {
   // `first_step`, from the checkpoint's control state `resumed` (nullopt for a fresh run).
   // Throws InputError when the state does not fit this run's schedule.
   void restore(int64_t first_step, const std::optional<ControlState>& resumed);
-  // Step 1 (collective).
-  void start(int64_t first_step);
+  // Step 1 (collective). The decision's stop is kSchedule when the schedule has no step left
+  // before train.steps (its last phase ended at `first_step`).
+  Decision start(int64_t first_step);
   // Step 2: the plan of `step` (the next one to run).
   const StepPlan& plan(int64_t step) const;
   // Rank 0: records the executed plan of `step` and its documents per slot in the plan log.

@@ -35,6 +35,12 @@ double TaskEval::worst_template_accuracy() const {
 
 namespace {
 
+std::string_view trimmed(std::string_view text) {
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) text.remove_prefix(1);
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.remove_suffix(1);
+  return text;
+}
+
 // Exact match of documents `docs` of `split` (task block `block`): greedy continuations of their
 // prompts against their answers, kGenerateBatch prompts per batch. Adds to t.scored / t.exact.
 constexpr size_t kGenerateBatch = 32;
@@ -69,11 +75,6 @@ void score_exact_match(DocumentSource& split, const std::vector<int64_t>& docs, 
                                           : static_cast<int64_t>(longest_answer) + 1;  // + eos
   if (o.eos_id >= 0) s.eos_ids = {o.eos_id};
   s.stop = o.stop;
-  const auto trimmed = [](std::string_view text) {
-    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) text.remove_prefix(1);
-    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.remove_suffix(1);
-    return std::string(text);
-  };
   for (size_t first = 0; first < prompts.size(); first += kGenerateBatch) {
     const size_t last = std::min(prompts.size(), first + kGenerateBatch);
     const std::vector<Generation> out = generator.generate(
@@ -82,10 +83,7 @@ void score_exact_match(DocumentSource& split, const std::vector<int64_t>& docs, 
         s);
     for (size_t i = first; i < last; ++i) {
       ++t.scored;
-      const Generation& g = out[i - first];
-      const bool same = by_text ? trimmed(g.text) == trimmed(o.tokenizer->decode(answers[i]))
-                                : g.tokens == answers[i];
-      t.exact += same ? 1 : 0;
+      t.exact += answer_matches(out[i - first], answers[i], by_text ? o.tokenizer : nullptr);
     }
   }
 }
@@ -163,6 +161,12 @@ void score_classification(TaskTokenSource& tasks, size_t task, DocumentSource& s
 }
 
 }  // namespace
+
+bool answer_matches(const Generation& g, const std::vector<int32_t>& answer,
+                    const Tokenizer* text) {
+  if (text == nullptr) return g.tokens == answer;
+  return trimmed(g.text) == trimmed(text->decode(answer));
+}
 
 double TaskEval::worst_template_loss() const {
   double worst = 0.0;

@@ -34,6 +34,7 @@
 
 #include "control/schedule.h"
 #include "model/batch.h"
+#include "train/generate.h"
 
 namespace pft {
 
@@ -87,6 +88,12 @@ struct EvalOptions {
 };
 
 using EvalForward = std::function<at::Tensor(const Batch&)>;
+
+// Exact match of one generation against its answer (answer tokens without the final eos): token
+// for token; or, with `text` (eval.stop is set), the generated text (cut before a stop string)
+// against text->decode(answer), both trimmed of surrounding whitespace.
+bool answer_matches(const Generation& generation, const std::vector<int32_t>& answer,
+                    const Tokenizer* text);
 
 // Every task with a validation split (tasks without one are left out). `batch` is a scratch
 // micro-batch from tasks.make_batch(). Collective (see above).

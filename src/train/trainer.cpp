@@ -472,20 +472,37 @@ TrainSummary train(const Config& config_in, const RankEnv& env) {
   };
   std::optional<ControlState> resumed_control;
   if (resumed) resumed_control = resumed->control;
+  bool summary_stopped_at_start = false;
   agree(env, [&] { controller->restore(start_step, resumed_control); });
-  controller->start(start_step);
+  Decision first = controller->start(start_step);
   report_events();
   if (!resumed && tasks) {
-    (void)controller->after_eval(0, evaluate(0));
+    first = controller->after_eval(0, evaluate(0));
     report_events();
+  }
+  // The schedule may end before any step: a last phase whose `until` holds at step 0, or a run
+  // preempted right at the end of its schedule.
+  int64_t last_step = tc.steps;
+  if (first.stop == StopReason::kSchedule) {
+    last_step = start_step;
+    summary_stopped_at_start = true;
+    log::info("schedule: the last phase ended at step {}; nothing to train", start_step);
+    if (metrics.enabled()) {
+      boost::json::object rec;
+      rec["kind"] = "stopped";
+      rec["step"] = start_step;
+      rec["reason"] = "schedule";
+      metrics.write(std::move(rec));
+    }
   }
 
   install_preemption_handlers();
   TrainSummary summary;
+  if (summary_stopped_at_start) summary.stopped = stop_reason_name(StopReason::kSchedule);
   TaskSummary task_summary(tasks ? tasks->task_names() : std::vector<std::string>{}, start_step,
                            tc.steps);
   const Clock::time_point run_start = Clock::now();
-  for (int64_t step = start_step; step < tc.steps; ++step) {
+  for (int64_t step = start_step; step < last_step; ++step) {
     const Clock::time_point t0 = Clock::now();
     const StepPlan& plan = controller->plan(step);
     const int32_t phase = plan.phase;

@@ -220,7 +220,9 @@ TEST(ControllerCli, PlanLogIsTheSameAcrossRerunsAndWorldSizes) {
   ASSERT_EQ(a.code, 0) << a.out;
   const Result b = run(train_cmd(2, two, 6, schedule));
   ASSERT_EQ(b.code, 0) << b.out;
-  const Result c = run(train_cmd(2, again, 6, schedule));
+  // (with exact match by text up to a newline: evaluation does not change the plans)
+  const Result c = run(train_cmd(2, again, 6,
+                                 schedule + " --set 'eval.stop=[\"\\n\"]' --set eval.max_new_tokens=8"));
   ASSERT_EQ(c.code, 0) << c.out;
   const Plan p1 = plan_log(checkpoint(one, 6)), p2 = plan_log(checkpoint(two, 6)),
              p3 = plan_log(checkpoint(again, 6));
@@ -240,6 +242,9 @@ TEST(ControllerCli, PlanLogIsTheSameAcrossRerunsAndWorldSizes) {
   // Every slot packed documents; their template ids exist.
   for (int32_t d : p1.docs) EXPECT_GT(d, 0);
   for (int32_t t : p1.tmpl) EXPECT_GE(t, 0);
+  int scored = 0;
+  for (const json::object& e : records(again, "eval")) scored += e.contains("exact_match") ? 1 : 0;
+  EXPECT_GT(scored, 0) << c.out;
   for (const fs::path& d : {one, two, again}) fs::remove_all(d);
 }
 
@@ -322,6 +327,18 @@ TEST(ControllerCli, EarlyStoppingAndTheScheduleEndStopTheRun) {
   EXPECT_EQ(end[0].at("reason").as_string(), "schedule");
   EXPECT_TRUE(fs::exists(checkpoint(sched, 4)));
   fs::remove_all(sched);
+
+  // A last phase whose condition already holds at step 0 (the untrained loss is ~5.5): nothing
+  // to train, exit 0.
+  const fs::path done = scratch("sched-done");
+  const Result z = run(train_cmd(2, done, 12, "--set 'schedule.phases=[{until: \"loss < 100\"}]'"));
+  ASSERT_EQ(z.code, 0) << z.out;
+  const std::vector<json::object> at0 = records(done, "stopped");
+  ASSERT_EQ(at0.size(), 1u) << z.out;
+  EXPECT_EQ(at0[0].at("step").as_int64(), 0);
+  EXPECT_TRUE(records(done, "train").empty());
+  EXPECT_NE(z.out.find("nothing to train"), std::string::npos) << z.out;
+  fs::remove_all(done);
 }
 
 // Checkpoints at every evaluation (2, 4, 6, 8) ranked by the mean held-out loss, keeping the

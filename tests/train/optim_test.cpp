@@ -9,7 +9,9 @@
 #include "core/error.h"
 #include "model/flat_params.h"
 #include "train/loss.h"
+#include "data/tokenizer.h"
 #include "train/checkpointing.h"
+#include "train/evaluate.h"
 #include "train/lr_schedule.h"
 #include "train/optimizer.h"
 #include "train/precision.h"
@@ -282,6 +284,26 @@ TEST(Retention, AutoModeRanksLossLikeMetricsLowAndTheRestHigh) {
   EXPECT_TRUE(higher("eval.max.digit.worst_template_exact_match", "auto"));  // dots in a task name
   EXPECT_TRUE(higher("eval.loss", "max"));
   EXPECT_FALSE(higher("eval.exact_match", "min"));
+}
+
+
+// Exact match of a generation: tokens, or with eval.stop the trimmed texts.
+TEST(Evaluate, AnswerMatchesByTokensOrByText) {
+  const std::unique_ptr<Tokenizer> byte = load_tokenizer("byte");
+  const std::vector<int32_t> answer = byte->encode(" positive");
+  Generation g;
+  g.tokens = answer;
+  EXPECT_TRUE(answer_matches(g, answer, nullptr));
+  g.tokens = byte->encode(" positive\n");  // the token that completed a stop string stays
+  EXPECT_FALSE(answer_matches(g, answer, nullptr));
+  g.text = " positive";  // cut before the stop string "\n"
+  EXPECT_TRUE(answer_matches(g, answer, byte.get()));
+  g.text = "positive  ";
+  EXPECT_TRUE(answer_matches(g, answer, byte.get()));
+  g.text = " negative";
+  EXPECT_FALSE(answer_matches(g, answer, byte.get()));
+  g.text = " positively";
+  EXPECT_FALSE(answer_matches(g, answer, byte.get()));
 }
 
 }  // namespace
