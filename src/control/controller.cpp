@@ -246,7 +246,7 @@ void Controller::log_plan(const StepPlan& plan, int world_size,
   for (const std::vector<DocRef>& docs : slot_documents) {
     log_.slot_docs.push_back(static_cast<int32_t>(docs.size()));
     for (const DocRef& d : docs) {
-      log_.doc_example.push_back(d.example);
+      log_.doc_example.push_back(static_cast<int32_t>(d.example));
       log_.doc_template.push_back(d.template_id);
     }
   }

@@ -76,7 +76,7 @@ struct PlanLog {
   std::vector<int32_t> phase, world_size;
   std::vector<int32_t> slot_task;   // step-major, slots per step each
   std::vector<int32_t> slot_docs;   // documents packed per slot, step-major
-  std::vector<int64_t> doc_example;  // every document, in slot order
+  std::vector<int32_t> doc_example;  // every document, in slot order (4 + 4 bytes each)
   std::vector<int32_t> doc_template;
   int64_t slots = 0;
   bool operator==(const PlanLog&) const = default;

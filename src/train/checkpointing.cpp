@@ -296,7 +296,7 @@ Contents checkpoint_contents(const Config& config, int world_size, const FlatPar
                std::as_bytes(std::span<const int32_t>(log.slot_task)));
     c.add_copy("/controller/plan/slot_documents", DType::kInt32, {n, log.slots},
                std::as_bytes(std::span<const int32_t>(log.slot_docs)));
-    c.add_vector("/controller/plan/doc_example", DType::kInt64, log.doc_example);
+    c.add_vector("/controller/plan/doc_example", DType::kInt32, log.doc_example);
     c.add_vector("/controller/plan/doc_template", DType::kInt32, log.doc_template);
   }
 
@@ -435,7 +435,7 @@ TrainProgress restore_checkpoint(const Contents& c, const Config& config, const 
     read("world_size", DType::kInt32, log.world_size);
     read("slot_task", DType::kInt32, log.slot_task);
     read("slot_documents", DType::kInt32, log.slot_docs);
-    read("doc_example", DType::kInt64, log.doc_example);
+    read("doc_example", DType::kInt32, log.doc_example);
     read("doc_template", DType::kInt32, log.doc_template);
     int64_t docs = 0;
     for (int32_t x : log.slot_docs) docs += x;

@@ -90,8 +90,8 @@ std::vector<T> dataset(const pft::ckpt::Contents& c, const std::string& path) {
 }
 
 struct Plan {
-  std::vector<int64_t> step, example;
-  std::vector<int32_t> phase, world, task, docs, tmpl;
+  std::vector<int64_t> step;
+  std::vector<int32_t> phase, world, task, docs, tmpl, example;
 };
 Plan plan_log(const fs::path& file) {
   const pft::ckpt::Contents c = pft::ckpt::read_checkpoint(file);
@@ -101,7 +101,7 @@ Plan plan_log(const fs::path& file) {
   p.world = dataset<int32_t>(c, "/controller/plan/world_size");
   p.task = dataset<int32_t>(c, "/controller/plan/slot_task");
   p.docs = dataset<int32_t>(c, "/controller/plan/slot_documents");
-  p.example = dataset<int64_t>(c, "/controller/plan/doc_example");
+  p.example = dataset<int32_t>(c, "/controller/plan/doc_example");
   p.tmpl = dataset<int32_t>(c, "/controller/plan/doc_template");
   return p;
 }
@@ -245,6 +245,15 @@ TEST(ControllerCli, PlanLogIsTheSameAcrossRerunsAndWorldSizes) {
   int scored = 0;
   for (const json::object& e : records(again, "eval")) scored += e.contains("exact_match") ? 1 : 0;
   EXPECT_GT(scored, 0) << c.out;
+#ifdef PFT_PYTHON
+  // h5py reads the plan log as docs/schedules.md shows.
+  const Result py = run(std::string(PFT_PYTHON) +
+                        " -c 'import h5py; f = h5py.File(\"" + checkpoint(one, 6).string() +
+                        "\"); plan = f[\"controller/plan\"]; print(plan[\"slot_task\"][3].tolist(), "
+                        "plan[\"slot_task\"].shape, plan.attrs[\"slots\"])'");
+  ASSERT_EQ(py.code, 0) << py.out;
+  EXPECT_EQ(py.out, "[0, 0, 0, 0, 0, 0] (6, 6) 6\n");
+#endif
   for (const fs::path& d : {one, two, again}) fs::remove_all(d);
 }
 
