@@ -182,7 +182,7 @@ void Controller::restore(int64_t first_step, const std::optional<ControlState>& 
       try {
         state_from_json(resumed->json, s, e);
       } catch (const std::exception& ex) {
-        throw InputError(fmt::format("the checkpoint's /control/state is not a controller state "
+        throw InputError(fmt::format("the checkpoint's /controller/state is not a controller state "
                                      "this pft reads ({})", ex.what()));
       }
       if (s.phase < 0 || static_cast<size_t>(s.phase) >= schedule_->phases().size() ||
@@ -197,7 +197,11 @@ void Controller::restore(int64_t first_step, const std::optional<ControlState>& 
       early_.set_state(e);
       last_table_ = s.last_eval;
     }
-    if (resumed) {
+    if (resumed && !resumed->log.step.empty() && resumed->log.slots != slots_) {
+      log::warn("the plan log restarts at step {}: a step has {} micro-batch slots now, {} in "
+                "the checkpoint (train.global_batch_size or micro_batch_size changed)",
+                first_step, slots_, resumed->log.slots);
+    } else if (resumed) {
       log_ = resumed->log;
       // Only the steps before the checkpoint (a log never holds more, but be exact).
       while (!log_.step.empty() && log_.step.back() >= first_step) {

@@ -304,8 +304,21 @@ TEST(ControllerCli, ResumedAdaptiveScheduleEndsExactlyAsTheUninterruptedRun) {
     if (m.at("step").as_int64() > 6) mb.push_back(json::serialize(m.at("weights")));
   EXPECT_FALSE(ma.empty());
   EXPECT_EQ(ma, mb);
+
+  // Resumed with other micro-batches (6 slots per step -> 4): the streams continue, the plan log
+  // starts again at the resumed step (its rows have another width), with a warning.
+  const fs::path wider = scratch("wider");
+  const Result w = run(train_cmd(2, wider, 10,
+                                 schedule + " --set train.micro_batch_size=3 --set train.resume=" +
+                                     checkpoint(full, 6).string()));
+  ASSERT_EQ(w.code, 0) << w.out;
+  EXPECT_NE(w.out.find("the plan log restarts at step 6"), std::string::npos) << w.out;
+  const Plan pw = plan_log(checkpoint(wider, 10));
+  EXPECT_EQ(pw.step, (std::vector<int64_t>{6, 7, 8, 9}));
+  EXPECT_EQ(pw.task.size(), 4u * 4u);
   fs::remove_all(full);
   fs::remove_all(resumed);
+  fs::remove_all(wider);
 }
 
 TEST(ControllerCli, EarlyStoppingAndTheScheduleEndStopTheRun) {
