@@ -321,6 +321,15 @@ TEST(ControllerCli, ResumedAdaptiveScheduleEndsExactlyAsTheUninterruptedRun) {
   fs::remove_all(wider);
 }
 
+// The run's one "stopped" line: after step `step`, for `reason`.
+void expect_stopped(const fs::path& dir, int64_t step, const std::string& reason,
+                    const std::string& out) {
+  const std::vector<json::object> stopped = records(dir, "stopped");
+  ASSERT_EQ(stopped.size(), 1u) << out;
+  EXPECT_EQ(stopped[0].at("step").as_int64(), step);
+  EXPECT_EQ(stopped[0].at("reason").as_string(), reason);
+}
+
 TEST(ControllerCli, EarlyStoppingAndTheScheduleEndStopTheRun) {
   const fs::path dir = scratch("early");
   // No improvement ever counts (min_delta 100): evaluations at 0 (the best), 2, 4 -> stop at 4.
@@ -328,10 +337,7 @@ TEST(ControllerCli, EarlyStoppingAndTheScheduleEndStopTheRun) {
                                  "--set eval.every_steps=2 --set early_stopping.metric=loss "
                                  "--set early_stopping.patience=2 --set early_stopping.min_delta=100"));
   ASSERT_EQ(r.code, 0) << r.out;
-  const std::vector<json::object> stopped = records(dir, "stopped");
-  ASSERT_EQ(stopped.size(), 1u) << r.out;
-  EXPECT_EQ(stopped[0].at("step").as_int64(), 4);
-  EXPECT_EQ(stopped[0].at("reason").as_string(), "early_stopping");
+  expect_stopped(dir, 4, "early_stopping", r.out);
   EXPECT_EQ(records(dir, "train").size(), 4u);
   EXPECT_TRUE(fs::exists(checkpoint(dir, 4)));
   EXPECT_NE(r.out.find("early stopping: loss has not improved for 2 evaluation(s)"),
@@ -343,10 +349,7 @@ TEST(ControllerCli, EarlyStoppingAndTheScheduleEndStopTheRun) {
   const Result s = run(train_cmd(2, sched, 12, "--set 'schedule.phases=[{steps: 2}, {tokens: 1000}]'"));
   ASSERT_EQ(s.code, 0) << s.out;
   // 1000 tokens at 12 x 64 per step: 2 steps; the run ends after step 4.
-  const std::vector<json::object> end = records(sched, "stopped");
-  ASSERT_EQ(end.size(), 1u) << s.out;
-  EXPECT_EQ(end[0].at("step").as_int64(), 4);
-  EXPECT_EQ(end[0].at("reason").as_string(), "schedule");
+  expect_stopped(sched, 4, "schedule", s.out);
   EXPECT_TRUE(fs::exists(checkpoint(sched, 4)));
   fs::remove_all(sched);
 
@@ -355,9 +358,7 @@ TEST(ControllerCli, EarlyStoppingAndTheScheduleEndStopTheRun) {
   const fs::path done = scratch("sched-done");
   const Result z = run(train_cmd(2, done, 12, "--set 'schedule.phases=[{until: \"loss < 100\"}]'"));
   ASSERT_EQ(z.code, 0) << z.out;
-  const std::vector<json::object> at0 = records(done, "stopped");
-  ASSERT_EQ(at0.size(), 1u) << z.out;
-  EXPECT_EQ(at0[0].at("step").as_int64(), 0);
+  expect_stopped(done, 0, "schedule", z.out);
   EXPECT_TRUE(records(done, "train").empty());
   EXPECT_NE(z.out.find("nothing to train"), std::string::npos) << z.out;
   fs::remove_all(done);
