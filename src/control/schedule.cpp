@@ -1,6 +1,8 @@
 // Multi-task schedules (contract: control/schedule.h).
 #include "control/schedule.h"
 
+#include <boost/algorithm/string/trim.hpp>
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -22,11 +24,7 @@ const std::vector<std::string>& metric_names() {
   return names;
 }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
+std::string trim(std::string_view s) { return boost::algorithm::trim_copy(std::string(s)); }
 
 std::vector<double> uniform(const std::vector<uint8_t>& in_phase) {
   const auto n = static_cast<double>(std::count(in_phase.begin(), in_phase.end(), 1));
@@ -41,7 +39,8 @@ std::vector<double> uniform(const std::vector<uint8_t>& in_phase) {
 std::optional<MetricRef> parse_metric_ref(std::string_view text,
                                           const std::vector<std::string>& tasks,
                                           std::string* error) {
-  text = trim(text);
+  const std::string trimmed = trim(text);
+  text = trimmed;
   MetricRef ref;
   const size_t dot = text.rfind('.');
   ref.metric = std::string(dot == std::string_view::npos ? text : text.substr(dot + 1));
@@ -79,13 +78,13 @@ std::optional<MetricCondition> parse_metric_condition(std::string_view text,
     return std::nullopt;
   }
   MetricCondition c;
-  c.text = std::string(trim(text));
+  c.text = trim(text);
   const size_t len = at + 1 < text.size() && text[at + 1] == '=' ? 2 : 1;
   c.op = std::string(text.substr(at, len));
   std::optional<MetricRef> ref = parse_metric_ref(text.substr(0, at), tasks, error);
   if (!ref) return std::nullopt;
   c.ref = *ref;
-  const std::string_view rhs = trim(text.substr(at + len));
+  const std::string rhs = trim(text.substr(at + len));
   const auto [end, ec] = std::from_chars(rhs.data(), rhs.data() + rhs.size(), c.value);
   if (rhs.empty() || ec != std::errc() || end != rhs.data() + rhs.size()) {
     *error = fmt::format("`{}` after `{}` is not a number", rhs, c.op);

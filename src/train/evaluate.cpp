@@ -1,11 +1,11 @@
 // Held-out evaluation (contract: train/evaluate.h).
 #include "train/evaluate.h"
 
+#include <boost/algorithm/string/trim.hpp>
+
 #include <algorithm>
-#include <cctype>
 #include <cmath>
 #include <map>
-#include <string_view>
 
 #include "comm/communicator.h"
 #include "core/format.h"
@@ -34,12 +34,6 @@ double TaskEval::worst_template_accuracy() const {
 }
 
 namespace {
-
-std::string_view trimmed(std::string_view text) {
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) text.remove_prefix(1);
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.remove_suffix(1);
-  return text;
-}
 
 // Exact match of documents `docs` of `split` (task block `block`): greedy continuations of their
 // prompts against their answers, kGenerateBatch prompts per batch. Adds to t.scored / t.exact.
@@ -165,7 +159,7 @@ void score_classification(TaskTokenSource& tasks, size_t task, DocumentSource& s
 bool answer_matches(const Generation& g, const std::vector<int32_t>& answer,
                     const Tokenizer* text) {
   if (text == nullptr) return g.tokens == answer;
-  return trimmed(g.text) == trimmed(text->decode(answer));
+  return boost::algorithm::trim_copy(g.text) == boost::algorithm::trim_copy(text->decode(answer));
 }
 
 double TaskEval::worst_template_loss() const {

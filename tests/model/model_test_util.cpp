@@ -44,21 +44,45 @@ NamedTensors load_tensors(const fs::path& file) {
   return out;
 }
 
+ModelSpec parity_spec(const std::string& family, int64_t d_model) {
+  ModelConfig m;
+  m.family = family;
+  m.vocab_size = 97;
+  m.d_model = d_model;
+  m.n_layers = 2;
+  m.n_heads = 4;
+  m.n_kv_heads = family == "llama" ? 2 : 0;
+  m.max_seq_len = 32;
+  m.tie_embeddings = family == "gpt2";
+  return model_spec_from_config(m);
+}
+
+std::string json_string_list(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& s : items) out += fmt::format("{}\"{}\"", out.empty() ? "" : ", ", s);
+  return "[" + out + "]";
+}
+
+void write_text_file(const std::filesystem::path& file, const std::string& text) {
+  std::ofstream out(file);
+  out << text;
+  if (!out.good()) throw RuntimeFailure(fmt::format("cannot write {}", file.string()));
+}
+
 void write_spec_json(const std::filesystem::path& file, const ModelSpec& s,
                      const NamedTensors& params) {
-  std::string names;
-  for (const auto& [name, t] : params)
-    names += fmt::format("{}\"{}\"", names.empty() ? "" : ", ", name);
-  std::ofstream out(file);
-  out << fmt::format(
-      "{{\"family\": \"{}\", \"vocab_size\": {}, \"d_model\": {}, \"n_layers\": {}, "
-      "\"n_heads\": {}, \"n_kv_heads\": {}, \"head_dim\": {}, \"d_ff\": {}, \"max_seq_len\": {}, "
-      "\"norm_eps\": {:.17g}, \"rope_theta\": {:.17g}, \"tie_embeddings\": {}, "
-      "\"parameter_names\": [{}]}}\n",
-      family_name(s.family), s.vocab_size, s.d_model, s.n_layers, s.n_heads, s.n_kv_heads,
-      s.head_dim, s.d_ff, s.max_seq_len, s.norm_eps, s.rope_theta,
-      s.tie_embeddings ? "true" : "false", names);
-  if (!out.good()) throw RuntimeFailure(fmt::format("cannot write {}", file.string()));
+  std::vector<std::string> names;
+  for (const auto& [name, t] : params) names.push_back(name);
+  write_text_file(
+      file,
+      fmt::format(
+          "{{\"family\": \"{}\", \"vocab_size\": {}, \"d_model\": {}, \"n_layers\": {}, "
+          "\"n_heads\": {}, \"n_kv_heads\": {}, \"head_dim\": {}, \"d_ff\": {}, "
+          "\"max_seq_len\": {}, \"norm_eps\": {:.17g}, \"rope_theta\": {:.17g}, "
+          "\"tie_embeddings\": {}, \"parameter_names\": {}}}\n",
+          family_name(s.family), s.vocab_size, s.d_model, s.n_layers, s.n_heads, s.n_kv_heads,
+          s.head_dim, s.d_ff, s.max_seq_len, s.norm_eps, s.rope_theta,
+          s.tie_embeddings ? "true" : "false", json_string_list(names)));
 }
 
 NamedTensors parameters_of(const torch::nn::Module& module) {

@@ -33,6 +33,16 @@ NamedTensors parameters_of(const torch::nn::Module& module);
 // The gradient of every parameter, named "<prefix><parameter name>"; zeros where none exists.
 NamedTensors grads_of(const torch::nn::Module& module, const std::string& prefix = "grad.");
 
+// The small model the parity tests run: vocabulary 97, 2 layers, 4 heads (2 key/value heads for
+// llama), 32 positions, tied embeddings for gpt2; `d_model` wide.
+ModelSpec parity_spec(const std::string& family, int64_t d_model);
+
+// `["a", "b"]`: strings as a JSON list (names without quotes or backslashes).
+std::string json_string_list(const std::vector<std::string>& items);
+
+// Writes `text` to `file`. Throws RuntimeFailure when the file cannot be written.
+void write_text_file(const std::filesystem::path& file, const std::string& text);
+
 // spec.json for the Python references (model_reference.py, train_reference.py,
 // peft_reference.py): the architecture of `spec` and the parameter names of `params`, in order.
 // Throws RuntimeFailure when the file cannot be written.

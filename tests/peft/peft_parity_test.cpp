@@ -23,31 +23,6 @@ using test::NamedTensors;
 
 constexpr int64_t kRows = 3, kSeqLen = 12, kVirtual = 4;
 
-ModelSpec spec_of(const std::string& family) {
-  ModelConfig m;
-  m.family = family;
-  m.vocab_size = 97;
-  m.d_model = 32;
-  m.n_layers = 2;
-  m.n_heads = 4;
-  m.n_kv_heads = family == "llama" ? 2 : 0;
-  m.max_seq_len = 32;
-  m.tie_embeddings = family == "gpt2";
-  return model_spec_from_config(m);
-}
-
-std::string json_list(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& s : items) out += fmt::format("{}\"{}\"", out.empty() ? "" : ", ", s);
-  return "[" + out + "]";
-}
-
-void write_text(const fs::path& file, const std::string& text) {
-  std::ofstream out(file);
-  out << text;
-  ASSERT_TRUE(out.good()) << file;
-}
-
 // PEFT's state-dict name of an adapter tensor.
 std::string peft_name(const std::string& name) {
   if (name == "prompt_embeddings" || name == "prefix_embeddings") return "prompt_embeddings";
@@ -62,7 +37,7 @@ class PeftParity : public ::testing::TestWithParam<Case> {};
 
 TEST_P(PeftParity, OneStepMatchesHuggingFacePeft) {
   const Case c = GetParam();
-  const ModelSpec spec = spec_of(c.family);
+  const ModelSpec spec = test::parity_spec(c.family, 32);
   const fs::path dir = test::fresh_temp_dir("peft-parity-" + c.family + "-" + c.method);
   const double lr = 1e-2;
 
@@ -95,11 +70,11 @@ TEST_P(PeftParity, OneStepMatchesHuggingFacePeft) {
   test::write_spec_json(dir / "spec.json", spec, base);
   std::vector<std::string> modules;
   for (const auto& t : a.lora_targets) modules.push_back(t);
-  write_text(dir / "peft.json",
+  test::write_text_file(dir / "peft.json",
              fmt::format("{{\"method\": \"{}\", \"num_virtual_tokens\": {}, \"lora_rank\": {}, "
                          "\"lora_alpha\": {:.17g}, \"target_modules\": {}, \"lr\": {:.17g}, "
                          "\"beta1\": 0.9, \"beta2\": 0.999, \"eps\": 1e-08, \"weight_decay\": 0.0}}\n",
-                         c.method, kVirtual, a.lora_rank, a.lora_alpha, json_list(modules), lr));
+                         c.method, kVirtual, a.lora_rank, a.lora_alpha, test::json_string_list(modules), lr));
   test::save_tensors(dir / "params.pt", base);
   test::save_tensors(dir / "adapter_init.pt", init);
 

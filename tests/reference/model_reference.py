@@ -19,7 +19,6 @@ Prints one line per check with the measured numbers; exits 1 if any check fails.
 """
 
 import argparse
-import json
 import os
 import sys
 
@@ -80,6 +79,12 @@ class Checker:
         print(f"  {'ok  ' if ok else 'FAIL'} {what}")
         self.failures += 0 if ok else 1
 
+    def close(self, what, got, ref, rtol, ref_name):
+        """Checks |got - ref| / |ref| <= rtol, printing both values."""
+        rel = abs(got - ref) / abs(ref)
+        self.check(rel <= rtol, f"{what} pft {got:.8f} {ref_name} {ref:.8f} rel diff {rel:.3e} "
+                   f"(<= {rtol:g})")
+
 
 def run_case(model, names, case, chk):
     b, t = case["input_ids"].shape
@@ -107,10 +112,7 @@ def run_case(model, names, case, chk):
     diff = (logits.detach() - case["logits"]).abs().max().item()
     chk.check(diff <= LOGITS_ATOL, f"logits max abs diff {diff:.3e} (<= {LOGITS_ATOL:g}), "
               f"{len(docs)} documents run alone")
-    ref, got = loss.item(), case["loss"].item()
-    rel = abs(got - ref) / abs(ref)
-    chk.check(rel <= LOSS_RTOL, f"loss pft {got:.8f} hf {ref:.8f} rel diff {rel:.3e} "
-              f"(<= {LOSS_RTOL:g})")
+    chk.close("loss", case["loss"].item(), loss.item(), LOSS_RTOL, "hf")
     worst = 0.0
     for r, s, e in docs:
         m = mask[r, s:e]
@@ -143,8 +145,7 @@ def main():
     args = ap.parse_args()
     torch.manual_seed(0)
 
-    with open(os.path.join(args.dir, "spec.json")) as f:
-        spec = json.load(f)
+    spec = tensor_io.read_json(args.dir, "spec.json")
     names = spec["parameter_names"]
     params = tensor_io.load(os.path.join(args.dir, "params.pt"))
     model = build_hf_model(spec)

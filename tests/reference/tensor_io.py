@@ -7,6 +7,8 @@ with pft::test::save_tensors (torch::pickle_save) and reads it with pft::test::l
     python3 tensor_io.py double IN OUT   # writes IN with every tensor times 2 (round-trip test)
 """
 
+import json
+import os
 import sys
 import torch
 
@@ -23,6 +25,12 @@ def save(path, tensors):
     """Writes {name: tensor} (order kept) as detached, contiguous CPU tensors."""
     # A plain dict (ordered): torch::pickle_load cannot read collections.OrderedDict.
     torch.save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, path)
+
+
+def read_json(case_dir, name):
+    """The JSON file `name` a C++ test wrote into `case_dir` (spec.json, train.json, ...)."""
+    with open(os.path.join(case_dir, name)) as f:
+        return json.load(f)
 
 
 def main(argv):

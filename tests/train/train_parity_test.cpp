@@ -30,31 +30,6 @@ using test::NamedTensors;
 
 constexpr int64_t kSteps = 3, kRows = 4, kSeqLen = 24;
 
-ModelSpec spec_of(const std::string& family) {
-  ModelConfig m;
-  m.family = family;
-  m.vocab_size = 97;
-  m.d_model = 64;
-  m.n_layers = 2;
-  m.n_heads = 4;
-  m.n_kv_heads = family == "llama" ? 2 : 0;
-  m.max_seq_len = 32;
-  m.tie_embeddings = family == "gpt2";
-  return model_spec_from_config(m);
-}
-
-std::string json_list(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& s : items) out += fmt::format("{}\"{}\"", out.empty() ? "" : ", ", s);
-  return "[" + out + "]";
-}
-
-void write_json(const fs::path& file, const std::string& text) {
-  std::ofstream out(file);
-  out << text;
-  ASSERT_TRUE(out.good()) << file;
-}
-
 struct Case {
   std::string family, name;
   int64_t micro_batches;
@@ -67,7 +42,7 @@ class TrainParity : public ::testing::TestWithParam<Case> {};
 
 TEST_P(TrainParity, MatchesTorchAdamW) {
   const Case c = GetParam();
-  const ModelSpec spec = spec_of(c.family);
+  const ModelSpec spec = test::parity_spec(c.family, 64);
   const fs::path dir = test::fresh_temp_dir("train-parity-" + c.family + "-" + c.name);
   const TrainConfig tc;  // no_decay default list
   const AdamWOptions adamw{0.9, 0.95, 1e-8, 0.1};
@@ -77,7 +52,7 @@ TEST_P(TrainParity, MatchesTorchAdamW) {
   model->reset_parameters(1234);
   const NamedTensors initial = test::parameters_of(*model);
   test::write_spec_json(dir / "spec.json", spec, initial);
-  write_json(dir / "train.json",
+  test::write_text_file(dir / "train.json",
              fmt::format("{{\"steps\": {}, \"micro_batches\": {}, \"lr\": {:.17g}, "
                          "\"schedule\": \"cosine\", \"warmup_steps\": {}, \"total_steps\": {}, "
                          "\"min_lr_ratio\": {:.17g}, \"beta1\": {:.17g}, \"beta2\": {:.17g}, "
@@ -85,7 +60,7 @@ TEST_P(TrainParity, MatchesTorchAdamW) {
                          "\"no_decay\": {}}}\n",
                          kSteps, c.micro_batches, sched.peak_lr, sched.warmup_steps,
                          sched.total_steps, sched.min_lr_ratio, adamw.beta1, adamw.beta2, adamw.eps,
-                         adamw.weight_decay, c.grad_clip, json_list(tc.no_decay)));
+                         adamw.weight_decay, c.grad_clip, test::json_string_list(tc.no_decay)));
   test::save_tensors(dir / "params.pt", initial);
 
   FlatParameters params = FlatParameters::from_module(*model, tc.no_decay);
