@@ -10,6 +10,10 @@ export PFT_VENV="${PFT_VENV:-$HOME/.cache/pft/venv-torch2.11.0}"
 PFT_TORCH_PREFIX="$("$PFT_VENV/bin/python3" -c 'import torch; print(torch.utils.cmake_prefix_path)' 2>/dev/null)"
 export PFT_TORCH_PREFIX
 cd "$root"
+# ccache (CMakeLists.txt): paths relative to the checkout's parent, and no working directory in
+# the hash, so two clones side by side (a user's and CI's) hit the same cache entries.
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$(dirname "$root")}"
+export CCACHE_NOHASHDIR="${CCACHE_NOHASHDIR:-1}"
 if [[ ! -f "build/$preset/build.ninja" ]]; then
   cmake --preset "$preset" >/dev/null
 fi

@@ -20,7 +20,7 @@ req="$root/tests/reference/requirements.txt"
 log() { printf '[install-deps] %s\n' "$*" >&2; }
 
 apt_packages=(
-  build-essential g++-12 cmake ninja-build pkg-config git ca-certificates
+  build-essential g++-12 cmake ninja-build ccache pkg-config git ca-certificates
   python3 python3-venv python3-dev
   openmpi-bin libopenmpi-dev
   libhdf5-dev hdf5-tools
