@@ -14,6 +14,8 @@ cd "$root"
 # the hash, so two clones side by side (a user's and CI's) hit the same cache entries.
 export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$(dirname "$root")}"
 export CCACHE_NOHASHDIR="${CCACHE_NOHASHDIR:-1}"
+# The torch targets use precompiled headers, which ccache caches only with these.
+export CCACHE_SLOPPINESS="${CCACHE_SLOPPINESS:-pch_defines,time_macros,include_file_mtime,include_file_ctime}"
 if [[ ! -f "build/$preset/build.ninja" ]]; then
   cmake --preset "$preset" >/dev/null
 fi

@@ -523,8 +523,13 @@ std::optional<Contents> load_resume_checkpoint(const Config& config, const RankE
 }
 
 Checkpointer::Checkpointer(const Config& config, const RankEnv& env, FlatParameters& params,
-                           AdamW& optimizer, LossScaler* scaler)
-    : config_(config), env_(env), params_(params), optimizer_(optimizer), scaler_(scaler) {
+                           AdamW& optimizer, LossScaler* scaler, MetricsSink& metrics)
+    : config_(config),
+      env_(env),
+      params_(params),
+      optimizer_(optimizer),
+      scaler_(scaler),
+      metrics_(metrics) {
   if (!env.is_root()) return;
   const CheckpointConfig& cc = config.checkpoint;
   ckpt::SaverOptions o;
@@ -553,42 +558,21 @@ std::optional<TrainProgress> Checkpointer::resume(const std::vector<std::string>
             progress.step, progress.tokens_seen,
             ckpt::attr_to_string(contents->group_attrs(ckpt::kMeta).at(ckpt::kAttrWorldSize)));
   for (const std::string& c : changes) log::info("resume: config changed: {}", c);
-  if (env_.is_root()) history_ = progress.metrics_history;
+  if (env_.is_root()) metrics_.restore_history(progress.metrics_history);
   last_saved_step_ = progress.step;
   return progress;
 }
 
-void Checkpointer::remember(const boost::json::object& record) {
-  if (!env_.is_root()) return;
-  history_.push_back(boost::json::serialize(record));
-  while (history_.size() > kHistory) history_.pop_front();
-}
-
-void Checkpointer::report(const std::vector<ckpt::SaveReport>& reports, MetricsWriter& metrics) {
+void Checkpointer::report(const std::vector<ckpt::SaveReport>& reports) {
   for (const ckpt::SaveReport& r : reports) {
-    boost::json::object rec;
-    rec["kind"] = "checkpoint";
-    rec["step"] = r.step;
-    rec["file"] = r.path.string();
-    rec["bytes"] = r.stats.data_bytes;
-    rec["file_bytes"] = r.stats.file_bytes;
-    rec["write_s"] = r.stats.seconds;
-    rec["mb_per_s"] =
-        r.stats.seconds > 0 ? static_cast<double>(r.stats.data_bytes) / 1e6 / r.stats.seconds : 0.0;
-    rec["stall_s"] = r.stall_s;
-    rec["async"] = r.async;
-    boost::json::array deleted;
-    for (const fs::path& d : r.deleted) deleted.emplace_back(d.string());
-    rec["deleted"] = std::move(deleted);
-    metrics.write(std::move(rec));
+    metrics_.checkpoint(r);
     log::info("checkpoint: step {} -> {} ({:.1f} MB in {:.2f} s, training stalled {:.3f} s{})",
               r.step, r.path.string(), static_cast<double>(r.stats.data_bytes) / 1e6,
               r.stats.seconds, r.stall_s, r.async ? ", async" : "");
   }
 }
 
-void Checkpointer::after_step(TrainProgress progress, bool save, bool last,
-                              MetricsWriter& metrics) {
+void Checkpointer::after_step(TrainProgress progress, bool save, bool last) {
   const bool due = save && progress.step != last_saved_step_;
   if (due) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -596,7 +580,7 @@ void Checkpointer::after_step(TrainProgress progress, bool save, bool last,
         gather_rng_states(WorldComm{env_.world, env_.world_size, env_.world_rank}, env_.is_cuda());
     agree(env_, [&] {
       if (!saver_) return;
-      progress.metrics_history = history_;
+      progress.metrics_history = metrics_.history();
       const bool snapshot = config_.checkpoint.async;
       Contents contents = checkpoint_contents(config_, env_.world_size, params_, optimizer_,
                                               scaler_, progress, rng, snapshot);
@@ -611,9 +595,9 @@ void Checkpointer::after_step(TrainProgress progress, bool save, bool last,
     agree(env_, [&] {
       if (saver_) reports = saver_->wait();
     });
-    report(reports, metrics);
+    report(reports);
   } else if (saver_) {
-    report(saver_->poll(), metrics);
+    report(saver_->poll());
   }
 }
 

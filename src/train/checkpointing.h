@@ -47,6 +47,7 @@
 #include "data/loader.h"
 #include "model/flat_params.h"
 #include "train/grad_sync.h"
+#include "train/metrics_sink.h"
 #include "train/optimizer.h"
 #include "train/precision.h"
 
@@ -97,44 +98,40 @@ std::optional<ckpt::Contents> load_resume_checkpoint(const Config& config, const
                                                      std::filesystem::path* file);
 
 // The trainer's checkpointing in one object: resume at start-up, a save every
-// checkpoint.every_steps steps and after the last one, metrics lines for each save, the recent
-// metrics history. Every method is collective over env.world (call them on every rank, at the
-// same steps); rank 0 owns the saver and writes.
+// checkpoint.every_steps steps and after the last one, a metrics record for each save (and the
+// recent metrics history saved with it). Every method is collective over env.world (call them on
+// every rank, at the same steps); rank 0 owns the saver and writes.
 class Checkpointer {
  public:
-  // `scaler`: the fp16 loss scaler (nullptr otherwise). All references must outlive this.
+  // `scaler`: the fp16 loss scaler (nullptr otherwise); `metrics`: where finished saves are
+  // reported and whose history() each checkpoint records. All references must outlive this.
   Checkpointer(const Config& config, const RankEnv& env, FlatParameters& params, AdamW& optimizer,
-               LossScaler* scaler);
+               LossScaler* scaler, MetricsSink& metrics);
   ~Checkpointer();
   Checkpointer(const Checkpointer&) = delete;
   Checkpointer& operator=(const Checkpointer&) = delete;
 
-  // train.resume: restores the live state from the chosen checkpoint and returns its progress
-  // (with `loader` set for the tasks source: restore the loader from it), or nullopt to start at
-  // step 0. Logs the file, the step and every allowed config change. Throws InputError on every
-  // rank when the checkpoint is refused.
+  // train.resume: restores the live state (and the metrics history) from the chosen checkpoint
+  // and returns its progress (with `loader` set for the tasks source: restore the loader from
+  // it), or nullopt to start at step 0. Logs the file, the step and every allowed config change.
+  // Throws InputError on every rank when the checkpoint is refused.
   std::optional<TrainProgress> resume(const std::vector<std::string>& task_names);
 
-  // Rank 0 keeps the last kHistory metrics records for /metrics/history (others ignore it).
-  void remember(const boost::json::object& record);
-
   // After each optimizer step: saves when `save` (the controller's decision) and this step is
-  // not saved yet; writes {"kind":"checkpoint",...} lines for saves that finished. The `last`
-  // call also waits for the save in flight. A failed save throws RuntimeFailure on every rank.
-  void after_step(TrainProgress progress, bool save, bool last, MetricsWriter& metrics);
-
-  static constexpr size_t kHistory = 256;
+  // not saved yet; reports saves that finished. The `last` call also waits for the save in
+  // flight. A failed save throws RuntimeFailure on every rank.
+  void after_step(TrainProgress progress, bool save, bool last);
 
  private:
-  void report(const std::vector<ckpt::SaveReport>& reports, MetricsWriter& metrics);
+  void report(const std::vector<ckpt::SaveReport>& reports);
 
   const Config& config_;
   const RankEnv& env_;
   FlatParameters& params_;
   AdamW& optimizer_;
   LossScaler* scaler_;
+  MetricsSink& metrics_;
   std::unique_ptr<ckpt::CheckpointSaver> saver_;  // rank 0
-  std::deque<std::string> history_;
   int64_t last_saved_step_ = -1;
 };
 

@@ -1,35 +1,25 @@
-// The training loop behind `pft train`: build the model, flat parameters, optimizer and schedule
-// from the config; run train.steps optimizer steps over the data; report progress and metrics.
+// The training loop behind `pft train`. train/train_session.h builds everything a run needs
+// (model, adapters, flat parameters, communicator and reducer, optimizer, controller,
+// checkpointer); train() drives it:
 //
 // Per step (train/train_step.h has the inside of one step):
-//   1. fill this rank's accumulation micro-batches (global_batch / (micro_batch * world)) from
-//      the data source (data.source: synthetic, or tasks: train/task_source.h);
+//   1. the controller's plan of the step (control/controller.h): which task fills each
+//      micro-batch slot; this rank's accumulation micro-batches (global_batch / (micro_batch *
+//      world)) from the data source (data.source: synthetic, or tasks: train/task_source.h);
 //   2. lr from the schedule; one TrainStep (forward/backward, reduce, clip, AdamW); every
 //      dist.check_params_every steps the desync detector compares parameters across ranks;
-//   3. rank 0: a progress line every run.log_every steps (and the last) and a metrics.jsonl line
-//      every step:
-//        {"kind":"train","step":..,"loss":..,"lr":..,"grad_norm":..,"tokens":..,
-//         "target_tokens":..,"tokens_per_s":..,"step_time_s":..,"comm_time_s":..,
-//         "world_size":..,"task_loss":[..],"task_tokens":[..]}
-//                              (+ "skipped":true, "loss_scale" under fp16)
-//      comm_time_s: seconds waiting for gradient all-reduces after the last backward (the
-//      communication not hidden behind it; comm/reducer.h).
-//      `tokens` counts input tokens of the step over all ranks (global_batch * seq_len),
-//      task_loss[k] is the mean loss of task k's target tokens (null when it had none).
-//   4. checkpoints (train/checkpointing.h, docs/checkpoint-format.md): train.resume restores the
-//      run at start-up ({"kind":"resume","step":..}); a save every checkpoint.every_steps steps
-//      and after the last ({"kind":"checkpoint",..,"stall_s":..}); at the end
-//      {"kind":"end","step":..,"tokens_seen":..,"param_hash":"xxh3-64:..","peak_rss_mb":..}
-//      (+ "base_model_hash" of the frozen base for PEFT methods: equal to the start line's).
-//   5. held-out evaluation (train/evaluate.h) at step 0 of a fresh run, every eval.every_steps
-//      and at the end: per task and template {"kind":"eval","step":..,"task":..,"template":<id>,
-//      "loss":..,"perplexity":..,"tokens":..,"documents":..}, per task the same with
-//      "template":"all" and "worst_template_loss", and a table printed by rank 0.
+//   3. the controller's decision at the step boundary: preemption (checkpoint, exit 75),
+//      held-out evaluation (train/evaluate.h), checkpoint, the schedule's or early stopping's end;
+//   4. a `train` record in metrics.jsonl (train/metrics_sink.h; docs/metrics.md lists every record
+//      and field) and, every run.log_every steps, a progress line with tokens/s and ETA;
+//   5. checkpoints (train/checkpointing.h, docs/checkpoint-format.md): train.resume restores the
+//      run at start-up; a save every checkpoint.every_steps steps, at the controller's request
+//      and after the last step.
+// At the end: the parameter hash, peak memory, the `end` record and a per-task summary.
 //
 // train.method other than full (model/adapters.h, docs/peft.md): the base is frozen after
 // model.from_pretrained loads it, the adapters are the only trainable (flat) parameters, prompt /
-// prefix tables are reduced row-sparse over the step's tasks, and the "start" line records
-// "method" and "base_model_hash".
+// prefix tables are reduced row-sparse over the step's tasks.
 //
 // Header without torch on purpose: cli/ only needs this entry point.
 #pragma once
