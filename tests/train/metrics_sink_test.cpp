@@ -240,7 +240,8 @@ TEST(MetricsCli, RealRunsWriteOnlyDocumentedRecords) {
       std::string(PFT_BIN) +
       " train configs/quickstart.yaml --set model.d_model=32 --set model.n_layers=1"
       " --set model.n_heads=2 --set data.seq_len=64 --set train.global_batch_size=4"
-      " --set train.micro_batch_size=2 --set run.threads=1 --set eval.every_steps=2"
+      " --set train.micro_batch_size=2 --set train.warmup_steps=1 --set run.threads=1"
+      " --set eval.every_steps=2"
       " --set eval.max_batches=1 --set checkpoint.every_steps=2 --set run.dir=" +
       dir.string() +
       " --set 'schedule.phases=[{name: warm, mixing: uniform, steps: 2}, {name: ada, mixing: "
