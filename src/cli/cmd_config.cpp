@@ -5,6 +5,7 @@
 #include "cli/commands.h"
 #include "cli/session.h"
 #include "config/config.h"
+#include "core/error.h"
 
 namespace pft::cli {
 
@@ -42,24 +43,15 @@ Command add_config_command(CLI::App& app) {
 }
 
 std::vector<Command> add_pending_commands(CLI::App& app) {
-  struct Pending {
-    const char* name;
-    const char* help;
-    const char* issue;
-  };
-  const Pending pending[] = {
-      {"eval", "Evaluate a checkpoint per task and per template", "the controller/evaluation issue (#7)"},
-      {"sweep", "Run a hyperparameter sweep", "a later issue"},
-  };
   std::vector<Command> out;
-  for (const Pending& p : pending) {
-    auto* sub = app.add_subcommand(p.name, p.help);
+  for (const char* name : {"eval", "sweep"}) {
+    auto* sub = app.add_subcommand(name, "");
+    sub->group("");  // hidden from --help until the feature lands
     sub->allow_extras();
-    const std::string name = p.name, issue = p.issue;
-    out.push_back(Command{sub, [name, issue]() -> int {
-                            std::cerr << "pft " << name << ": not built yet (arrives with " << issue
-                                      << ")\n";
-                            return 2;
+    const std::string n = name;
+    out.push_back(Command{sub, [n]() -> int {
+                            std::cerr << "pft " << n << ": not available in this version\n";
+                            return static_cast<int>(ExitCode::kBadInput);
                           }});
   }
   return out;
