@@ -181,7 +181,8 @@ std::vector<TaskEval> evaluate_held_out(TaskTokenSource& tasks, const EvalForwar
     TaskEval e;
     e.task = tasks.task_names()[k];
     int64_t examples = split->num_examples();
-    if (o.max_batches > 0) examples = std::min(examples, o.max_batches * rows * o.world_size);
+    // The cap is global: the same first examples on any number of ranks (see the header).
+    if (o.max_batches > 0) examples = std::min(examples, o.max_batches * rows);
     for (int32_t slot = 0; slot < split->num_templates(); ++slot) {
       TemplateLoss t;
       t.template_id = split->template_id(slot);

@@ -19,7 +19,8 @@
 // rank gets at most one more than another. Each rank runs its documents one per row,
 // micro_batch_size rows per forward, without gradients; the per-(task, template) sums are then
 // all-reduced once. eval.max_batches > 0 caps each template at its first
-// max_batches * micro_batch_size * W examples (max_batches forward passes per rank).
+// max_batches * micro_batch_size examples, whatever W: the same documents are evaluated on any
+// number of ranks (max_batches forward passes in all, about max_batches / W per rank).
 //
 // Collective over the communicator (one all-reduce per evaluation); every rank calls it at the
 // same steps.
@@ -76,7 +77,7 @@ struct TaskEval {
 };
 
 struct EvalOptions {
-  int64_t max_batches = 0;  // eval.max_batches
+  int64_t max_batches = 0;  // eval.max_batches: examples per template <= max_batches * rows
   int rank = 0, world_size = 1;
   Communicator* comm = nullptr;  // null = one process
   // Exact match: the model to generate with (null = loss only) and the tokenizer's eos id.
