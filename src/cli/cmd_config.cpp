@@ -1,11 +1,14 @@
-// pft config show CONFIG [--set k=v ...]   print the resolved config
+// pft config show CONFIG [--set k=v ...]   print the resolved config (model.from_pretrained's
+//                                          architecture and tokenizer filled in, as in training)
 // pft config docs                          print the key reference (docs/config.md's table)
 #include <iostream>
 
 #include "cli/commands.h"
 #include "cli/session.h"
 #include "config/config.h"
+#include "core/agree.h"
 #include "core/error.h"
+#include "model/hf_import.h"
 
 namespace pft::cli {
 
@@ -15,6 +18,16 @@ void add_config_args(CLI::App& sub, ConfigArgs& args) {
                  "Override a key: --set train.lr=3e-4 (repeatable; values are YAML)")
       ->take_last();
   sub.get_option("--set")->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+}
+
+Config load_resolved_config(const ConfigArgs& args, ConfigKeys keys) {
+  Config config;
+  agree_world([&] {
+    config = keys == ConfigKeys::kData ? load_data_config(args.path, args.overrides)
+                                       : load_config(args.path, args.overrides);
+    apply_pretrained_architecture(config);  // as `pft train` does (Note [pretrained architecture])
+  });
+  return config;
 }
 
 Command add_config_command(CLI::App& app) {
@@ -35,7 +48,7 @@ Command add_config_command(CLI::App& app) {
     }
     (void)show;
     Session session;
-    const Config config = session.load_config(args->path, args->overrides);
+    const Config config = load_resolved_config(*args);
     if (session.world_rank() == 0) std::cout << to_yaml(config) << std::flush;
     return 0;
   };

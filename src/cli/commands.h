@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "config/config.h"
+
 namespace pft::cli {
 
 struct Command {
@@ -22,6 +24,16 @@ struct ConfigArgs {
   std::vector<std::string> overrides;
 };
 void add_config_args(CLI::App& sub, ConfigArgs& args);
+
+// Which cross-key checks a command's config must pass: every one (kAll), or only those of the
+// data.* keys (kData: `pft data show` and `validate` read nothing else).
+enum class ConfigKeys { kAll, kData };
+
+// The config of `args`, loaded by every rank together (one message and exit 2 on all of them for
+// a bad config, core/agree.h) and resolved as `pft train` resolves it: model.from_pretrained's
+// config.json fills model.* and, when unset, data.tokenizer (model/hf_import.h). Collective over
+// MPI_COMM_WORLD; construct a Session first.
+Config load_resolved_config(const ConfigArgs& args, ConfigKeys keys = ConfigKeys::kAll);
 
 Command add_config_command(CLI::App& app);
 Command add_train_command(CLI::App& app);

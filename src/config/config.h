@@ -333,6 +333,12 @@ void describe(V& v, Config& c) {
 // naming file:line:col and the key path.
 Config load_config(const std::filesystem::path& path, const std::vector<std::string>& overrides);
 
+// As load_config, but of the cross-key checks only those of data.* run: for commands that read
+// the data alone (`pft data show`, `pft data validate`), so training keys they never use (batch
+// sizes, warmup, the model's shape) cannot stop them. Unknown keys and bad values still do.
+Config load_data_config(const std::filesystem::path& path,
+                        const std::vector<std::string>& overrides);
+
 // Binds an in-memory YAML text (tests). `name` stands for the file in messages.
 Config parse_config(const std::string& yaml, const std::string& name,
                     const std::vector<std::string>& overrides = {});

@@ -144,6 +144,29 @@ TEST_F(DataCli, ShowANatinstTask) {
   EXPECT_FALSE(has(r, "truncated")) << r.out;
 }
 
+// show and validate read only data.*: training keys that `pft train` would refuse (warmup
+// beyond steps, a sequence longer than the model's) do not stop them.
+TEST_F(DataCli, ShowAndValidateNeedOnlyTheDataKeys) {
+  const fs::path cfg = write(
+      "data_only.yaml", "data:\n  seq_len: 1024\n  source: tasks\n  tasks: [" +
+                            (kRepo / "datasets" / "tasks" / "add.yaml").string() +
+                            "]\ntrain: {steps: 1, warmup_steps: 5}\n");
+  Result r = run(kPft + " data validate " + cfg.string());
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_TRUE(has(r, "data: 1 task(s) valid")) << r.out;
+  r = run(kPft + " data show " + cfg.string() + " --task add -n 1");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_TRUE(has(r, "seq_len 1024")) << r.out;
+  // A data key still counts, naming it.
+  r = run(kPft + " data validate " + cfg.string() + " --set data.mixing_cap=5");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_TRUE(has(r, "data.mixing_cap")) << r.out;
+  // Training refuses the same config, naming the key.
+  r = run(kPft + " config show " + cfg.string());
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_TRUE(has(r, "is longer than model.max_seq_len")) << r.out;
+}
+
 TEST_F(DataCli, BadFlagsExitTwo) {
   Result r = run(kPft + " data show " + collection_config().string() + " --task ad");
   EXPECT_EQ(r.code, 2) << r.out;
