@@ -1,7 +1,8 @@
 // Held-out evaluation of `pft train`: the loss (and perplexity) of every task's validation split,
 // per template and per task, at eval.every_steps and at the end of the run; and exact match:
 // the greedy continuation of each document's prompt (batched, KV cache: train/generate.h),
-// compared token for token with its answer (the loss-masked part, without the final eos). A
+// compared token for token with its answer (the loss-masked part, without the final eos) and
+// with each other reference of the example (EvalOptions::references): equal to any counts. A
 // document whose mask has no prompt or no answer (data.train_on_prompt) is not scored; nor is
 // one too long to generate its answer within model.max_seq_len.
 //
@@ -40,6 +41,7 @@
 namespace pft {
 
 class Communicator;
+class EvalReferences;
 class Tokenizer;
 class TaskTokenSource;
 class TransformerImpl;
@@ -86,14 +88,17 @@ struct EvalOptions {
   int64_t max_new_tokens = 0;     // eval.max_new_tokens (0: the longest answer + 1)
   std::vector<std::string> stop;  // eval.stop
   const Tokenizer* tokenizer = nullptr;  // needed with `stop`
+  // The examples' other references (null: the document's own answer is the only one).
+  const EvalReferences* references = nullptr;
 };
 
 using EvalForward = std::function<at::Tensor(const Batch&)>;
 
-// Exact match of one generation against its answer (answer tokens without the final eos): token
-// for token; or, with `text` (eval.stop is set), the generated text (cut before a stop string)
-// against text->decode(answer), both trimmed of surrounding whitespace.
-bool answer_matches(const Generation& generation, const std::vector<int32_t>& answer,
+// Exact match of one generation against its answers (each: answer tokens without the final eos):
+// true when it equals any of them, token for token; or, with `text` (eval.stop is set), when the
+// generated text (cut before a stop string) equals text->decode(answer), both trimmed of
+// surrounding whitespace.
+bool answer_matches(const Generation& generation, const std::vector<std::vector<int32_t>>& answers,
                     const Tokenizer* text);
 
 // Every task with a validation split (tasks without one are left out). `batch` is a scratch

@@ -29,6 +29,7 @@
 #include "model/hf_import.h"
 #include "model/transformer.h"
 #include "train/checkpointing.h"
+#include "train/eval_references.h"
 #include "train/evaluate.h"
 #include "train/grad_sync.h"
 #include "train/lr_schedule.h"
@@ -377,6 +378,7 @@ TrainSummary train(const Config& config_in, const RankEnv& env) {
   const std::unique_ptr<Tokenizer> eval_tokenizer =
       tasks ? load_tokenizer(config.data.tokenizer) : nullptr;
   const int32_t eos_id = eval_tokenizer ? eval_tokenizer->eos_id() : -1;
+  const auto eval_references = tasks ? std::make_unique<EvalReferences>(config, *eval_tokenizer) : nullptr;
   const auto evaluate = [&](int64_t step) -> MetricTable {
     if (!tasks) return {};
     model->eval();
@@ -393,6 +395,7 @@ TrainSummary train(const Config& config_in, const RankEnv& env) {
       o.max_new_tokens = config.eval.max_new_tokens;
       o.stop = config.eval.stop;
       o.tokenizer = eval_tokenizer.get();
+      o.references = eval_references.get();
       evals = evaluate_held_out(*tasks, forward, eval_batch, o);
     }
     model->train();
