@@ -6,6 +6,7 @@
 #include "cli/commands.h"
 #include "cli/session.h"
 #include "config/config.h"
+#include "config/data_config.h"
 #include "core/agree.h"
 #include "core/error.h"
 #include "model/hf_import.h"

@@ -1,4 +1,5 @@
 #include "config/config.h"
+#include "config/data_config.h"
 
 #include <yaml-cpp/yaml.h>
 
