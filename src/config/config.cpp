@@ -121,7 +121,7 @@ Config bind(const Node& root, const std::string& file, bool data_only = false) {
   config::Reader reader(&root, "", Source{file, 1, 1}, c.sources);
   describe(reader, c);
   reader.finish();
-  reader.finish_missing();
+  if (!data_only) reader.finish_missing();  // the required keys are all training keys
   if (data_only) {
     validate_data(c);
   } else {

@@ -144,8 +144,8 @@ TEST_F(DataCli, ShowANatinstTask) {
   EXPECT_FALSE(has(r, "truncated")) << r.out;
 }
 
-// show and validate read only data.*: training keys that `pft train` would refuse (warmup
-// beyond steps, a sequence longer than the model's) do not stop them.
+// show and validate read only data.*: training keys that `pft train` would refuse (required
+// train keys missing, warmup beyond steps, a sequence longer than the model's) do not stop them.
 TEST_F(DataCli, ShowAndValidateNeedOnlyTheDataKeys) {
   const fs::path cfg = write(
       "data_only.yaml", "data:\n  seq_len: 1024\n  source: tasks\n  tasks: [" +
@@ -163,6 +163,9 @@ TEST_F(DataCli, ShowAndValidateNeedOnlyTheDataKeys) {
   EXPECT_TRUE(has(r, "data.mixing_cap")) << r.out;
   // Training refuses the same config, naming the key.
   r = run(kPft + " config show " + cfg.string());
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_TRUE(has(r, "train.global_batch_size: required key is missing")) << r.out;
+  r = run(kPft + " config show " + cfg.string() + " --set train.global_batch_size=8 --set train.lr=0.1");
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_TRUE(has(r, "is longer than model.max_seq_len")) << r.out;
 }
