@@ -33,7 +33,8 @@ TEST(EvalReferences, EveryOtherReferenceUnderEveryTemplate) {
          "source: {train: train.jsonl, validation: validation.jsonl}\n"
          "templates:\n  - {id: plain, input: \"{q}:\", output: \" {answer}\"}\n";
   const Config config = parse_config("data: {source: tasks, tasks: [" + (dir / "t.yaml").string() +
-                                         ", " + (dir / "loss.yaml").string() + "]}\n",
+                                         ", " + (dir / "loss.yaml").string() +
+                                         "]}\ntrain: {steps: 1, global_batch_size: 1, lr: 0.1}\n",
                                      "refs.yaml");
   const std::unique_ptr<Tokenizer> byte = load_tokenizer("byte");
   const EvalReferences refs(config, *byte);
