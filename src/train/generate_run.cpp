@@ -129,13 +129,16 @@ int run_generate(const GenerateRequest& a) {
   int64_t block = 0;
   if (!a.adapter.empty()) {
     adapter = attach_adapter_checkpoint(a.adapter, *model);
-    block = adapter_block(*adapter, a.adapter_task);
-    if (adapter->adapters->spec().lora) model->merge_lora();
+    const AdapterSpec& spec = adapter->adapters->spec();
+    // Only prompt and prefix tables have a block per task; LoRA is shared by every task.
+    const bool per_task = (spec.prompt || spec.prefix) && spec.blocks > 1;
+    if (spec.prompt || spec.prefix) block = adapter_block(*adapter, a.adapter_task);
+    if (spec.lora) model->merge_lora();
     adapter->adapters->to(at::Device(env.device));
     log::info("adapter: {} ({}){}", a.adapter, adapter->method,
-              adapter->adapters->spec().blocks > 1
-                  ? fmt::format(", block of task `{}`", adapter->task_names.at(static_cast<size_t>(block)))
-                  : "");
+              per_task ? fmt::format(", block of task `{}`",
+                                     adapter->task_names.at(static_cast<size_t>(block)))
+                       : "");
   }
   model->to(at::Device(env.device), dtype);
   model->eval();
