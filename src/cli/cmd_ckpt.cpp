@@ -1,7 +1,7 @@
 // pft ckpt ls RUN_DIR                                  list a run's checkpoints (latest marked)
 // pft ckpt inspect FILE                                step, config summary, tensor table
 // pft ckpt verify FILE                                 exit 0 valid, 2 invalid (with the reason)
-// pft ckpt diff A B                                    exit 0 same state, 1 different
+// pft ckpt diff A B                                    exit 0 same state, 1 different (like cmp)
 // pft ckpt export FILE --format safetensors|hf --out DIR [--base DIR]
 //
 // An adapter checkpoint (a PEFT run: /trainable/base_model_hash set) exports as --format hf only:
@@ -10,7 +10,7 @@
 // is not where it was.
 // Single-process tools over ckpt/tools.h and ckpt/export.h (docs/checkpoint-format.md). They
 // never write a checkpoint. --file-locking turns HDF5 file locks on (off by default, as in
-// training: checkpoint.file_locking).
+// training: checkpoint.file_locking); it goes before or after the subcommand.
 #include <iostream>
 
 #include "ckpt/export.h"
@@ -24,6 +24,10 @@
 
 namespace pft::cli {
 
+// `pft ckpt diff`: the two checkpoints differ. The one exit code outside core/error.h's set, as
+// cmp(1) and diff(1) use it (README.md and docs/launching.md list it).
+constexpr int kCheckpointsDiffer = 1;
+
 Command add_ckpt_command(CLI::App& app) {
   auto* sub = app.add_subcommand("ckpt", "List, inspect, verify, diff and export checkpoints");
   sub->require_subcommand(1);
@@ -32,8 +36,11 @@ Command add_ckpt_command(CLI::App& app) {
     bool file_locking = false;
   };
   auto args = std::make_shared<Args>();
-  sub->add_flag("--file-locking", args->file_locking,
-                "Use HDF5 file locks (off by default; see checkpoint.file_locking)");
+  const auto add_file_locking = [&](CLI::App& app) {
+    app.add_flag("--file-locking", args->file_locking,
+                 "Use HDF5 file locks (off by default; see checkpoint.file_locking)");
+  };
+  add_file_locking(*sub);
 
   auto* ls = sub->add_subcommand("ls", "List the checkpoints of a run directory");
   ls->add_option("run_dir", args->run_dir, "Run directory (or its checkpoints/ folder)")
@@ -54,6 +61,8 @@ Command add_ckpt_command(CLI::App& app) {
   exp->add_option("--base", args->base,
                   "Adapter checkpoints: the base model directory (default: the run's "
                   "model.from_pretrained)");
+
+  for (CLI::App* s : {ls, inspect, verify, diff, exp}) add_file_locking(*s);
 
   Command c;
   c.app = sub;
@@ -81,7 +90,7 @@ Command add_ckpt_command(CLI::App& app) {
     if (diff->parsed()) {
       const ckpt::DiffResult r = ckpt::diff_checkpoints(args->file, args->other, ro);
       std::cout << r.text << std::flush;
-      return r.same ? 0 : 1;
+      return r.same ? 0 : kCheckpointsDiffer;
     }
     const ckpt::Contents meta = ckpt::read_checkpoint_meta(args->file, ro);
     const bool adapter = meta.has_group(ckpt::kTrainable) &&

@@ -1,10 +1,15 @@
-// pft config show CONFIG [--set k=v ...]   print the resolved config
+// pft config show CONFIG [--set k=v ...]   print the resolved config (model.from_pretrained's
+//                                          architecture and tokenizer filled in, as in training)
 // pft config docs                          print the key reference (docs/config.md's table)
 #include <iostream>
 
 #include "cli/commands.h"
 #include "cli/session.h"
 #include "config/config.h"
+#include "config/data_config.h"
+#include "core/agree.h"
+#include "core/error.h"
+#include "model/hf_import.h"
 
 namespace pft::cli {
 
@@ -14,6 +19,16 @@ void add_config_args(CLI::App& sub, ConfigArgs& args) {
                  "Override a key: --set train.lr=3e-4 (repeatable; values are YAML)")
       ->take_last();
   sub.get_option("--set")->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+}
+
+Config load_resolved_config(const ConfigArgs& args, ConfigKeys keys) {
+  Config config;
+  agree_world([&] {
+    config = keys == ConfigKeys::kData ? load_data_config(args.path, args.overrides)
+                                       : load_config(args.path, args.overrides);
+    apply_pretrained_architecture(config);  // as `pft train` does (Note [pretrained architecture])
+  });
+  return config;
 }
 
 Command add_config_command(CLI::App& app) {
@@ -34,7 +49,7 @@ Command add_config_command(CLI::App& app) {
     }
     (void)show;
     Session session;
-    const Config config = session.load_config(args->path, args->overrides);
+    const Config config = load_resolved_config(*args);
     if (session.world_rank() == 0) std::cout << to_yaml(config) << std::flush;
     return 0;
   };
@@ -42,24 +57,15 @@ Command add_config_command(CLI::App& app) {
 }
 
 std::vector<Command> add_pending_commands(CLI::App& app) {
-  struct Pending {
-    const char* name;
-    const char* help;
-    const char* issue;
-  };
-  const Pending pending[] = {
-      {"eval", "Evaluate a checkpoint per task and per template", "the controller/evaluation issue (#7)"},
-      {"sweep", "Run a hyperparameter sweep", "a later issue"},
-  };
   std::vector<Command> out;
-  for (const Pending& p : pending) {
-    auto* sub = app.add_subcommand(p.name, p.help);
+  for (const char* name : {"eval", "sweep"}) {
+    auto* sub = app.add_subcommand(name, "");
+    sub->group("");  // hidden from --help until the feature lands
     sub->allow_extras();
-    const std::string name = p.name, issue = p.issue;
-    out.push_back(Command{sub, [name, issue]() -> int {
-                            std::cerr << "pft " << name << ": not built yet (arrives with " << issue
-                                      << ")\n";
-                            return 2;
+    const std::string n = name;
+    out.push_back(Command{sub, [n]() -> int {
+                            std::cerr << "pft " << n << ": not available in this version\n";
+                            return static_cast<int>(ExitCode::kBadInput);
                           }});
   }
   return out;

@@ -3,7 +3,10 @@
 //     of each part, references
 // pft data validate CONFIG
 //     read every task of data.tasks, render every example under every template; list every
-//     problem; exit 0 (clean, or data.strict: false) or 2
+//     problem (data/validate.h); exit 0 (clean, or data.strict: false) or 2
+//
+// show and validate check only the data.* keys of the config (training keys cannot stop them),
+// and resolve data.tokenizer from model.from_pretrained as `pft train` does.
 // pft data docs
 //     print the Markdown key table of task files (docs/tasks.md)
 //
@@ -15,7 +18,6 @@
 #include <cstdio>
 #include <iostream>
 #include <optional>
-#include <set>
 
 #include "cli/commands.h"
 #include "cli/session.h"
@@ -25,6 +27,7 @@
 #include "core/format.h"
 #include "data/dataset.h"
 #include "data/tokenizer.h"
+#include "data/validate.h"
 
 namespace pft::cli {
 
@@ -84,20 +87,6 @@ std::string marked_text(const RenderedExample& ex, const Tokenizer& tok, bool co
   return out;
 }
 
-std::string quoted(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '\n') {
-      out += "\\n";
-    } else if (c == '"') {
-      out += "\\\"";
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
-
 struct ShowArgs {
   ConfigArgs config;
   std::string task;
@@ -108,7 +97,7 @@ struct ShowArgs {
 };
 
 int run_show(Session& session, const ShowArgs& a) {
-  const Config config = session.load_config(a.config.path, a.config.overrides);
+  const Config config = load_resolved_config(a.config, ConfigKeys::kData);
   std::unique_ptr<Tokenizer> tok;
   std::optional<TaskDataset> data;
   std::vector<int32_t> templates;
@@ -174,7 +163,7 @@ int run_show(Session& session, const ShowArgs& a) {
                         : "",
             d.hard_cut_tokens > 0 ? fmt::format(", {} tokens cut", d.hard_cut_tokens) : "");
       std::vector<std::string> refs;
-      for (const std::string& s : data->references(split, i)) refs.push_back(quoted(s));
+      for (const std::string& s : data->references(split, i)) refs.push_back(quoted_for_display(s));
       std::cout << fmt::format("   references: {}\n", fmt::join(refs, ", "));
       if (task.metric == Metric::kClassification)
         std::cout << fmt::format("   labels (scored by likelihood): {}\n",
@@ -187,120 +176,20 @@ int run_show(Session& session, const ShowArgs& a) {
 
 // ---- validate ----
 
-struct SplitStats {
-  int64_t examples = 0, renders = 0, truncated = 0, max_tokens = 0, tokens = 0, answer_tokens = 0;
-};
-
 int run_validate(Session& session, const ConfigArgs& a) {
-  const Config config = session.load_config(a.path, a.overrides);
-  // Everything below is deterministic and identical on every rank; rank 0 prints.
-  const bool print = session.world_rank() == 0;
-  std::vector<std::string> errors;   // fatal in any mode
-  std::vector<std::string> skipped;  // bad records: fatal with data.strict, else skipped
-  std::vector<std::string> notes;
-  std::unique_ptr<Tokenizer> tok;
-  try {
-    tok = load_tokenizer(config.data.tokenizer);
-  } catch (const InputError& e) {
-    errors.push_back(e.what());
-  }
-  const std::vector<std::filesystem::path> files = task_files(config);
-  if (files.empty())
-    errors.push_back(fmt::format("{}: error: data.tasks: no task files are listed",
-                                 config.source_of("data.tasks").str()));
-  DataOptions options = data_options(config);
-  options.strict = false;  // collect every bad record; data.strict decides the exit code
-  int64_t total_problems = 0;
-  std::string table =
-      fmt::format("{:<20} {:<10} {:>8} {:>9} {:>10} {:>10} {:>10}\n", "task", "split", "examples",
-                  "templates", "truncated", "max tokens", "mean");
-  for (size_t ti = 0; ti < files.size(); ++ti) {
-    try {
-      if (!std::filesystem::exists(files[ti]))
-        throw InputError(fmt::format(
-            "{}: error: data.tasks[{}]: task file '{}' does not exist "
-            "(resolved to {})",
-            config.source_of("data.tasks").str(), ti, config.data.tasks[ti], files[ti].string()));
-      TaskDataset data(load_task(files[ti]), static_cast<int32_t>(ti), options);
-      const Task& task = data.task();
-      const LoadReport& report = data.load_report();
-      total_problems += report.problems;
-      for (const std::string& m : report.messages) skipped.push_back(m);
-      if (report.problems > static_cast<int64_t>(report.messages.size()))
-        skipped.push_back(fmt::format(
-            "task '{}': ... and {} more ({})", task.name,
-            report.problems - static_cast<int64_t>(report.messages.size()), report.summary()));
-      if (!tok) continue;
-      std::set<int32_t> boundary_checked;
-      for (int s = 0; s < kNumSplits; ++s) {
-        const Split split = static_cast<Split>(s);
-        if (!data.has_split(split)) continue;
-        SplitStats st;
-        st.examples = data.size(split);
-        const std::vector<int32_t> templates = data.templates_for(split);
-        for (int32_t t : templates) {
-          for (int64_t i = 0; i < data.size(split); ++i) {
-            const RenderedExample ex = data.render(split, i, t, *tok);
-            ++st.renders;
-            st.truncated += ex.truncated;
-            st.max_tokens =
-                std::max<int64_t>(st.max_tokens, static_cast<int64_t>(ex.tokens.size()));
-            st.tokens += static_cast<int64_t>(ex.tokens.size());
-            if (ex.answer_tokens == 0)
-              errors.push_back(
-                  fmt::format("{}: error: task '{}': template '{}' renders no answer "
-                              "token (an empty answer and eos: false): nothing to "
-                              "train on",
-                              data.record(split, i).origin, task.name, task.templates[t].id));
-          }
-          if (boundary_checked.insert(t).second) {  // once per template
-            const PromptTexts x = data.texts(split, 0, t);
-            if (boundary_splits_token(*tok, x.prompt(), x.answer))
-              notes.push_back(fmt::format(
-                  "{}: note: task '{}': template '{}': the tokenizer merges across the "
-                  "prompt/answer boundary ({} | {}); prompts end and answers start where "
-                  "it would not split (docs/tasks.md, \"Part boundaries\"), e.g. end the "
-                  "input with ':' and start the output with a space",
-                  task.source_of(task.templates[t].key_path + ".output").str(), task.name,
-                  task.templates[t].id,
-                  quoted(x.prompt().substr(x.prompt().size() -
-                                           std::min<size_t>(12, x.prompt().size()))),
-                  quoted(x.answer.substr(0, 12))));
-          }
-        }
-        table += fmt::format("{:<20} {:<10} {:>8} {:>9} {:>10} {:>10} {:>10.1f}\n", task.name,
-                             split_name(split), st.examples, templates.size(), st.truncated,
-                             st.max_tokens,
-                             st.renders ? static_cast<double>(st.tokens) / st.renders : 0.0);
-      }
-    } catch (const InputError& e) {
-      errors.push_back(e.what());
-    }
-  }
-  const bool fail = !errors.empty() || (config.data.strict && total_problems > 0);
-  if (print) {
-    std::cout << table;
-    for (const std::string& n : notes) std::cout << n << "\n";
+  const Config config = load_resolved_config(a, ConfigKeys::kData);
+  // Deterministic and identical on every rank; rank 0 prints.
+  const DataValidation v = validate_task_data(config);
+  if (session.world_rank() == 0) {
+    std::cout << v.table;
+    for (const std::string& n : v.notes) std::cout << n << "\n";
     std::cout << std::flush;
-    for (const std::string& e : skipped) std::cerr << e << "\n";
-    for (const std::string& e : errors) std::cerr << e << "\n";
-    if (!fail && total_problems == 0) {
-      std::cout << fmt::format("data: {} task(s) valid\n", files.size());
-    } else if (!fail) {
-      std::cout << fmt::format(
-          "data: valid; {} bad record(s) would be skipped (data.strict: "
-          "false)\n",
-          total_problems);
-    } else {
-      std::cerr << fmt::format(
-          "data: invalid: {} error(s), {} bad record(s){}\n", errors.size(), total_problems,
-          total_problems > 0 && config.data.strict ? " (data.strict: true stops at the first; "
-                                                     "--set data.strict=false skips them)"
-                                                   : "");
-    }
+    for (const std::string& e : v.skipped) std::cerr << e << "\n";
+    for (const std::string& e : v.errors) std::cerr << e << "\n";
+    (v.failed() ? std::cerr : std::cout) << v.summary() << "\n";
     std::cout << std::flush;
   }
-  return fail ? static_cast<int>(ExitCode::kBadInput) : 0;
+  return v.failed() ? static_cast<int>(ExitCode::kBadInput) : 0;
 }
 
 }  // namespace

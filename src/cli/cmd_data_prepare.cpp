@@ -50,7 +50,7 @@ double estimate_padding(const Config& config, const std::vector<PreparedStore>& 
 }
 
 int run_prepare(Session& session, const PrepareArgs& a) {
-  const Config config = session.load_config(a.config.path, a.config.overrides);
+  const Config config = load_resolved_config(a.config);  // from_pretrained's tokenizer too
   std::vector<PreparedStore> stores;
   double padding = 0.0;
   int64_t padding_steps = 0;

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "config/config.h"
+
 namespace pft::cli {
 
 struct Command {
@@ -23,6 +25,16 @@ struct ConfigArgs {
 };
 void add_config_args(CLI::App& sub, ConfigArgs& args);
 
+// Which cross-key checks a command's config must pass: every one (kAll), or only those of the
+// data.* keys (kData: `pft data show` and `validate` read nothing else).
+enum class ConfigKeys { kAll, kData };
+
+// The config of `args`, loaded by every rank together (one message and exit 2 on all of them for
+// a bad config, core/agree.h) and resolved as `pft train` resolves it: model.from_pretrained's
+// config.json fills model.* and, when unset, data.tokenizer (model/hf_import.h). Collective over
+// MPI_COMM_WORLD; construct a Session first.
+Config load_resolved_config(const ConfigArgs& args, ConfigKeys keys = ConfigKeys::kAll);
+
 Command add_config_command(CLI::App& app);
 Command add_train_command(CLI::App& app);
 // `pft generate` (cli/cmd_generate.cpp).
@@ -32,7 +44,8 @@ Command add_data_command(CLI::App& app);
 Command add_data_prepare(CLI::App& data);
 // `pft ckpt ls|inspect|verify|diff|export` (cli/cmd_ckpt.cpp).
 Command add_ckpt_command(CLI::App& app);
-// Subcommands whose feature has not landed yet: they say so and exit 2.
+// `pft eval` and `pft sweep`, whose features have not landed: hidden from --help; they say
+// "not available in this version" and exit 2.
 std::vector<Command> add_pending_commands(CLI::App& app);
 
 }  // namespace pft::cli

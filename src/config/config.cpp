@@ -1,4 +1,5 @@
 #include "config/config.h"
+#include "config/data_config.h"
 
 #include <yaml-cpp/yaml.h>
 
@@ -38,6 +39,26 @@ int64_t resolved_d_ff(const ModelConfig& m) {
 
 namespace {
 
+// The checks of the data.* keys alone (what `pft data show` and `validate` read).
+void validate_data(const Config& c) {
+  const auto fail = [&](const std::string& path, const std::string& what) {
+    config::fail(c.source_of(path), path, what);
+  };
+  if (c.data.mixing_cap > 0 && c.data.mixing != "proportional")
+    fail("data.mixing_cap",
+         fmt::format("a cap applies to data.mixing: proportional only (data.mixing is `{}`); "
+                     "remove it, or use mixing_temperature to flatten a `temperature` mixture",
+                     c.data.mixing));
+  if (!c.data.mixing_weights.empty() && c.data.mixing != "fixed")
+    fail("data.mixing_weights",
+         fmt::format("weights apply to data.mixing: fixed only (data.mixing is `{}`)", c.data.mixing));
+  if (c.data.mixing == "fixed" && c.data.mixing_weights.empty())
+    fail("data.mixing", "`fixed` takes its weights from data.mixing_weights (one per task, in "
+                        "data.tasks order), which is empty");
+  if (c.data.source == "tasks" && c.data.tasks.empty())
+    fail("data.tasks", "data.source is `tasks` but no task files are listed");
+}
+
 void validate(const Config& c) {
   const auto fail = [&](const std::string& path, const std::string& what) {
     config::fail(c.source_of(path), path, what);
@@ -64,17 +85,7 @@ void validate(const Config& c) {
       fail("data.seq_len", fmt::format("{} is longer than model.max_seq_len = {}", c.data.seq_len,
                                        m.max_seq_len));
   }
-  if (c.data.mixing_cap > 0 && c.data.mixing != "proportional")
-    fail("data.mixing_cap",
-         fmt::format("a cap applies to data.mixing: proportional only (data.mixing is `{}`); "
-                     "remove it, or use mixing_temperature to flatten a `temperature` mixture",
-                     c.data.mixing));
-  if (!c.data.mixing_weights.empty() && c.data.mixing != "fixed")
-    fail("data.mixing_weights",
-         fmt::format("weights apply to data.mixing: fixed only (data.mixing is `{}`)", c.data.mixing));
-  if (c.data.mixing == "fixed" && c.data.mixing_weights.empty())
-    fail("data.mixing", "`fixed` takes its weights from data.mixing_weights (one per task, in "
-                        "data.tasks order), which is empty");
+  validate_data(c);
   const TrainConfig& t = c.train;
   if (t.global_batch_size % t.micro_batch_size != 0)
     fail("train.global_batch_size",
@@ -83,8 +94,6 @@ void validate(const Config& c) {
   if (t.warmup_steps > t.steps)
     fail("train.warmup_steps", fmt::format("{} warmup steps exceed train.steps = {}",
                                            t.warmup_steps, t.steps));
-  if (c.data.source == "tasks" && c.data.tasks.empty())
-    fail("data.tasks", "data.source is `tasks` but no task files are listed");
   // Schedules: the checks that need no task list (the controller checks names and metrics,
   // control/schedule.h).
   if (!c.schedule.phases.empty() && c.data.source != "tasks")
@@ -106,14 +115,18 @@ void validate(const Config& c) {
   }
 }
 
-Config bind(const Node& root, const std::string& file) {
+Config bind(const Node& root, const std::string& file, bool data_only = false) {
   Config c;
   c.file = file;
   config::Reader reader(&root, "", Source{file, 1, 1}, c.sources);
   describe(reader, c);
   reader.finish();
-  reader.finish_missing();
-  validate(c);
+  if (!data_only) reader.finish_missing();  // the required keys are all training keys
+  if (data_only) {
+    validate_data(c);
+  } else {
+    validate(c);
+  }
   return c;
 }
 
@@ -123,6 +136,13 @@ Config load_config(const std::filesystem::path& path, const std::vector<std::str
   Node root = config::load_file(path);
   for (const std::string& o : overrides) config::apply_override(root, o);
   return bind(root, path.string());
+}
+
+Config load_data_config(const std::filesystem::path& path,
+                        const std::vector<std::string>& overrides) {
+  Node root = config::load_file(path);
+  for (const std::string& o : overrides) config::apply_override(root, o);
+  return bind(root, path.string(), /*data_only=*/true);
 }
 
 Config parse_config(const std::string& yaml, const std::string& name,

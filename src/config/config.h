@@ -261,7 +261,7 @@ template <class V>
 void describe(V& v, EvalConfig& c) {
   using namespace config;
   v.field("every_steps", c.every_steps, "Evaluate every this many steps (and at the end); 0 = only at the end.", at_least(0));
-  v.field("max_batches", c.max_batches, "Cap on evaluation batches per task; 0 = the whole split.", at_least(0));
+  v.field("max_batches", c.max_batches, "Evaluate only the first max_batches x train.micro_batch_size validation examples of each template (the same ones on any number of ranks); 0 = the whole split.", at_least(0));
   v.field("max_new_tokens", c.max_new_tokens, "Exact match: tokens generated at most per answer; 0 = the longest reference answer + 1.", at_least(0));
   v.field("stop", c.stop, "Exact match: generation also stops at any of these strings (cut before it), and the text is compared with the answer's text, surrounding whitespace trimmed; empty = stop at eos and compare tokens.");
 }

@@ -162,10 +162,14 @@ void TaskDataset::check_few_shot() const {
 }
 
 std::vector<int64_t> TaskDataset::pick_demos(Split s, int64_t example, int32_t template_id) const {
+  return pick_demos_for(record(s, example), s, example, template_id);
+}
+
+std::vector<int64_t> TaskDataset::pick_demos_for(const Record& self, Split s, int64_t example,
+                                                 int32_t template_id) const {
   const Template& t = task_.templates.at(static_cast<size_t>(template_id));
   if (t.few_shot_k == 0) return {};
   const std::vector<Record>& candidates = pool(t);
-  const Record& self = record(s, example);
   const bool same_pool = t.few_shot_source == FewShotSource::kTrain && s == Split::kTrain;
   // "The example itself": its own index in the train pool, or any record asking the same input.
   std::vector<size_t> input_fields;

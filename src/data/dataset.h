@@ -76,6 +76,10 @@ class TaskDataset {
   const std::vector<Record>& pool(const Template& t) const;
   // Pool indices of the demonstrations of (s, example, template), in prompt order.
   std::vector<int64_t> pick_demos(Split s, int64_t example, int32_t template_id) const;
+  // The same pick for `record` standing in for example `example` of split `s` (`pft generate`:
+  // records from outside the task's files get the demonstrations that example gets).
+  std::vector<int64_t> pick_demos_for(const Record& record, Split s, int64_t example,
+                                      int32_t template_id) const;
 
   // Renders one example. The tokenizer must be the one every consumer uses.
   RenderedExample render(Split s, int64_t example, int32_t template_id, const Tokenizer& tokenizer,

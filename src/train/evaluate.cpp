@@ -15,6 +15,7 @@
 #include "train/generate.h"
 #include "train/loss.h"
 #include "data/tokenizer.h"
+#include "train/eval_references.h"
 #include "train/task_source.h"
 
 namespace pft {
@@ -46,7 +47,8 @@ void score_exact_match(DocumentSource& split, const std::vector<int64_t>& docs, 
   const auto& adapters = model.adapters();
   const bool prefix = adapters && adapters->spec().prefix;
   const int64_t room = spec.max_seq_len - (prefix ? adapters->spec().prefix_tokens : 0);
-  std::vector<std::vector<int32_t>> prompts, answers;
+  std::vector<std::vector<int32_t>> prompts;
+  std::vector<std::vector<std::vector<int32_t>>> answers;  // per prompt: every reference
   std::vector<int32_t> tokens;
   std::vector<uint8_t> mask;
   size_t longest_answer = 0;
@@ -59,7 +61,15 @@ void score_exact_match(DocumentSource& split, const std::vector<int64_t>& docs, 
     if (static_cast<int64_t>(tokens.size()) + 1 > room) continue;  // no room to generate it
     prompts.emplace_back(tokens.begin(), tokens.begin() + static_cast<std::ptrdiff_t>(first));
     longest_answer = std::max(longest_answer, answer.size());
-    answers.push_back(std::move(answer));
+    answers.push_back({std::move(answer)});
+    const int32_t slots = split.num_templates();
+    if (o.references != nullptr)
+      if (const auto* others = o.references->others(static_cast<size_t>(block), doc / slots,
+                                                    split.template_id(static_cast<int32_t>(doc % slots))))
+        for (const std::vector<int32_t>& other : *others) {
+          longest_answer = std::max(longest_answer, other.size());
+          answers.back().push_back(other);
+        }
   }
   const bool by_text = !o.stop.empty();
   Generator generator(model, by_text ? o.tokenizer : nullptr);
@@ -156,10 +166,15 @@ void score_classification(TaskTokenSource& tasks, size_t task, DocumentSource& s
 
 }  // namespace
 
-bool answer_matches(const Generation& g, const std::vector<int32_t>& answer,
+bool answer_matches(const Generation& g, const std::vector<std::vector<int32_t>>& answers,
                     const Tokenizer* text) {
-  if (text == nullptr) return g.tokens == answer;
-  return boost::algorithm::trim_copy(g.text) == boost::algorithm::trim_copy(text->decode(answer));
+  for (const std::vector<int32_t>& answer : answers) {
+    if (text == nullptr ? g.tokens == answer
+                        : boost::algorithm::trim_copy(g.text) ==
+                              boost::algorithm::trim_copy(text->decode(answer)))
+      return true;
+  }
+  return false;
 }
 
 double TaskEval::worst_template_loss() const {
@@ -181,7 +196,8 @@ std::vector<TaskEval> evaluate_held_out(TaskTokenSource& tasks, const EvalForwar
     TaskEval e;
     e.task = tasks.task_names()[k];
     int64_t examples = split->num_examples();
-    if (o.max_batches > 0) examples = std::min(examples, o.max_batches * rows * o.world_size);
+    // The cap is global: the same first examples on any number of ranks (see the header).
+    if (o.max_batches > 0) examples = std::min(examples, o.max_batches * rows);
     for (int32_t slot = 0; slot < split->num_templates(); ++slot) {
       TemplateLoss t;
       t.template_id = split->template_id(slot);

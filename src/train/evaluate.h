@@ -1,7 +1,8 @@
 // Held-out evaluation of `pft train`: the loss (and perplexity) of every task's validation split,
 // per template and per task, at eval.every_steps and at the end of the run; and exact match:
 // the greedy continuation of each document's prompt (batched, KV cache: train/generate.h),
-// compared token for token with its answer (the loss-masked part, without the final eos). A
+// compared token for token with its answer (the loss-masked part, without the final eos) and
+// with each other reference of the example (EvalOptions::references): equal to any counts. A
 // document whose mask has no prompt or no answer (data.train_on_prompt) is not scored; nor is
 // one too long to generate its answer within model.max_seq_len.
 //
@@ -19,7 +20,8 @@
 // rank gets at most one more than another. Each rank runs its documents one per row,
 // micro_batch_size rows per forward, without gradients; the per-(task, template) sums are then
 // all-reduced once. eval.max_batches > 0 caps each template at its first
-// max_batches * micro_batch_size * W examples (max_batches forward passes per rank).
+// max_batches * micro_batch_size examples, whatever W: the same documents are evaluated on any
+// number of ranks (max_batches forward passes in all, about max_batches / W per rank).
 //
 // Collective over the communicator (one all-reduce per evaluation); every rank calls it at the
 // same steps.
@@ -39,6 +41,7 @@
 namespace pft {
 
 class Communicator;
+class EvalReferences;
 class Tokenizer;
 class TaskTokenSource;
 class TransformerImpl;
@@ -76,7 +79,7 @@ struct TaskEval {
 };
 
 struct EvalOptions {
-  int64_t max_batches = 0;  // eval.max_batches
+  int64_t max_batches = 0;  // eval.max_batches: examples per template <= max_batches * rows
   int rank = 0, world_size = 1;
   Communicator* comm = nullptr;  // null = one process
   // Exact match: the model to generate with (null = loss only) and the tokenizer's eos id.
@@ -85,14 +88,17 @@ struct EvalOptions {
   int64_t max_new_tokens = 0;     // eval.max_new_tokens (0: the longest answer + 1)
   std::vector<std::string> stop;  // eval.stop
   const Tokenizer* tokenizer = nullptr;  // needed with `stop`
+  // The examples' other references (null: the document's own answer is the only one).
+  const EvalReferences* references = nullptr;
 };
 
 using EvalForward = std::function<at::Tensor(const Batch&)>;
 
-// Exact match of one generation against its answer (answer tokens without the final eos): token
-// for token; or, with `text` (eval.stop is set), the generated text (cut before a stop string)
-// against text->decode(answer), both trimmed of surrounding whitespace.
-bool answer_matches(const Generation& generation, const std::vector<int32_t>& answer,
+// Exact match of one generation against its answers (each: answer tokens without the final eos):
+// true when it equals any of them, token for token; or, with `text` (eval.stop is set), when the
+// generated text (cut before a stop string) equals text->decode(answer), both trimmed of
+// surrounding whitespace.
+bool answer_matches(const Generation& generation, const std::vector<std::vector<int32_t>>& answers,
                     const Tokenizer* text);
 
 // Every task with a validation split (tasks without one are left out). `batch` is a scratch

@@ -84,24 +84,23 @@ std::vector<PromptInput> read_prompt_file(const fs::path& jsonl, const Tokenizer
 
 std::vector<PromptInput> task_prompts(const fs::path& task_file, const std::string& template_name,
                                       const fs::path& jsonl, const std::vector<std::string>& texts,
-                                      const Tokenizer& tokenizer, int64_t max_prompt_tokens) {
+                                      const Tokenizer& tokenizer, int64_t max_prompt_tokens,
+                                      uint64_t run_seed) {
   Task task = load_task(task_file);
   const Template& tmpl = find_template(task, template_name);
+  const auto template_id = static_cast<int32_t>(&tmpl - task.templates.data());
 
   // Constant fields (natinst) and demonstrations come from the task's own data.
   bool has_constant = false;
   for (const FieldDef& f : task.fields) has_constant = has_constant || f.constant;
   std::optional<TaskDataset> data;
   std::vector<std::string> constants(task.fields.size());
-  std::vector<const Record*> demos;
   if (has_constant || tmpl.few_shot_k > 0) {
     DataOptions options;
     options.seq_len = max_prompt_tokens;
+    options.seed = run_seed;
     data.emplace(task, 0, options);
     constants = data->constants();
-    const auto& pool = data->pool(tmpl);
-    for (size_t i = 0; i < pool.size() && static_cast<int64_t>(i) < tmpl.few_shot_k; ++i)
-      demos.push_back(&pool[i]);
   }
 
   // Records to generate for: the answer may be missing.
@@ -138,7 +137,13 @@ std::vector<PromptInput> task_prompts(const fs::path& task_file, const std::stri
   render_options.seq_len = max_prompt_tokens;
   const Renderer renderer(task, constants, tokenizer, render_options);
   std::vector<PromptInput> out;
-  for (const Record& r : records) {
+  for (size_t i = 0; i < records.size(); ++i) {
+    const Record& r = records[i];
+    std::vector<const Record*> demos;
+    if (tmpl.few_shot_k > 0)
+      for (int64_t j : data->pick_demos_for(r, Split::kValidation, static_cast<int64_t>(i),
+                                            template_id))
+        demos.push_back(&data->pool(tmpl)[static_cast<size_t>(j)]);
     const RenderedExample ex = renderer.render(tmpl, r, demos);
     PromptInput p;
     p.tokens.assign(ex.tokens.begin(), ex.tokens.begin() + ex.prompt_tokens);

@@ -10,9 +10,13 @@
 //                training rendered them (data/render.h): the prompt part only -- instruction,
 //                demonstrations, input -- each part tokenized on its own, no prefix (training
 //                adds none). A template with few-shot demonstrations or a task with constant
-//                fields (natinst) also loads the task's own data for them; demonstrations are
-//                the first k of the template's pool. Prompts longer than `max_prompt_tokens` are
-//                cut by the template's truncation policy.
+//                fields (natinst) also loads the task's own data for them. Demonstrations are
+//                picked as evaluation picks them: record i (0-based, in input order) gets those
+//                of validation example i in a run with run.seed = `run_seed` (data/dataset.h:
+//                seeded by run.seed, task, template, split and example; never a pool record
+//                asking the same input), so a validation record fed in renders exactly as
+//                evaluation rendered it. Prompts longer than `max_prompt_tokens` are cut by the
+//                template's truncation policy.
 //
 // Errors: InputError naming the file:line (a malformed line, a missing "prompt") or the task key.
 #pragma once
@@ -47,6 +51,7 @@ std::vector<PromptInput> task_prompts(const std::filesystem::path& task_file,
                                       const std::string& template_name,
                                       const std::filesystem::path& jsonl,
                                       const std::vector<std::string>& texts,
-                                      const Tokenizer& tokenizer, int64_t max_prompt_tokens);
+                                      const Tokenizer& tokenizer, int64_t max_prompt_tokens,
+                                      uint64_t run_seed);
 
 }  // namespace pft

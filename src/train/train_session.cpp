@@ -11,6 +11,7 @@
 #include "core/logging.h"
 #include "data/tokenizer.h"
 #include "model/hf_import.h"
+#include "train/eval_references.h"
 #include "train/evaluate.h"
 #include "train/lr_schedule.h"
 #include "train/optimizer.h"
@@ -164,6 +165,7 @@ TrainSession::TrainSession(const Config& config_in, const RankEnv& env_in)
   if (tasks) {
     eval_batch_ = tasks->make_batch();
     eval_tokenizer_ = load_tokenizer(config.data.tokenizer);
+    eval_references_ = std::make_unique<EvalReferences>(config, *eval_tokenizer_);
   }
 }
 
@@ -330,6 +332,7 @@ MetricTable TrainSession::evaluate(int64_t step) {
     o.max_new_tokens = config.eval.max_new_tokens;
     o.stop = config.eval.stop;
     o.tokenizer = eval_tokenizer_.get();
+    o.references = eval_references_.get();
     const auto forward = [this](const Batch& b) {
       return model->forward(b.input_ids, b.position_ids, b.doc_ids, b.task_ids);
     };

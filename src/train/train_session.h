@@ -46,6 +46,7 @@
 namespace pft {
 
 class Communicator;
+class EvalReferences;
 class Reducer;
 class AdamW;
 class LrSchedule;
@@ -121,6 +122,7 @@ class TrainSession {
 
   Batch eval_batch_;
   std::unique_ptr<Tokenizer> eval_tokenizer_;
+  std::unique_ptr<EvalReferences> eval_references_;  // every reference of each example
 };
 
 }  // namespace pft

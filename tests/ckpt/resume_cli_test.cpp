@@ -319,9 +319,16 @@ TEST(CkptCli, LsInspectVerifyDiffExport) {
   r = run(kPft + " ckpt verify " + f4);
   EXPECT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("OK "), std::string::npos) << r.out;
+  // --file-locking before or after the subcommand (docs/checkpoint-format.md).
+  for (const std::string& cmd : {" ckpt --file-locking verify " + f4,
+                                 " ckpt verify " + f4 + " --file-locking",
+                                 " ckpt ls --file-locking " + dir.string()}) {
+    r = run(kPft + cmd);
+    EXPECT_EQ(r.code, 0) << cmd << "\n" << r.out;
+  }
 
   r = run(kPft + " ckpt diff " + f2 + " " + f4);
-  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_EQ(r.code, 1) << r.out;  // differ: 1, like cmp (docs/launching.md)
   EXPECT_NE(r.out.find("step:"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("values differ"), std::string::npos) << r.out;
 

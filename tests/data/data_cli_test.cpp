@@ -144,6 +144,32 @@ TEST_F(DataCli, ShowANatinstTask) {
   EXPECT_FALSE(has(r, "truncated")) << r.out;
 }
 
+// show and validate read only data.*: training keys that `pft train` would refuse (required
+// train keys missing, warmup beyond steps) do not stop them.
+TEST_F(DataCli, ShowAndValidateNeedOnlyTheDataKeys) {
+  const fs::path cfg = write(
+      "data_only.yaml", "data:\n  seq_len: 200\n  source: tasks\n  tasks: [" +
+                            (kRepo / "datasets" / "tasks" / "add.yaml").string() +
+                            "]\ntrain: {steps: 1, warmup_steps: 5}\n");
+  Result r = run(kPft + " data validate " + cfg.string());
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_TRUE(has(r, "data: 1 task(s) valid")) << r.out;
+  r = run(kPft + " data show " + cfg.string() + " --task add -n 1");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_TRUE(has(r, "seq_len 200")) << r.out;
+  // A data key still counts, naming it.
+  r = run(kPft + " data validate " + cfg.string() + " --set data.mixing=fixed");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_TRUE(has(r, "error: data.mixing: `fixed` takes its weights")) << r.out;
+  // Training refuses the same config, naming the key.
+  r = run(kPft + " config show " + cfg.string());
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_TRUE(has(r, "train.global_batch_size: required key is missing")) << r.out;
+  r = run(kPft + " config show " + cfg.string() + " --set train.global_batch_size=8 --set train.lr=0.1");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_TRUE(has(r, "train.warmup_steps: 5 warmup steps exceed train.steps")) << r.out;
+}
+
 TEST_F(DataCli, BadFlagsExitTwo) {
   Result r = run(kPft + " data show " + collection_config().string() + " --task ad");
   EXPECT_EQ(r.code, 2) << r.out;

@@ -270,6 +270,43 @@ TEST(GenerateCli, TrainFromPretrainedExportAndGenerate) {
   EXPECT_CONTAINS(r.out, "model.from_pretrained: /nonexistent: not a directory");
 }
 
+// `pft config show` and `pft data *` resolve model.from_pretrained as `pft train` does: the
+// architecture from its config.json, data.tokenizer from its tokenizer.json; the store `pft data
+// prepare` builds is the one training then finds cached.
+TEST(GenerateCli, ConfigShowAndDataCommandsResolveFromPretrained) {
+  const fs::path dir = test::fresh_temp_dir("hf-cli-resolve");
+  const std::string bin = PFT_BIN;
+  const fs::path cfg = dir / "ft.yaml";
+  std::ofstream(cfg) << fmt::format(
+      "run: {{dir: {}, seed: 1, threads: 1}}\n"
+      "model: {{from_pretrained: {}}}\n"
+      "data: {{seq_len: 32, source: tasks, tasks: [{}/datasets/tasks/add.yaml], cache_dir: {}}}\n"
+      "train: {{steps: 1, global_batch_size: 1, micro_batch_size: 1, lr: 1.0e-7}}\n"
+      "eval: {{every_steps: 0, max_batches: 1}}\ncheckpoint: {{every_steps: 0}}\n",
+      (dir / "run").string(), model_dir().string(), PFT_SOURCE_ROOT, (dir / "cache").string());
+  Result r = run(bin + " config show " + cfg.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  for (const char* key : {"d_model: 32", "vocab_size: 260", "max_seq_len: 96", "d_ff: 128"})
+    EXPECT_CONTAINS(r.out, key);
+  EXPECT_CONTAINS(r.out, "tokenizer: " + model_dir().string());
+
+  r = run(bin + " data show " + cfg.string() + " --task add -n 1");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_CONTAINS(r.out, "tokenizer byte-level BPE (257 ids, eos 256) from " +
+                             (model_dir() / "tokenizer.json").string());
+  r = run(bin + " data validate " + cfg.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_CONTAINS(r.out, "data: 1 task(s) valid");
+
+  r = run(bin + " data prepare " + cfg.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_CONTAINS(r.out, "built");
+  r = run(bin + " train " + cfg.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_CONTAINS(r.out, "data: task 'add': cached store");
+  fs::remove_all(dir);
+}
+
 TEST(GenerateCli, BadFlagsExitTwo) {
   const std::string m = " --model " + model_dir().string();
   for (const std::string& flags :

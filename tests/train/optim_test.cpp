@@ -287,12 +287,12 @@ TEST(Retention, AutoModeRanksLossLikeMetricsLowAndTheRestHigh) {
 }
 
 
-// Exact match of a generation: tokens, or with eval.stop the trimmed texts.
+// Exact match of a generation: tokens, or with eval.stop the trimmed texts; any reference counts.
 TEST(Evaluate, AnswerMatchesByTokensOrByText) {
   const std::unique_ptr<Tokenizer> byte = load_tokenizer("byte");
-  const std::vector<int32_t> answer = byte->encode(" positive");
+  const std::vector<std::vector<int32_t>> answer = {byte->encode(" positive")};
   Generation g;
-  g.tokens = answer;
+  g.tokens = answer[0];
   EXPECT_TRUE(answer_matches(g, answer, nullptr));
   g.tokens = byte->encode(" positive\n");  // the token that completed a stop string stays
   EXPECT_FALSE(answer_matches(g, answer, nullptr));
@@ -304,6 +304,19 @@ TEST(Evaluate, AnswerMatchesByTokensOrByText) {
   EXPECT_FALSE(answer_matches(g, answer, byte.get()));
   g.text = " positively";
   EXPECT_FALSE(answer_matches(g, answer, byte.get()));
+
+  // Several references: equal to any of them is a match, by tokens and by text.
+  const std::vector<std::vector<int32_t>> answers = {byte->encode(" 1"), byte->encode(" one")};
+  g.tokens = byte->encode(" one");
+  EXPECT_TRUE(answer_matches(g, answers, nullptr));
+  g.tokens = byte->encode(" two");
+  EXPECT_FALSE(answer_matches(g, answers, nullptr));
+  g.text = "one";
+  EXPECT_TRUE(answer_matches(g, answers, byte.get()));
+  g.text = " 1 ";
+  EXPECT_TRUE(answer_matches(g, answers, byte.get()));
+  g.text = " 2";
+  EXPECT_FALSE(answer_matches(g, answers, byte.get()));
 }
 
 }  // namespace
