@@ -2,13 +2,13 @@
 """Parity of pft's tokenizers with Hugging Face `tokenizers` (pinned in requirements.txt).
 
 Run by CTest (tests/data/CMakeLists.txt) as
-    tokenizer_parity.py --tool build/.../pft_tokenize --gpt2-dir ../shared/data/gpt2 --work-dir DIR
+    tokenizer_parity.py --tool build/.../pft_tokenize --gpt2-dir datasets/tokenizers/gpt2 --work-dir DIR
 
 What it does, all generated at test time, deterministically (fixed seeds):
   1. checks src/data/unicode_classes.h is what gen_unicode_classes.py makes, and that its
      classes (letter / number / White_Space / other) are the ones `tokenizers`' regex engine
      uses, for every code point;
-  2. builds tokenizer.json files with `tokenizers`: GPT-2 from the shared encoder.json +
+  2. builds tokenizer.json files with `tokenizers`: GPT-2 from the bundled encoder.json +
      vocab.bpe (and the same with add_prefix_space), and small BPEs trained on a generated
      corpus with the Llama-3 split regex + ByteLevel(use_regex=False) + ignore_merges (with
      added tokens, lstrip/rstrip and non-special ones), the Qwen2 regex, and SmolLM's
