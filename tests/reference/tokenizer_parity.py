@@ -281,7 +281,10 @@ def run_tool(tool, spec, cases, work_dir, name, specials, roundtrip=True):
     cmd = [tool, "encode", spec, cases_path, out_path] + (["--specials"] if specials else [])
     if not roundtrip:
         cmd.append("--no-roundtrip")  # add_prefix_space: decode gives the added spaces too
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    try:  # a hung tool fails the test, naming the command (CTest's TIMEOUT bounds the whole run)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        raise SystemExit(f"FAILED: {' '.join(cmd)}: still running after 300 s")
     if proc.returncode != 0:
         raise SystemExit(f"FAILED: {' '.join(cmd)}\n{proc.stderr}")
     with open(out_path) as f:
