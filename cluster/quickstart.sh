@@ -7,7 +7,8 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 "$here/install-deps.sh"
-"$here/build.sh" cpu >/dev/null
+# Only the pft binary: the test binaries are cluster/test.sh's job.
+"$here/build.sh" cpu --target pft >/dev/null
 cd "$root"
 ranks="${PFT_DEMO_RANKS:-2}"
 exec "$root/launch/pft-mpirun" -np "$ranks" --bind-to none \

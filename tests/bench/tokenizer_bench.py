@@ -2,7 +2,7 @@
 """Tokenizer encode throughput: pft vs Hugging Face `tokenizers`, one thread each.
 
     tests/bench/tokenizer_bench.py [--tool build/tok/tests/data/pft_tokenize]
-                                   [--tokenizer ../shared/data/gpt2] [--mb 12]
+                                   [--tokenizer datasets/tokenizers/gpt2] [--mb 12]
 
 Generates a deterministic corpus of >= 10 MB (English-like text drawn from the GPT-2 vocab's
 words with Zipf frequencies, numbers and punctuation, plus multilingual, emoji and code lines),
@@ -108,7 +108,7 @@ def best_of(passes, fn):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tool", help="pft_tokenize (default: the newest build/*/tests/data/pft_tokenize)")
-    ap.add_argument("--tokenizer", default=os.path.join(ROOT, "..", "shared", "data", "gpt2"))
+    ap.add_argument("--tokenizer", default=os.path.join(ROOT, "datasets", "tokenizers", "gpt2"))
     ap.add_argument("--mb", type=float, default=12.0, help="corpus size in MB (>= 10)")
     ap.add_argument("--passes", type=int, default=3)
     args = ap.parse_args()
@@ -120,7 +120,7 @@ def main():
             sys.exit("no pft_tokenize built; build the pft_tokenize target or pass --tool")
         tool = found[-1]
 
-    gpt2_dir = os.path.join(ROOT, "..", "shared", "data", "gpt2")
+    gpt2_dir = os.path.join(ROOT, "datasets", "tokenizers", "gpt2")
     lines = make_corpus(int(args.mb * 1e6), english_words(gpt2_dir))
     nbytes = sum(len(l.encode("utf-8")) for l in lines)
     mb = nbytes / 1e6

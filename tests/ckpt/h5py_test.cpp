@@ -2,13 +2,10 @@
 // (tests/ckpt/h5py_read_test.py, with PFT_PYTHON: h5py is pinned in tests/reference/
 // requirements.txt).
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-
-#include <array>
-#include <cstdio>
 
 #include "ckpt/writer.h"
 #include "ckpt_test_util.h"
+#include "run_command.h"
 
 namespace pft::ckpt {
 namespace {
@@ -21,17 +18,10 @@ TEST(CkptH5py, DocumentedExampleReadsPftCheckpoint) {
   write_checkpoint(dir / "step_00000001.h5", c);
   const std::string cmd = std::string(PFT_PYTHON) + " " + PFT_SOURCE_ROOT +
                           "/tests/ckpt/h5py_read_test.py " + PFT_SOURCE_ROOT +
-                          "/docs/checkpoint-format.md " + (dir / "step_00000001.h5").string() +
-                          " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  std::string out;
-  std::array<char, 4096> buf{};
-  size_t n = 0;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  const int status = pclose(p);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << out;
-  EXPECT_NE(out.find("h5py example OK"), std::string::npos) << out;
+                          "/docs/checkpoint-format.md " + (dir / "step_00000001.h5").string();
+  const pft::test::Result r = pft::test::run(cmd);  // stderr merged; a time limit
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("h5py example OK"), std::string::npos) << r.out;
   std::filesystem::remove_all(dir);
 }
 

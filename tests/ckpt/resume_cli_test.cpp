@@ -19,6 +19,7 @@
 
 #include <boost/json/parse.hpp>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdio>
@@ -76,6 +77,27 @@ Metrics read_metrics(const fs::path& dir) {
   return m;
 }
 
+// What the newest run in `dir` wrote to metrics.jsonl (after its "start" record): the steps of its
+// "resume" records and, in order, of its "train" records.
+struct Resumed {
+  std::vector<int64_t> resume_steps;
+  std::vector<int64_t> train_steps;
+};
+
+Resumed read_resumed_run(const fs::path& dir) {
+  Resumed r;
+  std::ifstream in(dir / "metrics.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty()) continue;
+    const boost::json::object rec = boost::json::parse(line).as_object();
+    const std::string kind(rec.at("kind").as_string());
+    if (kind == "start") r = Resumed{};
+    if (kind == "resume") r.resume_steps.push_back(rec.at("step").as_int64());
+    if (kind == "train") r.train_steps.push_back(rec.at("step").as_int64());
+  }
+  return r;
+}
+
 int64_t last_step(const fs::path& dir) {
   const Metrics m = read_metrics(dir);
   return m.loss.empty() ? 0 : m.loss.rbegin()->first;
@@ -127,16 +149,44 @@ TEST(ResumeCli, SigkillAllRanksAtRandomStepResumesBitwise) {
   // SIGKILL to every process of this run: the ranks (found by their unique run dir), mpirun, sh.
   for (pid_t p : pids_mentioning(killed.string())) kill(p, SIGKILL);
   kill(-child, SIGKILL);
-  int status = 0;
-  waitpid(child, &status, 0);
+  pft::test::wait_child(child, std::chrono::seconds(60), "the SIGKILLed mpirun");
   for (int i = 0; i < 100 && !pids_mentioning(killed.string()).empty(); ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   ASSERT_TRUE(pids_mentioning(killed.string()).empty());
-  EXPECT_LT(last_step(killed), 12) << "the run finished before it was killed";
+  const int64_t killed_at = last_step(killed);
+  EXPECT_LT(killed_at, 12) << "the run finished before it was killed";
+  // The checkpoints the killed run left (every 2 steps; the newest may be incomplete).
+  std::vector<int64_t> left;
+  for (const auto& e : fs::directory_iterator(killed / "checkpoints")) {
+    const std::string name = e.path().filename().string();
+    if (name.starts_with("step_") && name.ends_with(".h5"))
+      left.push_back(std::stoll(name.substr(5, name.size() - 8)));
+  }
+  ASSERT_FALSE(left.empty()) << "no checkpoint before the kill at step " << killed_at;
+  const Metrics before = read_metrics(killed);
+  const int64_t newest_reported =
+      before.checkpoints.empty() ? 0 : before.checkpoints.back().at("step").as_int64();
 
   const Result b = run(kMpirun + " -np 2 " + train_cmd(killed, " --set train.resume=auto"));
   ASSERT_EQ(b.code, 0) << b.out;
+  // The second run really resumed: its "resume" record names a checkpoint the killed run left
+  // (the newest complete one: at least the newest it reported), the log names the same file and
+  // step, and it trained exactly the steps after that one.
+  const Resumed r = read_resumed_run(killed);
+  ASSERT_EQ(r.resume_steps.size(), 1u) << "expected one resume record in the second run\n" << b.out;
+  const int64_t from = r.resume_steps[0];
+  EXPECT_NE(std::find(left.begin(), left.end(), from), left.end())
+      << "resumed from step " << from << ", not a checkpoint the killed run left";
+  EXPECT_GE(from, newest_reported);
+  EXPECT_LE(from, killed_at);
+  std::array<char, 64> line{};
+  std::snprintf(line.data(), line.size(), "step_%08lld.h5 at step %lld",
+                static_cast<long long>(from), static_cast<long long>(from));
   EXPECT_NE(b.out.find("resume: from "), std::string::npos) << b.out;
+  EXPECT_NE(b.out.find(line.data()), std::string::npos) << b.out;
+  std::vector<int64_t> expected_steps;
+  for (int64_t s = from + 1; s <= 12; ++s) expected_steps.push_back(s);
+  EXPECT_EQ(r.train_steps, expected_steps) << "steps the second run trained";
   const Metrics ma = read_metrics(ref), mb = read_metrics(killed);
   expect_same_losses(ma, mb, 12);
   ASSERT_FALSE(ma.param_hash.empty());
@@ -183,11 +233,10 @@ TEST(ResumeCli, SignalToOneRankCheckpointsExits75AndResumesBitwise) {
   }
   ASSERT_GT(rank, 0) << "no rank process found";
   ASSERT_EQ(kill(rank, SIGUSR1), 0);
-  int status = 0;
-  waitpid(child, &status, 0);
+  const int status = pft::test::wait_child(child, std::chrono::seconds(240), "the SIGUSR1ed run");
   std::ifstream log_file(dir.string() + ".log");
   const std::string log((std::istreambuf_iterator<char>(log_file)), std::istreambuf_iterator<char>());
-  ASSERT_TRUE(WIFEXITED(status)) << log;
+  ASSERT_TRUE(status >= 0 && WIFEXITED(status)) << log;
   EXPECT_EQ(WEXITSTATUS(status), 75) << log;
   EXPECT_NE(log.find("SIGUSR1: checkpoint of step "), std::string::npos) << log;
 

@@ -1,15 +1,20 @@
 // Saving a run's checkpoints: a process SIGKILLed at every point of a save leaves the previous
-// checkpoint loadable and `latest` naming a complete file; a full disk (a 1 MiB tmpfs) fails the
-// save cleanly; retention keeps the last N, the best K and the protected file; the async saver
-// runs one save at a time and reports every save; resume picks the newest valid file and names
-// the ones it skipped.
+// checkpoint loadable and `latest` naming a complete file; a full disk (a 1 MiB file size limit,
+// RLIMIT_FSIZE) fails the save cleanly; retention keeps the last N, the best K and the protected
+// file; the async saver runs one save at a time and reports every save; resume picks the newest
+// valid file and names the ones it skipped.
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
+#include <cerrno>
+#include <chrono>
 #include <cstdlib>
+#include <cstring>
+#include <functional>
 
 #include "ckpt/reader.h"
 #include "ckpt/run_checkpoints.h"
@@ -17,6 +22,7 @@
 #include "ckpt/writer.h"
 #include "ckpt_test_util.h"
 #include "core/error.h"
+#include "run_command.h"
 
 namespace pft::ckpt {
 namespace {
@@ -80,9 +86,9 @@ TEST(CkptSave, SigkillAtEveryPointLeavesALoadableCheckpoint) {
       saver.save(2, sample_contents(2, 200000), 0.0);
       _exit(0);  // not reached
     }
-    int status = 0;
-    waitpid(pid, &status, 0);
-    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
+    const int status = pft::test::wait_child(pid, std::chrono::seconds(120),
+                                             std::string("save killed at ") + k.point);
+    ASSERT_TRUE(status >= 0 && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
     ASSERT_TRUE(read_latest(dir));
     EXPECT_EQ(*read_latest(dir), checkpoint_file_name(k.latest_step));
     EXPECT_TRUE(verify_checkpoint(dir / *read_latest(dir)).ok);
@@ -99,50 +105,109 @@ TEST(CkptSave, SigkillAtEveryPointLeavesALoadableCheckpoint) {
   }
 }
 
-// A tmpfs of 1 MiB: the first (small) save fits, the second does not.
-class TmpfsMount {
- public:
-  explicit TmpfsMount(const fs::path& dir) : dir_(dir) {
-    mounted_ = ::mount("tmpfs", dir.c_str(), "tmpfs", 0, "size=1m") == 0;
-  }
-  ~TmpfsMount() {
-    if (mounted_) ::umount2(dir_.c_str(), MNT_DETACH);
-  }
-  bool mounted() const { return mounted_; }
+// A full disk without mount rights: `body` runs in a forked child whose files may not grow past
+// kFileLimitBytes (RLIMIT_FSIZE, with SIGXFSZ ignored, so a write past it fails with EFBIG the way
+// one fails with ENOSPC on a full disk). The child returns what happened as text, read back over
+// a pipe (pipes are not limited); the parent then checks what the child left on disk.
+constexpr rlim_t kFileLimitBytes = 1 << 20;
 
- private:
-  fs::path dir_;
-  bool mounted_ = false;
-};
+std::string in_child_with_file_limit(const std::string& what,
+                                     const std::function<std::string()>& body) {
+  int fds[2];
+  if (pipe(fds) != 0) {
+    ADD_FAILURE() << "pipe: " << std::strerror(errno);
+    return "";
+  }
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  if (pid < 0) {
+    ADD_FAILURE() << "fork: " << std::strerror(errno);
+    return "";
+  }
+  if (pid == 0) {
+    close(fds[0]);
+    std::string report;
+    const rlimit lim{kFileLimitBytes, kFileLimitBytes};
+    if (setrlimit(RLIMIT_FSIZE, &lim) != 0 || signal(SIGXFSZ, SIG_IGN) == SIG_ERR) {
+      report = std::string("setup failed: ") + std::strerror(errno);
+    } else {
+      try {
+        report = body();
+      } catch (const std::exception& e) {
+        report = std::string("unexpected exception: ") + e.what();
+      }
+    }
+    const char* p = report.data();
+    for (size_t left = report.size(); left > 0;) {
+      const ssize_t n = write(fds[1], p, left);
+      if (n <= 0) break;
+      p += n;
+      left -= static_cast<size_t>(n);
+    }
+    _exit(0);
+  }
+  close(fds[1]);
+  std::string report;
+  std::array<char, 4096> buf{};
+  // The child writes once and exits; a hung child is killed by wait_child below, which ends
+  // this read (EOF) too.
+  const int status = pft::test::wait_child(pid, std::chrono::seconds(120), what);
+  for (ssize_t n; (n = read(fds[0], buf.data(), buf.size())) > 0;)
+    report.append(buf.data(), static_cast<size_t>(n));
+  close(fds[0]);
+  EXPECT_TRUE(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      << what << ": child status " << status << "\n" << report;
+  return report;
+}
+
+// What a save did, as one line of the child's report.
+std::string save_outcome(const std::function<void()>& save) {
+  try {
+    save();
+    return "no error";
+  } catch (const RuntimeFailure& e) {
+    return std::string("RuntimeFailure: ") + e.what();
+  }
+}
+
+void expect_only_step_1_left(const fs::path& dir) {
+  EXPECT_EQ(read_latest(dir), checkpoint_file_name(1));
+  EXPECT_FALSE(fs::exists(dir / checkpoint_file_name(2)));
+  EXPECT_FALSE(fs::exists(dir / checkpoint_file_name(3)));
+  for (const auto& e : fs::directory_iterator(dir))
+    EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos) << e.path();
+  EXPECT_EQ(resume_pick(dir), 1);
+}
 
 TEST(CkptSave, FullDiskKeepsThePreviousCheckpoint) {
   const auto dir = scratch_dir("fulldisk");
-  {
-    TmpfsMount mount(dir);
-    if (!mount.mounted()) GTEST_SKIP() << "cannot mount a tmpfs here (needs root)";
+  // The first (small) save fits under the limit, the second does not.
+  const std::string sync_report = in_child_with_file_limit("sync saves under a 1 MiB limit", [&] {
     CheckpointSaver saver(sync_options(dir));
-    saver.save(1, sample_contents(1, 20000), 0.0);  // ~160 KB with optimizer state
-    try {
-      saver.save(2, sample_contents(2, 400000), 0.0);  // ~3.2 MB: does not fit
-      ADD_FAILURE() << "a save onto a full disk succeeded";
-    } catch (const RuntimeFailure& e) {
-      EXPECT_NE(std::string(e.what()).find("step_00000002.h5"), std::string::npos) << e.what();
-      EXPECT_NE(std::string(e.what()).find("previous checkpoints are untouched"), std::string::npos)
-          << e.what();
-    }
-    EXPECT_EQ(read_latest(dir), checkpoint_file_name(1));
-    EXPECT_FALSE(fs::exists(dir / checkpoint_file_name(2)));
-    for (const auto& e : fs::directory_iterator(dir))
-      EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos) << e.path();
-    EXPECT_EQ(resume_pick(dir), 1);
-    // Async mode: the failure surfaces at the next wait.
+    const std::string first =
+        save_outcome([&] { saver.save(1, sample_contents(1, 20000), 0.0); });  // ~160 KB
+    const std::string second =
+        save_outcome([&] { saver.save(2, sample_contents(2, 400000), 0.0); });  // ~3.2 MB
+    return "first: " + first + "\nsecond: " + second + "\n";
+  });
+  EXPECT_NE(sync_report.find("first: no error\n"), std::string::npos) << sync_report;
+  EXPECT_NE(sync_report.find("second: RuntimeFailure: "), std::string::npos)
+      << "a save past the file size limit did not fail:\n" << sync_report;
+  EXPECT_NE(sync_report.find("step_00000002.h5"), std::string::npos) << sync_report;
+  EXPECT_NE(sync_report.find("previous checkpoints are untouched"), std::string::npos)
+      << sync_report;
+  expect_only_step_1_left(dir);
+
+  // Async mode: the failure surfaces at the next wait.
+  const std::string async_report = in_child_with_file_limit("an async save, 1 MiB limit", [&] {
     SaverOptions ao = sync_options(dir);
     ao.async = true;
     CheckpointSaver async_saver(ao);
     async_saver.save(3, sample_contents(3, 400000), 0.0);
-    EXPECT_THROW(async_saver.wait(), RuntimeFailure);
-    EXPECT_EQ(resume_pick(dir), 1);
-  }
+    return "wait: " + save_outcome([&] { async_saver.wait(); }) + "\n";
+  });
+  EXPECT_NE(async_report.find("wait: RuntimeFailure: "), std::string::npos) << async_report;
+  expect_only_step_1_left(dir);
   fs::remove_all(dir);
 }
 

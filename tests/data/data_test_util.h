@@ -20,8 +20,9 @@ namespace pft::testing_data {
 namespace fs = std::filesystem;
 
 inline const fs::path kRepo = PFT_SOURCE_ROOT;
-inline const fs::path kNatinstDir = kRepo / ".." / "shared" / "data" / "natinst";
-inline const fs::path kGpt2Dir = kRepo / ".." / "shared" / "data" / "gpt2";
+// Bundled data (datasets/natinst/README.md, datasets/tokenizers/gpt2/README.md).
+inline const fs::path kNatinstDir = kRepo / "datasets" / "natinst";
+inline const fs::path kGpt2Dir = kRepo / "datasets" / "tokenizers" / "gpt2";
 
 // A fresh temporary directory per test, removed at the end.
 class TempDir {

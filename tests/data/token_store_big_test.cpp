@@ -14,6 +14,7 @@
 
 #include "data/token_store.h"
 #include "data_test_util.h"
+#include "run_command.h"
 #include "token_store_pattern.h"
 
 namespace pft {
@@ -23,6 +24,7 @@ namespace fs = std::filesystem;
 
 constexpr int64_t kStoreBytes = int64_t{2300} << 20;  // tokens (4 B) + masks (1 B): > 2 GiB
 constexpr int64_t kLimitBytes = int64_t{384} << 20;   // the reader's address space
+constexpr std::chrono::seconds kProbeTimeout{240};  // the probe run below
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -77,7 +79,15 @@ TEST(TokenStoreBig, ReadsAStoreLargerThanItsAddressSpace) {
     _exit(127);
   }
   close(out_pipe[1]);
+  // Read while waiting, at most kProbeTimeout (run_command.h): a hung probe fails the test.
   std::string output;
+  if (!pft::test::detail::wait_until(pid, std::chrono::steady_clock::now() + kProbeTimeout,
+                                     out_pipe[0], &output)) {
+    pft::test::detail::kill_group(pid, out_pipe[0], &output);
+    close(out_pipe[0]);
+    FAIL() << "the store probe still ran after " << kProbeTimeout.count() << " s; killed\n"
+           << output;
+  }
   char buf[512];
   for (ssize_t n; (n = read(out_pipe[0], buf, sizeof(buf))) > 0;)
     output.append(buf, static_cast<size_t>(n));

@@ -22,7 +22,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const std::string kGpt2Dir = std::string(PFT_SOURCE_ROOT) + "/../shared/data/gpt2";
+// The bundled GPT-2 files (datasets/tokenizers/gpt2/README.md).
+const std::string kGpt2Dir = std::string(PFT_SOURCE_ROOT) + "/datasets/tokenizers/gpt2";
 
 const Tokenizer& gpt2() {
   static const std::unique_ptr<Tokenizer> tok = load_tokenizer(kGpt2Dir);

@@ -2,7 +2,6 @@
 #include "model_test_util.h"
 
 #include <ATen/core/Dict.h>
-#include <sys/wait.h>
 #include <torch/serialize.h>
 #include <unistd.h>
 
@@ -12,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/format.h"
+#include "run_command.h"
 
 namespace pft::test {
 
@@ -132,10 +132,12 @@ int run_reference_script(const std::string& script, const std::vector<std::strin
       fmt::format("cd {} && {} {}", shell_quote(root.string()), shell_quote(python_path()),
                   shell_quote((root / "tests" / "reference" / script).string()));
   for (const auto& a : args) cmd += " " + shell_quote(a);
+  // run_command.h: a time limit (the test fails naming the command past it).
+  const Result r = run(cmd);
+  std::fwrite(r.out.data(), 1, r.out.size(), stdout);
   std::fflush(stdout);
-  const int status = std::system(cmd.c_str());
-  if (status == -1 || !WIFEXITED(status)) return -1;
-  return WEXITSTATUS(status);
+  if (r.timed_out || r.code < 0 || r.code > 128) return -1;
+  return r.code;
 }
 
 }  // namespace pft::test

@@ -56,8 +56,9 @@ std::filesystem::path fresh_temp_dir(const std::string& tag);
 std::string python_path();
 
 // Runs `python_path() <source root>/tests/reference/<script> <args...>` with the source root as
-// working directory, its output going to this process's stdout/stderr. Returns the exit code
-// (-1 when it could not be started or died of a signal).
+// working directory, its output (stdout and stderr) copied to this process's stdout once it ends.
+// Returns the exit code (-1 when it could not be started, died of a signal or ran past
+// run_command.h's time limit, which also fails the test).
 int run_reference_script(const std::string& script, const std::vector<std::string>& args);
 
 }  // namespace pft::test

@@ -210,9 +210,11 @@ TEST_P(PeftMethod, LowersHeldOutLossWithFrozenBaseAndResumesBitwise) {
   const Result check = run(std::string(PFT_PYTHON) + " tests/reference/peft_export_check.py --base " +
                            (method.ends_with("+lora") ? exported.string() : base_hf) +
                            " --adapter " + (lora_only ? exported : exported / "adapters" / "add").string() +
-                           " --prompt '" + prompt + "' --pft-jsonl " + jsonl.string());
+                           " --prompt '" + prompt + "' --pft-jsonl " + jsonl.string() +
+                           " --new-tokens 8 --virtual-tokens " + (lora_only ? "0" : "8"));
   EXPECT_EQ(check.code, 0) << check.out;
-  std::cout << check.out.substr(check.out.rfind("peft_export_check")) << "\n";
+  const size_t line = check.out.rfind("peft_export_check:");
+  std::cout << (line == std::string::npos ? check.out : check.out.substr(line)) << "\n";
 #endif
 }
 

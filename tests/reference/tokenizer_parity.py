@@ -2,13 +2,13 @@
 """Parity of pft's tokenizers with Hugging Face `tokenizers` (pinned in requirements.txt).
 
 Run by CTest (tests/data/CMakeLists.txt) as
-    tokenizer_parity.py --tool build/.../pft_tokenize --gpt2-dir ../shared/data/gpt2 --work-dir DIR
+    tokenizer_parity.py --tool build/.../pft_tokenize --gpt2-dir datasets/tokenizers/gpt2 --work-dir DIR
 
 What it does, all generated at test time, deterministically (fixed seeds):
   1. checks src/data/unicode_classes.h is what gen_unicode_classes.py makes, and that its
      classes (letter / number / White_Space / other) are the ones `tokenizers`' regex engine
      uses, for every code point;
-  2. builds tokenizer.json files with `tokenizers`: GPT-2 from the shared encoder.json +
+  2. builds tokenizer.json files with `tokenizers`: GPT-2 from the bundled encoder.json +
      vocab.bpe (and the same with add_prefix_space), and small BPEs trained on a generated
      corpus with the Llama-3 split regex + ByteLevel(use_regex=False) + ignore_merges (with
      added tokens, lstrip/rstrip and non-special ones), the Qwen2 regex, and SmolLM's
@@ -281,7 +281,10 @@ def run_tool(tool, spec, cases, work_dir, name, specials, roundtrip=True):
     cmd = [tool, "encode", spec, cases_path, out_path] + (["--specials"] if specials else [])
     if not roundtrip:
         cmd.append("--no-roundtrip")  # add_prefix_space: decode gives the added spaces too
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    try:  # a hung tool fails the test, naming the command (CTest's TIMEOUT bounds the whole run)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        raise SystemExit(f"FAILED: {' '.join(cmd)}: still running after 300 s")
     if proc.returncode != 0:
         raise SystemExit(f"FAILED: {' '.join(cmd)}\n{proc.stderr}")
     with open(out_path) as f:

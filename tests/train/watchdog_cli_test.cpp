@@ -17,6 +17,8 @@
 #include <thread>
 #include <vector>
 
+#include "run_command.h"
+
 namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
@@ -73,20 +75,20 @@ Outcome run_and_signal(const std::string& tag, int sig) {
   const auto start_deadline = Clock::now() + std::chrono::seconds(120);
   while (last_step(dir / "metrics.jsonl") < 5 && Clock::now() < start_deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_GE(last_step(dir / "metrics.jsonl"), 5) << "the job never reached step 5 in 120 s";
   const std::vector<pid_t> ranks = pids_of("run.dir=" + dir.string(), PFT_BIN);
   EXPECT_EQ(ranks.size(), 3u) << "expected 3 ranks running";
   if (ranks.size() == 3) kill(ranks[1], sig);
   const Clock::time_point signalled = Clock::now();
-  int status = 0;
-  while (waitpid(child, &status, WNOHANG) == 0) {
-    if (Clock::now() - signalled > std::chrono::seconds(60)) {  // hung: clean up, then fail
-      for (pid_t p : pids_of(dir.string())) kill(p, SIGKILL);
-      kill(-child, SIGKILL);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  // A job that does not end within 60 s is killed (the stopped rank too: SIGKILL ends stopped
+  // processes) and fails the test (run_command.h).
+  const int status = pft::test::wait_child(child, std::chrono::seconds(60), cmd);
   o.seconds_after_signal = std::chrono::duration<double>(Clock::now() - signalled).count();
-  o.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  if (status < 0)
+    for (pid_t p : pids_of(dir.string())) kill(p, SIGKILL);
+  o.code = status < 0            ? -1
+           : WIFEXITED(status) ? WEXITSTATUS(status)
+                               : 128 + WTERMSIG(status);
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   o.orphans = !pids_of(dir.string()).empty();
   for (pid_t p : pids_of(dir.string())) kill(p, SIGKILL);
