@@ -182,8 +182,10 @@ TrainSummary train(const Config& config_in, const RankEnv& env) {
 
   // data.source: tasks -> the prompt-task loader (collective start-up), else synthetic tokens.
   // First: prompt and prefix tables have one block per task.
+  const std::unique_ptr<Communicator> comm = make_communicator(env, config.dist);
   std::unique_ptr<TaskTokenSource> tasks;
-  if (config.data.source == "tasks") tasks = std::make_unique<TaskTokenSource>(config, env, device);
+  if (config.data.source == "tasks")
+    tasks = std::make_unique<TaskTokenSource>(config, env, *comm, device);
   const std::vector<std::string> task_names =
       tasks ? tasks->task_names() : std::vector<std::string>{};
 
@@ -256,7 +258,6 @@ TrainSummary train(const Config& config_in, const RankEnv& env) {
   // Cross-rank: one communicator for the step's collectives (dist.backend) and the gradient
   // reducer's buckets over the flat grad buffers (comm/reducer.h); rank 0's initial weights.
   // Task tables are row-sparse: only the blocks of the step's tasks are reduced.
-  const std::unique_ptr<Communicator> comm = make_communicator(env, config.dist);
   if (adapter_spec.any()) {  // every rank must hold the same frozen base: rank 0's hash decides
     std::string root_hash = base_hash;
     comm->broadcast_bytes(root_hash, 0);
@@ -351,7 +352,7 @@ TrainSummary train(const Config& config_in, const RankEnv& env) {
 
   // Checkpoints (train/checkpointing.h): resume restores parameters, optimizer, generators, the
   // loader and the metrics history; saves every checkpoint.every_steps steps and at the end.
-  Checkpointer checkpointer(config, env, params, optimizer, train_step.loss_scaler());
+  Checkpointer checkpointer(config, env, *comm, params, optimizer, train_step.loss_scaler());
   const std::optional<TrainProgress> resumed = checkpointer.resume(task_names);
   if (resumed && resumed->base_model_hash != base_hash)  // the same on every rank
     throw InputError(fmt::format(

@@ -1,0 +1,138 @@
+// The trainer's checkpointing (contract: train/checkpointer.h).
+#include "train/checkpointer.h"
+
+#include <boost/json/array.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <chrono>
+#include <filesystem>
+
+#include "ckpt/contents.h"
+#include "ckpt/format.h"
+#include "comm/communicator.h"
+#include "control/schedule.h"
+#include "core/agree.h"
+#include "core/error.h"
+#include "core/format.h"
+#include "core/logging.h"
+#include "core/test_hooks.h"
+#include "train/resume.h"
+
+namespace pft {
+
+namespace fs = std::filesystem;
+using ckpt::Contents;
+
+Checkpointer::Checkpointer(const Config& config, const RankEnv& env, Communicator& comm,
+                           FlatParameters& params, AdamW& optimizer, LossScaler* scaler)
+    : config_(config),
+      env_(env),
+      comm_(comm),
+      params_(params),
+      optimizer_(optimizer),
+      scaler_(scaler) {
+  if (!env.is_root()) return;
+  const CheckpointConfig& cc = config.checkpoint;
+  ckpt::SaverOptions o;
+  o.dir = fs::path(config.run.dir) / "checkpoints";
+  o.async = cc.async;
+  o.write.compression = ckpt::parse_compression(cc.compression);
+  o.write.file_locking = cc.file_locking;
+  o.retention = retention_policy(cc);
+  saver_ = std::make_unique<ckpt::CheckpointSaver>(std::move(o));
+}
+
+Checkpointer::~Checkpointer() = default;
+
+std::optional<TrainProgress> Checkpointer::resume(const std::vector<std::string>& task_names) {
+  fs::path file;
+  const std::optional<Contents> contents = load_resume_checkpoint(config_, env_, comm_, &file);
+  if (!contents) return std::nullopt;
+  TrainProgress progress;
+  std::vector<std::string> changes;
+  agree(env_, "resume: restoring the checkpoint on every rank", [&] {
+    progress = restore_checkpoint(*contents, config_, env_, params_, optimizer_, scaler_,
+                                  task_names, &changes);
+  });
+  if (saver_) saver_->protect(file);
+  log::info("resume: from {} at step {} ({} tokens seen, saved on {} rank(s))", file.string(),
+            progress.step, progress.tokens_seen,
+            ckpt::attr_to_string(contents->group_attrs(ckpt::kMeta).at(ckpt::kAttrWorldSize)));
+  for (const std::string& c : changes) log::info("resume: config changed: {}", c);
+  if (env_.is_root()) history_ = progress.metrics_history;
+  last_saved_step_ = progress.step;
+  return progress;
+}
+
+void Checkpointer::remember(const boost::json::object& record) {
+  if (!env_.is_root()) return;
+  history_.push_back(boost::json::serialize(record));
+  while (history_.size() > kHistory) history_.pop_front();
+}
+
+void Checkpointer::report(const std::vector<ckpt::SaveReport>& reports, MetricsWriter& metrics) {
+  for (const ckpt::SaveReport& r : reports) {
+    boost::json::object rec;
+    rec["kind"] = "checkpoint";
+    rec["step"] = r.step;
+    rec["file"] = r.path.string();
+    rec["bytes"] = r.stats.data_bytes;
+    rec["file_bytes"] = r.stats.file_bytes;
+    rec["write_s"] = r.stats.seconds;
+    rec["mb_per_s"] =
+        r.stats.seconds > 0 ? static_cast<double>(r.stats.data_bytes) / 1e6 / r.stats.seconds : 0.0;
+    rec["stall_s"] = r.stall_s;
+    rec["async"] = r.async;
+    boost::json::array deleted;
+    for (const fs::path& d : r.deleted) deleted.emplace_back(d.string());
+    rec["deleted"] = std::move(deleted);
+    metrics.write(std::move(rec));
+    log::info("checkpoint: step {} -> {} ({:.1f} MB in {:.2f} s, training stalled {:.3f} s{})",
+              r.step, r.path.string(), static_cast<double>(r.stats.data_bytes) / 1e6,
+              r.stats.seconds, r.stall_s, r.async ? ", async" : "");
+  }
+}
+
+void Checkpointer::after_step(TrainProgress progress, bool save, bool last,
+                              MetricsWriter& metrics) {
+  const bool due = save && progress.step != last_saved_step_;
+  if (due) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::vector<std::vector<uint8_t>> rng = gather_rng_states(&comm_, env_.is_cuda());
+    agree(env_, fmt::format("checkpoint save at step {} (rank 0 writes)", progress.step), [&] {
+      test_stall_point("ckpt_save", env_.world_rank);
+      if (!saver_) return;
+      progress.metrics_history = history_;
+      const bool snapshot = config_.checkpoint.async;
+      Contents contents = checkpoint_contents(config_, env_.world_size, params_, optimizer_,
+                                              scaler_, progress, rng, snapshot);
+      const double snapshot_s =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      saver_->save(progress.step, std::move(contents), snapshot_s);
+    });
+    last_saved_step_ = progress.step;
+  }
+  if (last) {
+    std::vector<ckpt::SaveReport> reports;
+    agree(env_, "checkpoint: waiting for rank 0's last save to finish", [&] {
+      if (saver_) reports = saver_->wait();
+    });
+    report(reports, metrics);
+  } else if (saver_) {
+    report(saver_->poll(), metrics);
+  }
+}
+
+ckpt::RetentionPolicy retention_policy(const CheckpointConfig& cc) {
+  ckpt::RetentionPolicy p;
+  p.keep_last = cc.keep_last;
+  p.keep_best = cc.keep_best;
+  p.best_metric = cc.best_metric;
+  const size_t dot = cc.best_metric.rfind('.');
+  p.higher_is_better = higher_is_better(
+      dot == std::string::npos ? cc.best_metric : cc.best_metric.substr(dot + 1), cc.best_mode);
+  p.file_locking = cc.file_locking;
+  return p;
+}
+
+}  // namespace pft
