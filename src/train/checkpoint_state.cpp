@@ -167,8 +167,8 @@ Contents checkpoint_contents(const Config& config, int world_size, const FlatPar
     c.add_copy(ckpt::child_path(g, ckpt::kRngCpu), DType::kUInt8, {static_cast<int64_t>(cpu_len)},
                bytes.subspan(8, cpu_len));
     if (blob.size() > 8 + cpu_len)
-      c.add_copy(ckpt::child_path(g, ckpt::kRngCuda), DType::kUInt8, {static_cast<int64_t>(blob.size() - 8 - cpu_len)},
-                 bytes.subspan(8 + cpu_len));
+      c.add_copy(ckpt::child_path(g, ckpt::kRngCuda), DType::kUInt8,
+                 {static_cast<int64_t>(blob.size() - 8 - cpu_len)}, bytes.subspan(8 + cpu_len));
   }
 
   ckpt::Attrs& data = c.group(ckpt::kData);

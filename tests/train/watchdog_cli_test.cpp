@@ -142,8 +142,10 @@ Outcome run_and_signal(const std::string& tag, int sig) {
 Outcome run_with_stall(const std::string& point, int rank, const std::string& args) {
   const std::string spec = point + ":rank" + std::to_string(rank);
   const Job job{"stall-" + point, 2, "PFT_TEST_STALL=" + spec, args};
-  const std::string line = "test hook PFT_TEST_STALL: rank " + std::to_string(rank) + " stalls in " + point;
-  return run_job(job, [&](const fs::path&, const fs::path& log) { return file_contains(log, line); });
+  const std::string line =
+      "test hook PFT_TEST_STALL: rank " + std::to_string(rank) + " stalls in " + point;
+  return run_job(job,
+                 [&](const fs::path&, const fs::path& log) { return file_contains(log, line); });
 }
 
 TEST(WatchdogCli, StoppedRankEndsTheJobWithinTheDeadline) {
