@@ -53,6 +53,59 @@ inline constexpr const char* kAttrTimeUtc = "time_utc";
 // Metric values on /meta for best-K retention: "metric.<name>".
 inline constexpr std::string_view kMetricAttrPrefix = "metric.";
 
+// Attributes of /model, /optimizer (and its schedule), /trainable, /rng, /data, /controller and
+// /metrics (docs/checkpoint-format.md lists their meaning).
+inline constexpr const char* kAttrVersion = "version";       // /trainable, /data, /controller, /metrics
+inline constexpr const char* kAttrParameters = "parameters";  // /model: parameter count
+inline constexpr const char* kAttrKind = "kind";              // /optimizer, /optimizer/schedule
+inline constexpr const char* kAttrStepCount = "step_count";   // /optimizer
+inline constexpr const char* kAttrMethod = "method";          // /trainable: train.method
+inline constexpr const char* kAttrBaseModelPath = "base_model_path";  // /trainable
+inline constexpr const char* kAttrBaseModelHash = "base_model_hash";  // /trainable
+inline constexpr const char* kAttrSource = "source";          // /data: data.source
+inline constexpr const char* kAttrNextStep = "next_step";     // /data, /optimizer/schedule
+inline constexpr const char* kAttrLoaderStep = "loader_step"; // /data
+inline constexpr const char* kAttrSlots = "slots";            // /controller/plan
+
+// Datasets and subgroups the trainer writes (train/checkpoint_state.cpp). "<group>/<name>"
+// paths are built with child_path().
+// /model/<parameter name>: every parameter (or adapter tensor).
+// /optimizer/exp_avg/<parameter name>, /optimizer/exp_avg_sq/<parameter name>: AdamW moments.
+inline constexpr const char* kOptimizerExpAvg = "/optimizer/exp_avg";
+inline constexpr const char* kOptimizerExpAvgSq = "/optimizer/exp_avg_sq";
+inline constexpr const char* kOptimizerSchedule = "/optimizer/schedule";  // attributes only
+inline constexpr const char* kLossScalerScale = "/optimizer/loss_scaler/scale";
+inline constexpr const char* kLossScalerGrowthTracker = "/optimizer/loss_scaler/growth_tracker";
+// /rng/rank_<r>/cpu and /rng/rank_<r>/cuda: generator states (rng_rank_group()).
+inline constexpr const char* kRngCpu = "cpu";
+inline constexpr const char* kRngCuda = "cuda";
+inline constexpr const char* kDataTaskNames = "/data/task_names";    // JSON list (text)
+inline constexpr const char* kDataNextSample = "/data/next_sample";  // int64 per task
+inline constexpr const char* kControllerMixtureWeights = "/controller/mixture_weights";
+inline constexpr const char* kControllerState = "/controller/state";  // schedule state (JSON)
+// The plan log: /controller/plan/<one of the names below>.
+inline constexpr const char* kControllerPlan = "/controller/plan";
+inline constexpr const char* kPlanStep = "step";
+inline constexpr const char* kPlanPhase = "phase";
+inline constexpr const char* kPlanWorldSize = "world_size";
+inline constexpr const char* kPlanSlotTask = "slot_task";
+inline constexpr const char* kPlanSlotDocuments = "slot_documents";
+inline constexpr const char* kPlanDocExample = "doc_example";
+inline constexpr const char* kPlanDocTemplate = "doc_template";
+inline constexpr const char* kMetricsHistory = "/metrics/history";  // metrics.jsonl lines (text)
+
+// "<group>/<name>" ("/model" + "transformer.wte.weight").
+inline std::string child_path(std::string_view group, std::string_view name) {
+  std::string path(group);
+  path += '/';
+  path += name;
+  return path;
+}
+// "/rng/rank_<r>".
+inline std::string rng_rank_group(int rank) {
+  return child_path(kRng, "rank_" + std::to_string(rank));
+}
+
 // The git commit pft was configured from ("unknown" outside a git checkout), for /meta.
 const char* git_commit();
 

@@ -3,7 +3,6 @@
 // main parses the command line, hands off to the chosen subcommand and maps its outcome to the
 // exit code contract of core/error.h. Nothing else happens here.
 #include <CLI/CLI.hpp>
-#include <mpi.h>
 
 #include <cstdio>
 #include <exception>
@@ -11,23 +10,7 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/logging.h"
-
-namespace {
-
-// A failure the ranks did not agree on (core/agree.h) may leave peers blocked in a collective:
-// take the whole job down rather than hang.
-void abort_job_if_needed(const pft::Error* e, int code) {
-  int initialized = 0, finalized = 0;
-  MPI_Initialized(&initialized);
-  MPI_Finalized(&finalized);
-  if (!initialized || finalized) return;
-  int size = 1;
-  MPI_Comm_size(MPI_COMM_WORLD, &size);
-  if (size > 1 && (e == nullptr || !e->agreed())) MPI_Abort(MPI_COMM_WORLD, code);
-  MPI_Finalize();  // every rank failed the same way: end the job normally (core/rank_env.cpp)
-}
-
-}  // namespace
+#include "core/mpi_env.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"pft: distributed prompt-based fine-tuning of language models", "pft"};
@@ -75,12 +58,12 @@ int main(int argc, char** argv) {
       }
     }
     pft::log::flush();
-    abort_job_if_needed(&e, code);
+    pft::end_mpi_job(e.agreed(), code);
   } catch (const std::exception& e) {
     code = static_cast<int>(pft::ExitCode::kRuntime);
     pft::log::error("unexpected failure: {}", e.what());
     pft::log::flush();
-    abort_job_if_needed(nullptr, code);
+    pft::end_mpi_job(/*agreed=*/false, code);
   }
   return code;
 }

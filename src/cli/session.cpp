@@ -5,9 +5,7 @@
 
 namespace pft::cli {
 
-Session::Session() : mpi_(std::make_unique<MpiEnvironment>()) {
-  MPI_Comm_rank(MPI_COMM_WORLD, &world_rank_);
-}
+Session::Session() : mpi_(std::make_unique<MpiEnvironment>()), world_rank_(mpi_world_rank()) {}
 
 Session::~Session() {
   if (env_) release_rank_env(*env_);
@@ -23,12 +21,13 @@ const RankEnv& Session::start(const Config& config) {
   RankEnvOptions options;
   options.threads = config.run.threads;
   options.backend = config.dist.backend;
+  options.timeout_s = config.dist.timeout_s;
   auto env = std::make_unique<RankEnv>();
   agree_world([&] {
     log::set_level(log::parse_level(config.run.log_level, "run.log_level"));
     *env = discover_rank_env(options);
     validate_for_world(config, env->world_size);
-  });
+  }, config.dist.timeout_s);
   env_ = std::move(env);
   return *env_;
 }

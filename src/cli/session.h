@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "core/mpi_env.h"
 #include "core/rank_env.h"
 
 namespace pft::cli {

@@ -15,6 +15,7 @@
 #include "core/format.h"
 #include "core/logging.h"
 #include "core/mpi_check.h"
+#include "core/mpi_env.h"
 #include "core/rank_env.h"
 
 namespace pft {
@@ -320,9 +321,9 @@ MpiCommunicator::MpiCommunicator(const RankEnv& env, const DistConfig& dist,
     : Communicator(CommIdentity{env.world_rank, env.world_size, env.host, "mpi"},
                    c10::Device(env.device), dist.timeout_s),
       staging_(std::make_shared<StagingPool>()) {
-  PFT_ASSERT(env.world != MPI_COMM_NULL, "MpiCommunicator needs a discovered RankEnv");
-  PFT_MPI_CHECK(MPI_Comm_dup(env.world, &comm_));
-  PFT_MPI_CHECK(MPI_Comm_dup(env.world, &async_comm_));
+  const MPI_Comm world = world_comm(env);  // throws if env was not discovered
+  PFT_MPI_CHECK(MPI_Comm_dup(world, &comm_));
+  PFT_MPI_CHECK(MPI_Comm_dup(world, &async_comm_));
   PFT_MPI_CHECK(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
   PFT_MPI_CHECK(MPI_Comm_set_errhandler(async_comm_, MPI_ERRORS_RETURN));
   int level = 0;

@@ -1,15 +1,18 @@
+// All ranks fail together (contract: core/agree.h). The exchange itself is
+// core/mpi_env.h's max_over_ranks (a deadline-bounded all-reduce).
 #include "core/agree.h"
 
 #include <exception>
 #include <string>
 
 #include "core/error.h"
-#include "core/mpi_check.h"
+#include "core/mpi_env.h"
 
 namespace pft {
 namespace {
 
-void agree_on(MPI_Comm comm, const std::function<void()>& body) {
+void agree_on(const RankEnv* env, int rank, double timeout_s, std::string_view what,
+              const std::function<void()>& body) {
   std::exception_ptr failure;
   int code = 0;
   try {
@@ -21,14 +24,11 @@ void agree_on(MPI_Comm comm, const std::function<void()>& body) {
     failure = std::make_exception_ptr(RuntimeFailure(e.what()));
     code = static_cast<int>(ExitCode::kRuntime);
   }
-  int rank = 0;
-  PFT_MPI_CHECK(MPI_Comm_rank(comm, &rank));
   // Highest code wins (75 preempted > 3 runtime > 2 input); the lowest failing rank reports.
-  int in[2] = {code, code != 0 ? -rank : -(1 << 30)};
-  int out[2] = {0, 0};
-  PFT_MPI_CHECK(MPI_Allreduce(in, out, 2, MPI_INT, MPI_MAX, comm));
-  if (out[0] == 0) return;
-  const int reporter = -out[1];
+  int outcome[2] = {code, code != 0 ? -rank : -(1 << 30)};
+  max_over_ranks(env, outcome, timeout_s, what);
+  if (outcome[0] == 0) return;
+  const int reporter = -outcome[1];
   if (rank == reporter) {
     try {
       std::rethrow_exception(failure);
@@ -37,7 +37,7 @@ void agree_on(MPI_Comm comm, const std::function<void()>& body) {
       throw;
     }
   }
-  Error quiet(static_cast<ExitCode>(out[0]),
+  Error quiet(static_cast<ExitCode>(outcome[0]),
               "failed on rank " + std::to_string(reporter) + " (reported there)");
   quiet.set_reported(true);
   quiet.set_agreed(true);
@@ -46,8 +46,17 @@ void agree_on(MPI_Comm comm, const std::function<void()>& body) {
 
 }  // namespace
 
-void agree(const RankEnv& env, const std::function<void()>& body) { agree_on(env.world, body); }
+void agree(const RankEnv& env, std::string_view what, const std::function<void()>& body) {
+  agree_on(&env, env.world_rank, env.timeout_s, what, body);
+}
 
-void agree_world(const std::function<void()>& body) { agree_on(MPI_COMM_WORLD, body); }
+void agree(const RankEnv& env, const std::function<void()>& body) {
+  agree(env, "agree (every rank's outcome of a start-up step)", body);
+}
+
+void agree_world(const std::function<void()>& body, double timeout_s) {
+  agree_on(nullptr, mpi_world_rank(), timeout_s,
+           "agree_world (every rank's outcome of a start-up step)", body);
+}
 
 }  // namespace pft

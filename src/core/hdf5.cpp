@@ -8,18 +8,11 @@
 #include <cstring>
 
 #include "core/format.h"
+#include "core/mpi_launcher.h"  // launcher_rank(): no MPI call, core/hdf5 is below MPI
 
 namespace pft::h5 {
 
 namespace {
-
-// This process's rank as the launchers export it (no MPI call: core/hdf5 is below MPI).
-int launcher_rank() {
-  for (const char* var : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"}) {
-    if (const char* v = std::getenv(var)) return std::atoi(v);
-  }
-  return 0;
-}
 
 struct StackText {
   std::string text;

@@ -1,3 +1,4 @@
+// Rank discovery (contract: core/rank_env.h); the MPI calls are in core/mpi_env.cpp.
 #include "core/rank_env.h"
 
 #include <sched.h>
@@ -6,6 +7,7 @@
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <exception>
 #include <thread>
@@ -14,47 +16,10 @@
 #include "core/error.h"
 #include "core/format.h"
 #include "core/logging.h"
-#include "core/mpi_check.h"
+#include "core/mpi_env.h"
+#include "core/mpi_launcher.h"
 
 namespace pft {
-
-void throw_mpi_error(int code, const char* call, const char* file, int line) {
-  char text[MPI_MAX_ERROR_STRING] = {0};
-  int len = 0;
-  MPI_Error_string(code, text, &len);
-  int rank = -1;
-  int initialized = 0;
-  MPI_Initialized(&initialized);
-  if (initialized) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  char host[256] = {0};
-  gethostname(host, sizeof(host) - 1);
-  throw RuntimeFailure(fmt::format("MPI call {} failed at {}:{} on rank {} ({}): {}", call, file,
-                                   line, rank, host, std::string(text, len)));
-}
-
-MpiEnvironment::MpiEnvironment() {
-  int initialized = 0;
-  MPI_Initialized(&initialized);
-  if (initialized) {
-    MPI_Query_thread(&provided_);
-    return;
-  }
-  PFT_MPI_CHECK(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided_));
-  owns_ = true;
-  // Errors come back as return codes (checked by PFT_MPI_CHECK) instead of aborting the job.
-  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-}
-
-MpiEnvironment::~MpiEnvironment() {
-  if (!owns_) return;
-  // Unwinding from a failure: MPI_Finalize waits for every rank, and a peer that died or stalled
-  // never comes, so the job would hang here before the error is even printed. main() reports it,
-  // then finalizes (the ranks agreed on the failure) or aborts the job (they did not).
-  if (std::uncaught_exceptions() > 0) return;
-  int finalized = 0;
-  MPI_Finalized(&finalized);
-  if (!finalized) MPI_Finalize();
-}
 
 int default_threads(int local_size) {
   const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -70,42 +35,18 @@ int default_threads(int local_size) {
   return fair_share;
 }
 
-namespace {
-
-std::string detect_launcher() {
-  if (std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr) return "mpirun";
-  if (std::getenv("SLURM_STEP_ID") != nullptr || std::getenv("SLURM_PROCID") != nullptr)
-    return "srun";
-  if (std::getenv("PMIX_RANK") != nullptr) return "pmix";
-  return "single";
-}
-
-}  // namespace
-
 RankEnv discover_rank_env(const RankEnvOptions& options) {
   RankEnv env;
-  MPI_Query_thread(&env.thread_level);
-  PFT_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &env.world));
-  MPI_Comm_set_errhandler(env.world, MPI_ERRORS_RETURN);
-  PFT_MPI_CHECK(MPI_Comm_rank(env.world, &env.world_rank));
-  PFT_MPI_CHECK(MPI_Comm_size(env.world, &env.world_size));
-  PFT_MPI_CHECK(MPI_Comm_split_type(env.world, MPI_COMM_TYPE_SHARED, env.world_rank,
-                                    MPI_INFO_NULL, &env.node));
-  PFT_MPI_CHECK(MPI_Comm_rank(env.node, &env.local_rank));
-  PFT_MPI_CHECK(MPI_Comm_size(env.node, &env.local_size));
-
-  // Node index: the local leaders, ordered by world rank, number the nodes.
-  const int leader = env.local_rank == 0 ? 1 : 0;
-  std::vector<int> leaders(env.world_size, 0);
-  PFT_MPI_CHECK(MPI_Allgather(&leader, 1, MPI_INT, leaders.data(), 1, MPI_INT, env.world));
-  int node_leader_world_rank = env.world_rank;
-  PFT_MPI_CHECK(MPI_Bcast(&node_leader_world_rank, 1, MPI_INT, 0, env.node));
-  env.num_nodes = 0;
-  for (int r = 0; r < env.world_size; ++r) {
-    if (leaders[r] == 0) continue;
-    if (r == node_leader_world_rank) env.node_rank = env.num_nodes;
-    ++env.num_nodes;
-  }
+  const MpiTopology mpi = discover_mpi_topology();
+  env.world_rank = mpi.world_rank;
+  env.world_size = mpi.world_size;
+  env.local_rank = mpi.local_rank;
+  env.local_size = mpi.local_size;
+  env.node_rank = mpi.node_rank;
+  env.num_nodes = mpi.num_nodes;
+  env.thread_level = mpi.thread_level;
+  env.mpi = mpi.comms;
+  env.timeout_s = options.timeout_s;
 
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
@@ -140,11 +81,7 @@ RankEnv discover_rank_env(const RankEnvOptions& options) {
 }
 
 void release_rank_env(RankEnv& env) {
-  int finalized = 0;
-  MPI_Finalized(&finalized);
-  if (finalized) return;
-  if (env.node != MPI_COMM_NULL) MPI_Comm_free(&env.node);
-  if (env.world != MPI_COMM_NULL) MPI_Comm_free(&env.world);
+  if (env.mpi) free_mpi_comms(*env.mpi);
 }
 
 }  // namespace pft

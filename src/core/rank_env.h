@@ -1,38 +1,26 @@
 // The rank environment: who am I in the job, on which host and device, with how many threads.
 //
 // Discovered once at start-up by every rank, under `mpirun`, `srun --mpi=pmix` or as a plain
-// single process (MPI singleton). Local rank and size come from MPI_Comm_split_type(SHARED), so
-// no launcher-specific variables are needed. Passed down by const reference.
+// single process (MPI singleton). Local rank and size come from MPI itself (a split of the world
+// by shared memory, core/mpi_env.h), so no launcher-specific variables are needed. Passed down by
+// const reference.
 #pragma once
 
-#include <mpi.h>
-
+#include <memory>
 #include <string>
 
 namespace pft {
 
-// RAII for MPI_Init_thread / MPI_Finalize. Requests MPI_THREAD_MULTIPLE (the gradient reducer's
-// communication thread and the controller issue MPI calls from different threads); the level
-// actually provided is recorded. If MPI is already initialised (tests), it neither inits nor
-// finalizes. Non-copyable.
-class MpiEnvironment {
- public:
-  MpiEnvironment();
-  ~MpiEnvironment();
-  MpiEnvironment(const MpiEnvironment&) = delete;
-  MpiEnvironment& operator=(const MpiEnvironment&) = delete;
+struct MpiComms;  // core/mpi_env.h
 
-  int thread_level() const { return provided_; }
-
- private:
-  bool owns_ = false;
-  int provided_ = 0;
-};
+// The deadline of agree() where no config sets one (dist.timeout_s's default).
+inline constexpr double kDefaultTimeoutS = 300.0;
 
 struct RankEnvOptions {
   int threads = 0;                 // torch intra-op threads per rank; 0 = node cores / local ranks
   std::string backend = "auto";    // dist.backend: auto | mpi | nccl (decides CPU vs CUDA)
   bool allow_cuda = true;          // false forces the CPU device
+  double timeout_s = kDefaultTimeoutS;  // dist.timeout_s: the deadline of agree(env, ...)
 };
 
 struct RankEnv {
@@ -48,14 +36,14 @@ struct RankEnv {
   int threads = 1;       // torch intra-op threads set for this rank
   std::string device = "cpu";  // "cpu" or "cuda:<n>"
   std::string backend = "mpi";  // resolved communicator backend: "mpi" or "nccl"
-  MPI_Comm world = MPI_COMM_NULL;  // a duplicate of MPI_COMM_WORLD owned by pft
-  MPI_Comm node = MPI_COMM_NULL;   // ranks on this node
+  double timeout_s = kDefaultTimeoutS;  // dist.timeout_s: the deadline of agree(env, ...)
+  std::shared_ptr<MpiComms> mpi;  // pft's communicators (core/mpi_env.h: world_comm(env))
 
   bool is_root() const { return world_rank == 0; }
   bool is_cuda() const { return device.rfind("cuda", 0) == 0; }
 };
 
-// Collective over MPI_COMM_WORLD. Sets torch's thread count, initialises the logger prefix.
+// Collective over the whole job. Sets torch's thread count, initialises the logger prefix.
 // Throws InputError when `backend` is unknown or asks for nccl where no GPU is present.
 RankEnv discover_rank_env(const RankEnvOptions& options);
 

@@ -16,7 +16,7 @@
 namespace pft {
 
 // Installs the handlers for SIGTERM and SIGUSR1 (idempotent). Call once the process is set up
-// (after MPI_Init, which may install handlers of its own).
+// (after MPI is initialised: it may install handlers of its own).
 void install_preemption_handlers();
 
 // The first preemption signal this process received (SIGTERM or SIGUSR1), or 0.

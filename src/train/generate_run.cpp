@@ -16,6 +16,7 @@
 #include "core/error.h"
 #include "core/format.h"
 #include "core/logging.h"
+#include "core/mpi_env.h"
 #include "core/rank_env.h"
 #include "data/tokenizer.h"
 #include "model/adapters.h"

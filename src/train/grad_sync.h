@@ -1,5 +1,4 @@
-// The cross-rank sums of a training step, and the raw MPI view of the world some train/ code
-// still uses (checkpointing's generator-state gather).
+// The cross-rank sums of a training step.
 //
 // Gradients do not go through here: the bucketed reducer of comm/reducer.h all-reduces them
 // during the last backward pass. What is left are the small host-side sums a step needs - the
@@ -11,7 +10,6 @@
 // failures.
 #pragma once
 
-#include <mpi.h>
 #include <ATen/ATen.h>
 
 #include <cstdint>
@@ -20,12 +18,6 @@
 namespace pft {
 
 class Communicator;
-
-struct WorldComm {
-  MPI_Comm comm = MPI_COMM_NULL;
-  int size = 1;
-  int rank = 0;
-};
 
 // The sum of `value` over ranks.
 int64_t sum_over_ranks(Communicator* comm, int64_t value);

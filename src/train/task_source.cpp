@@ -1,21 +1,17 @@
 // Prompt-task batches for the trainer (contract: train/task_source.h).
 #include "train/task_source.h"
 
-#include <mpi.h>
-
 #include <algorithm>
-#include <chrono>
 #include <cstring>
-#include <exception>
 #include <map>
 #include <sstream>
-#include <thread>
 
+#include "comm/communicator.h"
 #include "core/agree.h"
 #include "core/error.h"
 #include "core/format.h"
 #include "core/logging.h"
-#include "core/mpi_check.h"
+#include "core/test_hooks.h"
 #include "data/dataset.h"
 #include "data/store_prepare.h"
 #include "data/token_store.h"
@@ -52,36 +48,6 @@ std::string serialize(const std::vector<PreparedStore>& stores) {
   return s;
 }
 
-// A barrier that sleeps while it waits: ranks waiting for rank 0 to build stores must not spin
-// on the cores it renders with.
-void quiet_barrier(MPI_Comm comm) {
-  MPI_Request request = MPI_REQUEST_NULL;
-  PFT_MPI_CHECK(MPI_Ibarrier(comm, &request));
-  for (int done = 0;;) {
-    PFT_MPI_CHECK(MPI_Test(&request, &done, MPI_STATUS_IGNORE));
-    if (done) return;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-}
-
-// Runs `body` on the ranks where `mine` holds, while the others wait quietly; then every rank
-// learns whether it failed (core/agree.h).
-template <class Body>
-void on_some_ranks(const RankEnv& env, bool mine, Body body) {
-  std::exception_ptr error;
-  if (mine) {
-    try {
-      body();
-    } catch (...) {
-      error = std::current_exception();
-    }
-  }
-  quiet_barrier(env.world);
-  agree(env, [&] {
-    if (error) std::rethrow_exception(error);
-  });
-}
-
 // Prompt tuning: the n virtual tokens first_id .. first_id + n - 1 in front of every document of
 // `base`, loss mask 0; documents are cut to `max_len` from the head of their prompt.
 class SoftPromptDocuments : public DocumentSource {
@@ -110,32 +76,32 @@ class SoftPromptDocuments : public DocumentSource {
   std::vector<uint8_t> mask_;
 };
 
-std::string broadcast(std::string text, MPI_Comm comm) {
-  int64_t n = static_cast<int64_t>(text.size());
-  PFT_MPI_CHECK(MPI_Bcast(&n, 1, MPI_INT64_T, 0, comm));
-  text.resize(static_cast<size_t>(n));
-  PFT_MPI_CHECK(MPI_Bcast(text.data(), static_cast<int>(n), MPI_CHAR, 0, comm));
-  return text;
-}
-
 }  // namespace
 
-TaskTokenSource::TaskTokenSource(const Config& config, const RankEnv& env, at::Device device)
+TaskTokenSource::TaskTokenSource(const Config& config, const RankEnv& env, Communicator& comm,
+                                 at::Device device)
     : device_(device), rows_(config.train.micro_batch_size), seq_len_(config.data.seq_len) {
   PrepareOptions options;
   options.threads = usable_cores();
   std::vector<PreparedStore> prepared;
-  on_some_ranks(env, env.world_rank == 0,
-                [&] { prepared = prepare_token_stores(config, options); });
-  on_some_ranks(env, env.world_rank != 0 && env.local_rank == 0,
-                [&] { (void)prepare_token_stores(config, options); });
+  // Steps 1 and 2: the builders work while the other ranks wait inside agree(), which sleeps
+  // between polls (the builders render on every core) and has the dist.timeout_s deadline.
+  agree(env, "data store preparation (world rank 0 builds the stores)", [&] {
+    test_stall_point("store_prepare", env.world_rank);
+    if (env.world_rank == 0) prepared = prepare_token_stores(config, options);
+  });
+  agree(env, "data store preparation (local rank 0 of every other node)", [&] {
+    if (env.world_rank != 0 && env.local_rank == 0)
+      (void)prepare_token_stores(config, options);
+  });
   if (env.is_root()) {
     for (const PreparedStore& p : prepared)
       log::info("data: task '{}': {} store {} ({:.2f} s)", p.task, p.built ? "built" : "cached",
                 p.path.string(), p.seconds);
   }
-  const std::string list =
-      broadcast(env.is_root() ? serialize(prepared) : std::string(), env.world);
+  // Step 3.
+  std::string list = env.is_root() ? serialize(prepared) : std::string();
+  comm.broadcast_bytes(list, 0);
 
   int32_t pad_id = 0;
   agree(env, [&] {

@@ -2,7 +2,7 @@
 // stores, opens their train splits, and fills Batch tensors from the data loader
 // (data/loader.h; docs/data-pipeline.md).
 //
-// Start-up (collective over env.world, every rank in the same order):
+// Start-up (collective over `comm` and env's world, every rank in the same order):
 //   1. world rank 0 prepares the stores (data/store_prepare.h): reuses valid ones, builds missing
 //      ones on all its cores while the other ranks wait;
 //   2. local rank 0 of every other node does the same (on a shared filesystem it finds them
@@ -10,7 +10,9 @@
 //   3. rank 0 broadcasts the stores' paths and content hashes; every rank opens them, checking
 //      the hash, so no rank reads a store built from other inputs.
 // A failure on any rank (bad task file, data, tokenizer) stops every rank with one message
-// (core/agree.h).
+// (core/agree.h). Every wait has the dist.timeout_s deadline: a builder that stalls ends the job,
+// and so does one that takes longer than the deadline (prepare large stores beforehand with
+// `pft data prepare`, or raise dist.timeout_s).
 //
 // Per step: plan_step(s) plans the step on every rank (no communication, data/loader.h), then
 // fill(m, batch) writes this rank's micro-batch m into `batch`.
@@ -33,13 +35,14 @@
 
 namespace pft {
 
+class Communicator;
 class TokenStore;
 class DocumentSource;
 
 class TaskTokenSource {
  public:
   // Collective (see above). Throws InputError / RuntimeFailure on every rank.
-  TaskTokenSource(const Config& config, const RankEnv& env, at::Device device);
+  TaskTokenSource(const Config& config, const RankEnv& env, Communicator& comm, at::Device device);
   ~TaskTokenSource();
   TaskTokenSource(const TaskTokenSource&) = delete;
   TaskTokenSource& operator=(const TaskTokenSource&) = delete;

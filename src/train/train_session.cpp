@@ -79,9 +79,12 @@ TrainSession::TrainSession(const Config& config_in, const RankEnv& env_in)
   });
   log_resolved_config(config);
 
-  // 3. Data. Prompt and prefix tables have one block per task, so the tasks come first.
+  // 3. The communicator (dist.backend): every collective from here on has its deadline.
+  comm = make_communicator(env, config.dist);
+
+  // 4. Data. Prompt and prefix tables have one block per task, so the tasks come first.
   if (config.data.source == "tasks") {
-    tasks = std::make_unique<TaskTokenSource>(config, env, device);
+    tasks = std::make_unique<TaskTokenSource>(config, env, *comm, device);
     task_names = tasks->task_names();
   }
   synthetic = std::make_unique<SyntheticTokenSource>(
@@ -89,7 +92,7 @@ TrainSession::TrainSession(const Config& config_in, const RankEnv& env_in)
                            tc.micro_batch_size, /*packed=*/true},
       device);
 
-  // 4. Model, identical on every rank (same seed; rank 0's values broadcast below to be certain).
+  // 5. Model, identical on every rank (same seed; rank 0's values broadcast below to be certain).
   at::manual_seed(seed);
   model = Transformer(model_spec_from_config(config.model));
   model->to(device);
@@ -97,16 +100,15 @@ TrainSession::TrainSession(const Config& config_in, const RankEnv& env_in)
   agree(env, [&] { load_pretrained_weights(*model, config); });
   model->train();
 
-  // 5-6. Adapters and the flat trainable parameters.
+  // 6-7. Adapters and the flat trainable parameters.
   adapter_spec = adapter_spec_from_config(
       config, model->spec(), tasks ? tasks->num_tasks() : SyntheticTokenSource::kNumTasks);
   attach_adapters();
   // After the (identical) init: each rank its own random stream (LoRA dropout).
   at::manual_seed(seed ^ (0x9e3779b97f4a7c15ULL * (static_cast<uint64_t>(env.world_rank) + 1)));
 
-  // 7. Communicator and gradient reducer (comm/reducer.h): task tables are row-sparse, only the
-  // blocks of the step's tasks are reduced; rank 0's initial weights go to every rank.
-  comm = make_communicator(env, config.dist);
+  // 8. The gradient reducer (comm/reducer.h): task tables are row-sparse, only the blocks of the
+  // step's tasks are reduced; rank 0's initial weights go to every rank.
   if (adapter_spec.any()) {  // every rank must hold the same frozen base: rank 0's hash decides
     std::string root_hash = base_hash;
     comm->broadcast_bytes(root_hash, 0);
@@ -128,7 +130,7 @@ TrainSession::TrainSession(const Config& config_in, const RankEnv& env_in)
   reducer = std::make_unique<Reducer>(*params, *comm, reducer_options);
   reducer->broadcast_parameters();
 
-  // 8. Optimizer, learning rate, micro-batches, the step.
+  // 9. Optimizer, learning rate, micro-batches, the step.
   optimizer = std::make_unique<AdamW>(*params,
                                       AdamWOptions{tc.beta1, tc.beta2, tc.eps, tc.weight_decay});
   lr_schedule = std::make_unique<LrSchedule>(LrScheduleOptions{
@@ -151,7 +153,7 @@ TrainSession::TrainSession(const Config& config_in, const RankEnv& env_in)
       *params, *optimizer, step_options);
   log_setup();
 
-  // 9. The controller: rank 0 decides every step's tasks and actions (control/controller.h).
+  // 10. The controller: rank 0 decides every step's tasks and actions (control/controller.h).
   agree(env, [&] {
     controller = std::make_unique<Controller>(
         config, *comm, task_names,
@@ -159,8 +161,8 @@ TrainSession::TrainSession(const Config& config_in, const RankEnv& env_in)
         tasks ? tasks->loader().slots_per_step() : 0, tokens_per_step);
   });
 
-  // 10. Checkpoints (resume() restores from them).
-  checkpointer = std::make_unique<Checkpointer>(config, env, *params, *optimizer,
+  // 11. Checkpoints (resume() restores from them).
+  checkpointer = std::make_unique<Checkpointer>(config, env, *comm, *params, *optimizer,
                                                 train_step->loss_scaler(), metrics);
   if (tasks) {
     eval_batch_ = tasks->make_batch();

@@ -2,16 +2,17 @@
 // it (the phases llm.c's train_gpt2 names one by one):
 //   1. config     model.from_pretrained resolves model.*, validate_for_training (every rank)
 //   2. run dir    rank 0: run.dir, config.resolved.yaml, metrics.jsonl (MetricsSink)
-//   3. data       data.source tasks: the prompt-task loader (train/task_source.h); else synthetic
-//   4. model      the same init on every rank, then model.from_pretrained's weights
-//   5. adapters   train.method other than full: frozen base, adapters (model/adapters.h),
+//   3. comm       the communicator (dist.backend): every collective below has its deadline
+//   4. data       data.source tasks: the prompt-task loader (train/task_source.h); else synthetic
+//   5. model      the same init on every rank, then model.from_pretrained's weights
+//   6. adapters   train.method other than full: frozen base, adapters (model/adapters.h),
 //                 peft.init_from, peft.freeze_loaded hooks
-//   6. params     the trainable tensors as flat buffers (model/flat_params.h)
-//   7. comm       the communicator (dist.backend) and the bucketed gradient reducer, with the
-//                 task tables reduced row-sparse; rank 0's parameters broadcast
-//   8. optimizer  AdamW and the learning-rate schedule; the micro-batches; the TrainStep
-//   9. control    the rank-0 controller (control/controller.h)
-//  10. ckpt       the Checkpointer (train/checkpointing.h); resume() restores a run
+//   7. params     the trainable tensors as flat buffers (model/flat_params.h)
+//   8. reducer    the bucketed gradient reducer, with the task tables reduced row-sparse;
+//                 rank 0's parameters broadcast
+//   9. optimizer  AdamW and the learning-rate schedule; the micro-batches; the TrainStep
+//  10. control    the rank-0 controller (control/controller.h)
+//  11. ckpt       the Checkpointer (train/checkpointing.h); resume() restores a run
 // The loop (train/trainer.cpp) then drives it: fill_batches, run_step, the controller's
 // decision, evaluate, save. Members are public on purpose: the session is the loop's state.
 //
@@ -56,13 +57,13 @@ class Tokenizer;
 
 class TrainSession {
  public:
-  // Steps 1-9 above. Collective.
+  // Steps 1-11 above. Collective.
   TrainSession(const Config& config, const RankEnv& env);
   ~TrainSession();
   TrainSession(const TrainSession&) = delete;
   TrainSession& operator=(const TrainSession&) = delete;
 
-  // Step 10: train.resume restores parameters, optimizer, generators, the loader, the metrics
+  // Step 11: train.resume restores parameters, optimizer, generators, the loader, the metrics
   // history and the controller's state; writes the start (and resume) records. Returns where the
   // run starts (step 0 for a fresh run). Collective.
   struct StartPoint {
@@ -95,6 +96,7 @@ class TrainSession {
   std::optional<RunDir> run_dir;   // rank 0
   MetricsSink metrics;             // rank 0 (disabled elsewhere)
 
+  std::unique_ptr<Communicator> comm;                // declared before its users (destroyed after)
   std::unique_ptr<TaskTokenSource> tasks;            // data.source: tasks
   std::unique_ptr<SyntheticTokenSource> synthetic;   // data.source: synthetic
   std::vector<std::string> task_names;               // tasks: data.tasks order
@@ -105,7 +107,6 @@ class TrainSession {
   std::map<std::string, int64_t> block_rows;   // task tables: name -> rows per task block
 
   std::unique_ptr<FlatParameters> params;
-  std::unique_ptr<Communicator> comm;
   std::vector<std::pair<size_t, int64_t>> row_sparse;  // (slot, elements per task block)
   std::unique_ptr<Reducer> reducer;
   std::unique_ptr<AdamW> optimizer;

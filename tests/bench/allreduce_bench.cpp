@@ -29,6 +29,7 @@
 
 #include "comm/mpi_communicator.h"
 #include "config/config.h"
+#include "core/mpi_env.h"
 #include "core/rank_env.h"
 
 namespace {
@@ -123,7 +124,7 @@ int main(int argc, char** argv) {
     const double raw = timed([&] {
                          for (int i = 0; i < iters; ++i)
                            MPI_Allreduce(MPI_IN_PLACE, bufs[0].data_ptr(), static_cast<int>(numel),
-                                         MPI_FLOAT, MPI_SUM, env.world);
+                                         MPI_FLOAT, MPI_SUM, pft::world_comm(env));
                        }) *
                        per;
     const double raw_nb =
@@ -131,7 +132,7 @@ int main(int argc, char** argv) {
           for (int i = 0; i < iters; ++i) {
             MPI_Request r;
             MPI_Iallreduce(MPI_IN_PLACE, bufs[0].data_ptr(), static_cast<int>(numel), MPI_FLOAT,
-                           MPI_SUM, env.world, &r);
+                           MPI_SUM, pft::world_comm(env), &r);
             MPI_Wait(&r, MPI_STATUS_IGNORE);
           }
         }) *

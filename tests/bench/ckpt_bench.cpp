@@ -63,7 +63,7 @@ int main(int argc, char** argv) {
   pft::TrainProgress progress;
   progress.step = 10;
   progress.data_source = "synthetic";
-  const auto rng = pft::gather_rng_states(pft::WorldComm{}, false);
+  const auto rng = pft::gather_rng_states(nullptr, false);
 
   std::vector<double> pft_mbps, dd_mbps;
   uint64_t bytes = 0;

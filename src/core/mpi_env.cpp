@@ -1,0 +1,170 @@
+// The MPI side of core (contract: core/mpi_env.h, core/mpi_check.h).
+#include "core/mpi_env.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <exception>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/error.h"
+#include "core/format.h"
+#include "core/mpi_check.h"
+#include "core/rank_env.h"
+
+namespace pft {
+
+namespace {
+
+std::string host_name() {
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  return host;
+}
+
+}  // namespace
+
+void throw_mpi_error(int code, const char* call, const char* file, int line) {
+  char text[MPI_MAX_ERROR_STRING] = {0};
+  int len = 0;
+  MPI_Error_string(code, text, &len);
+  throw RuntimeFailure(fmt::format("MPI call {} failed at {}:{} on rank {} ({}): {}", call, file,
+                                   line, mpi_world_rank(), host_name(), std::string(text, len)));
+}
+
+MpiEnvironment::MpiEnvironment() {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (initialized) {
+    MPI_Query_thread(&provided_);
+    return;
+  }
+  PFT_MPI_CHECK(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided_));
+  owns_ = true;
+  // Errors come back as return codes (checked by PFT_MPI_CHECK) instead of aborting the job.
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+}
+
+MpiEnvironment::~MpiEnvironment() {
+  if (!owns_) return;
+  // Unwinding from a failure: MPI_Finalize waits for every rank, and a peer that died or stalled
+  // never comes, so the job would hang here before the error is even printed. main() reports it,
+  // then finalizes (the ranks agreed on the failure) or aborts the job (they did not).
+  if (std::uncaught_exceptions() > 0) return;
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Finalize();
+}
+
+MpiTopology discover_mpi_topology() {
+  MpiTopology t;
+  t.comms = std::make_shared<MpiComms>();
+  MpiComms& c = *t.comms;
+  MPI_Query_thread(&t.thread_level);
+  PFT_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &c.world));
+  MPI_Comm_set_errhandler(c.world, MPI_ERRORS_RETURN);
+  PFT_MPI_CHECK(MPI_Comm_rank(c.world, &t.world_rank));
+  PFT_MPI_CHECK(MPI_Comm_size(c.world, &t.world_size));
+  PFT_MPI_CHECK(
+      MPI_Comm_split_type(c.world, MPI_COMM_TYPE_SHARED, t.world_rank, MPI_INFO_NULL, &c.node));
+  PFT_MPI_CHECK(MPI_Comm_rank(c.node, &t.local_rank));
+  PFT_MPI_CHECK(MPI_Comm_size(c.node, &t.local_size));
+
+  // Node index: the local leaders, ordered by world rank, number the nodes.
+  const int leader = t.local_rank == 0 ? 1 : 0;
+  std::vector<int> leaders(static_cast<size_t>(t.world_size), 0);
+  PFT_MPI_CHECK(MPI_Allgather(&leader, 1, MPI_INT, leaders.data(), 1, MPI_INT, c.world));
+  int node_leader_world_rank = t.world_rank;
+  PFT_MPI_CHECK(MPI_Bcast(&node_leader_world_rank, 1, MPI_INT, 0, c.node));
+  t.num_nodes = 0;
+  for (int r = 0; r < t.world_size; ++r) {
+    if (leaders[static_cast<size_t>(r)] == 0) continue;
+    if (r == node_leader_world_rank) t.node_rank = t.num_nodes;
+    ++t.num_nodes;
+  }
+  return t;
+}
+
+void free_mpi_comms(MpiComms& comms) {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (finalized) return;
+  if (comms.node != MPI_COMM_NULL) MPI_Comm_free(&comms.node);
+  if (comms.world != MPI_COMM_NULL) MPI_Comm_free(&comms.world);
+}
+
+MPI_Comm world_comm(const RankEnv& env) {
+  PFT_ASSERT(env.mpi != nullptr && env.mpi->world != MPI_COMM_NULL,
+             "this RankEnv was not made by discover_rank_env (or was released)");
+  return env.mpi->world;
+}
+
+int mpi_world_rank() {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (!initialized || finalized) return 0;
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  return rank;
+}
+
+void max_over_ranks(const RankEnv* env, std::span<int> values, double timeout_s,
+                    std::string_view what) {
+  using Clock = std::chrono::steady_clock;
+  const MPI_Comm comm = env != nullptr ? world_comm(*env) : MPI_COMM_WORLD;
+  const Clock::time_point start = Clock::now();
+  // The buffer must outlive a request abandoned at the deadline: MPI may still write into it.
+  auto buffer = std::make_unique<std::vector<int>>(values.begin(), values.end());
+  MPI_Request request = MPI_REQUEST_NULL;
+  PFT_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, buffer->data(), static_cast<int>(buffer->size()),
+                               MPI_INT, MPI_MAX, comm, &request));
+  // Poll: yield for the first millisecond (the usual case: every rank is already there), then
+  // sleep 1 ms between tests, so ranks waiting for a peer that works alone (a store build, a
+  // checkpoint write on rank 0) leave it the cores.
+  const auto deadline = start + std::chrono::duration_cast<Clock::duration>(
+                                    std::chrono::duration<double>(timeout_s));
+  for (int done = 0;;) {
+    PFT_MPI_CHECK(MPI_Test(&request, &done, MPI_STATUS_IGNORE));
+    if (done) break;
+    const Clock::time_point now = Clock::now();
+    if (now >= deadline) {
+      int rank = 0, size = 1;
+      MPI_Comm_rank(comm, &rank);
+      MPI_Comm_size(comm, &size);
+      const double elapsed = std::chrono::duration<double>(now - start).count();
+      (void)buffer.release();  // leaked on purpose, like `request`: the collective is still active
+      throw RuntimeFailure(fmt::format(
+          "{} on rank {} of {} (host {}) did not complete within the deadline of {:g} s "
+          "(elapsed {:.2f} s): a rank is stalled or died, or its share of this step takes longer "
+          "than the deadline. HINT: if a rank is merely slow here (a large data store build, a "
+          "big synchronous checkpoint write), raise dist.timeout_s, or prepare the data stores "
+          "beforehand with `pft data prepare`",
+          what, rank, size, host_name(), timeout_s, elapsed));
+    }
+    if (now - start < std::chrono::milliseconds(1)) {
+      std::this_thread::yield();
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+  std::copy(buffer->begin(), buffer->end(), values.begin());
+}
+
+void end_mpi_job(bool agreed, int code) {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (!initialized || finalized) return;
+  int size = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  // A failure the ranks did not agree on may leave peers blocked in a collective: take the whole
+  // job down rather than hang.
+  if (size > 1 && !agreed) MPI_Abort(MPI_COMM_WORLD, code);
+  MPI_Finalize();  // every rank failed the same way: end the job normally
+}
+
+}  // namespace pft

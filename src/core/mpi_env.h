@@ -1,0 +1,80 @@
+// The MPI side of core: the MPI environment (init/finalize), the communicators a RankEnv owns,
+// rank discovery, the deadline-bounded exchange behind agree(), and how main ends a failed job.
+// Every MPI call of core/ lives in core/mpi_*.cpp; the rest of pft talks to other ranks through
+// agree() (core/agree.h) and the Communicator (comm/communicator.h).
+#pragma once
+
+#include <mpi.h>
+
+#include <memory>
+#include <span>
+#include <string_view>
+
+namespace pft {
+
+struct RankEnv;
+
+// RAII for MPI_Init_thread / MPI_Finalize. Requests MPI_THREAD_MULTIPLE (the gradient reducer's
+// communication thread and the controller issue MPI calls from different threads); the level
+// actually provided is recorded. If MPI is already initialised (tests), it neither inits nor
+// finalizes. Non-copyable. Errors on MPI_COMM_WORLD come back as return codes (PFT_MPI_CHECK).
+class MpiEnvironment {
+ public:
+  MpiEnvironment();
+  // Not collective when unwinding from an exception (a stalled peer would never come): main
+  // then finalizes or aborts the job itself (end_mpi_job).
+  ~MpiEnvironment();
+  MpiEnvironment(const MpiEnvironment&) = delete;
+  MpiEnvironment& operator=(const MpiEnvironment&) = delete;
+
+  int thread_level() const { return provided_; }
+
+ private:
+  bool owns_ = false;
+  int provided_ = 0;
+};
+
+// pft's own communicators, held by a discovered RankEnv (RankEnv::mpi).
+struct MpiComms {
+  MPI_Comm world = MPI_COMM_NULL;  // a duplicate of MPI_COMM_WORLD owned by pft
+  MPI_Comm node = MPI_COMM_NULL;   // the ranks on this node (MPI_Comm_split_type SHARED)
+};
+
+// What MPI alone tells a rank about the job (the rest of RankEnv comes from the host and torch).
+struct MpiTopology {
+  int world_rank = 0;
+  int world_size = 1;
+  int local_rank = 0;
+  int local_size = 1;
+  int node_rank = 0;  // nodes numbered by the lowest world rank on each
+  int num_nodes = 1;
+  int thread_level = 0;
+  std::shared_ptr<MpiComms> comms;
+};
+
+// Collective over MPI_COMM_WORLD: duplicates it, splits it by node, numbers the nodes.
+MpiTopology discover_mpi_topology();
+
+// Frees `comms` (collective over their ranks); a no-op after MPI_Finalize or when already freed.
+void free_mpi_comms(MpiComms& comms);
+
+// env's duplicate of MPI_COMM_WORLD. Throws RuntimeFailure when env was not discovered (a bug).
+MPI_Comm world_comm(const RankEnv& env);
+
+// This process's rank in MPI_COMM_WORLD (0 before MPI_Init or after MPI_Finalize).
+int mpi_world_rank();
+
+// Element-wise maximum of `values` over the ranks of env's world (MPI_COMM_WORLD when `env` is
+// null), in place. Collective. A nonblocking all-reduce polled with short sleeps (a waiting rank
+// leaves the cores to a peer that works alone), so it cannot hang: when it has not completed
+// `timeout_s` after the call it throws RuntimeFailure naming `what`, the rank, the host, the
+// elapsed time and the deadline (and leaks the pending request: MPI may still write into it).
+void max_over_ranks(const RankEnv* env, std::span<int> values, double timeout_s,
+                    std::string_view what);
+
+// After main caught a failure with exit code `code`: when MPI is up and the job has several
+// ranks, MPI_Abort the whole job unless every rank `agreed` on the failure (core/agree.h: they
+// all exit on their own), else MPI_Finalize. Called once, by main only.
+void end_mpi_job(bool agreed, int code);
+
+}  // namespace pft

@@ -1,0 +1,377 @@
+// Training state <-> checkpoint contents (contract: train/checkpoint_state.h).
+#include "train/checkpoint_state.h"
+
+#include <ATen/Context.h>
+#include <ATen/core/Generator.h>
+
+#include <boost/json/array.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+
+#include <cstring>
+#include <ctime>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string_view>
+
+#include "ckpt/config_record.h"
+#include "ckpt/format.h"
+#include "comm/communicator.h"
+#include "core/error.h"
+#include "core/format.h"
+#include "core/logging.h"
+#include "train/checkpoint_tensors.h"
+
+namespace pft {
+
+using ckpt::Contents;
+using ckpt::DType;
+
+namespace {
+
+// A host, contiguous version of flat buffer `t`: a copy the Contents owns (`snapshot`, or any
+// device buffer), else `t` itself borrowed.
+at::Tensor host_buffer(const at::Tensor& t, bool snapshot) {
+  if (!t.is_cpu()) return t.to(at::kCPU).contiguous();
+  return snapshot ? t.clone() : t;
+}
+
+// Adds one dataset per slot of group `g`, slicing `buffer` (a flat host buffer of that group).
+void add_slots(Contents& c, std::string_view prefix, const FlatParameters& params, size_t g,
+               const at::Tensor& buffer, bool owned, const ckpt::Attrs& attrs = {}) {
+  std::shared_ptr<const void> keep;
+  if (owned) keep = std::make_shared<at::Tensor>(buffer);
+  const auto* base = static_cast<const std::byte*>(buffer.data_ptr());
+  const size_t esize = buffer.element_size();
+  for (size_t i : params.group_slots(g)) {
+    const FlatParameters::Slot& s = params.slots()[i];
+    const std::span<const std::byte> bytes(base + static_cast<size_t>(s.offset) * esize,
+                                           static_cast<size_t>(s.numel) * esize);
+    ckpt::Dataset& d = c.add(ckpt::child_path(prefix, s.name),
+                             checkpoint_dtype(buffer.scalar_type()), s.shape, bytes, keep);
+    d.attrs = attrs;
+  }
+}
+
+std::string utc_now() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+}  // namespace
+
+std::vector<std::vector<uint8_t>> gather_rng_states(Communicator* comm, bool cuda) {
+  // One blob per rank: [8-byte CPU state length][CPU state][CUDA state].
+  std::string mine;
+  const auto append = [&](const at::Generator& gen) {
+    at::Generator g = gen;
+    at::Tensor state;
+    {
+      std::lock_guard<std::mutex> lock(g.mutex());
+      state = g.get_state();
+    }
+    const auto* p = reinterpret_cast<const char*>(state.data_ptr<uint8_t>());
+    mine.append(p, static_cast<size_t>(state.numel()));
+    return static_cast<uint64_t>(state.numel());
+  };
+  mine.resize(8);
+  const uint64_t cpu_len = append(at::globalContext().defaultGenerator(at::kCPU));
+  std::memcpy(mine.data(), &cpu_len, 8);
+  if (cuda) append(at::globalContext().defaultGenerator(at::Device(at::kCUDA)));
+
+  const auto blob = [](const std::string& s) { return std::vector<uint8_t>(s.begin(), s.end()); };
+  if (comm == nullptr || comm->size() <= 1) return {blob(mine)};
+  std::vector<std::vector<uint8_t>> out;
+  for (const std::string& s : comm->gather_bytes_to_root(mine, 0)) out.push_back(blob(s));
+  return out;
+}
+
+Contents checkpoint_contents(const Config& config, int world_size, const FlatParameters& params,
+                             const AdamW& optimizer, LossScaler* scaler,
+                             const TrainProgress& progress,
+                             const std::vector<std::vector<uint8_t>>& rng_states, bool snapshot) {
+  Contents c;
+  ckpt::Attrs& meta = c.group(ckpt::kMeta);
+  meta[ckpt::kAttrStep] = progress.step;
+  meta[ckpt::kAttrTokensSeen] = progress.tokens_seen;
+  meta[ckpt::kAttrWorldSize] = static_cast<int64_t>(world_size);
+  meta[ckpt::kAttrPftVersion] = std::string(PFT_VERSION);
+  meta[ckpt::kAttrGitCommit] = std::string(ckpt::git_commit());
+  meta[ckpt::kAttrTimeUnix] = static_cast<int64_t>(std::time(nullptr));
+  meta[ckpt::kAttrTimeUtc] = utc_now();
+  meta[std::string(ckpt::kMetricAttrPrefix) + "loss"] = progress.loss;
+  for (const auto& [name, value] : progress.metrics)
+    meta[std::string(ckpt::kMetricAttrPrefix) + name] = value;
+  c.add_text(ckpt::kMetaConfig, to_yaml(config));
+  c.add_text(ckpt::kMetaConfigFlat, ckpt::flat_to_json(ckpt::flatten_config(config)));
+  c.add_text(ckpt::kMetaArchitecture, ckpt::flat_to_json(ckpt::architecture_keys(config)));
+
+  c.group(ckpt::kModel)[ckpt::kAttrParameters] = params.numel();
+  for (size_t g = 0; g < params.num_groups(); ++g) {
+    const at::Tensor buf = host_buffer(params.data(g), snapshot);
+    add_slots(c, ckpt::kModel, params, g, buf, snapshot || !params.data(g).is_cpu());
+  }
+
+  ckpt::Attrs& opt = c.group(ckpt::kOptimizer);
+  const AdamWOptions& o = optimizer.options();
+  opt[ckpt::kAttrKind] = std::string("adamw");
+  opt[ckpt::kAttrStepCount] = optimizer.step_count();
+  opt["beta1"] = o.beta1;
+  opt["beta2"] = o.beta2;
+  opt["eps"] = o.eps;
+  opt["weight_decay"] = o.weight_decay;
+  const ckpt::Attrs step_attr{{ckpt::kAttrStep, optimizer.step_count()}};
+  for (size_t g = 0; g < optimizer.num_groups(); ++g) {
+    const AdamW::GroupState& s = optimizer.state(g);
+    const bool owned = snapshot || !s.exp_avg.is_cpu();
+    add_slots(c, ckpt::kOptimizerExpAvg, params, g, host_buffer(s.exp_avg, snapshot), owned,
+              step_attr);
+    add_slots(c, ckpt::kOptimizerExpAvgSq, params, g, host_buffer(s.exp_avg_sq, snapshot), owned,
+              step_attr);
+  }
+  ckpt::Attrs& sched = c.group(ckpt::kOptimizerSchedule);
+  sched[ckpt::kAttrKind] = config.train.schedule;
+  sched["peak_lr"] = config.train.lr;
+  sched["total_steps"] = config.train.steps;
+  sched["warmup_steps"] = config.train.warmup_steps;
+  sched["min_lr_ratio"] = config.train.min_lr_ratio;
+  sched[ckpt::kAttrNextStep] = progress.step;
+  if (scaler != nullptr) {
+    const float scale = scaler->scale().to(at::kCPU).item<float>();
+    const int32_t tracker = scaler->growth_tracker().to(at::kCPU).item<int32_t>();
+    c.add_copy(ckpt::kLossScalerScale, DType::kFloat32, {},
+               std::as_bytes(std::span<const float>(&scale, 1)));
+    c.add_copy(ckpt::kLossScalerGrowthTracker, DType::kInt32, {},
+               std::as_bytes(std::span<const int32_t>(&tracker, 1)));
+  }
+
+  ckpt::Attrs& trainable = c.group(ckpt::kTrainable);
+  trainable[ckpt::kAttrVersion] = int64_t{1};
+  trainable[ckpt::kAttrMethod] = config.train.method;
+  trainable[ckpt::kAttrBaseModelPath] = config.model.from_pretrained;
+  trainable[ckpt::kAttrBaseModelHash] = progress.base_model_hash;
+
+  c.group(ckpt::kRng)[ckpt::kAttrWorldSize] = static_cast<int64_t>(rng_states.size());
+  for (size_t r = 0; r < rng_states.size(); ++r) {
+    const std::vector<uint8_t>& blob = rng_states[r];
+    uint64_t cpu_len = 0;
+    std::memcpy(&cpu_len, blob.data(), 8);
+    const std::string g = ckpt::rng_rank_group(static_cast<int>(r));
+    const auto bytes = std::as_bytes(std::span<const uint8_t>(blob));
+    c.add_copy(ckpt::child_path(g, ckpt::kRngCpu), DType::kUInt8, {static_cast<int64_t>(cpu_len)},
+               bytes.subspan(8, cpu_len));
+    if (blob.size() > 8 + cpu_len)
+      c.add_copy(ckpt::child_path(g, ckpt::kRngCuda), DType::kUInt8,
+                 {static_cast<int64_t>(blob.size() - 8 - cpu_len)}, bytes.subspan(8 + cpu_len));
+  }
+
+  ckpt::Attrs& data = c.group(ckpt::kData);
+  data[ckpt::kAttrVersion] = int64_t{1};
+  data[ckpt::kAttrSource] = progress.data_source;
+  data[ckpt::kAttrNextStep] = progress.step;
+  ckpt::Attrs& ctrl = c.group(ckpt::kController);
+  ctrl[ckpt::kAttrVersion] = int64_t{1};
+  if (progress.loader) {
+    boost::json::array names;
+    for (const std::string& n : progress.task_names) names.emplace_back(n);
+    c.add_text(ckpt::kDataTaskNames, boost::json::serialize(names));
+    data[ckpt::kAttrLoaderStep] = progress.loader->step;
+    c.add_vector(ckpt::kDataNextSample, DType::kInt64, progress.loader->next_sample);
+    std::vector<double> weights(progress.mixture_weights.begin(), progress.mixture_weights.end());
+    c.add_vector(ckpt::kControllerMixtureWeights, DType::kFloat64, weights);
+  }
+  if (progress.control) {
+    const PlanLog& log = progress.control->log;
+    const auto plan = [](const char* name) { return ckpt::child_path(ckpt::kControllerPlan, name); };
+    c.add_text(ckpt::kControllerState, progress.control->json);
+    const auto n = static_cast<int64_t>(log.step.size());
+    c.group(ckpt::kControllerPlan)[ckpt::kAttrSlots] = log.slots;
+    c.add_vector(plan(ckpt::kPlanStep), DType::kInt64, log.step);
+    c.add_vector(plan(ckpt::kPlanPhase), DType::kInt32, log.phase);
+    c.add_vector(plan(ckpt::kPlanWorldSize), DType::kInt32, log.world_size);
+    c.add_copy(plan(ckpt::kPlanSlotTask), DType::kInt32, {n, log.slots},
+               std::as_bytes(std::span<const int32_t>(log.slot_task)));
+    c.add_copy(plan(ckpt::kPlanSlotDocuments), DType::kInt32, {n, log.slots},
+               std::as_bytes(std::span<const int32_t>(log.slot_docs)));
+    c.add_vector(plan(ckpt::kPlanDocExample), DType::kInt32, log.doc_example);
+    c.add_vector(plan(ckpt::kPlanDocTemplate), DType::kInt32, log.doc_template);
+  }
+
+  c.group(ckpt::kMetrics)[ckpt::kAttrVersion] = int64_t{1};
+  std::string history;
+  for (const std::string& line : progress.metrics_history) history += line + "\n";
+  c.add_text(ckpt::kMetricsHistory, history);
+  return c;
+}
+
+TrainProgress restore_checkpoint(const Contents& c, const Config& config, const RankEnv& env,
+                                 FlatParameters& params, AdamW& optimizer, LossScaler* scaler,
+                                 const std::vector<std::string>& task_names,
+                                 std::vector<std::string>* changes) {
+  const std::string& file = c.source;
+  const auto refuse = [&](const std::string& what) {
+    throw InputError(fmt::format("checkpoint {}: {}", file, what));
+  };
+  const std::vector<ckpt::ConfigChange> diff = ckpt::check_resume_config(
+      file, ckpt::flat_from_json(c.at(ckpt::kMetaArchitecture).text(), ckpt::kMetaArchitecture),
+      ckpt::flat_from_json(c.at(ckpt::kMetaConfigFlat).text(), ckpt::kMetaConfigFlat), config);
+  if (changes != nullptr)
+    for (const ckpt::ConfigChange& ch : diff)
+      changes->push_back(fmt::format("{}: {} -> {}", ch.key, ch.saved, ch.current));
+
+  // Parameters and optimizer moments, slot by slot, straight into the flat buffers.
+  size_t model_tensors = 0;
+  for (const FlatParameters::Slot& s : params.slots()) {
+    const ckpt::Dataset* d = c.find(ckpt::child_path(ckpt::kModel, s.name));
+    if (d == nullptr)
+      refuse(
+          fmt::format("parameter {} is not in it; the checkpoint does not fit this model", s.name));
+    copy_dataset_into(*d, s.param.detach(), file);
+    ++model_tensors;
+    const auto view = [&](at::Tensor& flat) {
+      return flat.narrow(0, s.offset, s.numel).view(s.shape);
+    };
+    AdamW::GroupState& st = optimizer.state(s.group);
+    copy_dataset_into(c.at(ckpt::child_path(ckpt::kOptimizerExpAvg, s.name)), view(st.exp_avg), file);
+    copy_dataset_into(c.at(ckpt::child_path(ckpt::kOptimizerExpAvgSq, s.name)), view(st.exp_avg_sq), file);
+  }
+  if (c.under(ckpt::kModel).size() != model_tensors)
+    for (const ckpt::Dataset* d : c.under(ckpt::kModel)) {
+      const std::string name = d->path.substr(std::string(ckpt::kModel).size() + 1);
+      bool found = false;
+      for (const FlatParameters::Slot& s : params.slots()) found = found || s.name == name;
+      if (!found)
+        refuse(fmt::format("it holds parameter {}, which this model does not have", name));
+    }
+  optimizer.set_step_count(
+      ckpt::attr_int(c.group_attrs(ckpt::kOptimizer), ckpt::kAttrStepCount, ckpt::kOptimizer));
+  if (scaler != nullptr) {
+    if (const ckpt::Dataset* s = c.find(ckpt::kLossScalerScale)) {
+      copy_dataset_into(*s, scaler->scale(), file);
+      copy_dataset_into(c.at(ckpt::kLossScalerGrowthTracker), scaler->growth_tracker(), file);
+    } else {
+      log::warn(
+          "checkpoint {}: no fp16 loss scale saved (the run was not fp16); starting the "
+          "scale afresh",
+          file);
+    }
+  }
+
+  // Generator states of this rank, when the checkpoint has them (same or larger world size).
+  const std::string g = ckpt::rng_rank_group(env.world_rank);
+  if (const ckpt::Dataset* cpu = c.find(ckpt::child_path(g, ckpt::kRngCpu))) {
+    at::Generator gen = at::globalContext().defaultGenerator(at::kCPU);
+    const at::Tensor state =
+        at::from_blob(const_cast<std::byte*>(cpu->bytes.data()), {cpu->numel()}, at::kByte).clone();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(state);
+  } else {
+    log::warn(
+        "checkpoint {}: no generator state for rank {} (saved on {} rank(s)); this rank "
+        "keeps its seeded state",
+        file, env.world_rank, ckpt::attr_to_string(c.group_attrs(ckpt::kRng).at(ckpt::kAttrWorldSize)));
+  }
+  if (env.is_cuda()) {
+    if (const ckpt::Dataset* cuda = c.find(ckpt::child_path(g, ckpt::kRngCuda))) {
+      at::Generator gen = at::globalContext().defaultGenerator(at::Device(env.device));
+      const at::Tensor state =
+          at::from_blob(const_cast<std::byte*>(cuda->bytes.data()), {cuda->numel()}, at::kByte)
+              .clone();
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      gen.set_state(state);
+    }
+  }
+
+  TrainProgress p;
+  const ckpt::Attrs& meta = c.group_attrs(ckpt::kMeta);
+  p.step = ckpt::attr_int(meta, ckpt::kAttrStep, ckpt::kMeta);
+  p.tokens_seen = ckpt::attr_int(meta, ckpt::kAttrTokensSeen, ckpt::kMeta);
+  p.loss = ckpt::attr_double(meta, std::string(ckpt::kMetricAttrPrefix) + "loss", ckpt::kMeta);
+  if (c.has_group(ckpt::kTrainable)) {
+    const ckpt::Attrs& trainable = c.group_attrs(ckpt::kTrainable);
+    if (trainable.count(ckpt::kAttrBaseModelHash) > 0)
+      p.base_model_hash = ckpt::attr_string(trainable, ckpt::kAttrBaseModelHash, ckpt::kTrainable);
+  }
+  const ckpt::Attrs& data = c.group_attrs(ckpt::kData);
+  p.data_source = ckpt::attr_string(data, ckpt::kAttrSource, ckpt::kData);
+  if (p.data_source != config.data.source)
+    refuse(
+        fmt::format("it was trained with data.source `{}`, this run uses `{}`; resume with the "
+                    "same data source",
+                    p.data_source, config.data.source));
+  if (c.find(ckpt::kDataTaskNames) != nullptr) {
+    p.task_names = saved_task_names(c);
+    if (p.task_names != task_names)
+      refuse(
+          fmt::format("it was trained on tasks [{}], this run has [{}] (data.tasks); resuming "
+                      "continues each task's sample stream, so the task list must not change",
+                      fmt::join(p.task_names, ", "), fmt::join(task_names, ", ")));
+    LoaderState ls;
+    ls.step = ckpt::attr_int(data, ckpt::kAttrLoaderStep, ckpt::kData);
+    const ckpt::Dataset& ns = c.at(ckpt::kDataNextSample);
+    ls.next_sample.resize(static_cast<size_t>(ns.numel()));
+    if (ns.dtype != DType::kInt64 || ls.next_sample.size() != task_names.size())
+      refuse(fmt::format("{} does not hold one int64 per task", ckpt::kDataNextSample));
+    std::memcpy(ls.next_sample.data(), ns.bytes.data(), ns.bytes.size());
+    p.loader = ls;
+  }
+  if (const ckpt::Dataset* state = c.find(ckpt::kControllerState)) {
+    ControlState control;
+    control.json = state->text();
+    PlanLog& log = control.log;
+    const auto read = [&](const char* name, DType dtype, auto& out) {
+      const ckpt::Dataset& d = c.at(ckpt::child_path(ckpt::kControllerPlan, name));
+      using T = typename std::decay_t<decltype(out)>::value_type;
+      if (d.dtype != dtype)
+        refuse(fmt::format("{} is not {}", d.path, ckpt::dtype_name(dtype)));
+      out.resize(static_cast<size_t>(d.numel()));
+      std::memcpy(out.data(), d.bytes.data(), out.size() * sizeof(T));
+    };
+    log.slots = ckpt::attr_int(c.group_attrs(ckpt::kControllerPlan), ckpt::kAttrSlots,
+                               ckpt::kControllerPlan);
+    read(ckpt::kPlanStep, DType::kInt64, log.step);
+    read(ckpt::kPlanPhase, DType::kInt32, log.phase);
+    read(ckpt::kPlanWorldSize, DType::kInt32, log.world_size);
+    read(ckpt::kPlanSlotTask, DType::kInt32, log.slot_task);
+    read(ckpt::kPlanSlotDocuments, DType::kInt32, log.slot_docs);
+    read(ckpt::kPlanDocExample, DType::kInt32, log.doc_example);
+    read(ckpt::kPlanDocTemplate, DType::kInt32, log.doc_template);
+    int64_t docs = 0;
+    for (int32_t x : log.slot_docs) docs += x;
+    const size_t steps = log.step.size();
+    if (log.phase.size() != steps || log.world_size.size() != steps ||
+        log.slot_task.size() != steps * static_cast<size_t>(log.slots) ||
+        log.slot_docs.size() != log.slot_task.size() ||
+        log.doc_example.size() != static_cast<size_t>(docs) ||
+        log.doc_template.size() != log.doc_example.size())
+      refuse(fmt::format("the plan log under {} has datasets of inconsistent lengths",
+                         ckpt::kControllerPlan));
+    p.control = std::move(control);
+  }
+  if (const ckpt::Dataset* h = c.find(ckpt::kMetricsHistory)) {
+    const std::string text = h->text();
+    size_t start = 0;
+    for (size_t nl = text.find('\n'); nl != std::string::npos; nl = text.find('\n', start)) {
+      if (nl > start) p.metrics_history.push_back(text.substr(start, nl - start));
+      start = nl + 1;
+    }
+  }
+  return p;
+}
+
+std::vector<std::string> saved_task_names(const ckpt::Contents& contents) {
+  std::vector<std::string> out;
+  if (const ckpt::Dataset* names = contents.find(ckpt::kDataTaskNames)) {
+    const boost::json::value list = boost::json::parse(names->text());
+    for (const boost::json::value& n : list.as_array()) out.emplace_back(n.as_string());
+  }
+  return out;
+}
+
+}  // namespace pft

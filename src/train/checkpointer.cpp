@@ -1,0 +1,116 @@
+// The trainer's checkpointing (contract: train/checkpointer.h).
+#include "train/checkpointer.h"
+
+#include <chrono>
+#include <filesystem>
+
+#include "ckpt/contents.h"
+#include "ckpt/format.h"
+#include "comm/communicator.h"
+#include "control/schedule.h"
+#include "core/agree.h"
+#include "core/error.h"
+#include "core/format.h"
+#include "core/logging.h"
+#include "core/test_hooks.h"
+#include "train/resume.h"
+
+namespace pft {
+
+namespace fs = std::filesystem;
+using ckpt::Contents;
+
+Checkpointer::Checkpointer(const Config& config, const RankEnv& env, Communicator& comm,
+                           FlatParameters& params, AdamW& optimizer, LossScaler* scaler,
+                           MetricsSink& metrics)
+    : config_(config),
+      env_(env),
+      comm_(comm),
+      params_(params),
+      optimizer_(optimizer),
+      scaler_(scaler),
+      metrics_(metrics) {
+  if (!env.is_root()) return;
+  const CheckpointConfig& cc = config.checkpoint;
+  ckpt::SaverOptions o;
+  o.dir = fs::path(config.run.dir) / "checkpoints";
+  o.async = cc.async;
+  o.write.compression = ckpt::parse_compression(cc.compression);
+  o.write.file_locking = cc.file_locking;
+  o.retention = retention_policy(cc);
+  saver_ = std::make_unique<ckpt::CheckpointSaver>(std::move(o));
+}
+
+Checkpointer::~Checkpointer() = default;
+
+std::optional<TrainProgress> Checkpointer::resume(const std::vector<std::string>& task_names) {
+  fs::path file;
+  const std::optional<Contents> contents = load_resume_checkpoint(config_, env_, comm_, &file);
+  if (!contents) return std::nullopt;
+  TrainProgress progress;
+  std::vector<std::string> changes;
+  agree(env_, "resume: restoring the checkpoint on every rank", [&] {
+    progress = restore_checkpoint(*contents, config_, env_, params_, optimizer_, scaler_,
+                                  task_names, &changes);
+  });
+  if (saver_) saver_->protect(file);
+  log::info("resume: from {} at step {} ({} tokens seen, saved on {} rank(s))", file.string(),
+            progress.step, progress.tokens_seen,
+            ckpt::attr_to_string(contents->group_attrs(ckpt::kMeta).at(ckpt::kAttrWorldSize)));
+  for (const std::string& c : changes) log::info("resume: config changed: {}", c);
+  if (env_.is_root()) metrics_.restore_history(progress.metrics_history);
+  last_saved_step_ = progress.step;
+  return progress;
+}
+
+void Checkpointer::report(const std::vector<ckpt::SaveReport>& reports) {
+  for (const ckpt::SaveReport& r : reports) {
+    metrics_.checkpoint(r);
+    log::info("checkpoint: step {} -> {} ({:.1f} MB in {:.2f} s, training stalled {:.3f} s{})",
+              r.step, r.path.string(), static_cast<double>(r.stats.data_bytes) / 1e6,
+              r.stats.seconds, r.stall_s, r.async ? ", async" : "");
+  }
+}
+
+void Checkpointer::after_step(TrainProgress progress, bool save, bool last) {
+  const bool due = save && progress.step != last_saved_step_;
+  if (due) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::vector<std::vector<uint8_t>> rng = gather_rng_states(&comm_, env_.is_cuda());
+    agree(env_, fmt::format("checkpoint save at step {} (rank 0 writes)", progress.step), [&] {
+      test_stall_point("ckpt_save", env_.world_rank);
+      if (!saver_) return;
+      progress.metrics_history = metrics_.history();
+      const bool snapshot = config_.checkpoint.async;
+      Contents contents = checkpoint_contents(config_, env_.world_size, params_, optimizer_,
+                                              scaler_, progress, rng, snapshot);
+      const double snapshot_s =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      saver_->save(progress.step, std::move(contents), snapshot_s);
+    });
+    last_saved_step_ = progress.step;
+  }
+  if (last) {
+    std::vector<ckpt::SaveReport> reports;
+    agree(env_, "checkpoint: waiting for rank 0's last save to finish", [&] {
+      if (saver_) reports = saver_->wait();
+    });
+    report(reports);
+  } else if (saver_) {
+    report(saver_->poll());
+  }
+}
+
+ckpt::RetentionPolicy retention_policy(const CheckpointConfig& cc) {
+  ckpt::RetentionPolicy p;
+  p.keep_last = cc.keep_last;
+  p.keep_best = cc.keep_best;
+  p.best_metric = cc.best_metric;
+  const size_t dot = cc.best_metric.rfind('.');
+  p.higher_is_better = higher_is_better(
+      dot == std::string::npos ? cc.best_metric : cc.best_metric.substr(dot + 1), cc.best_mode);
+  p.file_locking = cc.file_locking;
+  return p;
+}
+
+}  // namespace pft
