@@ -19,6 +19,10 @@ std::string text_of(int v) { return std::to_string(v); }
 std::string text_of(int64_t v) { return std::to_string(v); }
 std::string text_of(double v) { return fmt::format("{}", v); }
 std::string text_of(const std::string& v) { return v; }
+template <config::TextValue T>  // enum-valued keys: their word (config/schema.h)
+std::string text_of(const T& v) {
+  return std::string(config_text(v));
+}
 template <class T>
 std::string text_of(const std::vector<T>& v) {
   std::string out;
@@ -74,7 +78,7 @@ FlatConfig architecture_keys(const Config& config) {
   arch["model.n_kv_heads"] = std::to_string(resolved_kv_heads(config.model));
   arch["model.d_ff"] = std::to_string(resolved_d_ff(config.model));
   arch["data.tokenizer"] = config.data.tokenizer;
-  arch["train.method"] = config.train.method;
+  arch["train.method"] = config::config_text(config.train.method);
   return arch;
 }
 

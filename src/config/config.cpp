@@ -28,6 +28,32 @@ Source Config::source_of(const std::string& path) const {
   return Source{file, 0, 0};
 }
 
+std::string config_text(const ResumeFrom& r) {
+  switch (r.mode) {
+    case ResumeFrom::Mode::kNone: return "none";
+    case ResumeFrom::Mode::kAuto: return "auto";
+    case ResumeFrom::Mode::kFile: return r.file;
+  }
+  return "none";
+}
+
+void parse_scalar(const Node& n, const std::string& path, ResumeFrom& out) {
+  std::string text;
+  config::parse_scalar(n, path, text);
+  if (text == "none") {
+    out = ResumeFrom{};
+  } else if (text == "auto") {
+    out = ResumeFrom{ResumeFrom::Mode::kAuto, ""};
+  } else if (text.empty()) {
+    config::fail(n.source(), path, "is empty; use `none`, `auto` (the newest valid checkpoint of "
+                                   "run.dir) or a checkpoint file");
+  } else {
+    out = ResumeFrom{ResumeFrom::Mode::kFile, text};
+  }
+}
+
+std::string type_name(const ResumeFrom&) { return "string"; }
+
 int64_t resolved_kv_heads(const ModelConfig& m) { return m.n_kv_heads > 0 ? m.n_kv_heads : m.n_heads; }
 
 int64_t resolved_d_ff(const ModelConfig& m) {
@@ -55,7 +81,7 @@ void validate_data(const Config& c) {
   if (c.data.mixing == "fixed" && c.data.mixing_weights.empty())
     fail("data.mixing", "`fixed` takes its weights from data.mixing_weights (one per task, in "
                         "data.tasks order), which is empty");
-  if (c.data.source == "tasks" && c.data.tasks.empty())
+  if (c.data.source == DataSource::kTasks && c.data.tasks.empty())
     fail("data.tasks", "data.source is `tasks` but no task files are listed");
 }
 
@@ -96,7 +122,7 @@ void validate(const Config& c) {
                                            t.warmup_steps, t.steps));
   // Schedules: the checks that need no task list (the controller checks names and metrics,
   // control/schedule.h).
-  if (!c.schedule.phases.empty() && c.data.source != "tasks")
+  if (!c.schedule.phases.empty() && c.data.source != DataSource::kTasks)
     fail("schedule.phases", "phases schedule prompt tasks; they need data.source: tasks");
   for (size_t i = 0; i < c.schedule.phases.size(); ++i) {
     const PhaseConfig& p = c.schedule.phases[i];

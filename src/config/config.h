@@ -16,6 +16,57 @@
 
 namespace pft {
 
+// ---- Enum-valued keys (config/schema.h: parsed once, compared as enums below config/) --------
+using config::config_text;  // config_text(Method::kLora) == "lora", found from any namespace
+
+// data.source
+enum class DataSource { kSynthetic, kTasks };
+inline constexpr config::EnumWord<DataSource> kDataSourceWords[] = {
+    {DataSource::kSynthetic, "synthetic"}, {DataSource::kTasks, "tasks"}};
+constexpr std::span<const config::EnumWord<DataSource>> enum_words(DataSource) {
+  return kDataSourceWords;
+}
+
+// train.method: full fine-tuning, or adapters on a frozen base (model/adapters.h).
+enum class Method { kFull, kPromptTuning, kPrefixTuning, kLora, kPromptTuningLora, kPrefixTuningLora };
+inline constexpr config::EnumWord<Method> kMethodWords[] = {
+    {Method::kFull, "full"},
+    {Method::kPromptTuning, "prompt_tuning"},
+    {Method::kPrefixTuning, "prefix_tuning"},
+    {Method::kLora, "lora"},
+    {Method::kPromptTuningLora, "prompt_tuning+lora"},
+    {Method::kPrefixTuningLora, "prefix_tuning+lora"}};
+constexpr std::span<const config::EnumWord<Method>> enum_words(Method) { return kMethodWords; }
+// What a method trains: a soft prompt, a key/value prefix, LoRA matrices (any of them: a frozen
+// base).
+constexpr bool has_prompt(Method m) { return m == Method::kPromptTuning || m == Method::kPromptTuningLora; }
+constexpr bool has_prefix(Method m) { return m == Method::kPrefixTuning || m == Method::kPrefixTuningLora; }
+constexpr bool has_lora(Method m) {
+  return m == Method::kLora || m == Method::kPromptTuningLora || m == Method::kPrefixTuningLora;
+}
+constexpr bool is_peft(Method m) { return m != Method::kFull; }
+
+// train.precision: fp32, or bf16 / fp16 autocast with fp32 master weights (train/precision.h).
+enum class Precision { kFp32, kBf16, kFp16 };
+inline constexpr config::EnumWord<Precision> kPrecisionWords[] = {
+    {Precision::kFp32, "fp32"}, {Precision::kBf16, "bf16"}, {Precision::kFp16, "fp16"}};
+constexpr std::span<const config::EnumWord<Precision>> enum_words(Precision) {
+  return kPrecisionWords;
+}
+
+// train.resume: `none`, `auto` (the newest valid checkpoint of run.dir) or a checkpoint file.
+struct ResumeFrom {
+  enum class Mode { kNone, kAuto, kFile };
+  Mode mode = Mode::kNone;
+  std::string file;  // kFile: the path as written
+
+  bool operator==(const ResumeFrom&) const = default;
+};
+// "none", "auto" or the file: the YAML text of train.resume.
+std::string config_text(const ResumeFrom& r);
+void parse_scalar(const config::Node& n, const std::string& path, ResumeFrom& out);
+std::string type_name(const ResumeFrom&);
+
 struct RunConfig {
   std::string dir = "runs/default";
   int64_t seed = 1234;
@@ -42,7 +93,7 @@ struct ModelConfig {
 
 struct DataConfig {
   int64_t seq_len = 256;
-  std::string source = "synthetic";
+  DataSource source = DataSource::kSynthetic;
   std::string tokenizer = "byte";
   std::vector<std::string> tasks;
   bool strict = true;
@@ -55,7 +106,7 @@ struct DataConfig {
 };
 
 struct TrainConfig {
-  std::string method = "full";
+  Method method = Method::kFull;
   int64_t steps = 0;
   int64_t global_batch_size = 0;
   int64_t micro_batch_size = 1;
@@ -68,9 +119,9 @@ struct TrainConfig {
   double beta2 = 0.95;
   double eps = 1e-8;
   double grad_clip = 1.0;
-  std::string precision = "fp32";
+  Precision precision = Precision::kFp32;
   std::vector<std::string> no_decay = {"bias", "norm", "ln_", "wte", "wpe", "embed_tokens"};
-  std::string resume = "none";
+  ResumeFrom resume;
 };
 
 struct PeftConfig {
@@ -196,7 +247,7 @@ template <class V>
 void describe(V& v, DataConfig& c) {
   using namespace config;
   v.field("seq_len", c.seq_len, "Tokens per packed row; at most model.max_seq_len.", at_least(2));
-  v.field("source", c.source, "Where training tokens come from: `synthetic` (deterministic token stream, engine tests) or `tasks` (prompt datasets).", one_of({"synthetic", "tasks"}));
+  v.field("source", c.source, "Where training tokens come from: `synthetic` (deterministic token stream, engine tests) or `tasks` (prompt datasets).");
   v.field("tokenizer", c.tokenizer, "Tokenizer: `byte` (256 byte ids + specials) or a path to tokenizer.json / a GPT-2 encoder.json directory.");
   v.field("tasks", c.tasks, "Task definition files (YAML, docs/tasks.md) used when source is `tasks`; relative to the config file that lists them.");
   v.field("strict", c.strict, "Bad data (a malformed or mistyped record, an empty file) stops the run naming file:line; false skips and counts it, with a summary per task.");
@@ -211,7 +262,7 @@ void describe(V& v, DataConfig& c) {
 template <class V>
 void describe(V& v, TrainConfig& c) {
   using namespace config;
-  v.field("method", c.method, "Fine-tuning method: `full` (every weight), or a frozen base with `prompt_tuning`, `prefix_tuning`, `lora`, `prompt_tuning+lora` or `prefix_tuning+lora` (their keys are under peft:, docs/peft.md).", one_of({"full", "prompt_tuning", "prefix_tuning", "lora", "prompt_tuning+lora", "prefix_tuning+lora"}));
+  v.field("method", c.method, "Fine-tuning method: `full` (every weight), or a frozen base with `prompt_tuning`, `prefix_tuning`, `lora`, `prompt_tuning+lora` or `prefix_tuning+lora` (their keys are under peft:, docs/peft.md).");
   v.field("steps", c.steps, "Optimizer steps to run.", at_least(1).req());
   v.field("global_batch_size", c.global_batch_size, "Sequences per optimizer step over all ranks; accumulation = global / (micro * world).", at_least(1).req());
   v.field("micro_batch_size", c.micro_batch_size, "Sequences per rank per forward pass.", at_least(1));
@@ -224,7 +275,7 @@ void describe(V& v, TrainConfig& c) {
   v.field("beta2", c.beta2, "AdamW beta2.", in_range(0, 0.999999));
   v.field("eps", c.eps, "AdamW epsilon.", greater_than(0));
   v.field("grad_clip", c.grad_clip, "Global gradient-norm clip; 0 disables.", at_least(0));
-  v.field("precision", c.precision, "Compute precision: fp32, or bf16 / fp16 autocast with fp32 master weights (fp16 adds dynamic loss scaling).", one_of({"fp32", "bf16", "fp16"}));
+  v.field("precision", c.precision, "Compute precision: fp32, or bf16 / fp16 autocast with fp32 master weights (fp16 adds dynamic loss scaling).");
   v.field("no_decay", c.no_decay, "Parameters whose name contains any of these substrings get no weight decay.");
   v.field("resume", c.resume, "`none`, `auto` (newest valid checkpoint in run.dir) or a checkpoint path.");
 }
@@ -251,7 +302,7 @@ template <class V>
 void describe(V& v, DistConfig& c) {
   using namespace config;
   v.field("backend", c.backend, "Gradient communication: `auto` (nccl on GPUs, mpi on CPU), `mpi` or `nccl`.", one_of({"auto", "mpi", "nccl"}));
-  v.field("timeout_s", c.timeout_s, "Deadline of every collective and controller wait, in seconds.", greater_than(0));
+  v.field("timeout_s", c.timeout_s, "Deadline of every collective, controller wait and start-up agreement, in seconds: a rank that has not joined within it (stalled, dead, or still busy, e.g. rank 0 building the data stores or writing a synchronous checkpoint while the others wait) ends the job with exit 3 naming the operation; raise it for slow start-up work, or build the stores first with `pft data prepare`.", greater_than(0));
   v.field("bucket_cap_mb", c.bucket_cap_mb, "Gradient bucket size for the overlapped all-reduce, in MiB (a parameter larger than this gets a bucket of its own).", greater_than(0));
   v.field("first_bucket_mb", c.first_bucket_mb, "Size of the first (smallest) bucket, in MiB, so communication starts early in the backward pass.", greater_than(0));
   v.field("check_params_every", c.check_params_every, "Desync detector: every this many steps, compare a checksum of every parameter across ranks and stop naming the first tensor that differs; 0 = off.", at_least(0));

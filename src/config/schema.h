@@ -14,11 +14,14 @@
 
 #include <yaml-cpp/emitter.h>
 
+#include <concepts>
 #include <cstdint>
 #include <limits>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "config/tree.h"
@@ -85,6 +88,68 @@ std::string type_name(const std::string&);
 std::string type_name(const std::vector<std::string>&);
 std::string type_name(const std::vector<double>&);
 std::string type_name(const std::vector<int64_t>&);
+
+// ---- Enum-valued keys ----------------------------------------------------------------------
+// A key whose value is one of a fixed set of words is parsed once, here, into a C++ enum; code
+// below config/ compares enums, never strings. Declare the enum and its words beside the struct
+// that holds it, and the Reader, the Writer and the docs use them:
+//
+//   enum class Method { kFull, kLora };
+//   inline constexpr config::EnumWord<Method> kMethodWords[] = {{Method::kFull, "full"}, ...};
+//   constexpr std::span<const config::EnumWord<Method>> enum_words(Method) { return kMethodWords; }
+//
+// A value outside the words is refused naming the key, the words and the closest one. Keys
+// that are words or free text (train.resume: none, auto or a file) use the same three hooks
+// found by argument-dependent lookup: parse_scalar(node, path, value&), config_text(value) and
+// type_name(value).
+template <class E>
+struct EnumWord {
+  E value;
+  const char* word;
+};
+
+template <class E>
+concept ConfigEnum = std::is_enum_v<E> && requires(E e) { enum_words(e); };
+
+// The words of E, in declaration order.
+template <ConfigEnum E>
+std::vector<std::string> enum_choices() {
+  std::vector<std::string> out;
+  for (const EnumWord<E>& w : enum_words(E{})) out.emplace_back(w.word);
+  return out;
+}
+
+// The word of `value` ("?" for a value outside the table).
+template <ConfigEnum E>
+const char* config_text(E value) {
+  for (const EnumWord<E>& w : enum_words(value))
+    if (w.value == value) return w.word;
+  return "?";
+}
+
+template <ConfigEnum E>
+void parse_scalar(const Node& n, const std::string& path, E& out) {
+  std::string word;
+  parse_scalar(n, path, word);
+  for (const EnumWord<E>& w : enum_words(out)) {
+    if (word == w.word) {
+      out = w.value;
+      return;
+    }
+  }
+  check_value(n, path, word, one_of(enum_choices<E>()));  // throws, listing the words
+}
+
+template <ConfigEnum E>
+std::string type_name(const E&) {
+  return "string";
+}
+
+// A value written as text in YAML (enums, and types with their own config_text).
+template <class T>
+concept TextValue = requires(const T& v) {
+  { config_text(v) } -> std::convertible_to<std::string>;
+};
 
 // ---- Reader --------------------------------------------------------------------------------
 class Reader {
@@ -208,6 +273,10 @@ class Writer {
   void emit(const std::vector<std::string>& v);
   void emit(const std::vector<double>& v);
   void emit(const std::vector<int64_t>& v);
+  template <TextValue T>
+  void emit(const T& v) {
+    emit(std::string(config_text(v)));
+  }
   YAML::Emitter& out_;
 };
 
@@ -223,7 +292,11 @@ class DocWriter {
 
   template <class T>
   void field(const char* key, T& value, const char* doc, const Check& check = {}) {
-    rows_.push_back(DocRow{join(key), type_name(value), render_default(value), render(check), doc});
+    Check shown = check;
+    if constexpr (ConfigEnum<T>) {
+      if (shown.choices.empty()) shown.choices = enum_choices<T>();
+    }
+    rows_.push_back(DocRow{join(key), type_name(value), render_default(value), render(shown), doc});
   }
   template <class S>
   void section(const char* key, S& s, const char* doc) {

@@ -11,13 +11,10 @@ namespace pft {
 
 AdapterSpec adapter_spec_from_config(const Config& c, const ModelSpec& model, int64_t blocks) {
   AdapterSpec s;
-  const std::string& m = c.train.method;
-  if (m != "full" && m != "prompt_tuning" && m != "prefix_tuning" && m != "lora" &&
-      m != "prompt_tuning+lora" && m != "prefix_tuning+lora")
-    throw InputError(fmt::format("train.method: unknown method `{}`", m));
-  s.prompt = m.starts_with("prompt_tuning");
-  s.prefix = m.starts_with("prefix_tuning");
-  s.lora = m.ends_with("lora");
+  const Method m = c.train.method;
+  s.prompt = has_prompt(m);
+  s.prefix = has_prefix(m);
+  s.lora = has_lora(m);
   const PeftConfig& p = c.peft;
   s.blocks = p.prompt_shared ? 1 : std::max<int64_t>(blocks, 1);
   s.prompt_tokens = s.prompt ? p.prompt_tokens : 0;

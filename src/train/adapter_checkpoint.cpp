@@ -25,9 +25,9 @@ LoadedAdapter attach_adapter_checkpoint(const std::filesystem::path& file, Trans
   const ckpt::Contents meta = ckpt::read_checkpoint(file);  // small: the adapter only
   const Config config = parse_config(meta.at(ckpt::kMetaConfig).text(), file.string() + ":/meta/config");
   LoadedAdapter out;
-  out.method = config.train.method;
+  out.method = config::config_text(config.train.method);
   out.base_model_path = config.model.from_pretrained;
-  if (config.train.method == "full")
+  if (!is_peft(config.train.method))
     throw InputError(fmt::format("--adapter {}: a full fine-tuning checkpoint, not an adapter; "
                                  "use --checkpoint",
                                  file.string()));

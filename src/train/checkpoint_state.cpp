@@ -153,7 +153,7 @@ Contents checkpoint_contents(const Config& config, int world_size, const FlatPar
 
   ckpt::Attrs& trainable = c.group(ckpt::kTrainable);
   trainable[ckpt::kAttrVersion] = int64_t{1};
-  trainable[ckpt::kAttrMethod] = config.train.method;
+  trainable[ckpt::kAttrMethod] = std::string(config::config_text(config.train.method));
   trainable[ckpt::kAttrBaseModelPath] = config.model.from_pretrained;
   trainable[ckpt::kAttrBaseModelHash] = progress.base_model_hash;
 
@@ -300,11 +300,12 @@ TrainProgress restore_checkpoint(const Contents& c, const Config& config, const 
   }
   const ckpt::Attrs& data = c.group_attrs(ckpt::kData);
   p.data_source = ckpt::attr_string(data, ckpt::kAttrSource, ckpt::kData);
-  if (p.data_source != config.data.source)
+  const std::string source = config::config_text(config.data.source);
+  if (p.data_source != source)
     refuse(
         fmt::format("it was trained with data.source `{}`, this run uses `{}`; resume with the "
                     "same data source",
-                    p.data_source, config.data.source));
+                    p.data_source, source));
   if (c.find(ckpt::kDataTaskNames) != nullptr) {
     p.task_names = saved_task_names(c);
     if (p.task_names != task_names)

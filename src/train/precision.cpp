@@ -6,21 +6,7 @@
 
 namespace pft {
 
-Precision parse_precision(const std::string& name) {
-  if (name == "fp32") return Precision::kFp32;
-  if (name == "bf16") return Precision::kBf16;
-  if (name == "fp16") return Precision::kFp16;
-  throw InputError("train.precision: unknown precision '" + name + "'; use fp32, bf16 or fp16");
-}
-
-const char* precision_name(Precision p) {
-  switch (p) {
-    case Precision::kFp32: return "fp32";
-    case Precision::kBf16: return "bf16";
-    case Precision::kFp16: return "fp16";
-  }
-  return "?";
-}
+const char* precision_name(Precision p) { return config::config_text(p); }
 
 AutocastScope::AutocastScope(Precision precision, at::Device device) {
   if (precision == Precision::kFp32) return;

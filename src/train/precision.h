@@ -15,12 +15,12 @@
 #include <string>
 #include <vector>
 
+#include "config/config.h"
+
 namespace pft {
 
-enum class Precision { kFp32, kBf16, kFp16 };
-
-// "fp32" | "bf16" | "fp16"; throws InputError naming train.precision otherwise.
-Precision parse_precision(const std::string& name);
+// Precision (fp32, bf16, fp16) is train.precision's enum (config/config.h).
+// "fp32" | "bf16" | "fp16".
 const char* precision_name(Precision p);
 
 // RAII: autocast to bf16/fp16 on `device`'s type for the scope's lifetime (no-op for fp32).

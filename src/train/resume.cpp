@@ -19,15 +19,15 @@ using ckpt::Contents;
 
 std::optional<Contents> load_resume_checkpoint(const Config& config, const RankEnv& env,
                                                Communicator& comm, fs::path* file) {
-  const std::string& resume = config.train.resume;
-  if (resume == "none") return std::nullopt;
+  if (config.train.resume.mode == ResumeFrom::Mode::kNone) return std::nullopt;
+  const std::string& resume = config.train.resume.file;  // kFile
   ckpt::ReadOptions ro;
   ro.file_locking = config.checkpoint.file_locking;
   std::optional<Contents> contents;
   std::string chosen;
   agree(env, "resume: rank 0 picks and reads the checkpoint", [&] {
     if (!env.is_root()) return;
-    if (resume == "auto") {
+    if (config.train.resume.mode == ResumeFrom::Mode::kAuto) {
       const fs::path dir = fs::path(config.run.dir) / "checkpoints";
       std::error_code ec;
       if (fs::is_directory(dir, ec))

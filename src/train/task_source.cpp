@@ -109,7 +109,7 @@ TaskTokenSource::TaskTokenSource(const Config& config, const RankEnv& env, Commu
     pad_id = tok->pad_id().value_or(tok->eos_id() >= 0 ? tok->eos_id() : 0);
     std::istringstream lines(list);
     std::vector<LoaderTask> tasks;
-    const bool soft = config.train.method.starts_with("prompt_tuning");
+    const bool soft = has_prompt(config.train.method);
     const int64_t n = config.peft.prompt_tokens;
     // Wraps a split in the virtual tokens of task k's block (prompt tuning), else returns it.
     const auto documents = [&](DocumentSource& split, size_t k,

@@ -42,7 +42,7 @@ void log_resolved_config(const Config& config) {
 // Rank 0: run.dir and config.resolved.yaml; says what a fresh run does to a used run.dir.
 RunDir open_run_dir(const Config& config) {
   RunDir dir(config.run.dir, /*create=*/true);
-  if (config.train.resume == "none") {
+  if (config.train.resume.mode == ResumeFrom::Mode::kNone) {
     std::error_code ec;
     int64_t found = 0;
     for (const auto& e : std::filesystem::directory_iterator(dir.checkpoints(), ec))
@@ -64,7 +64,7 @@ TrainSession::TrainSession(const Config& config_in, const RankEnv& env_in)
     : config(resolve_config(config_in, env_in)),
       env(env_in),
       device(env_in.device),
-      precision(parse_precision(config.train.precision)),
+      precision(config.train.precision),
       accumulation(config.train.global_batch_size /
                    (config.train.micro_batch_size * env_in.world_size)),
       tokens_per_step(config.train.global_batch_size * config.data.seq_len) {
@@ -83,7 +83,7 @@ TrainSession::TrainSession(const Config& config_in, const RankEnv& env_in)
   comm = make_communicator(env, config.dist);
 
   // 4. Data. Prompt and prefix tables have one block per task, so the tasks come first.
-  if (config.data.source == "tasks") {
+  if (config.data.source == DataSource::kTasks) {
     tasks = std::make_unique<TaskTokenSource>(config, env, *comm, device);
     task_names = tasks->task_names();
   }
@@ -256,7 +256,7 @@ TrainSession::StartPoint TrainSession::resume() {
   start.world_size = env.world_size;
   start.steps = config.train.steps;
   start.parameters = params->numel();
-  start.method = config.train.method;
+  start.method = config::config_text(config.train.method);
   start.base_model_hash = base_hash;
   if (controller->schedule()) {  // the first phase's mixture: each task's share
     const std::vector<double> shares = controller->schedule()->shares();
@@ -372,7 +372,7 @@ TrainProgress TrainSession::progress(int64_t step, int64_t tokens_seen, double l
   p.step = step;
   p.tokens_seen = tokens_seen;
   p.loss = loss;
-  p.data_source = config.data.source;
+  p.data_source = config::config_text(config.data.source);
   p.base_model_hash = base_hash;
   if (tasks) {
     p.loader = tasks->loader().state();

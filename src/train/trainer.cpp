@@ -29,14 +29,15 @@ void validate_for_training(const Config& c, const RankEnv& env) {
   const auto fail = [&](const std::string& path, const std::string& what) {
     config::fail(c.source_of(path), path, what);
   };
-  if (c.train.method != "full") {
-    if (!c.train.method.starts_with("lora") && c.data.source != "tasks")
+  const Method method = c.train.method;
+  if (is_peft(method)) {
+    if ((has_prompt(method) || has_prefix(method)) && c.data.source != DataSource::kTasks)
       fail("train.method", "prompt and prefix tuning learn one block per task; they need "
                            "data.source: tasks");
-    if (c.train.method.starts_with("prompt_tuning") && c.peft.prompt_tokens >= c.data.seq_len - 1)
+    if (has_prompt(method) && c.peft.prompt_tokens >= c.data.seq_len - 1)
       fail("peft.prompt_tokens", fmt::format("{} virtual tokens leave no room in data.seq_len = {}",
                                              c.peft.prompt_tokens, c.data.seq_len));
-    if (c.train.method.starts_with("prefix_tuning") &&
+    if (has_prefix(method) &&
         c.data.seq_len + c.peft.prefix_tokens > c.model.max_seq_len)
       fail("peft.prefix_tokens",
            fmt::format("a prefix of {} shifts positions (as PEFT): data.seq_len {} + {} exceeds "
@@ -46,20 +47,19 @@ void validate_for_training(const Config& c, const RankEnv& env) {
     if (c.model.from_pretrained.empty())
       log::warn_once("train.method {}: model.from_pretrained is empty, so the frozen base is the "
                      "random init; adapters are meant for a pretrained model",
-                     c.train.method);
+                     config::config_text(method));
   }
   if (!c.peft.init_from.empty() && !std::filesystem::is_regular_file(c.peft.init_from))
     fail("peft.init_from", fmt::format("no checkpoint file '{}'", c.peft.init_from));
   if (c.peft.freeze_loaded && c.peft.init_from.empty())
     fail("peft.freeze_loaded", "freezes the blocks loaded by peft.init_from, which is empty");
   if (c.peft.freeze_loaded &&
-      (c.peft.prompt_shared || c.peft.prefix_projection || c.train.method.ends_with("+lora") ||
-       c.train.method == "lora"))
+      (c.peft.prompt_shared || c.peft.prefix_projection || has_lora(method)))
     fail("peft.freeze_loaded",
          "freezes the loaded tasks' own blocks of a prompt or prefix table; with shared "
          "parameters (peft.prompt_shared, peft.prefix_projection's MLP, LoRA) the loaded tasks "
          "would still change; use it with prompt_tuning or prefix_tuning alone");
-  if (!c.peft.init_from.empty() && c.train.method == "full")
+  if (!c.peft.init_from.empty() && !is_peft(method))
     fail("peft.init_from", "starts adapters from a checkpoint; train.method full has none (use "
                            "train.resume or model.from_pretrained)");
   if (!c.model.from_pretrained.empty()) {
@@ -67,10 +67,10 @@ void validate_for_training(const Config& c, const RankEnv& env) {
     apply_pretrained_architecture(resolved);
   }
   // An explicit checkpoint must exist before anything is built (train/checkpointing.h verifies it).
-  if (c.train.resume != "none" && c.train.resume != "auto" &&
-      !std::filesystem::is_regular_file(c.train.resume))
+  if (c.train.resume.mode == ResumeFrom::Mode::kFile &&
+      !std::filesystem::is_regular_file(c.train.resume.file))
     fail("train.resume", fmt::format("no checkpoint file '{}'; use `auto` to pick the newest valid "
-                                     "checkpoint of run.dir, or `none`", c.train.resume));
+                                     "checkpoint of run.dir, or `none`", c.train.resume.file));
   if (c.model.vocab_size < 2)
     fail("model.vocab_size", "the model needs at least 2 tokens to learn anything");
   // The embedding must hold every id the tokenizer can produce.
@@ -80,8 +80,7 @@ void validate_for_training(const Config& c, const RankEnv& env) {
          fmt::format("{} is smaller than the vocabulary of data.tokenizer `{}` ({} ids); use at "
                      "least {}", c.model.vocab_size, c.data.tokenizer, tokenizer_vocab,
                      tokenizer_vocab));
-  const Precision precision = parse_precision(c.train.precision);
-  if (precision == Precision::kFp16 && !env.is_cuda())
+  if (c.train.precision == Precision::kFp16 && !env.is_cuda())
     log::warn_once("train.precision: fp16 on the CPU is slow on most processors; bf16 is the CPU "
                    "choice (fp16 runs, with loss scaling)");
   // Anything else about the shape the model refuses (it names the model.* key).

@@ -90,6 +90,50 @@ TEST(Config, BadChoiceSuggests) {
       << msg;
 }
 
+// Enum-valued keys are parsed once into enums (config/schema.h); a wrong word names the key,
+// the words and the closest one; the resolved YAML writes the words back.
+TEST(Config, EnumKeysParseIntoEnumsAndRoundTrip) {
+  const Config d = parse_config(kMinimal, "cfg.yaml");
+  EXPECT_EQ(d.train.method, Method::kFull);
+  EXPECT_EQ(d.data.source, DataSource::kSynthetic);
+  EXPECT_EQ(d.train.precision, Precision::kFp32);
+  EXPECT_EQ(d.train.resume.mode, ResumeFrom::Mode::kNone);
+  const Config c = parse_config(kMinimal, "cfg.yaml",
+                                {"train.method=prefix_tuning+lora", "train.precision=bf16",
+                                 "data.source=tasks", "data.tasks=[t.yaml]",
+                                 "train.resume=runs/x/checkpoints/step_00000010.h5"});
+  EXPECT_EQ(c.train.method, Method::kPrefixTuningLora);
+  EXPECT_TRUE(has_prefix(c.train.method) && has_lora(c.train.method));
+  EXPECT_FALSE(has_prompt(c.train.method));
+  EXPECT_EQ(c.data.source, DataSource::kTasks);
+  EXPECT_EQ(c.train.precision, Precision::kBf16);
+  EXPECT_EQ(c.train.resume.mode, ResumeFrom::Mode::kFile);
+  EXPECT_EQ(c.train.resume.file, "runs/x/checkpoints/step_00000010.h5");
+  EXPECT_EQ(parse_config(kMinimal, "cfg.yaml", {"train.resume=auto"}).train.resume.mode,
+            ResumeFrom::Mode::kAuto);
+  const std::string yaml = to_yaml(c);
+  EXPECT_NE(yaml.find("method: prefix_tuning+lora"), std::string::npos) << yaml;
+  EXPECT_NE(yaml.find("precision: bf16"), std::string::npos) << yaml;
+  EXPECT_NE(yaml.find("resume: runs/x/checkpoints/step_00000010.h5"), std::string::npos) << yaml;
+  const Config again = parse_config(yaml, "resolved.yaml");
+  EXPECT_EQ(again.train.method, c.train.method);
+  EXPECT_EQ(again.train.resume, c.train.resume);
+  EXPECT_EQ(again.data.source, c.data.source);
+
+  const std::string method = error_of(kMinimal, {"train.method=lroa"});
+  EXPECT_NE(method.find("train.method: 'lroa' is not one of: full, prompt_tuning, prefix_tuning, "
+                        "lora, prompt_tuning+lora, prefix_tuning+lora; did you mean 'lora'?"),
+            std::string::npos)
+      << method;
+  const std::string precision = error_of(std::string(kMinimal) + "  precision: fp8\n");
+  EXPECT_NE(precision.find("cfg.yaml:7:14: error: train.precision: 'fp8' is not one of: fp32, "
+                           "bf16, fp16"),
+            std::string::npos)
+      << precision;
+  const std::string resume = error_of(kMinimal, {"train.resume=''"});
+  EXPECT_NE(resume.find("train.resume: is empty; use `none`, `auto`"), std::string::npos) << resume;
+}
+
 TEST(Config, MissingRequiredKey) {
   const std::string msg = error_of("train:\n  steps: 10\n  lr: 0.1\n");
   EXPECT_NE(msg.find("cfg.yaml:2:3: error: train.global_batch_size: required key is missing; add "
