@@ -72,9 +72,11 @@ void Checkpointer::report(const std::vector<ckpt::SaveReport>& reports) {
   }
 }
 
-void Checkpointer::after_step(TrainProgress progress, bool save, bool last) {
-  const bool due = save && progress.step != last_saved_step_;
+void Checkpointer::after_step(int64_t step, const std::function<TrainProgress()>& make_progress,
+                              bool save, bool last) {
+  const bool due = save && step != last_saved_step_;
   if (due) {
+    TrainProgress progress = make_progress();
     const auto t0 = std::chrono::steady_clock::now();
     const std::vector<std::vector<uint8_t>> rng = gather_rng_states(&comm_, env_.is_cuda());
     agree(env_, fmt::format("checkpoint save at step {} (rank 0 writes)", progress.step), [&] {
@@ -88,7 +90,7 @@ void Checkpointer::after_step(TrainProgress progress, bool save, bool last) {
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       saver_->save(progress.step, std::move(contents), snapshot_s);
     });
-    last_saved_step_ = progress.step;
+    last_saved_step_ = step;
   }
   if (last) {
     std::vector<ckpt::SaveReport> reports;

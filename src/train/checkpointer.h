@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -50,7 +51,10 @@ class Checkpointer {
   // call also waits for the save in flight. A failed save throws RuntimeFailure on every rank.
   // While rank 0 writes a synchronous save (or finishes an async one at the last step) the other
   // ranks wait for it with the dist.timeout_s deadline: the deadline must exceed that write.
-  void after_step(TrainProgress progress, bool save, bool last);
+  // `progress` is called only when a save is due: what it gathers (the loader's state, the
+  // controller's plan log, which grows with every step) is not copied at the other steps.
+  void after_step(int64_t step, const std::function<TrainProgress()>& progress, bool save,
+                  bool last);
 
  private:
   void report(const std::vector<ckpt::SaveReport>& reports);

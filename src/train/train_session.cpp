@@ -87,10 +87,11 @@ TrainSession::TrainSession(const Config& config_in, const RankEnv& env_in)
     tasks = std::make_unique<TaskTokenSource>(config, env, *comm, device);
     task_names = tasks->task_names();
   }
-  synthetic = std::make_unique<SyntheticTokenSource>(
-      SyntheticDataOptions{seed, config.model.vocab_size, config.data.seq_len,
-                           tc.micro_batch_size, /*packed=*/true},
-      device);
+  if (!tasks)
+    synthetic = std::make_unique<SyntheticTokenSource>(
+        SyntheticDataOptions{seed, config.model.vocab_size, config.data.seq_len,
+                             tc.micro_batch_size, /*packed=*/true},
+        device);
 
   // 5. Model, identical on every rank (same seed; rank 0's values broadcast below to be certain).
   at::manual_seed(seed);

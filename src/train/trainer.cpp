@@ -244,8 +244,9 @@ TrainSummary train(const Config& config, const RankEnv& env) {
       if (decision.stop == StopReason::kNone) decision.stop = after.stop;
     }
     const bool last = step + 1 == tc.steps || decision.stop != StopReason::kNone;
-    s.checkpointer->after_step(s.progress(step + 1, tokens_seen, r.loss),
-                               decision.checkpoint || last, last);
+    s.checkpointer->after_step(
+        step + 1, [&] { return s.progress(step + 1, tokens_seen, r.loss); },
+        decision.checkpoint || last, last);
     if (decision.stop == StopReason::kPreempted)
       stop_preempted(s, step + 1, static_cast<int>(decision.signal));
     if (decision.stop != StopReason::kNone) {
