@@ -39,6 +39,9 @@ struct BpeTokenizerConfig {
   std::vector<AddedToken> added_tokens;
   int32_t eos_id = -1;
   std::optional<int32_t> pad_id;
+  // Hugging Face's BPE `unk_token`: a byte the vocab has no symbol for encodes to it; without one
+  // such a byte is dropped (as HF does). Real vocabularies miss some bytes (SmolLM2: 21 of 256).
+  std::optional<int32_t> unk_id;
 };
 
 class BpeTokenizer final : public Tokenizer {
