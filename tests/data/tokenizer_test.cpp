@@ -3,12 +3,14 @@
 // Parity with Hugging Face on >= 10,000 strings is tests/reference/tokenizer_parity.py.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "core/error.h"
@@ -283,9 +285,11 @@ TEST(TokenizerByte, BytesAndSpecials) {
 // ---- Hand-written tokenizer.json files ------------------------------------------------------
 
 // A byte-level tokenizer.json: the 256 byte tokens, then `extra` tokens made by `merges`.
+// Bytes in `missing` get no token.
 std::string tokenizer_json(const std::vector<std::pair<std::string, std::string>>& merges,
                            const std::string& pre_tokenizer, const std::string& added_tokens,
-                           bool ignore_merges, const std::vector<std::string>& extra_vocab = {}) {
+                           bool ignore_merges, const std::vector<std::string>& extra_vocab = {},
+                           const std::vector<int>& missing = {}) {
   std::string vocab;
   int id = 0;
   auto add = [&](const std::string& token) {
@@ -297,7 +301,10 @@ std::string tokenizer_json(const std::vector<std::pair<std::string, std::string>
     vocab += fmt::format("{}\"{}\": {}", id ? ", " : "", escaped, id);
     ++id;
   };
-  for (int b = 0; b < 256; ++b) add(bytes_to_token_text(std::string(1, static_cast<char>(b))));
+  for (int b = 0; b < 256; ++b) {
+    if (std::find(missing.begin(), missing.end(), b) != missing.end()) continue;
+    add(bytes_to_token_text(std::string(1, static_cast<char>(b))));
+  }
   std::string merge_list;
   for (const auto& [l, r] : merges) {
     add(l + r);
@@ -453,6 +460,134 @@ TEST(TokenizerMissingBytes, DecodeAndDescribe) {
   BpeTokenizerConfig bad = config_missing({0x04}, {}, {});
   bad.unk_id = 9999;
   expect_input_error([&] { BpeTokenizer t(std::move(bad)); }, {"test config", "9999"});
+}
+
+// ---- tokenizer.json forms written by transformers (Note [no-op normalizers and decoders]) ----
+
+// `json` with the first occurrence of `from` replaced by `to` (which must exist).
+std::string with(std::string json, const std::string& from, const std::string& to) {
+  const size_t at = json.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  if (at != std::string::npos) json.replace(at, from.size(), to);
+  return json;
+}
+
+const std::string kSmolLM2Decoder =
+    R"({"type": "Sequence", "decoders": [{"type": "ByteFallback"}, {"type": "Fuse"},
+        {"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
+        {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true}]})";
+
+// The form transformers writes for SmolLM2 from its GGUF file, on a vocab lacking 0x04, 0xC3,
+// 0xA9 ("é" is C3 A9); the ids are checked against `tokenizers` by tokenizer_forms_parity.py.
+std::string smollm2_form(const std::string& unk_token, bool fuse_unk) {
+  std::string json = tokenizer_json({}, kByteLevelPre, "", false, {"<unk>"}, {0x04, 0xC3, 0xA9});
+  json = with(json, "\"normalizer\": null",
+              R"("normalizer": {"type": "Sequence", "normalizers": []})");
+  json = with(json, "\"decoder\": {\"type\": \"ByteLevel\"}", "\"decoder\": " + kSmolLM2Decoder);
+  return with(json, "\"unk_token\": null",
+              fmt::format(R"("unk_token": {}, "fuse_unk": {}, "byte_fallback": true)", unk_token,
+                          fuse_unk ? "true" : "false"));
+}
+
+TEST(TokenizerJson, SmolLM2FormFromGguf) {
+  TempDir dir;
+  const auto fused = load_tokenizer(dir.file("fused.json", smollm2_form("\"<unk>\"", true)));
+  const int32_t unk = *fused->token_to_id("<unk>");
+  auto id = [&](char c) { return *fused->token_to_id(bytes_to_token_text(std::string(1, c))); };
+  EXPECT_EQ(fused->encode("caf\303\251 x\004y"),
+            (std::vector<int32_t>{id('c'), id('a'), id('f'), unk, id(' '), id('x'), unk, id('y')}));
+  EXPECT_EQ(fused->decode(fused->encode("caf\303\251")), "caf<unk>");
+  EXPECT_NE(fused->describe().find("3 of 256 bytes have no symbol"), std::string::npos);
+  const auto separate = load_tokenizer(dir.file("separate.json", smollm2_form("\"<unk>\"", false)));
+  EXPECT_EQ(separate->encode("caf\303\251"),
+            (std::vector<int32_t>{id('c'), id('a'), id('f'), unk, unk}));
+  const auto dropped = load_tokenizer(dir.file("dropped.json", smollm2_form("null", true)));
+  EXPECT_EQ(dropped->encode("caf\303\251"), (std::vector<int32_t>{id('c'), id('a'), id('f')}));
+  // An unk_token the vocab lacks: HF would fail on the bytes without a symbol.
+  expect_input_error(
+      [&] { load_tokenizer(dir.file("bad_unk.json", smollm2_form("\"<missing>\"", true))); },
+      {"bad_unk.json", "model.unk_token", "<missing>", "0x04 0xa9 0xc3"});
+  // ... but never looks it up when every byte has a symbol.
+  const std::string complete = with(tokenizer_json({}, kByteLevelPre, "", false),
+                                    "\"unk_token\": null", "\"unk_token\": \"<missing>\"");
+  EXPECT_EQ(load_tokenizer(dir.file("complete.json", complete))->encode("\004"),
+            (std::vector<int32_t>{4}));
+}
+
+TEST(TokenizerJson, NoOpNormalizerAndDecoderSteps) {
+  TempDir dir;
+  std::string json = tokenizer_json({}, kByteLevelPre, "", false);
+  json = with(json, "\"normalizer\": null",
+              R"("normalizer": {"type": "Sequence", "normalizers": [
+                   {"type": "Strip", "strip_left": false, "strip_right": false},
+                   {"type": "Replace", "pattern": {"String": "a"}, "content": "a"},
+                   {"type": "Sequence", "normalizers": []}]})");
+  json = with(json, "\"decoder\": {\"type\": \"ByteLevel\"}",
+              R"("decoder": {"type": "Sequence", "decoders": [{"type": "Sequence", "decoders": []},
+                   {"type": "Strip", "content": " ", "start": 0, "stop": 0},
+                   {"type": "ByteLevel"}, {"type": "Fuse"}]})");
+  const auto tok = load_tokenizer(dir.file("noop.json", json));
+  EXPECT_EQ(tok->encode(" a"), (std::vector<int32_t>{' ', 'a'}));
+  // An empty decoder Sequence is accepted too (pft decodes bytes; HF gives "Ġa").
+  const std::string empty =
+      with(tokenizer_json({}, kByteLevelPre, "", false), "\"decoder\": {\"type\": \"ByteLevel\"}",
+           R"("decoder": {"type": "Sequence", "decoders": []})");
+  EXPECT_EQ(load_tokenizer(dir.file("empty.json", empty))->decode(std::vector<int32_t>{' ', 'a'}),
+            " a");
+}
+
+TEST(TokenizerErrors, NormalizerAndDecoderStepsThatChangeTheText) {
+  TempDir dir;
+  const std::string base = tokenizer_json({}, kByteLevelPre, "", false);
+  auto normalizer = [&](const std::string& n) {
+    return with(base, "\"normalizer\": null", "\"normalizer\": " + n);
+  };
+  auto decoder = [&](const std::string& d, const std::string& json) {
+    return with(json, "\"decoder\": {\"type\": \"ByteLevel\"}", "\"decoder\": " + d);
+  };
+  expect_input_error(
+      [&] {
+        load_tokenizer(dir.file(
+            "lower.json",
+            normalizer(R"({"type": "Sequence", "normalizers": [{"type": "Lowercase"}]})")));
+      },
+      {"lower.json", "normalizer.normalizers[0] (Lowercase)", "changes the text"});
+  expect_input_error(
+      [&] {
+        load_tokenizer(
+            dir.file("prepend.json", normalizer(R"({"type": "Prepend", "prepend": ""})")));
+      },
+      {"prepend.json", "normalizer (Prepend)"});
+  // Replace "a" by " " would change every token holding an "a".
+  const std::string replace_a =
+      R"({"type": "Sequence", "decoders": [{"type": "Replace", "pattern": {"String": "a"},
+          "content": " "}, {"type": "ByteLevel"}]})";
+  expect_input_error([&] { load_tokenizer(dir.file("replace.json", decoder(replace_a, base))); },
+                     {"replace.json", "decoder.decoders[0] (Replace)", "\"a\""});
+  // ByteFallback rewrites a token spelt "<0x41>".
+  const std::string with_byte_token = tokenizer_json({}, kByteLevelPre, "", false, {"<0x41>"});
+  expect_input_error(
+      [&] { load_tokenizer(dir.file("fallback.json", decoder(kSmolLM2Decoder, with_byte_token))); },
+      {"fallback.json", "decoder.decoders[0] (ByteFallback)", "<0x41>"});
+  // Fuse before ByteLevel with a token outside the byte mapping (an added token with a space).
+  const std::string spaced = tokenizer_json(
+      {}, kByteLevelPre,
+      R"({"id": 256, "content": "a b", "lstrip": false, "rstrip": false, "normalized": false,
+          "special": true})",
+      false);
+  expect_input_error(
+      [&] { load_tokenizer(dir.file("fuse.json", decoder(kSmolLM2Decoder, spaced))); },
+      {"fuse.json", "decoder.decoders[1] (Fuse)", "a b"});
+  for (
+      const auto& [name, d, part] : std::vector<std::tuple<std::string, std::string, std::string>>{
+          {"metaspace.json", R"({"type": "Metaspace"})", "\"Metaspace\" is not supported"},
+          {"strip.json", R"({"type": "Strip", "content": " ", "start": 1, "stop": 0})",
+           "Strip of 0"},
+          {"after.json",
+           R"({"type": "Sequence", "decoders": [{"type": "ByteLevel"}, {"type": "ByteFallback"}]})",
+           "only Fuse"}}) {
+    expect_input_error([&] { load_tokenizer(dir.file(name, decoder(d, base))); }, {name, part});
+  }
 }
 
 // ---- Errors ---------------------------------------------------------------------------------
