@@ -6,12 +6,22 @@
 //   a directory            GPT-2's encoder.json + vocab.bpe, or the same files under their
 //                          Hugging Face names vocab.json + merges.txt (or a tokenizer.json in
 //                          it, preferred when present). <|endoftext|> is the eos and special.
-//   a tokenizer.json path  a Hugging Face file: model BPE over a byte-level vocab; pre_tokenizer
-//                          ByteLevel, or a Sequence of Split (regex: the GPT-2, Llama-3 or
-//                          Qwen2 pattern, see data/pretokenizer.h) / Digits steps ending in
-//                          ByteLevel; normalizer null; added_tokens (lstrip/rstrip honoured);
-//                          model.ignore_merges honoured. Anything else is refused with an
-//                          InputError naming the file and the unsupported setting.
+//   a tokenizer.json path  a Hugging Face file (what `tokenizers` accepts for byte-level BPE):
+//                          model BPE over a byte-level vocab, which may lack some of the 256
+//                          byte symbols (model.unk_token, fuse_unk and byte_fallback then
+//                          apply as in HF: Note [missing bytes] in data/bpe.h);
+//                          model.ignore_merges honoured; pre_tokenizer ByteLevel, or a Sequence
+//                          of Split (regex: the GPT-2, Llama-3 or Qwen2 pattern, see
+//                          data/pretokenizer.h) / Digits steps ending in ByteLevel; normalizer
+//                          null or steps that change nothing (an empty Sequence, ...); decoder
+//                          null, ByteLevel, or a Sequence of it with steps that change nothing
+//                          for this vocab (ByteFallback, Fuse, Replace, as transformers writes
+//                          them for SmolLM2: Note [no-op normalizers and decoders] in
+//                          data/tokenizer_files.cpp); added_tokens (lstrip/rstrip honoured).
+//                          post_processor, truncation and padding are ignored (pft adds no
+//                          template tokens, and packs sequences itself).
+//                          Anything else is refused with an InputError naming the file and the
+//                          unsupported key.
 //
 // Encoding equals HF's `Tokenizer.encode(text, add_special_tokens=False).ids`:
 //   - encode_with_specials(text) matches every added token in the text first (special or not;
@@ -28,9 +38,14 @@
 // with a character outside the mapping gives its UTF-8 text, as HF's ByteLevel decoder does),
 // added tokens their literal content, special tokens included. The result is raw bytes, not
 // repaired: decode(encode(x)) == x for every byte string x, and decode(encode_with_specials(x))
-// == x too -- except with ByteLevel add_prefix_space (the added spaces decode too) and added
-// tokens with lstrip/rstrip (the whitespace they swallow does not). (HF's decode skips special
-// tokens by default and replaces invalid UTF-8 with U+FFFD.)
+// == x too -- except with ByteLevel add_prefix_space (the added spaces decode too), added
+// tokens with lstrip/rstrip (the whitespace they swallow does not) and vocabularies missing
+// byte symbols (those bytes come back as the unknown token's text, or not at all). With invalid
+// UTF-8 replaced by U+FFFD, decode equals HF's decode(ids, skip_special_tokens=False) whenever
+// the file's decoder is byte-level (HF's decode skips special tokens by default; HF without a
+// ByteLevel decoder returns the mapped token strings), except for an added token made only of
+// characters of GPT-2's mapping, not all printable ASCII ("Ġx", "é"): pft gives its content,
+// HF the bytes they map to.
 //
 // Thread-safety: after construction every member is const and may be called from many threads
 // at once (the BPE piece cache is per thread).

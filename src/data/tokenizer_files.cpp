@@ -3,6 +3,8 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -237,25 +239,180 @@ void read_pre_tokenizer(const json::value& v, const std::string& path, std::stri
   }
 }
 
-void check_decoder(const json::value* v, const std::string& path, std::string_view where) {
-  if (v == nullptr || v->is_null()) return;
-  const json::object& obj = as_object(*v, path, where);
+// Note [no-op normalizers and decoders]: files converted by transformers (SmolLM2's from its
+// GGUF, for one) carry normalizer and decoder steps written for SentencePiece vocabularies. pft
+// accepts a step only where it cannot change the result for *this* vocab and added tokens:
+//   normalizer  Sequence of no-ops (empty included), Strip without left/right, Replace of a
+//               string by itself (not Prepend "": HF panics on it);
+//   decoder     ByteFallback when no token is spelt "<0xXY>" (the only tokens it rewrites);
+//               Replace of a string none of whose characters occurs in a token; Strip of 0
+//               characters; Fuse -- before ByteLevel only when every token is in GPT-2's
+//               byte mapping, since HF's ByteLevel decoder keeps a string with any unmapped
+//               character as it is, and Fuse makes one string of them all; ByteLevel, once,
+//               with nothing but Fuse / Strip 0 after it.
+// Anything else changes the text and is refused, naming the key. Without a ByteLevel decoder
+// (none, or an empty Sequence) HF's decode returns the mapped token strings ("Ġworld"); pft
+// decodes bytes all the same.
+
+bool is_noop_normalizer(const json::value& v, const std::string& path, const std::string& where,
+                        std::string* refused) {
+  const json::object& obj = as_object(v, path, where);
   const std::string type = get_string(obj, "type", path, where);
-  if (type == "ByteLevel") return;
+  const std::string here = fmt::format("{} ({})", where, type);
   if (type == "Sequence") {
-    const json::value* list = obj.if_contains("decoders");
-    if (list != nullptr && list->is_array()) {
-      int i = 0;
-      for (const json::value& item : list->as_array()) {
-        check_decoder(&item, path, fmt::format("{}.decoders[{}]", where, i++));
-      }
-      return;
+    const json::value* list = obj.if_contains("normalizers");
+    if (list == nullptr || !list->is_array()) {
+      throw InputError(fmt::format("{}: {} needs a \"normalizers\" list", path, here));
     }
+    int i = 0;
+    for (const json::value& item : list->as_array()) {
+      if (!is_noop_normalizer(item, path, fmt::format("{}.normalizers[{}]", where, i++), refused)) {
+        return false;
+      }
+    }
+    return true;
   }
-  throw InputError(
-      fmt::format("{}: {}: decoder type \"{}\" is not supported; pft decodes "
-                  "byte-level tokens only (ByteLevel decoder)",
-                  path, where, type));
+  bool noop = false;
+  if (type == "Strip") {
+    noop = !get_bool(obj, "strip_left", false, path, here) &&
+           !get_bool(obj, "strip_right", false, path, here);
+  } else if (type == "Replace") {
+    const json::value* pattern = obj.if_contains("pattern");
+    const json::value* literal = pattern != nullptr && pattern->is_object()
+                                     ? pattern->as_object().if_contains("String")
+                                     : nullptr;
+    noop = literal != nullptr && literal->is_string() &&
+           literal->as_string() == get_string(obj, "content", path, here, "");
+  }
+  if (!noop) *refused = fmt::format("{} {}", here, json::serialize(v));
+  return noop;
+}
+
+// The tokens a decoder step sees: the vocab and the added tokens, as HF's decode gives them.
+struct TokenTexts {
+  const std::vector<std::string>& vocab;
+  const std::vector<AddedToken>& added;
+  template <class Pred>
+  const std::string* find_if(Pred pred) const {
+    for (const std::string& t : vocab) {
+      if (!t.empty() && pred(t)) return &t;
+    }
+    for (const AddedToken& t : added) {
+      if (pred(t.content)) return &t.content;
+    }
+    return nullptr;
+  }
+};
+
+// HF's ByteFallback decoder rewrites a token of 6 bytes "<0x" + u8::from_str_radix(2 chars, 16)
+// + ">" (which takes a leading '+').
+bool is_byte_fallback_token(std::string_view t) {
+  auto hex = [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; };
+  return t.size() == 6 && t.starts_with("<0x") && t.back() == '>' &&
+         ((hex(t[3]) && hex(t[4])) || (t[3] == '+' && hex(t[4])));
+}
+
+void flatten_decoder(const json::value& v, const std::string& path, const std::string& where,
+                     std::vector<std::pair<std::string, const json::object*>>& steps) {
+  const json::object& obj = as_object(v, path, where);
+  const std::string type = get_string(obj, "type", path, where);
+  if (type != "Sequence") {
+    steps.emplace_back(where, &obj);
+    return;
+  }
+  const json::value* list = obj.if_contains("decoders");
+  if (list == nullptr || !list->is_array()) {
+    throw InputError(fmt::format("{}: {} (Sequence) needs a \"decoders\" list", path, where));
+  }
+  int i = 0;
+  for (const json::value& item : list->as_array()) {
+    flatten_decoder(item, path, fmt::format("{}.decoders[{}]", where, i++), steps);
+  }
+}
+
+// Refuses a decoder that would decode this vocab otherwise than pft does (Note [no-op
+// normalizers and decoders]).
+void check_decoder(const json::value* v, const std::string& path, const TokenTexts& tokens) {
+  if (v == nullptr || v->is_null()) return;
+  std::vector<std::pair<std::string, const json::object*>> steps;
+  flatten_decoder(*v, path, "decoder", steps);
+  bool after_byte_level = false;
+  bool byte_level_follows = false;
+  for (const auto& [where, obj] : steps) {
+    byte_level_follows |= get_string(*obj, "type", path, where) == "ByteLevel";
+  }
+  for (const auto& [where, obj] : steps) {
+    const std::string type = get_string(*obj, "type", path, where);
+    const std::string here = fmt::format("{} ({})", where, type);
+    auto refuse = [&](const std::string& why) {
+      throw InputError(fmt::format(
+          "{}: {}: {}; pft decodes byte-level tokens only (a ByteLevel decoder, and steps that "
+          "change nothing for this vocab)",
+          path, here, why));
+    };
+    if (type == "ByteLevel") {
+      if (after_byte_level) refuse("a second ByteLevel decoder would map the text again");
+      after_byte_level = true;
+      byte_level_follows = false;
+      continue;
+    }
+    if (type == "Fuse") {
+      if (!byte_level_follows) continue;
+      std::string bytes;
+      if (const std::string* t = tokens.find_if(
+              [&](const std::string& t) { return !token_text_to_bytes(t, &bytes); })) {
+        refuse(fmt::format(
+            "before ByteLevel it makes HF decode every sequence holding the token \"{}\" "
+            "(a character outside GPT-2's byte mapping) as unmapped text",
+            *t));
+      }
+      continue;
+    }
+    if (type == "Strip") {
+      auto zero = [&](std::string_view key) {
+        const json::value* n = obj->if_contains(key);
+        return n != nullptr && n->is_number() && n->to_number<double>() == 0;
+      };
+      if (zero("start") && zero("stop")) continue;
+      refuse("only a Strip of 0 characters (start 0, stop 0) is supported");
+    }
+    if (after_byte_level) refuse("only Fuse may come after ByteLevel");
+    if (type == "ByteFallback") {
+      if (const std::string* t = tokens.find_if(is_byte_fallback_token)) {
+        refuse(fmt::format("it would decode the token \"{}\" as a byte", *t));
+      }
+      continue;
+    }
+    if (type == "Replace") {
+      const json::value* pattern = obj->if_contains("pattern");
+      const json::value* literal = pattern != nullptr && pattern->is_object()
+                                       ? pattern->as_object().if_contains("String")
+                                       : nullptr;
+      if (literal == nullptr || !literal->is_string()) {
+        refuse(fmt::format("only string patterns are supported, got {}",
+                           pattern ? json::serialize(*pattern) : "nothing"));
+      }
+      const std::string pat(literal->as_string());
+      std::vector<std::string> chars;  // the pattern's UTF-8 characters
+      for (size_t i = 0; i < pat.size();) {
+        size_t len = 1;
+        while (i + len < pat.size() && (static_cast<unsigned char>(pat[i + len]) & 0xC0) == 0x80)
+          ++len;
+        chars.push_back(pat.substr(i, len));
+        i += len;
+      }
+      if (const std::string* t = tokens.find_if([&](const std::string& t) {
+            return std::any_of(chars.begin(), chars.end(), [&](const std::string& c) {
+              return t.find(c) != std::string::npos;
+            });
+          })) {
+        refuse(fmt::format("the token \"{}\" holds a character of the pattern {}", *t,
+                           json::serialize(*literal)));
+      }
+      continue;
+    }
+    refuse(fmt::format("decoder type \"{}\" is not supported", type));
+  }
 }
 
 // eos/pad named by a tokenizer_config.json beside the tokenizer.json, if any.
@@ -363,16 +520,36 @@ BpeTokenizerConfig read_tokenizer_json(const std::string& path) {
                       path, key));
     }
   }
-  if (get_bool(model, "byte_fallback", false, path, "model")) {
-    throw InputError(
-        fmt::format("{}: model.byte_fallback is true (a SentencePiece-style BPE); "
-                    "pft supports byte-level BPE only",
-                    path));
-  }
+  // byte_fallback, unk_token and fuse_unk matter only for bytes without a symbol (Note
+  // [missing bytes] in data/bpe.h).
+  config.byte_fallback = get_bool(model, "byte_fallback", false, path, "model");
+  config.fuse_unk = get_bool(model, "fuse_unk", false, path, "model");
   config.ignore_merges = get_bool(model, "ignore_merges", false, path, "model");
   const json::value* vocab_value = model.if_contains("vocab");
   if (vocab_value == nullptr) throw InputError(fmt::format("{}: model has no \"vocab\"", path));
   config.vocab = read_vocab_object(*vocab_value, path, "model.vocab");
+  if (const std::string unk = get_string(model, "unk_token", path, "model", ""); !unk.empty()) {
+    auto it = std::find(config.vocab.begin(), config.vocab.end(), unk);
+    if (it != config.vocab.end()) {
+      config.unk_id = static_cast<int32_t>(it - config.vocab.begin());
+    } else {
+      std::vector<std::string> missing;
+      for (int b = 0; b < 256; ++b) {
+        const std::string text = bytes_to_token_text(std::string(1, static_cast<char>(b)));
+        if (std::find(config.vocab.begin(), config.vocab.end(), text) == config.vocab.end()) {
+          missing.push_back(fmt::format("0x{:02x}", b));
+        }
+      }
+      // HF looks the unknown token up only when a byte needs it, and then fails.
+      if (!missing.empty()) {
+        throw InputError(fmt::format(
+            "{}: model.unk_token \"{}\" is not in model.vocab, and the vocab has no symbol for "
+            "the bytes {}; Hugging Face fails to encode text holding them. Set "
+            "model.unk_token to a token of the vocab, or to null to drop such bytes",
+            path, unk, fmt::join(missing, " ")));
+      }
+    }
+  }
 
   const json::value* merges_value = model.if_contains("merges");
   if (merges_value == nullptr || !merges_value->is_array()) {
@@ -405,15 +582,17 @@ BpeTokenizerConfig read_tokenizer_json(const std::string& path) {
     config.merges.push_back(resolver.resolve(left, right, where));
   }
 
-  // Normalizer: none supported (NFC and friends would need Unicode composition tables).
+  // Normalizer: none, or steps that change nothing (NFC and friends would need Unicode
+  // composition tables).
   if (const json::value* n = root.if_contains("normalizer"); n != nullptr && !n->is_null()) {
-    throw InputError(
-        fmt::format("{}: a normalizer is set ({}); pft supports tokenizers without "
-                    "one (GPT-2, Llama-3, SmolLM style)",
-                    path,
-                    json::serialize(n->is_object() && n->as_object().if_contains("type")
-                                        ? n->as_object().at("type")
-                                        : *n)));
+    std::string refused;
+    if (!is_noop_normalizer(*n, path, "normalizer", &refused)) {
+      throw InputError(
+          fmt::format("{}: {} changes the text; pft supports tokenizers without a normalizer "
+                      "(GPT-2, Llama-3, SmolLM style) or with steps that change nothing (an "
+                      "empty Sequence, Strip without left/right, Replace of a string by itself)",
+                      path, refused));
+    }
   }
 
   // Pre-tokenizer: must end in ByteLevel (the byte mapping the vocab is written in).
@@ -432,8 +611,6 @@ BpeTokenizerConfig read_tokenizer_json(const std::string& path) {
                     "byte-level BPE only",
                     path));
   }
-  check_decoder(root.if_contains("decoder"), path, "decoder");
-
   // Added tokens.
   if (const json::value* added = root.if_contains("added_tokens");
       added != nullptr && !added->is_null()) {
@@ -461,6 +638,8 @@ BpeTokenizerConfig read_tokenizer_json(const std::string& path) {
       config.added_tokens.push_back(std::move(t));
     }
   }
+
+  check_decoder(root.if_contains("decoder"), path, TokenTexts{config.vocab, config.added_tokens});
 
   config.eos_id =
       first_token_of(config, {"<|endoftext|>", "<|end_of_text|>", "</s>", "<|im_end|>", "<eos>"})

@@ -6,7 +6,8 @@
 //                        the special eos token. Pre-tokenizer: ByteLevel (GPT-2 regex).
 //   read_tokenizer_json  a Hugging Face tokenizer.json; what it accepts is listed in
 //                        data/tokenizer.h. eos/pad come from a tokenizer_config.json in the
-//                        same directory when there is one.
+//                        same directory when there is one. model.unk_token must be in
+//                        model.vocab when some byte has no symbol (HF fails otherwise).
 //
 // Every problem throws InputError naming the file and, where there is one, the line (JSON
 // syntax errors, merges lines) or the JSON key, and what to do about it.

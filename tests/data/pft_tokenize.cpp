@@ -6,6 +6,9 @@
 //       by spaces. --specials encodes with encode_with_specials. Each case is also decoded and
 //       must give its bytes back, else the tool fails, unless --no-roundtrip (for tokenizers
 //       with add_prefix_space, whose added spaces decode too).
+//   pft_tokenize decode TOKENIZER_SPEC IDS_FILE OUT_FILE
+//       IDS_FILE holds one case per line, its ids separated by spaces; OUT_FILE gets one line
+//       per case: the decoded bytes, hex-encoded.
 //   pft_tokenize bench TOKENIZER_SPEC CORPUS_FILE IDS_FILE [REPEATS]
 //       Encodes every line of CORPUS_FILE (split at '\n', the '\n' not included) one call per
 //       line on one thread, REPEATS times (default 3); prints "pft_encode_mb_per_s=<best>" and
@@ -73,6 +76,26 @@ int run_encode(const pft::Tokenizer& tok, const std::string& cases_path,
   return out ? 0 : 1;
 }
 
+int run_decode(const pft::Tokenizer& tok, const std::string& ids_path,
+               const std::string& out_path) {
+  std::istringstream lines(read_all(ids_path));
+  std::ofstream out(out_path, std::ios::binary);
+  std::string line;
+  std::vector<int32_t> ids;
+  size_t n = 0;
+  while (std::getline(lines, line)) {
+    ids.clear();
+    std::istringstream fields(line);
+    for (int32_t id; fields >> id;) ids.push_back(id);
+    static const char kHex[] = "0123456789abcdef";
+    for (unsigned char c : tok.decode(ids)) out << kHex[c >> 4] << kHex[c & 15];
+    out << '\n';
+    ++n;
+  }
+  std::cerr << "pft_tokenize: decoded " << n << " cases\n";
+  return out ? 0 : 1;
+}
+
 int run_bench(const pft::Tokenizer& tok, const std::string& corpus_path,
               const std::string& ids_path, int repeats) {
   const std::string corpus = read_all(corpus_path);
@@ -124,12 +147,17 @@ int main(int argc, char** argv) {
       return run_encode(*tok, args[2], args[3], has_flag("--specials"),
                         !has_flag("--no-roundtrip"));
     }
+    if (args.size() == 4 && args[0] == "decode") {
+      const auto tok = pft::load_tokenizer(args[1]);
+      return run_decode(*tok, args[2], args[3]);
+    }
     if (args.size() >= 4 && args[0] == "bench") {
       const auto tok = pft::load_tokenizer(args[1]);
       return run_bench(*tok, args[2], args[3], args.size() >= 5 ? std::stoi(args[4]) : 3);
     }
     std::cerr
         << "usage: pft_tokenize encode SPEC CASES_FILE OUT_FILE [--specials] [--no-roundtrip]\n"
+           "       pft_tokenize decode SPEC IDS_FILE OUT_FILE\n"
            "       pft_tokenize bench SPEC CORPUS_FILE IDS_FILE [REPEATS]\n";
     return 1;
   } catch (const std::exception& e) {

@@ -3,17 +3,20 @@
 // Parity with Hugging Face on >= 10,000 strings is tests/reference/tokenizer_parity.py.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "core/error.h"
 #include "core/format.h"
 #include "data/bpe.h"
+#include "data/bpe_tokenizer.h"
 #include "data/pretokenizer.h"
 #include "data/tokenizer.h"
 
@@ -282,9 +285,11 @@ TEST(TokenizerByte, BytesAndSpecials) {
 // ---- Hand-written tokenizer.json files ------------------------------------------------------
 
 // A byte-level tokenizer.json: the 256 byte tokens, then `extra` tokens made by `merges`.
+// Bytes in `missing` get no token.
 std::string tokenizer_json(const std::vector<std::pair<std::string, std::string>>& merges,
                            const std::string& pre_tokenizer, const std::string& added_tokens,
-                           bool ignore_merges, const std::vector<std::string>& extra_vocab = {}) {
+                           bool ignore_merges, const std::vector<std::string>& extra_vocab = {},
+                           const std::vector<int>& missing = {}) {
   std::string vocab;
   int id = 0;
   auto add = [&](const std::string& token) {
@@ -296,7 +301,10 @@ std::string tokenizer_json(const std::vector<std::pair<std::string, std::string>
     vocab += fmt::format("{}\"{}\": {}", id ? ", " : "", escaped, id);
     ++id;
   };
-  for (int b = 0; b < 256; ++b) add(bytes_to_token_text(std::string(1, static_cast<char>(b))));
+  for (int b = 0; b < 256; ++b) {
+    if (std::find(missing.begin(), missing.end(), b) != missing.end()) continue;
+    add(bytes_to_token_text(std::string(1, static_cast<char>(b))));
+  }
   std::string merge_list;
   for (const auto& [l, r] : merges) {
     add(l + r);
@@ -369,6 +377,219 @@ TEST(TokenizerJson, AddPrefixSpace) {
   EXPECT_EQ(tok->encode(" a"), (std::vector<int32_t>{' ', 'a'}));
 }
 
+// ---- Vocabularies without some byte symbols (Note [missing bytes] in data/bpe.h) -------------
+
+// A byte-level config whose vocab lacks the symbols of `missing` (the others numbered in byte
+// order, then `extra`), with the merges `merges`.
+BpeTokenizerConfig config_missing(const std::vector<int>& missing,
+                                  const std::vector<std::string>& extra,
+                                  const std::vector<std::pair<std::string, std::string>>& merges) {
+  BpeTokenizerConfig config;
+  config.source = "test config";
+  for (int b = 0; b < 256; ++b) {
+    if (std::find(missing.begin(), missing.end(), b) == missing.end()) {
+      config.vocab.push_back(bytes_to_token_text(std::string(1, static_cast<char>(b))));
+    }
+  }
+  for (const std::string& t : extra) config.vocab.push_back(t);
+  auto id = [&](const std::string& t) {
+    return static_cast<int32_t>(std::find(config.vocab.begin(), config.vocab.end(), t) -
+                                config.vocab.begin());
+  };
+  for (const auto& [l, r] : merges) config.merges.push_back({id(l), id(r), id(l + r)});
+  config.pre_tokenizer = {{PreTokenizerStep::Kind::kSplit, SplitRule::kGpt2}};
+  return config;
+}
+
+// The expected ids were computed by `tokenizers` 0.22.1 on the equivalent tokenizer.json
+// (vocab: the bytes but 0xC3 and 0xA9, then "ab" 254, "<unk>" 255, "<0xC3>" 256, "<0x83>" 257;
+// merge a + b). "é" is C3 A9 ("\303\251"); byte 0xC3 is the mapped character U+00C3, UTF-8
+// C3 83.
+TEST(TokenizerMissingBytes, EncodeAsHuggingFace) {
+  const std::vector<std::string> extra = {"ab", "<unk>", "<0xC3>", "<0x83>"};
+  const std::vector<std::pair<std::string, std::string>> merges = {{"a", "b"}};
+  struct Case {
+    bool unk, fuse, fallback;
+    std::vector<int32_t> aeb, ee;
+  };
+  const std::vector<Case> cases = {
+      // Without unk_token the bytes are dropped, and their neighbours merge.
+      {false, false, false, {254}, {}},
+      {true, false, false, {97, 255, 255, 98}, {255, 255, 255, 255}},
+      {true, true, false, {97, 255, 98}, {255}},
+      // byte_fallback: C3 -> <0xC3> <0x83>; A9 has no "<0xC2>" "<0xA9>" -> unk, emitted after
+      // the fallback tokens that follow it (HF's order), fused across them with fuse_unk.
+      {true, false, true, {97, 256, 257, 255, 98}, {256, 257, 256, 257, 255, 255}},
+      {true, true, true, {97, 256, 257, 255, 98}, {256, 257, 256, 257, 255}},
+  };
+  for (const Case& c : cases) {
+    BpeTokenizerConfig config = config_missing({0xC3, 0xA9}, extra, merges);
+    if (c.unk) config.unk_id = 255;
+    config.fuse_unk = c.fuse;
+    config.byte_fallback = c.fallback;
+    const BpeTokenizer tok(std::move(config));
+    const std::string label = fmt::format("unk {} fuse {} fallback {}", c.unk, c.fuse, c.fallback);
+    EXPECT_EQ(tok.encode("a\303\251b"), c.aeb) << label;
+    EXPECT_EQ(tok.encode("\xc3\xa9\xc3\xa9"), c.ee) << label;
+    EXPECT_EQ(tok.encode("a\004b"), (std::vector<int32_t>{97, 4, 98})) << label;
+    // One 400-byte piece: the heap merge (over kHeapThreshold symbols) gives the same.
+    std::string long_piece;
+    std::vector<int32_t> expected;
+    for (int i = 0; i < 100; ++i) {
+      long_piece += "a\303\251b";
+      expected.insert(expected.end(), c.aeb.begin(), c.aeb.end());
+    }
+    EXPECT_EQ(tok.encode(long_piece), expected) << label;
+    EXPECT_EQ(tok.encode("a\303\251b"), c.aeb) << label << " (from the piece cache)";
+  }
+}
+
+TEST(TokenizerMissingBytes, DecodeAndDescribe) {
+  BpeTokenizerConfig config = config_missing({0x04, 0xC3, 0xA9}, {"<unk>"}, {});
+  config.unk_id = static_cast<int32_t>(config.vocab.size()) - 1;
+  config.fuse_unk = true;
+  const BpeTokenizer tok(std::move(config));
+  const std::vector<int32_t> ids = tok.encode("x\x04y caf\xc3\xa9");
+  const int32_t unk = tok.vocab_size() - 1;
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), unk), 2);
+  // An unknown token decodes as its text, as HF's ByteLevel decoder does.
+  EXPECT_EQ(tok.decode(ids), "x<unk>y caf<unk>");
+  EXPECT_NE(tok.describe().find("3 of 256 bytes have no symbol and encode to unk"),
+            std::string::npos)
+      << tok.describe();
+  BpeTokenizerConfig bad = config_missing({0x04}, {}, {});
+  bad.unk_id = 9999;
+  expect_input_error([&] { BpeTokenizer t(std::move(bad)); }, {"test config", "9999"});
+}
+
+// ---- tokenizer.json forms written by transformers (Note [no-op normalizers and decoders]) ----
+
+// `json` with the first occurrence of `from` replaced by `to` (which must exist).
+std::string with(std::string json, const std::string& from, const std::string& to) {
+  const size_t at = json.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  if (at != std::string::npos) json.replace(at, from.size(), to);
+  return json;
+}
+
+const std::string kSmolLM2Decoder =
+    R"({"type": "Sequence", "decoders": [{"type": "ByteFallback"}, {"type": "Fuse"},
+        {"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
+        {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true}]})";
+
+// The form transformers writes for SmolLM2 from its GGUF file, on a vocab lacking 0x04, 0xC3,
+// 0xA9 ("é" is C3 A9); the ids are checked against `tokenizers` by tokenizer_forms_parity.py.
+std::string smollm2_form(const std::string& unk_token, bool fuse_unk) {
+  std::string json = tokenizer_json({}, kByteLevelPre, "", false, {"<unk>"}, {0x04, 0xC3, 0xA9});
+  json = with(json, "\"normalizer\": null",
+              R"("normalizer": {"type": "Sequence", "normalizers": []})");
+  json = with(json, "\"decoder\": {\"type\": \"ByteLevel\"}", "\"decoder\": " + kSmolLM2Decoder);
+  return with(json, "\"unk_token\": null",
+              fmt::format(R"("unk_token": {}, "fuse_unk": {}, "byte_fallback": true)", unk_token,
+                          fuse_unk ? "true" : "false"));
+}
+
+TEST(TokenizerJson, SmolLM2FormFromGguf) {
+  TempDir dir;
+  const auto fused = load_tokenizer(dir.file("fused.json", smollm2_form("\"<unk>\"", true)));
+  const int32_t unk = *fused->token_to_id("<unk>");
+  auto id = [&](char c) { return *fused->token_to_id(bytes_to_token_text(std::string(1, c))); };
+  EXPECT_EQ(fused->encode("caf\303\251 x\004y"),
+            (std::vector<int32_t>{id('c'), id('a'), id('f'), unk, id(' '), id('x'), unk, id('y')}));
+  EXPECT_EQ(fused->decode(fused->encode("caf\303\251")), "caf<unk>");
+  EXPECT_NE(fused->describe().find("3 of 256 bytes have no symbol"), std::string::npos);
+  const auto separate = load_tokenizer(dir.file("separate.json", smollm2_form("\"<unk>\"", false)));
+  EXPECT_EQ(separate->encode("caf\303\251"),
+            (std::vector<int32_t>{id('c'), id('a'), id('f'), unk, unk}));
+  const auto dropped = load_tokenizer(dir.file("dropped.json", smollm2_form("null", true)));
+  EXPECT_EQ(dropped->encode("caf\303\251"), (std::vector<int32_t>{id('c'), id('a'), id('f')}));
+  // An unk_token the vocab lacks: HF would fail on the bytes without a symbol.
+  expect_input_error(
+      [&] { load_tokenizer(dir.file("bad_unk.json", smollm2_form("\"<missing>\"", true))); },
+      {"bad_unk.json", "model.unk_token", "<missing>", "0x04 0xa9 0xc3"});
+  // ... but never looks it up when every byte has a symbol.
+  const std::string complete = with(tokenizer_json({}, kByteLevelPre, "", false),
+                                    "\"unk_token\": null", "\"unk_token\": \"<missing>\"");
+  EXPECT_EQ(load_tokenizer(dir.file("complete.json", complete))->encode("\004"),
+            (std::vector<int32_t>{4}));
+}
+
+TEST(TokenizerJson, NoOpNormalizerAndDecoderSteps) {
+  TempDir dir;
+  std::string json = tokenizer_json({}, kByteLevelPre, "", false);
+  json = with(json, "\"normalizer\": null",
+              R"("normalizer": {"type": "Sequence", "normalizers": [
+                   {"type": "Strip", "strip_left": false, "strip_right": false},
+                   {"type": "Replace", "pattern": {"String": "a"}, "content": "a"},
+                   {"type": "Sequence", "normalizers": []}]})");
+  json = with(json, "\"decoder\": {\"type\": \"ByteLevel\"}",
+              R"("decoder": {"type": "Sequence", "decoders": [{"type": "Sequence", "decoders": []},
+                   {"type": "Strip", "content": " ", "start": 0, "stop": 0},
+                   {"type": "ByteLevel"}, {"type": "Fuse"}]})");
+  const auto tok = load_tokenizer(dir.file("noop.json", json));
+  EXPECT_EQ(tok->encode(" a"), (std::vector<int32_t>{' ', 'a'}));
+  // An empty decoder Sequence is accepted too (pft decodes bytes; HF gives "Ġa").
+  const std::string empty =
+      with(tokenizer_json({}, kByteLevelPre, "", false), "\"decoder\": {\"type\": \"ByteLevel\"}",
+           R"("decoder": {"type": "Sequence", "decoders": []})");
+  EXPECT_EQ(load_tokenizer(dir.file("empty.json", empty))->decode(std::vector<int32_t>{' ', 'a'}),
+            " a");
+}
+
+TEST(TokenizerErrors, NormalizerAndDecoderStepsThatChangeTheText) {
+  TempDir dir;
+  const std::string base = tokenizer_json({}, kByteLevelPre, "", false);
+  auto normalizer = [&](const std::string& n) {
+    return with(base, "\"normalizer\": null", "\"normalizer\": " + n);
+  };
+  auto decoder = [&](const std::string& d, const std::string& json) {
+    return with(json, "\"decoder\": {\"type\": \"ByteLevel\"}", "\"decoder\": " + d);
+  };
+  expect_input_error(
+      [&] {
+        load_tokenizer(dir.file(
+            "lower.json",
+            normalizer(R"({"type": "Sequence", "normalizers": [{"type": "Lowercase"}]})")));
+      },
+      {"lower.json", "normalizer.normalizers[0] (Lowercase)", "changes the text"});
+  expect_input_error(
+      [&] {
+        load_tokenizer(
+            dir.file("prepend.json", normalizer(R"({"type": "Prepend", "prepend": ""})")));
+      },
+      {"prepend.json", "normalizer (Prepend)"});
+  // Replace "a" by " " would change every token holding an "a".
+  const std::string replace_a =
+      R"({"type": "Sequence", "decoders": [{"type": "Replace", "pattern": {"String": "a"},
+          "content": " "}, {"type": "ByteLevel"}]})";
+  expect_input_error([&] { load_tokenizer(dir.file("replace.json", decoder(replace_a, base))); },
+                     {"replace.json", "decoder.decoders[0] (Replace)", "\"a\""});
+  // ByteFallback rewrites a token spelt "<0x41>".
+  const std::string with_byte_token = tokenizer_json({}, kByteLevelPre, "", false, {"<0x41>"});
+  expect_input_error(
+      [&] { load_tokenizer(dir.file("fallback.json", decoder(kSmolLM2Decoder, with_byte_token))); },
+      {"fallback.json", "decoder.decoders[0] (ByteFallback)", "<0x41>"});
+  // Fuse before ByteLevel with a token outside the byte mapping (an added token with a space).
+  const std::string spaced = tokenizer_json(
+      {}, kByteLevelPre,
+      R"({"id": 256, "content": "a b", "lstrip": false, "rstrip": false, "normalized": false,
+          "special": true})",
+      false);
+  expect_input_error(
+      [&] { load_tokenizer(dir.file("fuse.json", decoder(kSmolLM2Decoder, spaced))); },
+      {"fuse.json", "decoder.decoders[1] (Fuse)", "a b"});
+  for (
+      const auto& [name, d, part] : std::vector<std::tuple<std::string, std::string, std::string>>{
+          {"metaspace.json", R"({"type": "Metaspace"})", "\"Metaspace\" is not supported"},
+          {"strip.json", R"({"type": "Strip", "content": " ", "start": 1, "stop": 0})",
+           "Strip of 0"},
+          {"after.json",
+           R"({"type": "Sequence", "decoders": [{"type": "ByteLevel"}, {"type": "ByteFallback"}]})",
+           "only Fuse"}}) {
+    expect_input_error([&] { load_tokenizer(dir.file(name, decoder(d, base))); }, {name, part});
+  }
+}
+
 // ---- Errors ---------------------------------------------------------------------------------
 
 TEST(TokenizerErrors, MissingPaths) {
@@ -400,9 +621,6 @@ TEST(TokenizerErrors, CorruptVocabNamesTheFileAndLine) {
   dir.file("encoder.json", "{\"a\": 0, \"b\": \"x\"}");
   expect_input_error([&] { load_tokenizer(dir.path().string()); },
                      {"encoder.json", "\"b\"", "integer"});
-  // A valid JSON vocab lacking the byte tokens is not byte-level.
-  dir.file("encoder.json", "{\"a\": 0, \"b\": 1}");
-  expect_input_error([&] { load_tokenizer(dir.path().string()); }, {"byte-level"});
 }
 
 TEST(TokenizerErrors, UnsupportedTokenizerJson) {
