@@ -12,20 +12,19 @@
 #include <optional>
 #include <sstream>
 
-#include "model/gguf_writer.h"
 #include "core/error.h"
 #include "core/format.h"
 #include "core/logging.h"
 #include "data/bpe_tokenizer.h"
 #include "data/tokenizer_files.h"
 #include "model/adapters.h"
+#include "model/gguf_writer.h"
 #include "model/hf_import.h"
 
 namespace pft {
 
 namespace fs = std::filesystem;
 namespace json = boost::json;
-
 
 GgufDtype parse_gguf_dtype(const std::string& name) {
   if (name == "f32") return GgufDtype::kF32;
@@ -55,8 +54,6 @@ std::vector<std::byte> bytes_of(const at::Tensor& t) {
   std::memcpy(out.data(), t.data_ptr(), out.size());
   return out;
 }
-
-
 
 // Note [rope permutation]
 // llama.cpp applies RoPE to adjacent pairs (x[2i], x[2i+1]) of each head; Hugging Face's Llama
