@@ -7,6 +7,9 @@
 //                architecture (GPT2LMHeadModel or LlamaForCausalLM), so
 //                `AutoModelForCausalLM.from_pretrained(OUT)` loads it. Tokenizer files are not
 //                copied (a path stored in a checkpoint is never followed).
+//   gguf:        not here: a GGUF file needs the model mapping and quantization of the model
+//                floor (model/gguf_export.h); `pft ckpt export --format gguf` goes through
+//                train/gguf_checkpoint.h.
 // The checkpoint is verified while read (ckpt/reader.h); a bad file throws InputError.
 #pragma once
 

@@ -3,11 +3,13 @@
 // pft ckpt verify FILE                                 exit 0 valid, 2 invalid (with the reason)
 // pft ckpt diff A B                                    exit 0 same state, 1 different (like cmp)
 // pft ckpt export FILE --format safetensors|hf --out DIR [--base DIR]
+// pft ckpt export FILE --format gguf [--dtype f32|f16|q8_0] --out DIR [--base DIR] [--tokenizer P]
 //
-// An adapter checkpoint (a PEFT run: /trainable/base_model_hash set) exports as --format hf only:
+// An adapter checkpoint (a PEFT run: /trainable/base_model_hash set) exports as --format hf (or gguf, below):
 // the base with LoRA merged, plus the adapter in Hugging Face PEFT's format
 // (train/adapter_checkpoint.h); --base names the base model when the run's model.from_pretrained
-// is not where it was.
+// is not where it was. --format gguf writes DIR/model-<dtype>.gguf from a full fine-tuning or a
+// LoRA checkpoint (train/gguf_checkpoint.h); prompt / prefix tuning are refused.
 // Single-process tools over ckpt/tools.h and ckpt/export.h (docs/checkpoint-format.md). They
 // never write a checkpoint. --file-locking turns HDF5 file locks on (off by default, as in
 // training: checkpoint.file_locking); it goes before or after the subcommand.
@@ -21,6 +23,7 @@
 #include "core/error.h"
 #include "core/format.h"
 #include "train/adapter_checkpoint.h"
+#include "train/gguf_checkpoint.h"
 
 namespace pft::cli {
 
@@ -32,7 +35,7 @@ Command add_ckpt_command(CLI::App& app) {
   auto* sub = app.add_subcommand("ckpt", "List, inspect, verify, diff and export checkpoints");
   sub->require_subcommand(1);
   struct Args {
-    std::string run_dir, file, other, format = "safetensors", out, base;
+    std::string run_dir, file, other, format = "safetensors", out, base, dtype, tokenizer;
     bool file_locking = false;
   };
   auto args = std::make_shared<Args>();
@@ -53,10 +56,15 @@ Command add_ckpt_command(CLI::App& app) {
   auto* diff = sub->add_subcommand("diff", "Compare two checkpoints: exit 0 same state, 1 differs");
   diff->add_option("a", args->file, "First checkpoint")->required();
   diff->add_option("b", args->other, "Second checkpoint")->required();
-  auto* exp = sub->add_subcommand("export", "Write the model weights as safetensors or an HF dir");
+  auto* exp = sub->add_subcommand("export", "Write the model weights as safetensors, an HF dir or a GGUF file");
   exp->add_option("file", args->file, "Checkpoint file (.h5)")->required();
-  exp->add_option("--format", args->format, "safetensors | hf")
-      ->check(CLI::IsMember({"safetensors", "hf"}));
+  exp->add_option("--format", args->format, "safetensors | hf | gguf")
+      ->check(CLI::IsMember({"safetensors", "hf", "gguf"}));
+  exp->add_option("--dtype", args->dtype, "gguf: f32 (default) | f16 | q8_0")
+      ->check(CLI::IsMember({"f32", "f16", "q8_0"}));
+  exp->add_option("--tokenizer", args->tokenizer,
+                  "gguf: the tokenizer (tokenizer.json or its directory; default: the run's "
+                  "data.tokenizer)");
   exp->add_option("--out", args->out, "Output directory")->required();
   exp->add_option("--base", args->base,
                   "Adapter checkpoints: the base model directory (default: the run's "
@@ -91,6 +99,19 @@ Command add_ckpt_command(CLI::App& app) {
       const ckpt::DiffResult r = ckpt::diff_checkpoints(args->file, args->other, ro);
       std::cout << r.text << std::flush;
       return r.same ? 0 : kCheckpointsDiffer;
+    }
+    if (args->format != "gguf" && (!args->dtype.empty() || !args->tokenizer.empty()))
+      throw InputError("--dtype and --tokenizer go with --format gguf only");
+    if (args->format == "gguf") {
+      GgufCheckpointExport request;
+      request.dtype = parse_gguf_dtype(args->dtype.empty() ? "f32" : args->dtype);
+      request.base = args->base;
+      request.tokenizer = args->tokenizer;
+      request.file_locking = args->file_locking;
+      const GgufExportReport r = export_checkpoint_gguf(args->file, args->out, request);
+      std::cout << fmt::format("wrote {} ({} tensors: {}; {:.1f} MB; tokenizer.ggml.pre {})\n",
+                               r.file.string(), r.tensors, r.tensor_types, r.bytes / 1e6, r.pre);
+      return 0;
     }
     const ckpt::Contents meta = ckpt::read_checkpoint_meta(args->file, ro);
     const bool adapter = meta.has_group(ckpt::kTrainable) &&
