@@ -209,11 +209,12 @@ inline uint64_t pair_key(int32_t left, int32_t right) {
 inline uint64_t mix(uint64_t key) { return key * 0x9E3779B97F4A7C15ull; }
 }  // namespace
 
-BytePairEncoder::BytePairEncoder(std::vector<std::string> token_bytes,
-                                 const std::array<int32_t, 256>& byte_ids,
+BytePairEncoder::BytePairEncoder(std::vector<std::string> token_bytes, ByteSymbols bytes,
                                  const std::vector<MergeRule>& merges, bool ignore_merges)
     : token_bytes_(std::move(token_bytes)),
-      byte_ids_(byte_ids),
+      bytes_(std::move(bytes)),
+      all_bytes_(
+          std::none_of(bytes_.id.begin(), bytes_.id.end(), [](int32_t id) { return id < 0; })),
       ignore_merges_(ignore_merges),
       cache_owner_(next_cache_owner.fetch_add(1)) {
   uint32_t bits = 4;
@@ -252,8 +253,8 @@ BytePairEncoder::RankResult BytePairEncoder::lookup_merge(int32_t left, int32_t 
 
 void BytePairEncoder::encode_piece(std::string_view piece, PieceCache& cache,
                                    std::vector<int32_t>& out) const {
-  if (piece.size() == 1) {
-    out.push_back(byte_ids_[static_cast<unsigned char>(piece[0])]);
+  if (piece.size() == 1 && bytes_.id[static_cast<unsigned char>(piece[0])] >= 0) {
+    out.push_back(bytes_.id[static_cast<unsigned char>(piece[0])]);
     return;
   }
   if (piece.size() > kMaxCachedPieceBytes) {
@@ -282,23 +283,53 @@ void BytePairEncoder::encode_piece_uncached(std::string_view piece,
       return;
     }
   }
-  if (piece.size() == 1) {
-    out.push_back(byte_ids_[static_cast<unsigned char>(piece[0])]);
-  } else if (piece.size() <= kHeapThreshold) {
-    merge_linear(piece, out);
+  const size_t n = piece.size();
+  if (!all_bytes_) {
+    thread_local std::vector<int32_t> ids;  // the merges below never come back here
+    ids.clear();
+    initial_symbols(piece, ids);
+    if (ids.size() <= kHeapThreshold) {
+      merge_linear(ids.data(), ids.size(), out);
+    } else {
+      merge_heap(ids.data(), ids.size(), out);
+    }
+  } else if (n == 1) {
+    out.push_back(bytes_.id[static_cast<unsigned char>(piece[0])]);
+  } else if (n <= kHeapThreshold) {
+    int32_t ids[kHeapThreshold];
+    for (size_t i = 0; i < n; ++i) ids[i] = bytes_.id[static_cast<unsigned char>(piece[i])];
+    merge_linear(ids, n, out);
   } else {
-    merge_heap(piece, out);
+    std::vector<int32_t> ids(n);
+    for (size_t i = 0; i < n; ++i) ids[i] = bytes_.id[static_cast<unsigned char>(piece[i])];
+    merge_heap(ids.data(), n, out);
   }
+}
+
+// HF's BPE::merge_word over the piece's bytes (Note [missing bytes]).
+void BytePairEncoder::initial_symbols(std::string_view piece, std::vector<int32_t>& ids) const {
+  ids.reserve(piece.size());
+  bool unk_pending = false;
+  for (unsigned char b : piece) {
+    if (const int32_t id = bytes_.id[b]; id >= 0) {
+      if (unk_pending) ids.push_back(bytes_.unk_id);
+      unk_pending = false;
+      ids.push_back(id);
+    } else if (!bytes_.fallback[b].empty()) {
+      ids.insert(ids.end(), bytes_.fallback[b].begin(), bytes_.fallback[b].end());
+    } else if (bytes_.unk_id >= 0) {
+      if (unk_pending && !bytes_.fuse_unk) ids.push_back(bytes_.unk_id);
+      unk_pending = true;
+    }
+  }
+  if (unk_pending) ids.push_back(bytes_.unk_id);
 }
 
 // Short pieces: keep the ids and the rank of each adjacent pair in arrays; merge the lowest
 // rank (leftmost on ties), update the two pairs around it, repeat. O(n^2) worst case, but
 // tiny n and no allocation.
-void BytePairEncoder::merge_linear(std::string_view piece, std::vector<int32_t>& out) const {
-  const size_t n = piece.size();
-  int32_t ids[kHeapThreshold];
+void BytePairEncoder::merge_linear(int32_t* ids, size_t n, std::vector<int32_t>& out) const {
   RankResult pairs[kHeapThreshold];  // pairs[i]: merge of (ids[i], ids[i + 1])
-  for (size_t i = 0; i < n; ++i) ids[i] = byte_ids_[static_cast<unsigned char>(piece[i])];
   for (size_t i = 0; i + 1 < n; ++i) pairs[i] = lookup_merge(ids[i], ids[i + 1]);
   size_t m = n;
   while (m > 1) {
@@ -327,8 +358,8 @@ void BytePairEncoder::merge_linear(std::string_view piece, std::vector<int32_t>&
 // Long pieces: a doubly linked list of symbols and a min-heap of candidate merges ordered by
 // (rank, position); entries made stale by an earlier merge are recognised and skipped, as in
 // HF's Word::merge_all. O(n log n).
-void BytePairEncoder::merge_heap(std::string_view piece, std::vector<int32_t>& out) const {
-  const size_t n = piece.size();
+void BytePairEncoder::merge_heap(const int32_t* ids, size_t n, std::vector<int32_t>& out) const {
+  if (n == 0) return;
   struct Symbol {
     int32_t id;
     int32_t prev;
@@ -345,8 +376,8 @@ void BytePairEncoder::merge_heap(std::string_view piece, std::vector<int32_t>& o
   };
   std::vector<Symbol> symbols(n);
   for (size_t i = 0; i < n; ++i) {
-    symbols[i] = Symbol{byte_ids_[static_cast<unsigned char>(piece[i])],
-                        static_cast<int32_t>(i) - 1, i + 1 < n ? static_cast<int32_t>(i + 1) : -1};
+    symbols[i] =
+        Symbol{ids[i], static_cast<int32_t>(i) - 1, i + 1 < n ? static_cast<int32_t>(i + 1) : -1};
   }
   std::priority_queue<Candidate, std::vector<Candidate>, std::greater<Candidate>> heap;
   auto push = [&](int32_t pos) {

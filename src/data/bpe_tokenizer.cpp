@@ -120,20 +120,37 @@ BpeTokenizer::BpeTokenizer(BpeTokenizerConfig config)
       decode_bytes_[id] = text;
     }
   }
-  std::array<int32_t, 256> byte_ids;
+  // Each byte's symbol, or what stands for it when the vocab has none (Note [missing bytes]).
+  ByteSymbols byte_symbols;
+  if (config.unk_id) {
+    const int32_t unk = *config.unk_id;
+    if (unk < 0 || static_cast<size_t>(unk) >= num_vocab || config.vocab[unk].empty()) {
+      throw InputError(fmt::format(
+          "{}: the unknown token id {} is not a token of the vocab ({} entries); Hugging Face "
+          "looks the unk_token up in the model's vocab, so the file is inconsistent",
+          source_, unk, num_vocab));
+    }
+    byte_symbols.unk_id = unk;
+    unk_id_ = unk;
+  }
+  byte_symbols.fuse_unk = config.fuse_unk;
   for (int b = 0; b < 256; ++b) {
     const std::string text = bytes_to_token_text(std::string(1, static_cast<char>(b)));
     auto it = id_of_text_.find(text);
-    if (it == id_of_text_.end()) {
-      throw InputError(fmt::format(
-          "{}: the vocab has no token for byte 0x{:02x} (\"{}\"), so it is not a byte-level BPE "
-          "vocab; pft supports byte-level BPE only (GPT-2, Llama-3, Qwen2 style tokenizers)",
-          source_, b, text));
+    byte_symbols.id[b] = it == id_of_text_.end() ? -1 : it->second;
+    if (byte_symbols.id[b] >= 0) continue;
+    ++missing_bytes_;
+    if (!config.byte_fallback) continue;
+    std::vector<int32_t> fallback;
+    for (unsigned char c : text) {
+      auto f = id_of_text_.find(fmt::format("<0x{:02X}>", c));
+      if (f == id_of_text_.end()) break;
+      fallback.push_back(f->second);
     }
-    byte_ids[b] = it->second;
+    if (fallback.size() == text.size()) byte_symbols.fallback[b] = std::move(fallback);
   }
-  encoder_ = std::make_unique<BytePairEncoder>(std::move(model_bytes), byte_ids, config.merges,
-                                               config.ignore_merges);
+  encoder_ = std::make_unique<BytePairEncoder>(std::move(model_bytes), std::move(byte_symbols),
+                                               config.merges, config.ignore_merges);
 
   // Added tokens: literal content, looked up before the model vocab (as HF does).
   std::vector<AddedToken> by_pass[2];
@@ -244,7 +261,14 @@ std::string BpeTokenizer::id_to_token(int32_t id) const {
 }
 
 std::string BpeTokenizer::describe() const {
-  return fmt::format("byte-level BPE ({} ids, eos {}) from {}", vocab_size_, eos_id_, source_);
+  std::string missing;
+  if (missing_bytes_ > 0) {
+    missing = fmt::format("; {} of 256 bytes have no symbol and encode to {}", missing_bytes_,
+                          unk_id_ ? fmt::format("unk {} ({})", *unk_id_, token_text_[*unk_id_])
+                                  : std::string("nothing"));
+  }
+  return fmt::format("byte-level BPE ({} ids, eos {}{}) from {}", vocab_size_, eos_id_, missing,
+                     source_);
 }
 
 }  // namespace pft

@@ -41,12 +41,17 @@ struct BpeTokenizerConfig {
   std::optional<int32_t> pad_id;
   // Hugging Face's BPE `unk_token`: a byte the vocab has no symbol for encodes to it; without one
   // such a byte is dropped (as HF does). Real vocabularies miss some bytes (SmolLM2: 21 of 256).
+  // Must be an id of `vocab` (HF looks it up in the model's vocab). Note [missing bytes] in
+  // data/bpe.h has the exact rules, with these two:
   std::optional<int32_t> unk_id;
+  bool fuse_unk = false;       // HF's BPE fuse_unk: adjacent unknown bytes give one unk_id
+  bool byte_fallback = false;  // HF's BPE byte_fallback: "<0xXY>" tokens before the unknown token
 };
 
 class BpeTokenizer final : public Tokenizer {
  public:
-  // Throws InputError (naming config.source) when the vocab lacks one of the 256 byte tokens.
+  // A vocab may lack symbols for some of the 256 bytes (Note [missing bytes] in data/bpe.h).
+  // Throws InputError (naming config.source) when unk_id is not an id of the vocab.
   explicit BpeTokenizer(BpeTokenizerConfig config);
   ~BpeTokenizer() override;
 
@@ -77,6 +82,8 @@ class BpeTokenizer final : public Tokenizer {
   int32_t vocab_size_ = 0;
   int32_t eos_id_ = -1;
   std::optional<int32_t> pad_id_;
+  int missing_bytes_ = 0;  // bytes the vocab has no symbol for
+  std::optional<int32_t> unk_id_;
   std::vector<std::string> token_text_;    // id -> token string (id_to_token)
   std::vector<std::string> decode_bytes_;  // id -> bytes it decodes to
   std::unordered_map<std::string, int32_t> id_of_text_;

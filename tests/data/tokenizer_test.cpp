@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "core/format.h"
 #include "data/bpe.h"
+#include "data/bpe_tokenizer.h"
 #include "data/pretokenizer.h"
 #include "data/tokenizer.h"
 
@@ -369,6 +370,91 @@ TEST(TokenizerJson, AddPrefixSpace) {
   EXPECT_EQ(tok->encode(" a"), (std::vector<int32_t>{' ', 'a'}));
 }
 
+// ---- Vocabularies without some byte symbols (Note [missing bytes] in data/bpe.h) -------------
+
+// A byte-level config whose vocab lacks the symbols of `missing` (the others numbered in byte
+// order, then `extra`), with the merges `merges`.
+BpeTokenizerConfig config_missing(const std::vector<int>& missing,
+                                  const std::vector<std::string>& extra,
+                                  const std::vector<std::pair<std::string, std::string>>& merges) {
+  BpeTokenizerConfig config;
+  config.source = "test config";
+  for (int b = 0; b < 256; ++b) {
+    if (std::find(missing.begin(), missing.end(), b) == missing.end()) {
+      config.vocab.push_back(bytes_to_token_text(std::string(1, static_cast<char>(b))));
+    }
+  }
+  for (const std::string& t : extra) config.vocab.push_back(t);
+  auto id = [&](const std::string& t) {
+    return static_cast<int32_t>(std::find(config.vocab.begin(), config.vocab.end(), t) -
+                                config.vocab.begin());
+  };
+  for (const auto& [l, r] : merges) config.merges.push_back({id(l), id(r), id(l + r)});
+  config.pre_tokenizer = {{PreTokenizerStep::Kind::kSplit, SplitRule::kGpt2}};
+  return config;
+}
+
+// The expected ids were computed by `tokenizers` 0.22.1 on the equivalent tokenizer.json
+// (vocab: the bytes but 0xC3 and 0xA9, then "ab" 254, "<unk>" 255, "<0xC3>" 256, "<0x83>" 257;
+// merge a + b). "é" is C3 A9 ("\303\251"); byte 0xC3 is the mapped character U+00C3, UTF-8
+// C3 83.
+TEST(TokenizerMissingBytes, EncodeAsHuggingFace) {
+  const std::vector<std::string> extra = {"ab", "<unk>", "<0xC3>", "<0x83>"};
+  const std::vector<std::pair<std::string, std::string>> merges = {{"a", "b"}};
+  struct Case {
+    bool unk, fuse, fallback;
+    std::vector<int32_t> aeb, ee;
+  };
+  const std::vector<Case> cases = {
+      // Without unk_token the bytes are dropped, and their neighbours merge.
+      {false, false, false, {254}, {}},
+      {true, false, false, {97, 255, 255, 98}, {255, 255, 255, 255}},
+      {true, true, false, {97, 255, 98}, {255}},
+      // byte_fallback: C3 -> <0xC3> <0x83>; A9 has no "<0xC2>" "<0xA9>" -> unk, emitted after
+      // the fallback tokens that follow it (HF's order), fused across them with fuse_unk.
+      {true, false, true, {97, 256, 257, 255, 98}, {256, 257, 256, 257, 255, 255}},
+      {true, true, true, {97, 256, 257, 255, 98}, {256, 257, 256, 257, 255}},
+  };
+  for (const Case& c : cases) {
+    BpeTokenizerConfig config = config_missing({0xC3, 0xA9}, extra, merges);
+    if (c.unk) config.unk_id = 255;
+    config.fuse_unk = c.fuse;
+    config.byte_fallback = c.fallback;
+    const BpeTokenizer tok(std::move(config));
+    const std::string label = fmt::format("unk {} fuse {} fallback {}", c.unk, c.fuse, c.fallback);
+    EXPECT_EQ(tok.encode("a\303\251b"), c.aeb) << label;
+    EXPECT_EQ(tok.encode("\xc3\xa9\xc3\xa9"), c.ee) << label;
+    EXPECT_EQ(tok.encode("a\004b"), (std::vector<int32_t>{97, 4, 98})) << label;
+    // One 400-byte piece: the heap merge (over kHeapThreshold symbols) gives the same.
+    std::string long_piece;
+    std::vector<int32_t> expected;
+    for (int i = 0; i < 100; ++i) {
+      long_piece += "a\303\251b";
+      expected.insert(expected.end(), c.aeb.begin(), c.aeb.end());
+    }
+    EXPECT_EQ(tok.encode(long_piece), expected) << label;
+    EXPECT_EQ(tok.encode("a\303\251b"), c.aeb) << label << " (from the piece cache)";
+  }
+}
+
+TEST(TokenizerMissingBytes, DecodeAndDescribe) {
+  BpeTokenizerConfig config = config_missing({0x04, 0xC3, 0xA9}, {"<unk>"}, {});
+  config.unk_id = static_cast<int32_t>(config.vocab.size()) - 1;
+  config.fuse_unk = true;
+  const BpeTokenizer tok(std::move(config));
+  const std::vector<int32_t> ids = tok.encode("x\x04y caf\xc3\xa9");
+  const int32_t unk = tok.vocab_size() - 1;
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), unk), 2);
+  // An unknown token decodes as its text, as HF's ByteLevel decoder does.
+  EXPECT_EQ(tok.decode(ids), "x<unk>y caf<unk>");
+  EXPECT_NE(tok.describe().find("3 of 256 bytes have no symbol and encode to unk"),
+            std::string::npos)
+      << tok.describe();
+  BpeTokenizerConfig bad = config_missing({0x04}, {}, {});
+  bad.unk_id = 9999;
+  expect_input_error([&] { BpeTokenizer t(std::move(bad)); }, {"test config", "9999"});
+}
+
 // ---- Errors ---------------------------------------------------------------------------------
 
 TEST(TokenizerErrors, MissingPaths) {
@@ -400,9 +486,6 @@ TEST(TokenizerErrors, CorruptVocabNamesTheFileAndLine) {
   dir.file("encoder.json", "{\"a\": 0, \"b\": \"x\"}");
   expect_input_error([&] { load_tokenizer(dir.path().string()); },
                      {"encoder.json", "\"b\"", "integer"});
-  // A valid JSON vocab lacking the byte tokens is not byte-level.
-  dir.file("encoder.json", "{\"a\": 0, \"b\": 1}");
-  expect_input_error([&] { load_tokenizer(dir.path().string()); }, {"byte-level"});
 }
 
 TEST(TokenizerErrors, UnsupportedTokenizerJson) {
