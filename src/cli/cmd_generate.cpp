@@ -1,4 +1,4 @@
-// pft generate --model DIR (--prompt TEXT ... | --input prompts.jsonl) [--task FILE --template K
+// pft generate --model DIR|FILE.gguf|NAME (--prompt TEXT ... | --input prompts.jsonl) [--task FILE --template K
 //     [--run-seed S]] [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P]
 //     [--repetition-penalty R] [--stop STR ...] [--seed S] [--batch-size B] [--output FILE]
 //     [--jsonl] [--device D] [--dtype fp32|bf16|fp16] [--tokenizer SPEC] [--ignore-eos]
@@ -14,9 +14,12 @@ namespace pft::cli {
 Command add_generate_command(CLI::App& app) {
   auto* sub = app.add_subcommand(
       "generate",
-      "Generate text from a Hugging Face model directory (greedy or sampled, KV cache)");
+      "Generate text from a Hugging Face model directory, a GGUF file or a known model name "
+      "(greedy or sampled, KV cache)");
   auto a = std::make_shared<GenerateRequest>();
-  sub->add_option("--model", a->model, "Hugging Face model directory (config.json + safetensors)");
+  sub->add_option("--model", a->model,
+                  "Hugging Face model directory, .gguf file, or a known name "
+                  "(smollm2-135m-instruct)");
   sub->add_option("--checkpoint", a->checkpoint, "pft checkpoint file (.h5); needs --tokenizer");
   sub->add_option("--adapter", a->adapter, "Adapter checkpoint (.h5) of a PEFT run on --model");
   sub->add_option("--adapter-task", a->adapter_task,

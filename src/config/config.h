@@ -240,7 +240,7 @@ void describe(V& v, ModelConfig& c) {
   v.field("rope_theta", c.rope_theta, "RoPE base frequency (llama).", greater_than(0));
   v.field("tie_embeddings", c.tie_embeddings, "Share the input embedding and the output head.");
   v.field("init_std", c.init_std, "Std of the normal init; residual projections are scaled by 1/sqrt(2*n_layers).", greater_than(0));
-  v.field("from_pretrained", c.from_pretrained, "Hugging Face model directory to start from (empty = random init).");
+  v.field("from_pretrained", c.from_pretrained, "Pretrained model to start from: a Hugging Face model directory, a .gguf file or a known name (smollm2-135m-instruct; docs/models.md). Empty = random init.");
 }
 
 template <class V>

@@ -7,6 +7,7 @@
 #include "core/format.h"
 #include "data/bpe.h"
 #include "data/bpe_tokenizer.h"
+#include "data/gguf_tokenizer.h"
 #include "data/tokenizer_files.h"
 
 namespace pft {
@@ -121,12 +122,13 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& spec) {
                     spec));
   }
   if (is_file(path)) {
+    if (gguf::is_gguf_file(path)) return std::make_unique<BpeTokenizer>(read_gguf_tokenizer(spec));
     if (path.extension() == ".json") {
       return std::make_unique<BpeTokenizer>(read_tokenizer_json(spec));
     }
     throw InputError(
-        fmt::format("tokenizer spec {} is a file but not a .json file; give a "
-                    "Hugging Face tokenizer.json, a directory with GPT-2's "
+        fmt::format("tokenizer spec {} is a file but not a .json or GGUF file; give a "
+                    "Hugging Face tokenizer.json, a .gguf model, a directory with GPT-2's "
                     "encoder.json + vocab.bpe, or \"byte\"",
                     spec));
   }

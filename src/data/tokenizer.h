@@ -22,6 +22,8 @@
 //                          template tokens, and packs sequences itself).
 //                          Anything else is refused with an InputError naming the file and the
 //                          unsupported key.
+//   a GGUF file            its tokenizer.ggml.* metadata (byte-level BPE "gpt2" models; see
+//                          data/gguf_tokenizer.h), recognised by the file's magic.
 //
 // Encoding equals HF's `Tokenizer.encode(text, add_special_tokens=False).ids`:
 //   - encode_with_specials(text) matches every added token in the text first (special or not;

@@ -15,6 +15,8 @@
 #include "core/error.h"
 #include "core/format.h"
 #include "core/logging.h"
+#include "model/gguf_import.h"
+#include "model/known_models.h"
 #include "model/safetensors.h"
 
 namespace pft {
@@ -259,12 +261,14 @@ bool is_skippable_buffer(const std::string& name) {
 
 // ---- Public --------------------------------------------------------------------------------
 
-HfModelInfo read_hf_model_info(const fs::path& dir) {
+HfModelInfo read_hf_model_info(const fs::path& spec) {
+  const fs::path dir = resolve_model_path(spec.string());
+  if (is_gguf_model(dir)) return read_gguf_model_info(dir);
   if (!fs::is_directory(dir))
     throw InputError(
-        fmt::format("{}: not a directory; expected a Hugging Face model directory "
-                    "(config.json + model.safetensors)",
-                    dir.string()));
+        fmt::format("{}: not a directory or a GGUF file; expected a Hugging Face model directory "
+                    "(config.json + model.safetensors), a .gguf file or a known model name ({})",
+                    dir.string(), known_model_names()));
   const fs::path config_file = dir / "config.json";
   if (!fs::exists(config_file))
     throw InputError(
@@ -303,6 +307,16 @@ HfModelInfo read_hf_model_info(const fs::path& dir) {
   info.has_tokenizer =
       fs::exists(tok) || (fs::exists(dir / "vocab.json") && fs::exists(dir / "merges.txt"));
   if (fs::exists(tok)) info.prompt_prefix_ids = tokenizer_prompt_prefix(tok);
+  if (const fs::path jinja = dir / "chat_template.jinja"; fs::exists(jinja)) {
+    std::ifstream in(jinja, std::ios::binary);
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    info.chat_template = std::move(ss).str();
+  } else if (const fs::path tc = dir / "tokenizer_config.json"; fs::exists(tc)) {
+    const json::value v = read_json(tc);
+    if (const json::value* t = v.as_object().if_contains("chat_template"); t && t->is_string())
+      info.chat_template = std::string(t->as_string());
+  }
   return info;
 }
 
@@ -350,7 +364,9 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> hf_parameter_layout(co
   return out;
 }
 
-HfLoadReport load_hf_weights(TransformerImpl& model, const fs::path& dir) {
+HfLoadReport load_hf_weights(TransformerImpl& model, const fs::path& path) {
+  const fs::path dir = resolve_model_path(path.string());
+  if (is_gguf_model(dir)) return load_gguf_weights(model, dir);
   const auto t0 = std::chrono::steady_clock::now();
   const SafetensorsCheckpoint ckpt(dir);
   const ModelSpec& spec = model.spec();
@@ -448,15 +464,17 @@ namespace {
 }  // namespace
 
 void apply_pretrained_architecture(Config& c) {
-  const std::string& dir = c.model.from_pretrained;
-  if (dir.empty()) return;
+  if (c.model.from_pretrained.empty()) return;
+  fs::path resolved;
   HfModelInfo info;
   try {
-    info = read_hf_model_info(dir);
+    resolved = resolve_model_path(c.model.from_pretrained);
+    info = read_hf_model_info(resolved);
   } catch (const InputError& e) {
     fail_pretrained(c, e.what());
   }
   const ModelSpec& s = info.spec;
+  const std::string dir = resolved.string();
   if (s.head_dim * s.n_heads != s.d_model)
     fail_pretrained(c, fmt::format("{}: head_dim {} is not hidden_size / num_attention_heads "
                                    "({} / {}); training such a model is not supported yet "
@@ -472,8 +490,8 @@ void apply_pretrained_architecture(Config& c) {
       derived = (path == "model.n_kv_heads" || path == "model.d_ff") && field == 0;
     if (c.sources.count(path) && !derived && field != value)
       config::fail(c.source_of(path), path,
-                   fmt::format("{} conflicts with model.from_pretrained {}, whose config.json "
-                               "gives {}; remove the key (the pretrained model decides it)",
+                   fmt::format("{} conflicts with model.from_pretrained {}, which gives {}; "
+                               "remove the key (the pretrained model decides it)",
                                field, dir, value));
     field = value;
   };

@@ -55,10 +55,16 @@ struct HfModelInfo {
   // e.g. Llama's <|begin_of_text|>); HF's tokenizer(text) adds them, pft's encode does not.
   std::vector<int32_t> prompt_prefix_ids;
   bool has_tokenizer = false;  // tokenizer.json or vocab.json + merges.txt present
+  // The Jinja chat template (chat_template.jinja, or tokenizer_config.json's chat_template; a
+  // GGUF file's tokenizer.chat_template); "" when there is none.
+  std::string chat_template;
 };
 
 // Reads config.json (+ generation_config.json, tokenizer.json's post-processor). Allocates
 // nothing. Throws InputError naming the file and key.
+// Every function below that takes a model `dir` also takes a GGUF file (model/gguf_import.h:
+// the same information from its metadata, the weights dequantized) or a known model name
+// (model/known_models.h), resolved first.
 HfModelInfo read_hf_model_info(const std::filesystem::path& dir);
 
 // The ids tokenizer.json's TemplateProcessing post-processor puts before every text (see
@@ -91,13 +97,15 @@ Transformer load_hf_model(const std::filesystem::path& dir, HfModelInfo* info = 
 
 // ---- Training from a pretrained model (model.from_pretrained) ------------------------------
 // Note [pretrained architecture]
-// With model.from_pretrained: DIR, DIR/config.json decides the architecture. Before anything
-// else uses the config, apply_pretrained_architecture() writes it into config.model (family,
+// With model.from_pretrained: DIR, DIR/config.json decides the architecture (a GGUF file: its
+// metadata; a known model name is first resolved to its file, model/known_models.h). Before
+// anything else uses the config, apply_pretrained_architecture() writes it into config.model (family,
 // vocab_size, d_model, n_layers, n_heads, n_kv_heads, d_ff, max_seq_len, norm_eps, rope_theta,
 // tie_embeddings, init_std), so the model, the resolved config in the run directory and the
 // architecture record of checkpoints all describe the pretrained model. A model.* key the
 // config sets itself must agree (else InputError naming it and both values); data.tokenizer,
-// when the config does not set it, becomes DIR (its tokenizer.json). Relative paths are relative
+// when the config does not set it, becomes DIR (its tokenizer.json; a GGUF file's own
+// tokenizer). Relative paths are relative
 // to the working directory. A model whose head_dim differs from hidden_size / heads loads for
 // generation but is refused for training (model.* cannot express it).
 // Throws InputError "file:line:col: error: model.from_pretrained: ..." for a directory that is

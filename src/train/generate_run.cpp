@@ -108,7 +108,8 @@ int run_generate(const GenerateRequest& a) {
       info.model_type, info.spec.n_layers, info.spec.d_model, info.spec.vocab_size, model_name,
       report.tensors, report.dtypes, static_cast<double>(report.bytes) / 1e6, report.files,
       report.seconds);
-  const std::string tokenizer_spec = !a.tokenizer.empty() ? a.tokenizer : a.model;
+  // info.dir: the resolved model (a known name's file), whose tokenizer is the default.
+  const std::string tokenizer_spec = !a.tokenizer.empty() ? a.tokenizer : info.dir.string();
   if (a.tokenizer.empty() && !info.has_tokenizer)
     throw InputError(
         fmt::format("{}: no tokenizer.json (or vocab.json + merges.txt); pass "

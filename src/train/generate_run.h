@@ -3,7 +3,8 @@
 // batches (train/generate.h) and write the completions. cli/cmd_generate.cpp parses the flags
 // into a GenerateRequest and hands it here.
 //
-//   --model DIR         Hugging Face model directory (model/hf_import.h).
+//   --model DIR         Hugging Face model directory, GGUF file or known model name
+//                       (model/hf_import.h, docs/models.md).
 //   --checkpoint FILE   a pft checkpoint: verified and exported (ckpt/export.h, the code of
 //                       `pft ckpt export --format hf`) into a private temporary directory that is
 //                       loaded like --model and removed; it stores no tokenizer, so `tokenizer`
