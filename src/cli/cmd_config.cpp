@@ -58,7 +58,7 @@ Command add_config_command(CLI::App& app) {
 
 std::vector<Command> add_pending_commands(CLI::App& app) {
   std::vector<Command> out;
-  for (const char* name : {"eval", "sweep"}) {
+  for (const char* name : {"sweep"}) {
     auto* sub = app.add_subcommand(name, "");
     sub->group("");  // hidden from --help until the feature lands
     sub->allow_extras();

@@ -44,8 +44,10 @@ Command add_data_command(CLI::App& app);
 Command add_data_prepare(CLI::App& data);
 // `pft ckpt ls|inspect|verify|diff|export` (cli/cmd_ckpt.cpp).
 Command add_ckpt_command(CLI::App& app);
-// `pft eval` and `pft sweep`, whose features have not landed: hidden from --help; they say
-// "not available in this version" and exit 2.
+// `pft eval` (cli/cmd_eval.cpp).
+Command add_eval_command(CLI::App& app);
+// `pft sweep`, whose feature has not landed: hidden from --help; it says "not available in this
+// version" and exits 2.
 std::vector<Command> add_pending_commands(CLI::App& app);
 
 }  // namespace pft::cli

@@ -11,13 +11,14 @@ Session::~Session() {
   if (env_) release_rank_env(*env_);
 }
 
-Config Session::load_config(const std::string& path, const std::vector<std::string>& overrides) {
+Config Session::load_config(const std::string& path, const std::vector<std::string>& overrides,
+                            bool training) {
   Config config;
-  agree_world([&] { config = pft::load_config(path, overrides); });
+  agree_world([&] { config = pft::load_config(path, overrides, training); });
   return config;
 }
 
-const RankEnv& Session::start(const Config& config) {
+const RankEnv& Session::start(const Config& config, bool training) {
   RankEnvOptions options;
   options.threads = config.run.threads;
   options.backend = config.dist.backend;
@@ -26,7 +27,7 @@ const RankEnv& Session::start(const Config& config) {
   agree_world([&] {
     log::set_level(log::parse_level(config.run.log_level, "run.log_level"));
     *env = discover_rank_env(options);
-    validate_for_world(config, env->world_size);
+    if (training) validate_for_world(config, env->world_size);
   }, config.dist.timeout_s);
   env_ = std::move(env);
   return *env_;

@@ -23,11 +23,14 @@ class Session {
 
   int world_rank() const { return world_rank_; }
 
-  // Collective: every rank parses; all fail together on a bad config.
-  Config load_config(const std::string& path, const std::vector<std::string>& overrides);
+  // Collective: every rank parses; all fail together on a bad config. `training`: as
+  // pft::load_config's (false: the keys only training needs may be absent).
+  Config load_config(const std::string& path, const std::vector<std::string>& overrides,
+                     bool training = true);
 
-  // Collective: discovers ranks, devices and threads from the loaded config.
-  const RankEnv& start(const Config& config);
+  // Collective: discovers ranks, devices and threads from the loaded config. `training`: also
+  // check that the batch divides over the ranks (`pft eval` needs no batch to divide).
+  const RankEnv& start(const Config& config, bool training = true);
 
  private:
   std::unique_ptr<MpiEnvironment> mpi_;

@@ -141,13 +141,14 @@ void validate(const Config& c) {
   }
 }
 
-Config bind(const Node& root, const std::string& file, bool data_only = false) {
+Config bind(const Node& root, const std::string& file, bool data_only = false,
+            bool training = true) {
   Config c;
   c.file = file;
   config::Reader reader(&root, "", Source{file, 1, 1}, c.sources);
   describe(reader, c);
   reader.finish();
-  if (!data_only) reader.finish_missing();  // the required keys are all training keys
+  if (!data_only && training) reader.finish_missing();  // the required keys are all training keys
   if (data_only) {
     validate_data(c);
   } else {
@@ -158,10 +159,11 @@ Config bind(const Node& root, const std::string& file, bool data_only = false) {
 
 }  // namespace
 
-Config load_config(const std::filesystem::path& path, const std::vector<std::string>& overrides) {
+Config load_config(const std::filesystem::path& path, const std::vector<std::string>& overrides,
+                   bool training) {
   Node root = config::load_file(path);
   for (const std::string& o : overrides) config::apply_override(root, o);
-  return bind(root, path.string());
+  return bind(root, path.string(), /*data_only=*/false, training);
 }
 
 Config load_data_config(const std::filesystem::path& path,

@@ -381,8 +381,10 @@ void describe(V& v, Config& c) {
 // ---- Entry points --------------------------------------------------------------------------
 
 // Loads, composes, applies `overrides` ("a.b=value"), binds and validates. Throws InputError
-// naming file:line:col and the key path.
-Config load_config(const std::filesystem::path& path, const std::vector<std::string>& overrides);
+// naming file:line:col and the key path. `training` false (`pft eval`, which trains nothing):
+// the keys only training needs (train.steps, train.lr, train.global_batch_size) may be absent.
+Config load_config(const std::filesystem::path& path, const std::vector<std::string>& overrides,
+                   bool training = true);
 
 // Binds an in-memory YAML text (tests). `name` stands for the file in messages.
 Config parse_config(const std::string& yaml, const std::string& name,

@@ -1,4 +1,5 @@
-// Every acceptable answer of each validation example, for exact match (train/evaluate.h).
+// Every acceptable answer of each held-out example (the validation split, or `pft eval --split
+// test`'s test split), for exact match (train/evaluate.h).
 //
 // A task's documents carry one answer: the example's first reference, the one it trains on
 // (data/readers.h). An example may accept several (a natinst instance's `output` list; docs/
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "data/example.h"
 
 namespace pft {
 
@@ -26,9 +28,11 @@ class Tokenizer;
 
 class EvalReferences {
  public:
-  EvalReferences(const Config& config, const Tokenizer& tokenizer);
+  // The examples of `split` (the one the evaluation reads).
+  EvalReferences(const Config& config, const Tokenizer& tokenizer,
+                 Split split = Split::kValidation);
 
-  // The answer tokens of the other references (not the first) of validation example `example`
+  // The answer tokens of the other references (not the first) of held-out example `example`
   // of task `task` (index in data.tasks) under template `template_id`; null when it has none.
   const std::vector<std::vector<int32_t>>* others(size_t task, int64_t example,
                                                   int32_t template_id) const;

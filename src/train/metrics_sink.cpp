@@ -121,6 +121,29 @@ void MetricsSink::eval(int64_t step, const std::vector<TaskEval>& evals) {
   }
 }
 
+void MetricsSink::eval_summary(const EvalSummary& s, const std::vector<TaskEval>& evals) {
+  if (!enabled()) return;
+  json::object rec;
+  rec["kind"] = "eval_summary";
+  rec["step"] = s.step;
+  rec["split"] = s.split;
+  rec["world_size"] = s.world_size;
+  rec["method"] = s.method;
+  if (!s.model.empty()) rec["model"] = s.model;
+  if (!s.checkpoint.empty()) rec["checkpoint"] = s.checkpoint;
+  rec["tasks"] = static_cast<int64_t>(evals.size());
+  int64_t documents = 0;
+  for (const TaskEval& e : evals) documents += e.documents;
+  rec["documents"] = documents;
+  // The means over tasks (metric_table's unqualified keys), as the controller reads them.
+  const MetricTable table = metric_table(evals);
+  for (const char* metric : {"loss", "perplexity", "worst_template_loss", "exact_match",
+                             "worst_template_exact_match", "accuracy", "worst_template_accuracy"})
+    if (const auto it = table.find(metric); it != table.end()) rec[metric] = it->second;
+  rec["seconds"] = s.seconds;
+  write(std::move(rec));
+}
+
 void MetricsSink::schedule_event(const ScheduleEvent& e, const std::string& phase_name,
                                  const std::vector<std::string>& task_names) {
   if (!enabled()) return;

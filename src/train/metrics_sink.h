@@ -14,6 +14,8 @@
 //   preempted  a preemption signal was honoured (the run then exits 75)
 //   stopped    the run ended before train.steps (early stopping, the schedule's end)
 //   end        the run finished (train.steps or stopped)
+// and one that only `pft eval` writes (to its --output file, after its eval records):
+//   eval_summary  what was scored, on which split and ranks; the means over tasks
 // Every record also has "time" (seconds since the epoch, added by MetricsWriter).
 //
 // Rank 0 owns the file; on other ranks the sink is disabled and every call is a no-op, so callers
@@ -79,6 +81,18 @@ class MetricsSink {
 
   // Per task: one record per template, then one with "template": "all".
   void eval(int64_t step, const std::vector<TaskEval>& evals);
+
+  struct EvalSummary {
+    int64_t step = 0;          // the checkpoint's step (0 without one)
+    std::string split;         // validation | test
+    int world_size = 1;
+    std::string method;        // train.method of what was scored (full without a checkpoint)
+    std::string model;         // model.from_pretrained; empty (omitted) when none
+    std::string checkpoint;    // the checkpoint file; empty (omitted) when none
+    double seconds = 0.0;      // wall time of the evaluation (all tasks)
+  };
+  // `pft eval`: after eval(step, evals), the means over tasks of metric_table(evals).
+  void eval_summary(const EvalSummary& s, const std::vector<TaskEval>& evals);
 
   // A phase change or new mixture weights; `phase_name` is the event's phase's name.
   void schedule_event(const ScheduleEvent& e, const std::string& phase_name,

@@ -79,7 +79,7 @@ class SoftPromptDocuments : public DocumentSource {
 }  // namespace
 
 TaskTokenSource::TaskTokenSource(const Config& config, const RankEnv& env, Communicator& comm,
-                                 at::Device device)
+                                 at::Device device, Split held_out)
     : device_(device), rows_(config.train.micro_batch_size), seq_len_(config.data.seq_len) {
   PrepareOptions options;
   options.threads = usable_cores();
@@ -130,8 +130,8 @@ TaskTokenSource::TaskTokenSource(const Config& config, const RankEnv& env, Commu
       stores_.push_back(TokenStore::open(line.substr(a + 1, b - a - 1), hash));
       const size_t k = names_.size() - 1;
       tasks.push_back(LoaderTask{names_.back(), documents(stores_.back()->split(Split::kTrain), k, wrappers_)});
-      validation_.push_back(stores_.back()->has_split(Split::kValidation)
-                                ? documents(stores_.back()->split(Split::kValidation), k, wrappers_)
+      validation_.push_back(stores_.back()->has_split(held_out)
+                                ? documents(stores_.back()->split(held_out), k, wrappers_)
                                 : nullptr);
     }
     LoaderOptions o;

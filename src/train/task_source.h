@@ -29,6 +29,7 @@
 
 #include "config/config.h"
 #include "core/rank_env.h"
+#include "data/example.h"
 #include "data/loader.h"
 #include "data/task.h"
 #include "model/batch.h"
@@ -41,8 +42,10 @@ class DocumentSource;
 
 class TaskTokenSource {
  public:
-  // Collective (see above). Throws InputError / RuntimeFailure on every rank.
-  TaskTokenSource(const Config& config, const RankEnv& env, Communicator& comm, at::Device device);
+  // Collective (see above). Throws InputError / RuntimeFailure on every rank. `held_out`: the
+  // split validation() returns (`pft eval --split test` evaluates the test split).
+  TaskTokenSource(const Config& config, const RankEnv& env, Communicator& comm, at::Device device,
+                  Split held_out = Split::kValidation);
   ~TaskTokenSource();
   TaskTokenSource(const TaskTokenSource&) = delete;
   TaskTokenSource& operator=(const TaskTokenSource&) = delete;
@@ -67,8 +70,8 @@ class TaskTokenSource {
   // The tasks of the planned step's micro-batches over ALL ranks, ascending (every rank plans
   // every slot, so every rank knows them without communication).
   std::vector<int64_t> tasks_in_step() const;
-  // Task k's validation split as documents (with the virtual tokens of prompt tuning), or null
-  // when the task has no validation split.
+  // Task k's held-out split as documents (with the virtual tokens of prompt tuning): the
+  // validation split, or the one given to the constructor; null when the task has none.
   DocumentSource* validation(size_t task);
   // Task k's evaluation metric (its task file's `metric`).
   Metric metric(size_t task) const { return metrics_.at(task); }

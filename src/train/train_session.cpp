@@ -11,8 +11,8 @@
 #include "core/logging.h"
 #include "data/tokenizer.h"
 #include "model/hf_import.h"
-#include "train/eval_references.h"
 #include "train/evaluate.h"
+#include "train/held_out_eval.h"
 #include "train/lr_schedule.h"
 #include "train/optimizer.h"
 #include "train/synthetic_data.h"
@@ -165,11 +165,7 @@ TrainSession::TrainSession(const Config& config_in, const RankEnv& env_in)
   // 11. Checkpoints (resume() restores from them).
   checkpointer = std::make_unique<Checkpointer>(config, env, *comm, *params, *optimizer,
                                                 train_step->loss_scaler(), metrics);
-  if (tasks) {
-    eval_batch_ = tasks->make_batch();
-    eval_tokenizer_ = load_tokenizer(config.data.tokenizer);
-    eval_references_ = std::make_unique<EvalReferences>(config, *eval_tokenizer_);
-  }
+  if (tasks) held_out_ = std::make_unique<HeldOutEvaluator>(config, *tasks);
 }
 
 TrainSession::~TrainSession() = default;
@@ -322,29 +318,10 @@ StepResult TrainSession::run_step(int64_t step, double lr) {
 MetricTable TrainSession::evaluate(int64_t step) {
   if (!tasks) return {};
   model->eval();
-  std::vector<TaskEval> evals;
-  {
-    AutocastScope autocast(precision, device);
-    EvalOptions o;
-    o.max_batches = config.eval.max_batches;
-    o.rank = env.world_rank;
-    o.world_size = env.world_size;
-    o.comm = comm.get();
-    o.model = model.get();
-    o.eos_id = eval_tokenizer_->eos_id();
-    o.max_new_tokens = config.eval.max_new_tokens;
-    o.stop = config.eval.stop;
-    o.tokenizer = eval_tokenizer_.get();
-    o.references = eval_references_.get();
-    const auto forward = [this](const Batch& b) {
-      return model->forward(b.input_ids, b.position_ids, b.doc_ids, b.task_ids);
-    };
-    evals = evaluate_held_out(*tasks, forward, eval_batch_, o);
-  }
+  const std::vector<TaskEval> evals = held_out_->run(*model, env, comm.get(), precision);
   model->train();
   metrics.eval(step, evals);
-  for (const std::string& line : format_eval_table(evals, step)) log::info("{}", line);
-  for (const std::string& line : format_template_table(evals, step)) log::info("{}", line);
+  log_held_out_tables(env, evals, step);
   return metric_table(evals);
 }
 

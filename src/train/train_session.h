@@ -47,7 +47,7 @@
 namespace pft {
 
 class Communicator;
-class EvalReferences;
+class HeldOutEvaluator;
 class Reducer;
 class AdamW;
 class LrSchedule;
@@ -78,8 +78,9 @@ class TrainSession {
   // One optimizer step over the filled micro-batches. A failed collective names the step and the
   // tasks in flight. Collective.
   StepResult run_step(int64_t step, double lr);
-  // Held-out evaluation (train/evaluate.h) after `step` steps: eval records, the tables on
-  // rank 0; the metric table the controller decides on. Collective; empty without tasks.
+  // Held-out evaluation (train/held_out_eval.h, the code `pft eval` runs) after `step` steps:
+  // eval records, the tables on rank 0; the metric table the controller decides on. Collective;
+  // empty without tasks.
   MetricTable evaluate(int64_t step);
   // The controller's schedule events: logged and written (rank 0; no-op elsewhere).
   void report_events();
@@ -121,9 +122,7 @@ class TrainSession {
   void attach_adapters();
   void log_setup() const;
 
-  Batch eval_batch_;
-  std::unique_ptr<Tokenizer> eval_tokenizer_;
-  std::unique_ptr<EvalReferences> eval_references_;  // every reference of each example
+  std::unique_ptr<HeldOutEvaluator> held_out_;  // data.source: tasks (train/held_out_eval.h)
 };
 
 }  // namespace pft

@@ -26,12 +26,12 @@ const std::string kPft = PFT_BIN;
 TEST(Cli, HelpAndVersion) {
   Result r = run(kPft + " --help");
   EXPECT_EQ(r.code, 0) << r.out;
-  for (const char* sub : {"train", "generate", "data", "ckpt", "config"})
+  for (const char* sub : {"train", "generate", "eval", "data", "ckpt", "config"})
     EXPECT_NE(r.out.find(std::string("  ") + sub + " "), std::string::npos) << sub << "\n" << r.out;
   // Commands that have not landed are not offered.
-  for (const char* sub : {"eval", "sweep"})
+  for (const char* sub : {"sweep"})
     EXPECT_EQ(r.out.find(std::string("  ") + sub + " "), std::string::npos) << sub << "\n" << r.out;
-  for (const char* sub : {"train", "generate", "data", "ckpt", "config"}) {
+  for (const char* sub : {"train", "generate", "eval", "data", "ckpt", "config"}) {
     r = run(kPft + " " + sub + " --help");
     EXPECT_EQ(r.code, 0) << sub << ": " << r.out;
     EXPECT_NE(r.out.find("Usage"), std::string::npos) << sub << ": " << r.out;
@@ -92,7 +92,7 @@ TEST_F(BadConfig, UnderMpirunEveryRankExitsTwoWithOneMessage) {
 }
 
 TEST(Cli, PendingCommandSaysSoAndExitsTwo) {
-  for (const char* sub : {"eval", "sweep"}) {
+  for (const char* sub : {"sweep"}) {
     const Result r = run(kPft + " " + sub + " configs/quickstart.yaml");
     EXPECT_EQ(r.code, 2) << r.out;
     EXPECT_NE(r.out.find(std::string("pft ") + sub + ": not available in this version"),

@@ -107,6 +107,15 @@ void write_every_kind(pft::MetricsSink& sink) {
   cls.classified = 3;
   cls.correct = 2;
   sink.eval(5, {gen, cls});
+  pft::MetricsSink::EvalSummary summary;
+  summary.step = 5;
+  summary.split = "test";
+  summary.world_size = 2;
+  summary.method = "lora";
+  summary.model = "models/base";
+  summary.checkpoint = "runs/x/checkpoints/step_00000005.h5";
+  summary.seconds = 1.5;
+  sink.eval_summary(summary, {gen, cls});
 
   pft::ScheduleEvent phase;
   phase.kind = pft::ScheduleEvent::Kind::kPhase;
@@ -144,8 +153,9 @@ void write_every_kind(pft::MetricsSink& sink) {
 
 TEST(MetricsSchema, PageListsEveryKindWithFields) {
   const pft::test::MetricsSchema schema = pft::test::read_metrics_schema(kPage);
-  const std::set<std::string> want = {"start", "resume",  "train",     "eval",    "phase",
-                                      "mixture", "checkpoint", "preempted", "stopped", "end"};
+  const std::set<std::string> want = {"start",   "resume",     "train",     "eval",
+                                      "eval_summary", "phase", "mixture", "checkpoint",
+                                      "preempted", "stopped", "end"};
   std::set<std::string> got;
   for (const auto& [kind, fields] : schema.kinds) {
     got.insert(kind);
@@ -186,7 +196,8 @@ TEST(MetricsSink, EveryRecordMatchesThePageAndEveryDocumentedFieldIsWritten) {
     write_every_kind(sink);
   }
   const std::vector<json::object> records = read_records(dir / "metrics.jsonl");
-  ASSERT_EQ(records.size(), 14u);  // start resume train 3+2 eval phase mixture ckpt pre stop end
+  // start resume train 3+2 eval eval_summary phase mixture ckpt pre stop end
+  ASSERT_EQ(records.size(), 15u);
   const std::set<std::string> seen = expect_conforming(records, "MetricsSink");
   const pft::test::MetricsSchema schema = pft::test::read_metrics_schema(kPage);
   for (const auto& [kind, fields] : schema.kinds) {
@@ -207,6 +218,15 @@ TEST(MetricsSink, EveryRecordMatchesThePageAndEveryDocumentedFieldIsWritten) {
   EXPECT_EQ(records[3].at("template_name").as_string(), "equation");
   EXPECT_EQ(records[4].at("held_out").as_bool(), true);
   EXPECT_EQ(records[4].at("template_name").as_string(), "sum_of");
+  // eval_summary: means over the tasks that have each metric (add 2.5 and sentiment 1.0 loss;
+  // exact match only add's 1/4, accuracy only sentiment's 2/3).
+  const json::object& summary = records[8];
+  EXPECT_EQ(summary.at("kind").as_string(), "eval_summary");
+  EXPECT_DOUBLE_EQ(summary.at("loss").as_double(), 1.75);
+  EXPECT_DOUBLE_EQ(summary.at("exact_match").as_double(), 0.25);
+  EXPECT_DOUBLE_EQ(summary.at("accuracy").as_double(), 2.0 / 3.0);
+  EXPECT_EQ(summary.at("documents").as_int64(), 7);
+  EXPECT_EQ(summary.at("tasks").as_int64(), 2);
   fs::remove_all(dir);
 }
 
