@@ -10,6 +10,8 @@
 // real tokens, so padding is never attended to (each sequence keeps its own positions through
 // position_ids). Without key_valid every slot is valid.
 //
+// Rows may be dropped (keep_rows) between steps; the remaining rows keep their slots.
+//
 // Not thread-safe; one cache per sequence batch. Reusable: reset() keeps the storage.
 #pragma once
 
@@ -63,6 +65,18 @@ class KvCache {
     kc.narrow(2, length_, t).copy_(k);
     vc.narrow(2, length_, t).copy_(v);
     return {kc.narrow(2, 0, length_ + t), vc.narrow(2, 0, length_ + t)};
+  }
+
+  // Keeps only the batch rows `rows` (int64 (B') indexes, on the model's device, in the new
+  // order): every layer's keys and values and key_valid are gathered into new storage of B' rows;
+  // length is unchanged. Generation drops the sequences that finished this way.
+  void keep_rows(const at::Tensor& rows) {
+    PFT_ASSERT(rows.dim() == 1 && rows.numel() > 0, "KvCache::keep_rows needs a non-empty (B') index");
+    for (auto* layers : {&k_, &v_})
+      for (auto& t : *layers)
+        if (t.defined()) t = t.index_select(0, rows);
+    if (key_valid_.defined()) key_valid_ = key_valid_.index_select(0, rows);
+    batch_ = rows.numel();
   }
 
   // Called once per forward, after every layer appended its `t` tokens.

@@ -304,6 +304,13 @@ void TransformerImpl::reset_parameters(uint64_t seed) {
 // Grouped-query attention: as Hugging Face's SDPA path, SDPA's enable_gqa is used when there is
 // no mask (the kernels that take it); with a mask the KV heads are repeated, so the masked
 // path stays on the memory-efficient kernel instead of falling back to the math one.
+//
+// Note [grouped decoding]
+// A decoding step (forward_cached, T = 1) reads the whole cache. Repeating its KV heads for the
+// mask path (or letting SDPA's GQA fallback do it) would copy every layer's cache each step. Instead
+// the rep = H / KV query heads that share a KV head become rep query rows of that head:
+// q (B, H, 1, D) -> (B, KV, rep, D) against k/v (B, KV, S, D), mask (B, 1, 1, S) broadcast. Every
+// dot product is the same; nothing is copied. Training's forward never takes this path.
 namespace {
 
 torch::Tensor document_mask(const torch::Tensor& doc_ids) {
@@ -319,10 +326,22 @@ torch::Tensor repeat_kv(const torch::Tensor& x, int64_t rep) {
   return x.unsqueeze(2).expand({b, kv, rep, t, d}).reshape({b, kv * rep, t, d});
 }
 
+// One decoding step (T = 1) against the cache: q (B, H, 1, D), k/v (B, KV, S, D), mask
+// (B, 1, 1, S) bool or undefined (every key) -> (B, H, 1, D). See Note [grouped decoding].
+torch::Tensor attend_one_step(const torch::Tensor& q, const torch::Tensor& k,
+                              const torch::Tensor& v, const torch::Tensor& mask) {
+  const int64_t b = q.size(0), h = q.size(1), kv = k.size(1), d = q.size(3);
+  const auto grouped = q.reshape({b, kv, h / kv, d});  // the rep query heads of each KV head
+  const auto m = mask.defined() ? std::optional<at::Tensor>(mask) : std::nullopt;
+  return at::scaled_dot_product_attention(grouped, k, v, m, 0.0, /*is_causal=*/false)
+      .reshape({b, h, 1, d});
+}
+
 // q (B, H, T, D), k/v (B, KV, S, D), mask (B, 1, T, S) bool or undefined -> (B, H, T, D).
 // Without a mask: causal (S == T) when `causal`, else every key (one decoding step).
 torch::Tensor attend(const torch::Tensor& q, torch::Tensor k, torch::Tensor v,
-                     const torch::Tensor& mask, bool causal = true) {
+                     const torch::Tensor& mask, bool causal = true, bool decoding = false) {
+  if (decoding && q.size(2) == 1) return attend_one_step(q, k, v, mask);
   const int64_t rep = q.size(1) / k.size(1);
   if (!mask.defined())
     return at::scaled_dot_product_attention(q, k, v, std::nullopt, 0.0, /*is_causal=*/causal,
@@ -579,7 +598,8 @@ torch::Tensor TransformerImpl::gpt2_forward(const torch::Tensor& input_ids,
     if (plan.cache != nullptr)
       std::tie(k, v) = plan.cache->append(static_cast<int64_t>(layer), k, v);
     if (plan.prefix.defined()) std::tie(k, v) = with_prefix(plan.prefix, layer, k, v);
-    auto a = attend(split_heads(qkv[0], h, d), k, v, plan.mask, plan.causal);  // (B, H, T, D)
+    auto a = attend(split_heads(qkv[0], h, d), k, v, plan.mask, plan.causal,
+                    plan.cache != nullptr);  // (B, H, T, D)
     x = x + project(merge_heads(a), *attn.c_proj, true, training);
     y = at::layer_norm(x, {c}, block->ln_2->weight, block->ln_2->bias, spec_.norm_eps);
     y = at::gelu(project(y, *mlp.c_fc, true, training), "tanh");  // (B, T, F)
@@ -623,8 +643,8 @@ torch::Tensor TransformerImpl::llama_forward(const torch::Tensor& input_ids,
     if (plan.cache != nullptr)
       std::tie(k, v) = plan.cache->append(static_cast<int64_t>(layer), k, v);
     if (plan.prefix.defined()) std::tie(k, v) = with_prefix(plan.prefix, layer, k, v);
-    x = x + project(merge_heads(attend(q, k, v, plan.mask, plan.causal)), *attn.o_proj, false,
-                    training);
+    auto a = attend(q, k, v, plan.mask, plan.causal, plan.cache != nullptr);  // (B, H, T, D)
+    x = x + project(merge_heads(a), *attn.o_proj, false, training);
     y = rms_norm(x, block->post_attention_layernorm->weight, eps);
     auto gated = at::silu(project(y, *mlp.gate_proj, false, training)) *
                  project(y, *mlp.up_proj, false, training);

@@ -18,7 +18,10 @@
 // for each template slot, the documents of that slot are dealt round-robin over ranks (document
 // i of the slot to rank i % W), so every document is evaluated exactly once whatever W, and a
 // rank gets at most one more than another. Each rank runs its documents one per row,
-// micro_batch_size rows per forward, without gradients; the per-(task, template) sums are then
+// micro_batch_size rows per forward, without gradients, each forward cut to the rows holding a
+// document and to the longest one (Note [trimmed evaluation batches] in evaluate.cpp); exact
+// match generates all of a template's prompts of the rank in one Generator::generate_all
+// (length-sorted batches); the per-(task, template) sums are then
 // all-reduced once. eval.max_batches > 0 caps each template at its first
 // max_batches * micro_batch_size examples, whatever W: the same documents are evaluated on any
 // number of ranks (max_batches forward passes in all, about max_batches / W per rank).

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <numeric>
 
 #include "core/error.h"
 #include "core/format.h"
@@ -40,6 +41,11 @@ class TokenChooser {
     if (!seen_.defined()) return;
     // Counts, so a padding slot holding the same id as a real token cannot clear its mark.
     seen_.scatter_add_(1, ids, valid.defined() ? valid.to(at::kFloat) : at::ones(ids.sizes()));
+  }
+
+  // Keeps the rows `rows` (int64 (B') indexes) of the repetition-penalty state.
+  void keep_rows(const at::Tensor& rows) {
+    if (seen_.defined()) seen_ = seen_.index_select(0, rows);
   }
 
   at::Tensor choose(at::Tensor logits) {
@@ -203,17 +209,24 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<int32_
   std::vector<bool> live(static_cast<size_t>(b), true);
   std::vector<size_t> checked(static_cast<size_t>(b), 0);  // text length already searched
   int64_t remaining = b;
-  std::vector<int64_t> step_ids(static_cast<size_t>(b)), step_pos(static_cast<size_t>(b));
+  // The batch rows still in the cache (and in `logits`, the chooser), in cache order. Finished
+  // rows are dropped from all three once they are an eighth of them (Note [dropping finished
+  // rows]); until then they ride along and their tokens are ignored.
+  std::vector<int64_t> active(static_cast<size_t>(b));
+  std::iota(active.begin(), active.end(), int64_t{0});
+  std::vector<int64_t> step_pos, keep;
   for (int64_t n = 0; n < steps && remaining > 0; ++n) {
-    const at::Tensor next = chooser.choose(logits).contiguous();  // (B) int64
+    const at::Tensor next = chooser.choose(logits).contiguous();  // (A) int64
     const int64_t* next_ids = next.data_ptr<int64_t>();
-    for (int64_t r = 0; r < b; ++r) {
-      const auto ri = static_cast<size_t>(r);
-      step_ids[ri] = next_ids[r];
-      step_pos[ri] = longest - pad[ri] + n;
-      if (!live[ri]) continue;
+    int64_t dead = 0;
+    for (size_t i = 0; i < active.size(); ++i) {
+      const auto ri = static_cast<size_t>(active[i]);
+      if (!live[ri]) {
+        ++dead;
+        continue;
+      }
       Generation& g = out[ri];
-      const auto id = static_cast<int32_t>(next_ids[r]);
+      const auto id = static_cast<int32_t>(next_ids[i]);
       ++st.new_tokens;
       if (std::find(o.eos_ids.begin(), o.eos_ids.end(), id) != o.eos_ids.end()) {
         g.finish_reason = "eos";
@@ -235,23 +248,69 @@ std::vector<Generation> Generator::generate(const std::vector<std::vector<int32_
       if (!g.finish_reason.empty()) {
         live[ri] = false;
         --remaining;
+        ++dead;
       }
     }
-    if (remaining == 0) break;
-    const at::Tensor step = at::from_blob(step_ids.data(), {b, 1}, long_opts);
+    if (remaining == 0 || n + 1 == steps) break;
+    at::Tensor chosen = next;
+    if (dead * 8 >= static_cast<int64_t>(active.size())) {
+      keep.clear();
+      for (size_t i = 0; i < active.size(); ++i)
+        if (live[static_cast<size_t>(active[i])]) keep.push_back(static_cast<int64_t>(i));
+      const at::Tensor rows =
+          at::from_blob(keep.data(), {static_cast<int64_t>(keep.size())}, long_opts).clone();
+      cache.keep_rows(rows.to(device));
+      chooser.keep_rows(rows);
+      chosen = next.index_select(0, rows);
+      for (size_t i = 0; i < keep.size(); ++i) active[i] = active[static_cast<size_t>(keep[i])];
+      active.resize(keep.size());
+    }
+    const auto a = static_cast<int64_t>(active.size());
+    step_pos.resize(active.size());
+    for (size_t i = 0; i < active.size(); ++i) {
+      const auto ri = static_cast<size_t>(active[i]);
+      step_pos[i] = longest - pad[ri] + n;
+    }
+    const at::Tensor step = chosen.view({a, 1});
     chooser.observe(step, at::Tensor());
-    logits =
-        model_
-            .forward_cached(step.to(device),
-                            at::from_blob(step_pos.data(), {b, 1}, long_opts).to(device), cache)
-            .select(1, 0)
-            .to(at::kCPU, at::kFloat);
+    logits = model_
+                 .forward_cached(step.to(device),
+                                 at::from_blob(step_pos.data(), {a, 1}, long_opts).to(device),
+                                 cache)
+                 .select(1, 0)
+                 .to(at::kCPU, at::kFloat);
   }
   st.decode_s = seconds_since(t0);
   if (tokenizer_ != nullptr)
     for (auto& g : out)
       if (g.finish_reason != "stop") g.text = tokenizer_->decode(g.tokens);
   if (stats != nullptr) *stats = st;
+  return out;
+}
+
+std::vector<Generation> Generator::generate_all(const std::vector<std::vector<int32_t>>& prompts,
+                                                const SamplingOptions& o, int64_t batch_size,
+                                                GenerationStats* stats) {
+  if (batch_size < 1) throw InputError("generation batch size must be at least 1");
+  // Longest first (Note [length-sorted batches]); ties keep their order.
+  std::vector<size_t> order(prompts.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return prompts[a].size() > prompts[b].size();
+  });
+  std::vector<Generation> out(prompts.size());
+  GenerationStats total;
+  std::vector<std::vector<int32_t>> batch;
+  for (size_t first = 0; first < order.size(); first += static_cast<size_t>(batch_size)) {
+    const size_t last = std::min(order.size(), first + static_cast<size_t>(batch_size));
+    batch.clear();
+    for (size_t i = first; i < last; ++i) batch.push_back(prompts[order[i]]);
+    GenerationStats st;
+    std::vector<Generation> part = generate(batch, o, &st);
+    total.add(st);
+    for (size_t i = first; i < last; ++i) out[order[i]] = std::move(part[i - first]);
+  }
+  if (stats != nullptr) *stats = total;
   return out;
 }
 

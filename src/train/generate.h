@@ -21,6 +21,18 @@
 // contains a stop string (the text is cut before it; `tokens` keep the token that completed it),
 // or after max_new_tokens (or when it reaches the model's max_seq_len).
 //
+// Note [dropping finished rows]
+// A row that finished (eos, a stop string) stops costing anything: once the finished rows are an
+// eighth of the rows still in the KV cache, they are dropped from it (KvCache::keep_rows), from
+// the logits and from the repetition-penalty state; the others keep their slots and positions.
+// Before that they ride along and their tokens are ignored.
+//
+// Note [length-sorted batches]
+// Left padding costs a prompt's batch the longest prompt's prefill for every row, and padded
+// slots in every later step. generate_all sorts the prompts by length before cutting them into
+// batches, so padding is small. A row's tokens do not depend on its neighbours (see above), so
+// the results are those of any other batching, up to float rounding.
+//
 // Thread-safety: one Generator per thread (the model's forward is not reentrant).
 #pragma once
 
@@ -84,6 +96,16 @@ class Generator {
   std::vector<Generation> generate(const std::vector<std::vector<int32_t>>& prompts,
                                    const SamplingOptions& options,
                                    GenerationStats* stats = nullptr);
+
+  // Generates for any number of prompts, `batch_size` per generate() call, the prompts sorted by
+  // length (longest first) so that a batch holds prompts of about one length (Note
+  // [length-sorted batches]). Returns one Generation per prompt, in the order of `prompts`;
+  // `stats` receives the sums over the batches. Throws as generate(), and InputError for a
+  // batch_size below 1. With sampling, which random draws a prompt gets depends on the batches
+  // (still the same for the same prompts, options and batch_size).
+  std::vector<Generation> generate_all(const std::vector<std::vector<int32_t>>& prompts,
+                                       const SamplingOptions& options, int64_t batch_size,
+                                       GenerationStats* stats = nullptr);
 
   // With a prefix-tuning adapter attached to the model: the block (task) whose prefix every
   // generation starts from (TransformerImpl::prefill_prefix). -1 = none.

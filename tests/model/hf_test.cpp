@@ -454,6 +454,68 @@ TEST(Generate, BatchingWithLeftPaddingChangesNothing) {
   }
 }
 
+// Rows that stop at an eos are dropped from the cache (Note [dropping finished rows]): the rows
+// still generating must give what they give alone, whatever finished beside them.
+TEST(Generate, DroppingFinishedRowsChangesNothing) {
+  for (int which : {0, 2}) {
+    const ModelSpec spec = round_trip_spec(which);
+    Transformer model = random_model(spec);
+    Generator gen(*model, nullptr);
+    const std::vector<std::vector<int32_t>> prompts = {
+        {5, 17, 42}, {1, 2, 3, 4, 5, 6, 7}, {250}, {9, 9}, {100, 3, 77, 12}};
+    const auto free_run = gen.generate(prompts, greedy(12));
+    // Stop tokens that end some rows early, at different steps: each row's 3rd and 7th token.
+    SamplingOptions o = greedy(12);
+    o.eos_ids = {free_run[0].tokens[2], free_run[3].tokens[6]};
+    {
+      torch::NoGradGuard no_grad;
+      KvCache probe(spec.n_layers, 2, 4);  // keep_rows on its own
+      const auto ids = at::tensor(std::vector<int64_t>{1, 2, 3, 4}).view({2, 2});
+      const auto pos = at::tensor(std::vector<int64_t>{0, 1, 0, 1}).view({2, 2});
+      model->forward_cached(ids, pos, probe);
+      probe.keep_rows(at::tensor(std::vector<int64_t>{1}));
+      EXPECT_EQ(probe.batch(), 1);
+      EXPECT_EQ(probe.length(), 2);
+    }
+    const auto out = gen.generate(prompts, o);
+    int64_t stopped = 0;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      const auto alone = gen.generate({prompts[i]}, o);
+      EXPECT_EQ(out[i].tokens, alone[0].tokens) << which << " prompt " << i;
+      EXPECT_EQ(out[i].finish_reason, alone[0].finish_reason) << which << " prompt " << i;
+      // The free run cut at its first stop token.
+      std::vector<int32_t> expected;
+      for (int32_t t : free_run[i].tokens) {
+        if (t == o.eos_ids[0] || t == o.eos_ids[1]) break;
+        expected.push_back(t);
+      }
+      EXPECT_EQ(out[i].tokens, expected) << which << " prompt " << i;
+      stopped += out[i].finish_reason == "eos" ? 1 : 0;
+    }
+    EXPECT_GE(stopped, 2) << which;
+  }
+}
+
+TEST(Generate, GenerateAllSortsBatchesButKeepsTheOrder) {
+  const ModelSpec spec = round_trip_spec(2);
+  Transformer model = random_model(spec);
+  Generator gen(*model, nullptr);
+  std::vector<std::vector<int32_t>> prompts;
+  for (int32_t i = 0; i < 7; ++i)  // lengths 1, 4, 2, 5, 3, 1, 4
+    prompts.push_back(std::vector<int32_t>(static_cast<size_t>(1 + (i * 3) % 5), 10 + i));
+  GenerationStats st;
+  const auto all = gen.generate_all(prompts, greedy(5), 3, &st);
+  ASSERT_EQ(all.size(), prompts.size());
+  EXPECT_EQ(st.prompts, 7);
+  EXPECT_EQ(st.prompt_tokens, 20);
+  EXPECT_EQ(st.new_tokens, 35);
+  for (size_t i = 0; i < prompts.size(); ++i)
+    EXPECT_EQ(all[i].tokens, gen.generate({prompts[i]}, greedy(5))[0].tokens) << i;
+  EXPECT_TRUE(gen.generate_all({}, greedy(5), 3).empty());
+  EXPECT_CONTAINS(error_of([&] { gen.generate_all(prompts, greedy(5), 0); }),
+                  "batch size must be at least 1");
+}
+
 TEST(Generate, GreedyIsTheArgmaxOfTheFullForward) {
   const ModelSpec spec = round_trip_spec(2);
   Transformer model = random_model(spec);
