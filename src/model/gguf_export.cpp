@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "core/format.h"
+#include "core/gguf.h"
 #include "core/logging.h"
 #include "data/bpe_tokenizer.h"
 #include "data/tokenizer_files.h"
@@ -147,8 +148,53 @@ TokenizerFiles find_tokenizer(const fs::path& spec) {
   return f;
 }
 
+// A model whose tokenizer came from a GGUF file (model.from_pretrained: a .gguf or a known name):
+// its tokenizer.* metadata is written back as it was, so the export tokenizes exactly as the
+// model it was trained from.
+void copy_gguf_tokenizer(GgufWriter& w, const ModelSpec& spec, const fs::path& source,
+                         GgufExportReport& report) {
+  const gguf::File file(source);
+  for (const auto& [key, value] : file.metadata()) {
+    if (key.rfind("tokenizer.", 0) != 0) continue;
+    using VT = gguf::ValueType;
+    switch (value.type) {
+      case VT::kString: w.add_string(key, value.string); break;
+      case VT::kBool: w.add_bool(key, value.integer != 0); break;
+      case VT::kFloat32:
+      case VT::kFloat64: w.add_f32(key, static_cast<float>(value.number)); break;
+      case VT::kArray: {
+        if (value.element_type == VT::kString) {
+          w.add_strings(key, file.get_strings(key));
+        } else if (value.element_type != VT::kFloat32 && value.element_type != VT::kFloat64 &&
+                   value.element_type != VT::kArray) {
+          std::vector<int32_t> ints;
+          for (const int64_t i : file.get_ints(key)) ints.push_back(static_cast<int32_t>(i));
+          w.add_i32s(key, std::move(ints));
+        } else {
+          file.fail(fmt::format("{}: an array of {} cannot be copied into the export; export "
+                                "with --tokenizer DIR (a tokenizer.json)",
+                                key, gguf::value_type_name(value.element_type)));
+        }
+        break;
+      }
+      default:
+        if (value.integer < 0) w.add_i32(key, static_cast<int32_t>(value.integer));
+        else w.add_u32(key, static_cast<uint32_t>(value.integer));
+    }
+  }
+  const auto tokens = file.get_strings("tokenizer.ggml.tokens");
+  if (static_cast<int64_t>(tokens.size()) != spec.vocab_size)
+    file.fail(fmt::format("tokenizer.ggml.tokens has {} tokens but the model's vocabulary is {}",
+                          tokens.size(), spec.vocab_size));
+  report.pre = file.get_string_opt("tokenizer.ggml.pre").value_or("");
+}
+
 void add_tokenizer(GgufWriter& w, const ModelSpec& spec, const fs::path& tokenizer,
                    GgufExportReport& report) {
+  if (fs::is_regular_file(tokenizer) && gguf::is_gguf_file(tokenizer)) {
+    copy_gguf_tokenizer(w, spec, tokenizer, report);
+    return;
+  }
   const TokenizerFiles files = find_tokenizer(tokenizer);
   const BpeTokenizerConfig tok = files.tokenizer_json.empty()
                                      ? read_gpt2_files(files.vocab_json.string(), files.merges_txt.string())

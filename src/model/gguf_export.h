@@ -21,6 +21,8 @@
 //   tokenizer, else the eos as GPT-2 does -- transformers' reader needs one), add_bos_token (the
 //   post-processor puts a token before every text), and
 //   tokenizer.chat_template (tokenizer_config.json's chat_template, or chat_template.jinja).
+//   A tokenizer that is itself a GGUF file (a model from a .gguf, e.g. smollm2-135m-instruct)
+//   has its tokenizer.* metadata copied as it is instead.
 //
 // Tensors (HF name -> GGUF name; shapes as ggml writes them, reversed):
 //   model.embed_tokens.weight -> token_embd.weight, model.norm.weight -> output_norm.weight,
