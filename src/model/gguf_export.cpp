@@ -395,14 +395,14 @@ GgufExportReport export_gguf_model(const ModelSpec& spec,
       throw InputError(fmt::format("gguf export: parameter {} has no GGUF tensor name", name));
     at::Tensor t = src.detach().to(at::kCPU, at::kFloat).contiguous();
     if (heads > 0) t = permute_rope_rows(t, heads);
-    GgmlType type = GgmlType::kF32;
+    GgmlType type = GgmlType::F32;
     if (t.dim() >= 2 && options.dtype != GgufDtype::kF32) {
       type = options.dtype == GgufDtype::kQ8_0 && t.size(-1) % kQ8_0BlockSize == 0
-                 ? GgmlType::kQ8_0
-                 : GgmlType::kF16;
+                 ? GgmlType::Q8_0
+                 : GgmlType::F16;
     }
-    std::vector<std::byte> bytes = type == GgmlType::kF32   ? bytes_of(t)
-                                   : type == GgmlType::kF16 ? bytes_of(t.to(at::kHalf).contiguous())
+    std::vector<std::byte> bytes = type == GgmlType::F32   ? bytes_of(t)
+                                   : type == GgmlType::F16 ? bytes_of(t.to(at::kHalf).contiguous())
                                                             : quantize_q8_0(t);
     w.add_tensor(gname, shape, type, std::move(bytes));
     ++type_counts[ggml_type_name(type)];

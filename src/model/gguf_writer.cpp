@@ -15,25 +15,26 @@ namespace fs = std::filesystem;
 
 const char* ggml_type_name(GgmlType type) {
   switch (type) {
-    case GgmlType::kF32: return "F32";
-    case GgmlType::kF16: return "F16";
-    case GgmlType::kQ8_0: return "Q8_0";
+    case GgmlType::F32: return "F32";
+    case GgmlType::F16: return "F16";
+    case GgmlType::Q8_0: return "Q8_0";
+    default: return "?";
   }
-  return "?";
 }
 
 uint64_t ggml_type_bytes(GgmlType type, int64_t numel, int64_t ne0, const std::string& tensor) {
   switch (type) {
-    case GgmlType::kF32: return static_cast<uint64_t>(numel) * 4;
-    case GgmlType::kF16: return static_cast<uint64_t>(numel) * 2;
-    case GgmlType::kQ8_0:
+    case GgmlType::F32: return static_cast<uint64_t>(numel) * 4;
+    case GgmlType::F16: return static_cast<uint64_t>(numel) * 2;
+    case GgmlType::Q8_0:
       if (ne0 % kQ8_0BlockSize != 0)
         throw InputError(fmt::format("gguf: tensor {}: Q8_0 needs rows of a multiple of {} values, "
                                      "not {}",
                                      tensor, kQ8_0BlockSize, ne0));
       return static_cast<uint64_t>(numel / kQ8_0BlockSize * kQ8_0BlockBytes);
+    default:
+      return 0;
   }
-  return 0;
 }
 
 void GgufWriter::add(const std::string& key, GgufValue::Data v) {

@@ -25,16 +25,15 @@
 #include <variant>
 #include <vector>
 
+#include "core/gguf.h"
+
 namespace pft {
 
 // GGUF metadata value types (gguf_type), as numbered in the file.
-enum class GgufValueType : uint32_t {
-  kUint8 = 0, kInt8 = 1, kUint16 = 2, kInt16 = 3, kUint32 = 4, kInt32 = 5, kFloat32 = 6,
-  kBool = 7, kString = 8, kArray = 9, kUint64 = 10, kInt64 = 11, kFloat64 = 12,
-};
+using GgufValueType = gguf::ValueType;  // the reader's (core/gguf.h): one set of format constants
 
-// The ggml tensor types this writer produces (ggml_type numbers).
-enum class GgmlType : uint32_t { kF32 = 0, kF16 = 1, kQ8_0 = 8 };
+// ggml tensor types (core/gguf.h); this writer produces F32, F16 and Q8_0.
+using gguf::GgmlType;
 
 // Q8_0: blocks of kQ8_0BlockSize values along ne[0], each an fp16 scale d then 32 int8 q;
 // value = d * q.
@@ -42,7 +41,7 @@ constexpr int64_t kQ8_0BlockSize = 32;
 constexpr int64_t kQ8_0BlockBytes = 2 + kQ8_0BlockSize;
 
 constexpr uint32_t kGgufVersion = 3;
-constexpr uint64_t kGgufAlignment = 32;  // general.alignment's default
+constexpr uint64_t kGgufAlignment = gguf::kDefaultAlignment;  // general.alignment's default
 
 // "F32" | "F16" | "Q8_0".
 const char* ggml_type_name(GgmlType type);

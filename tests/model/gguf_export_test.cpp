@@ -117,11 +117,11 @@ TEST(GgufWriter, LaysOutHeaderMetadataTensorInfosAndAlignedData) {
   std::vector<std::byte> a(3 * 5 * 4), b(7 * 4);
   for (size_t i = 0; i < a.size(); ++i) a[i] = static_cast<std::byte>(i);
   for (size_t i = 0; i < b.size(); ++i) b[i] = static_cast<std::byte>(200 - i);
-  w.add_tensor("m", {3, 5}, GgmlType::kF32, a);
-  w.add_tensor("v", {7}, GgmlType::kF32, b);
-  EXPECT_THROW(w.add_tensor("m", {1}, GgmlType::kF32, std::vector<std::byte>(4)), InputError);
-  EXPECT_THROW(w.add_tensor("bad", {2, 2}, GgmlType::kF32, std::vector<std::byte>(15)), InputError);
-  EXPECT_THROW(w.add_tensor("q", {2, 40}, GgmlType::kQ8_0, std::vector<std::byte>(80)), InputError);
+  w.add_tensor("m", {3, 5}, GgmlType::F32, a);
+  w.add_tensor("v", {7}, GgmlType::F32, b);
+  EXPECT_THROW(w.add_tensor("m", {1}, GgmlType::F32, std::vector<std::byte>(4)), InputError);
+  EXPECT_THROW(w.add_tensor("bad", {2, 2}, GgmlType::F32, std::vector<std::byte>(15)), InputError);
+  EXPECT_THROW(w.add_tensor("q", {2, 40}, GgmlType::Q8_0, std::vector<std::byte>(80)), InputError);
   EXPECT_THROW(w.add_u32("llama.block_count", 3), InputError);
   w.write(dir / "t.gguf");
 
