@@ -8,6 +8,7 @@
 #include <torch/cuda.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <thread>
@@ -16,6 +17,7 @@
 #include "core/error.h"
 #include "core/format.h"
 #include "core/logging.h"
+#include "core/mpi_check.h"
 #include "core/mpi_env.h"
 #include "core/mpi_launcher.h"
 
@@ -76,6 +78,22 @@ RankEnv discover_rank_env(const RankEnvOptions& options) {
   try {
     at::set_num_interop_threads(1);  // pft runs no inter-op parallel work; throws if already set
   } catch (const std::exception&) {
+  }
+
+  // Every rank's host and threads (fixed-size records: one MPI_Allgather, no size exchange).
+  struct Entry {
+    char host[64];
+    int threads;
+  };
+  Entry mine{};
+  std::snprintf(mine.host, sizeof(mine.host), "%s", env.host.c_str());
+  mine.threads = env.threads;
+  std::vector<Entry> all(static_cast<size_t>(env.world_size));
+  PFT_MPI_CHECK(MPI_Allgather(&mine, sizeof(Entry), MPI_BYTE, all.data(), sizeof(Entry), MPI_BYTE,
+                          env.mpi->world));
+  for (const Entry& e : all) {
+    env.rank_hosts.emplace_back(e.host);
+    env.rank_threads.push_back(e.threads);
   }
   return env;
 }

@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace pft {
 
@@ -38,6 +39,10 @@ struct RankEnv {
   std::string backend = "mpi";  // resolved communicator backend: "mpi" or "nccl"
   double timeout_s = kDefaultTimeoutS;  // dist.timeout_s: the deadline of agree(env, ...)
   std::shared_ptr<MpiComms> mpi;  // pft's communicators (core/mpi_env.h: world_comm(env))
+  // Every rank's host name and torch threads, indexed by world rank (the same on all ranks):
+  // the start-up layout line and messages that name another rank's host.
+  std::vector<std::string> rank_hosts;
+  std::vector<int> rank_threads;
 
   bool is_root() const { return world_rank == 0; }
   bool is_cuda() const { return device.rfind("cuda", 0) == 0; }
