@@ -9,10 +9,12 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/hdf5.h"
 #include "core/logging.h"
 #include "core/mpi_env.h"
 
 int main(int argc, char** argv) {
+  pft::h5::take_over_shutdown();  // before any HDF5 call (core/hdf5.h)
   CLI::App app{"pft: distributed prompt-based fine-tuning of language models", "pft"};
   app.set_version_flag("--version", std::string("pft ") + PFT_VERSION);
   app.require_subcommand(1);
@@ -66,5 +68,6 @@ int main(int argc, char** argv) {
     pft::log::flush();
     pft::end_mpi_job(/*agreed=*/false, code);
   }
+  pft::h5::shutdown();
   return code;
 }

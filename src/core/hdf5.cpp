@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
@@ -55,12 +56,30 @@ void init() {
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
 }
 
+namespace {
+std::atomic<bool> g_close_failed{false};
+}  // namespace
+
+void take_over_shutdown() { H5dont_atexit(); }
+
+void shutdown() {
+  if (!g_close_failed.load()) H5close();
+}
+
 void throw_error(const char* call, const char* file, int line, std::string_view where) {
   std::string stack = take_error_stack();
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
-  throw Hdf5Error(fmt::format("HDF5 call {} failed at {}:{} on rank {} ({}){}: {}", call, file,
-                              line, launcher_rank(), host,
+  // A full disk is the one failure users meet most: say so first, and what to do.
+  const bool disk_full = stack.find("errno = 28,") != std::string::npos;
+  const std::string lead =
+      disk_full ? fmt::format("no space left on the device holding {} (disk full); nothing "
+                              "written before is lost. HINT: free space there, or point "
+                              "run.dir / data.cache_dir at another file system, and rerun. ",
+                              where.empty() ? std::string("the file") : std::string(where))
+                : std::string();
+  throw Hdf5Error(fmt::format("{}HDF5 call {} failed at {}:{} on rank {} ({}){}: {}", lead, call,
+                              file, line, launcher_rank(), host,
                               where.empty() ? std::string() : fmt::format(" for {}", where),
                               stack.empty() ? std::string("(no HDF5 error stack)") : stack),
                   stack);
@@ -72,7 +91,7 @@ void Handle::reset() noexcept {
   if (H5Iis_valid(id_) > 0) {
     switch (H5Iget_type(id_)) {
       case H5I_FILE:
-        H5Fclose(id_);
+        if (H5Fclose(id_) < 0) g_close_failed = true;  // see shutdown()
         break;
       case H5I_GROUP:
         H5Gclose(id_);
@@ -286,7 +305,11 @@ void File::close() {
   if (id_ < 0) return;
   const hid_t id = id_;
   id_ = H5I_INVALID_HID;
-  PFT_H5_CHECK_AT(H5Fclose(id), path_);
+  init();
+  if (H5Fclose(id) < 0) {
+    g_close_failed = true;  // see shutdown()
+    throw_error("H5Fclose(id)", __FILE__, __LINE__, path_);
+  }
 }
 
 // ---- Dataset --------------------------------------------------------------------------------

@@ -64,6 +64,16 @@ class Hdf5Error : public RuntimeFailure {
 // expectedly (H5Fis_hdf5 on arbitrary files).
 void init();
 
+// Process-level lifetime for programs (pft's main): call take_over_shutdown() first thing, before
+// any other HDF5 call, and shutdown() on the way out. HDF5 otherwise closes the library from an
+// atexit handler, which flushes files still open; a file whose H5Fclose failed half way (disk
+// full) is left in a state that makes that flush crash the process (SIGSEGV in H5F__close_cb,
+// HDF5 1.10) after pft has already reported the error. shutdown() closes the library unless a
+// file close failed, in which case it leaves it: the kernel releases the files at exit, and the
+// failed file was a temporary that pft removes anyway.
+void take_over_shutdown();
+void shutdown();
+
 // Throws Hdf5Error for a failed `call` (text of the call) at file:line; `where` names the file
 // or object involved (may be empty).
 [[noreturn]] void throw_error(const char* call, const char* file, int line, std::string_view where);
