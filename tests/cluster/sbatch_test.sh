@@ -2,9 +2,12 @@
 # sbatch_test.sh CASE PFT_BIN: launch/slurm/train.sbatch on the local Slurm cluster
 # (cluster/slurm-local.sh), shrunk to one node, two CPU ranks, no GPUs, by sbatch flags only.
 #
-#   batch    `sbatch --wait` runs pft (`config show` until `pft train` lands) on every rank;
-#            the job log shows the resolved config once (rank 0) with the template's overrides
-#   badinput pft's exit 2 (bad input) ends the job with 2 and is not requeued
+#   batch    `sbatch --wait` runs `pft config show` (PFT_COMMAND) of PFT_CONFIG on every rank;
+#            the job log shows the resolved config once (rank 0) with the template's overrides,
+#            the run dir the job's own: $PFT_RUNS_ROOT/<job name>-<job id>
+#   badinput pft's exit 2 (bad input) ends the job with 2 and is not requeued; the config is
+#            the first argument, which wins over PFT_CONFIG
+#   (Real training, requeued by SIGTERM and SIGUSR1, on two nodes: tests/netns/slurm_test.sh.)
 #   requeue  a step whose ranks exit 75 the first time is requeued by the template and exits 0
 #            on the second run (tests/cluster/exit75_once.sh)
 #   signal   SIGUSR1 sent the way `--signal=USR1@120` sends it (to the job steps, not the batch
@@ -64,7 +67,7 @@ run_batch() {
   expect_log '^\[train.sbatch\] pft exited 0$' 1
   # Only rank 0 prints the config: one `run:` block from two ranks.
   expect_log '^run:$' 1
-  expect_log "^  dir: $tmp/runs/$job_name\$" 1
+  expect_log "^  dir: $tmp/runs/$job_name-$job_id\$" 1
   expect_log '^  threads: 1$' 1
   expect_log '^  resume: auto$' 1
   expect_log '^  steps: 3$' 1
@@ -72,8 +75,9 @@ run_batch() {
 }
 
 run_badinput() {
-  PFT_COMMAND="config show" PFT_CONFIG="$here/tiny.yaml" \
-    sbatch --wait --parsable "${shape[@]}" "$template" --set train.lr=abc > "$tmp/sbatch.id"
+  PFT_COMMAND="config show" PFT_CONFIG="$tmp/no-such-config.yaml" \
+    sbatch --wait --parsable "${shape[@]}" "$template" "$here/tiny.yaml" --set train.lr=abc \
+    > "$tmp/sbatch.id"
   local rc=$?
   job_id="$(cut -d';' -f1 < "$tmp/sbatch.id")"
   [[ $rc -eq 2 ]] || fail "sbatch --wait exited $rc, expected 2"
