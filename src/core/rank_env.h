@@ -49,7 +49,8 @@ struct RankEnv {
   bool is_cuda() const { return device.rfind("cuda", 0) == 0; }
 };
 
-// Collective over the whole job. Sets torch's thread count, initialises the logger prefix.
+// Collective over the whole job. Sets torch's thread count, initialises the logger prefix; rank 0
+// logs the layout line (describe_layout).
 // Throws InputError when `backend` is unknown or asks for nccl where no GPU is present.
 RankEnv discover_rank_env(const RankEnvOptions& options);
 
