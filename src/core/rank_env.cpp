@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -35,6 +36,70 @@ int default_threads(int local_size) {
     if (n > 0) return std::min(n, fair_share);
   }
   return fair_share;
+}
+
+namespace {
+
+// "0-1,4,6-7": ascending ranks as ranges.
+std::string rank_ranges(const std::vector<int>& ranks) {
+  std::vector<std::string> parts;
+  for (size_t i = 0; i < ranks.size();) {
+    size_t j = i;
+    while (j + 1 < ranks.size() && ranks[j + 1] == ranks[j] + 1) ++j;
+    parts.push_back(j == i ? fmt::format("{}", ranks[i]) : fmt::format("{}-{}", ranks[i], ranks[j]));
+    i = j + 1;
+  }
+  return fmt::format("{}", fmt::join(parts, ","));
+}
+
+}  // namespace
+
+std::string describe_layout(const std::vector<std::string>& rank_hosts,
+                            const std::vector<int>& rank_threads, int max_hosts) {
+  if (rank_hosts.empty() || rank_hosts.size() != rank_threads.size())
+    throw std::invalid_argument(fmt::format("describe_layout: {} hosts for {} thread counts",
+                                            rank_hosts.size(), rank_threads.size()));
+  struct Host {
+    std::string name;
+    std::vector<int> ranks;
+    int min_threads, max_threads;
+  };
+  std::vector<Host> hosts;  // in the order of their lowest rank (the node index's order)
+  for (size_t r = 0; r < rank_hosts.size(); ++r) {
+    const int t = rank_threads[r];
+    auto it = std::find_if(hosts.begin(), hosts.end(),
+                           [&](const Host& h) { return h.name == rank_hosts[r]; });
+    if (it == hosts.end()) {
+      hosts.push_back({rank_hosts[r], {}, t, t});
+      it = hosts.end() - 1;
+    }
+    it->ranks.push_back(static_cast<int>(r));
+    it->min_threads = std::min(it->min_threads, t);
+    it->max_threads = std::max(it->max_threads, t);
+  }
+  const size_t shown = std::min(hosts.size(), static_cast<size_t>(std::max(1, max_hosts)));
+  std::vector<std::string> parts;
+  for (size_t i = 0; i < shown; ++i)
+    parts.push_back(fmt::format("{} -> rank{} {}", hosts[i].name,
+                                hosts[i].ranks.size() > 1 ? "s" : "", rank_ranges(hosts[i].ranks)));
+  if (shown < hosts.size()) parts.push_back(fmt::format("... {} more hosts", hosts.size() - shown));
+  const auto [lo, hi] = std::minmax_element(rank_threads.begin(), rank_threads.end());
+  std::string threads;
+  if (*lo == *hi) {
+    threads = fmt::format("{} thread{} each", *lo, *lo == 1 ? "" : "s");
+  } else {
+    std::vector<std::string> per_host;
+    for (size_t i = 0; i < shown; ++i)
+      per_host.push_back(hosts[i].min_threads == hosts[i].max_threads
+                             ? fmt::format("{} {}", hosts[i].name, hosts[i].min_threads)
+                             : fmt::format("{} {}-{}", hosts[i].name, hosts[i].min_threads,
+                                           hosts[i].max_threads));
+    if (shown < hosts.size()) per_host.emplace_back("...");
+    threads = fmt::format("threads per rank: {}", fmt::join(per_host, ", "));
+  }
+  const size_t n = rank_hosts.size();
+  return fmt::format("layout: {} rank{} on {} host{}: {}; {}", n, n == 1 ? "" : "s", hosts.size(),
+                     hosts.size() == 1 ? "" : "s", fmt::join(parts, ", "), threads);
 }
 
 RankEnv discover_rank_env(const RankEnvOptions& options) {
@@ -95,6 +160,7 @@ RankEnv discover_rank_env(const RankEnvOptions& options) {
     env.rank_hosts.emplace_back(e.host);
     env.rank_threads.push_back(e.threads);
   }
+  log::info("{}", describe_layout(env.rank_hosts, env.rank_threads));
   return env;
 }
 

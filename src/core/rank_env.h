@@ -3,7 +3,8 @@
 // Discovered once at start-up by every rank, under `mpirun`, `srun --mpi=pmix` or as a plain
 // single process (MPI singleton). Local rank and size come from MPI itself (a split of the world
 // by shared memory, core/mpi_env.h), so no launcher-specific variables are needed. Passed down by
-// const reference.
+// const reference. Rank 0 logs the job's layout once (`layout: 4 ranks on 2 hosts: node1 -> ranks
+// 0-1, node2 -> ranks 2-3; 1 thread each`, describe_layout).
 #pragma once
 
 #include <memory>
@@ -48,12 +49,22 @@ struct RankEnv {
   bool is_cuda() const { return device.rfind("cuda", 0) == 0; }
 };
 
-// Collective over the whole job. Sets torch's thread count, initialises the logger prefix.
+// Collective over the whole job. Sets torch's thread count, initialises the logger prefix; rank 0
+// logs the layout line (describe_layout).
 // Throws InputError when `backend` is unknown or asks for nccl where no GPU is present.
 RankEnv discover_rank_env(const RankEnvOptions& options);
 
 // Frees the communicators held by `env` (collective). Safe to call twice.
 void release_rank_env(RankEnv& env);
+
+// The job's layout in one line, from every rank's host and threads (indexed by world rank):
+// hosts in the order of their lowest rank, each with its ranks as ranges
+// (`layout: 4 ranks on 2 hosts: node1 -> ranks 0-1, node2 -> ranks 2-3; 1 thread each`). Beyond
+// `max_hosts` hosts the rest is counted (`..., 30 more hosts`). Threads that differ are given per
+// host (`threads per rank: node1 2, node2 1-4`). Throws std::invalid_argument when the two
+// vectors differ in length or are empty.
+std::string describe_layout(const std::vector<std::string>& rank_hosts,
+                            const std::vector<int>& rank_threads, int max_hosts = 8);
 
 // Default torch threads for one of `local_size` ranks on a node: the node's cores / local_size,
 // capped by the size of the affinity mask a launcher bound the process to.

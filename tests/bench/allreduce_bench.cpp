@@ -1,6 +1,7 @@
 // allreduce_bench: all-reduce of float32 buffers, 4 KiB .. 64 MiB, on the MPI backend.
 //
-//   launch/pft-mpirun -np 2 build/<dir>/bin/allreduce_bench [max_mib]
+//   launch/pft-mpirun -np 2 build/<dir>/bin/allreduce_bench [max_mib] [--bandwidth-only]
+//       [--name NAME]
 //
 // Table 1 (bandwidth): raw MPI_Allreduce, pft's blocking all_reduce, and async all-reduces kept
 // four in flight under each progress mode. Bus bandwidth as nccl-tests defines it:
@@ -12,7 +13,12 @@
 // as while a GPU computes). Modes: thread (progress thread, yielding), thr+50 (it sleeps 50 us
 // between tests), poll (progress only in wait()), poll+test (the loop calls is_completed()
 // after every unit of work). Note [mpi progress] in src/comm/mpi_communicator.cpp draws the
-// conclusion.
+// conclusion. --bandwidth-only stops after table 1.
+// Last line of table 1's part: `RESULT name=NAME pft=<async-thr> baseline=<Allreduce> unit=GB/s
+// ratio=...` at the largest size: pft's gradient all-reduce (async on the progress thread, several
+// in flight, as the reducer issues its buckets) against raw MPI_Allreduce of the same bytes on
+// the same ranks (NAME defaults to allreduce_<max_mib>MiB; tests/bench/multihost_bench.sh runs
+// it across two hosts).
 #include <mpi.h>
 
 #include <ATen/ATen.h>
@@ -23,6 +29,7 @@
 #include <cstdlib>
 #include <functional>
 #include <memory>
+#include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
@@ -77,7 +84,23 @@ struct Modes {
 int main(int argc, char** argv) {
   pft::MpiEnvironment mpi_env;
   pft::RankEnv env = pft::discover_rank_env({});
-  const int64_t max_mib = argc > 1 ? std::atoll(argv[1]) : 64;
+  int64_t max_mib = 64;
+  bool bandwidth_only = false;
+  std::string result_name;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--bandwidth-only") == 0) {
+      bandwidth_only = true;
+    } else if (std::strcmp(argv[i], "--name") == 0 && i + 1 < argc) {
+      result_name = argv[++i];
+    } else if (std::atoll(argv[i]) > 0) {
+      max_mib = std::atoll(argv[i]);
+    } else {
+      std::fprintf(stderr, "allreduce_bench: unknown argument '%s'; usage: allreduce_bench "
+                   "[max_mib] [--bandwidth-only] [--name NAME]\n", argv[i]);
+      return 2;
+    }
+  }
+  if (result_name.empty()) result_name = "allreduce_" + std::to_string(max_mib) + "MiB";
   const bool root = env.world_rank == 0;
   const int n = env.world_size;
 
@@ -115,6 +138,7 @@ int main(int argc, char** argv) {
                 "blocking", "async-thr", "async-thr50", "async-poll");
   }
   constexpr int kInFlight = 4;
+  double last_raw_gbs = 0, last_pft_gbs = 0;  // the largest size: the RESULT line
   for (int64_t bytes : sizes) {
     const int64_t numel = bytes / 4;
     const int iters = static_cast<int>(std::clamp<int64_t>((256LL << 20) / bytes, 4, 200));
@@ -159,9 +183,23 @@ int main(int argc, char** argv) {
     const double thr50 = async_with(*m.thread_sleep);
     const double poll = async_with(*m.poll);
     auto gbs = [&](double t) { return bus * static_cast<double>(bytes) / t / 1e9; };
+    last_raw_gbs = gbs(raw);
+    last_pft_gbs = gbs(thr);
     if (root)
       std::printf("%-12s %10.2f %10.2f %10.2f %10.2f %11.2f %10.2f\n", size_label(bytes).c_str(),
                   gbs(raw), gbs(raw_nb), gbs(blocking), gbs(thr), gbs(thr50), gbs(poll));
+  }
+
+  if (root)
+    std::printf("RESULT name=%s pft=%.3f baseline=%.3f unit=GB/s ratio=%.3f\n",
+                result_name.c_str(), last_pft_gbs, last_raw_gbs, last_pft_gbs / last_raw_gbs);
+  std::fflush(stdout);
+  if (bandwidth_only) {
+    m.thread.reset();
+    m.thread_sleep.reset();
+    m.poll.reset();
+    pft::release_rank_env(env);
+    return 0;
   }
 
   // ---- Tables 2 and 3: overlap -------------------------------------------------------------
