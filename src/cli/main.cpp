@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/logging.h"
 #include "core/mpi_env.h"
+#include "core/mpi_roll_call.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"pft: distributed prompt-based fine-tuning of language models", "pft"};
@@ -51,7 +52,8 @@ int main(int argc, char** argv) {
     }
   } catch (const pft::Error& e) {
     code = static_cast<int>(e.exit_code());
-    if (!e.reported()) {
+    // After a roll call (a missed deadline), the lowest rank that answered it speaks for all.
+    if (!e.reported() && pft::roll_call_reporter()) {
       if (e.exit_code() == pft::ExitCode::kBadInput) {
         std::fprintf(stderr, "%s\n", e.what());  // already shaped "file:line:col: error: ..."
       } else {
