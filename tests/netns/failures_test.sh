@@ -97,6 +97,21 @@ if [[ "$mode" == reference ]]; then
 fi
 
 [[ -s "$work/reference.steps" ]] || fail "no reference (the cluster.failure_reference test runs first)"
+
+# Whatever happens, node2 is given back as the other cluster tests expect it: its link up and,
+# after a crash (which kills its slurmd too), its slurmd restarted and the node idle again.
+restore_node2() {
+  "$cluster" link node2 up > /dev/null 2>&1 || true
+  local conf="$PFT_CLUSTER_DIR/slurm/etc/slurm.conf" i
+  [[ "$mode" == crash && -f "$conf" ]] || return 0
+  "$cluster" exec node2 slurmd -f "$conf" -N node2 || { echo "could not restart slurmd on node2" >&2; return 0; }
+  for ((i = 0; i < 150; ++i)); do
+    [[ "$("$cluster" exec node1 sinfo -h -n node2 -o %T 2> /dev/null)" =~ ^(idle|mixed|allocated)$ ]] && return 0
+    sleep 0.2
+  done
+  echo "node2 is not idle in Slurm 30 s after its slurmd restarted" >&2
+}
+trap restore_node2 EXIT
 dir="$work/$mode"
 log="$work/$mode.log"
 rm -rf "$dir" "$log"
