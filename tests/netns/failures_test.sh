@@ -8,7 +8,9 @@
 #   crash      every process of node2 killed (`crash node2`) mid-step;
 #   link       node2's link cut (`link node2 down`) mid-step: no RST, only deadlines notice;
 #   stall      rank 2 (on node2) stalls inside a checkpoint save (PFT_TEST_STALL=ckpt_save:rank2);
-# For crash, link and stall: the job ends with exit 3 within dist.timeout_s + 10 s of the
+#   stall_store  rank 2 stalls inside the data store preparation at start-up
+#              (PFT_TEST_STALL=store_prepare:rank2);
+# For each failure: the job ends with exit 3 within dist.timeout_s + 10 s of the
 # failure, with a message naming the lost (or hung) host and ranks, and no pft, orted or mpirun
 # is left on any host (for link: once the link is back up; what is left before is printed). For
 # crash and link: `train.resume: auto` on node1 alone (world size 4 -> 2) continues from the last
@@ -18,7 +20,7 @@
 # partial gradients instead of 4: not bitwise).
 # Prints `FIGURE ...` lines with the measured times (docs/launching.md, "Node failures").
 set -euo pipefail
-mode="${1:?usage: failures_test.sh reference|crash|link|stall}"
+mode="${1:?usage: failures_test.sh reference|crash|link|stall|stall_store}"
 cluster="${PFT_CLUSTER_SCRIPT:?run under ctest (tests/netns/CMakeLists.txt)}"
 pft="${PFT_BIN:?}"
 work="$PFT_CLUSTER_DIR/failures"
@@ -116,7 +118,10 @@ dir="$work/$mode"
 log="$work/$mode.log"
 rm -rf "$dir" "$log"
 extra=()
-[[ "$mode" == stall ]] && extra=(-x PFT_TEST_STALL=ckpt_save:rank2)
+point=""
+[[ "$mode" == stall ]] && point=ckpt_save
+[[ "$mode" == stall_store ]] && point=store_prepare
+[[ -n "$point" ]] && extra=(-x "PFT_TEST_STALL=$point:rank2")
 
 t_start="$(now)"
 run "$dir" "$log" 4 "${hostfile[@]}" "${extra[@]}" -- &
@@ -127,8 +132,8 @@ job=$!
 t0=""
 while kill -0 "$job" 2> /dev/null; do
   case "$mode" in
-    stall)
-      if grep -q "test hook PFT_TEST_STALL: rank 2 stalls in ckpt_save" "$log" 2> /dev/null; then
+    stall | stall_store)
+      if grep -q "test hook PFT_TEST_STALL: rank 2 stalls in $point" "$log" 2> /dev/null; then
         t0="$(now)"
         break
       fi
@@ -213,6 +218,12 @@ case "$mode" in
       fail "no message naming the hung rank 2 on node2"
     grep -E "checkpoint save at step 10 .* did not complete within the deadline of $timeout_s s" "$log" ||
       fail "no message naming the checkpoint save"
+    echo PASS
+    exit 0
+    ;;
+  stall_store)
+    grep -E "data store preparation \(world rank 0 builds the stores\) on rank 0 of 4 .* did not complete within the deadline of $timeout_s s.*Roll call: rank 2 on node2 did not answer" "$log" ||
+      fail "no message naming the store preparation and the hung rank 2 on node2"
     echo PASS
     exit 0
     ;;
