@@ -4,11 +4,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <cstdio>
-#include <cstdlib>
-
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <string>
 #include <thread>
@@ -155,7 +154,8 @@ void max_over_ranks(const RankEnv* env, std::span<int> values, double timeout_s,
           "than the deadline. {}{}HINT: if a rank is merely slow here (a large data store build, a "
           "big synchronous checkpoint write), raise dist.timeout_s, or prepare the data stores "
           "beforehand with `pft data prepare`",
-          what, rank, size, host_name(), timeout_s, elapsed, roll_call, roll_call.empty() ? "" : " "));
+          what, rank, size, host_name(), timeout_s, elapsed, roll_call,
+          roll_call.empty() ? "" : " "));
     }
     if (now - start < std::chrono::milliseconds(1)) {
       std::this_thread::yield();

@@ -33,7 +33,8 @@ std::string by_host(const std::vector<int>& ranks, const std::vector<std::string
   std::vector<std::pair<std::string, std::vector<int>>> groups;
   for (int r : ranks) {
     const std::string& h = r < static_cast<int>(hosts.size()) ? hosts[r] : std::string("?");
-    auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == h; });
+    auto it = std::find_if(groups.begin(), groups.end(),
+                           [&](const auto& g) { return g.first == h; });
     if (it == groups.end()) {
       groups.push_back({h, {}});
       it = groups.end() - 1;

@@ -49,7 +49,8 @@ void write_launcher_layout(const std::vector<std::string>& rank_hosts) {
   const std::string path = std::string(verdict) + ".layout";
   std::FILE* f = std::fopen((path + ".tmp").c_str(), "w");
   if (f == nullptr) return;
-  for (size_t r = 0; r < rank_hosts.size(); ++r) std::fprintf(f, "%zu %s\n", r, rank_hosts[r].c_str());
+  for (size_t r = 0; r < rank_hosts.size(); ++r)
+    std::fprintf(f, "%zu %s\n", r, rank_hosts[r].c_str());
   if (std::fclose(f) == 0) std::rename((path + ".tmp").c_str(), path.c_str());
 }
 
