@@ -12,6 +12,7 @@
 #include "core/hdf5.h"
 #include "core/logging.h"
 #include "core/mpi_env.h"
+#include "core/mpi_roll_call.h"
 
 int main(int argc, char** argv) {
   pft::h5::take_over_shutdown();  // before any HDF5 call (core/hdf5.h)
@@ -53,7 +54,8 @@ int main(int argc, char** argv) {
     }
   } catch (const pft::Error& e) {
     code = static_cast<int>(e.exit_code());
-    if (!e.reported()) {
+    // After a roll call (a missed deadline), the lowest rank that answered it speaks for all.
+    if (!e.reported() && pft::roll_call_reporter()) {
       if (e.exit_code() == pft::ExitCode::kBadInput) {
         std::fprintf(stderr, "%s\n", e.what());  // already shaped "file:line:col: error: ..."
       } else {

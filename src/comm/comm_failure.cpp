@@ -39,13 +39,15 @@ void FailureLatch::check(const CommIdentity& id, std::string_view op) const {
 }
 
 std::string deadline_message(const CommIdentity& id, std::string_view op, double elapsed_s,
-                             double timeout_s) {
+                             double timeout_s, std::string_view roll_call) {
   return fmt::format(
       "{} on rank {} of {} (host {}, {}) did not complete within the deadline of {:.3g} s "
       "(elapsed {:.2f} s). A peer rank did not issue the matching call (every rank must issue the "
-      "same collectives in the same order), is stuck in slow work, or died. HINT: look for a rank "
-      "that failed or fell behind first; raise dist.timeout_s if a step legitimately takes longer",
-      op, id.rank, id.size, id.host, id.backend, timeout_s, elapsed_s);
+      "same collectives in the same order), is stuck in slow work, or died. {}{}HINT: look for a "
+      "rank that failed or fell behind first; raise dist.timeout_s if a step legitimately takes "
+      "longer",
+      op, id.rank, id.size, id.host, id.backend, timeout_s, elapsed_s, roll_call,
+      roll_call.empty() ? "" : " ");
 }
 
 void throw_deadline_missed(const CommIdentity& id, std::string_view op, double elapsed_s,

@@ -50,9 +50,11 @@ class FailureLatch {
 
 // The message of a missed deadline, e.g.
 //   "all_reduce(sum, 1024 x float32) on rank 1 of 4 (host node7, mpi) did not complete within
-//    the deadline of 1 s (elapsed 1.00 s). ..." followed by the likely causes and a HINT.
+//    the deadline of 1 s (elapsed 1.00 s). ..." followed by the likely causes, `roll_call` (the
+// roll call's sentence naming the lost ranks and hosts, core/mpi_roll_call.h; may be empty)
+// and a HINT.
 std::string deadline_message(const CommIdentity& id, std::string_view op, double elapsed_s,
-                             double timeout_s);
+                             double timeout_s, std::string_view roll_call = {});
 
 // Throws RuntimeFailure with deadline_message(...).
 [[noreturn]] void throw_deadline_missed(const CommIdentity& id, std::string_view op,

@@ -7,7 +7,9 @@
 // skips or reorders a call makes its peers wait for a call that never comes. pft turns that wait
 // into an error instead of a hang: each call has a deadline, dist.timeout_s after it starts
 // (after issue for async work), and a collective that misses it throws pft::RuntimeFailure
-// naming the operation, the rank, its host and the elapsed time. After any failure (deadline or
+// naming the operation, the rank, its host and the elapsed time, and (from a roll call right
+// after the deadline, core/mpi_roll_call.h) the ranks that did not answer, by host: a crashed or
+// cut-off host, or hung ranks. After any failure (deadline or
 // library error) the communicator is unusable: the ranks no longer agree on what comes next, so
 // every later call throws at once, and the caller should let the exception reach main, which
 // ends the job (exit 3). There is no recovery within a job.

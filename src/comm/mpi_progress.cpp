@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/format.h"
 #include "core/mpi_check.h"
+#include "core/mpi_roll_call.h"
 
 namespace pft {
 namespace {
@@ -110,7 +111,10 @@ void MpiProgress::throw_failed(const MpiOp& op) {
 
 void MpiProgress::throw_deadline(const MpiOp& op, Deadline deadline) {
   const double timeout_s = std::chrono::duration<double>(deadline - op.issued).count();
-  const std::string message = deadline_message(id_, op.what, seconds_since(op.issued), timeout_s);
+  const double elapsed_s = seconds_since(op.issued);
+  // Who is missing? (core/mpi_roll_call.h; waits up to its grace, once per process.)
+  const std::string roll_call = roll_call_after_deadline(timeout_s);
+  const std::string message = deadline_message(id_, op.what, elapsed_s, timeout_s, roll_call);
   latch_.trip(message);
   throw RuntimeFailure(message);
 }

@@ -10,7 +10,9 @@
 //     calls (test(), wait(), or any blocking-lane call).
 // An op whose deadline passes is never freed under MPI's feet (MPI forbids freeing an active
 // collective request): it is kept and drained by the destructor for up to kDrainGrace, then
-// leaked. A missed deadline or an MPI error trips the communicator's FailureLatch.
+// leaked. A missed deadline or an MPI error trips the communicator's FailureLatch. Before a
+// missed deadline is thrown, the roll call (core/mpi_roll_call.h) finds the ranks that are gone
+// and the message names them and their hosts.
 //
 // Torch-free: tensors reach it only as type-erased `buffers` kept alive with the op.
 #pragma once

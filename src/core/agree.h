@@ -11,7 +11,8 @@
 // The exchange has a deadline, like every collective (docs/launching.md): env.timeout_s
 // (dist.timeout_s) counted from the moment this rank finished its body. A rank still inside its
 // body by then (stalled, or slower than the deadline allows) makes the waiting ranks throw
-// RuntimeFailure naming `what`, their rank and host and the deadline; that failure is NOT
+// RuntimeFailure naming `what`, their rank and host, the deadline and (from a roll call,
+// core/mpi_roll_call.h) the ranks that no longer answer; that failure is NOT
 // agreed (the stalled rank never learns of it), so main aborts the job (core/mpi_env.h:
 // end_mpi_job) instead of hanging. dist.timeout_s must therefore exceed the longest work one
 // rank does alone inside agree().

@@ -1,10 +1,13 @@
 // The MPI side of core (contract: core/mpi_env.h, core/mpi_check.h).
 #include "core/mpi_env.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <string>
 #include <thread>
@@ -13,6 +16,7 @@
 #include "core/error.h"
 #include "core/format.h"
 #include "core/mpi_check.h"
+#include "core/mpi_roll_call.h"
 #include "core/rank_env.h"
 
 namespace pft {
@@ -66,6 +70,8 @@ MpiTopology discover_mpi_topology() {
   MPI_Query_thread(&t.thread_level);
   PFT_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &c.world));
   MPI_Comm_set_errhandler(c.world, MPI_ERRORS_RETURN);
+  PFT_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &c.roll_call));
+  MPI_Comm_set_errhandler(c.roll_call, MPI_ERRORS_RETURN);
   PFT_MPI_CHECK(MPI_Comm_rank(c.world, &t.world_rank));
   PFT_MPI_CHECK(MPI_Comm_size(c.world, &t.world_size));
   PFT_MPI_CHECK(
@@ -92,6 +98,10 @@ void free_mpi_comms(MpiComms& comms) {
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (finalized) return;
+  if (comms.roll_call != MPI_COMM_NULL) {
+    unregister_roll_call();
+    MPI_Comm_free(&comms.roll_call);
+  }
   if (comms.node != MPI_COMM_NULL) MPI_Comm_free(&comms.node);
   if (comms.world != MPI_COMM_NULL) MPI_Comm_free(&comms.world);
 }
@@ -137,13 +147,15 @@ void max_over_ranks(const RankEnv* env, std::span<int> values, double timeout_s,
       MPI_Comm_size(comm, &size);
       const double elapsed = std::chrono::duration<double>(now - start).count();
       (void)buffer.release();  // leaked on purpose, like `request`: the collective is still active
+      const std::string roll_call = roll_call_after_deadline(timeout_s);
       throw RuntimeFailure(fmt::format(
           "{} on rank {} of {} (host {}) did not complete within the deadline of {:g} s "
           "(elapsed {:.2f} s): a rank is stalled or died, or its share of this step takes longer "
-          "than the deadline. HINT: if a rank is merely slow here (a large data store build, a "
+          "than the deadline. {}{}HINT: if a rank is merely slow here (a large data store build, a "
           "big synchronous checkpoint write), raise dist.timeout_s, or prepare the data stores "
           "beforehand with `pft data prepare`",
-          what, rank, size, host_name(), timeout_s, elapsed));
+          what, rank, size, host_name(), timeout_s, elapsed, roll_call,
+          roll_call.empty() ? "" : " "));
     }
     if (now - start < std::chrono::milliseconds(1)) {
       std::this_thread::yield();
@@ -154,6 +166,16 @@ void max_over_ranks(const RankEnv* env, std::span<int> values, double timeout_s,
   std::copy(buffer->begin(), buffer->end(), values.begin());
 }
 
+void write_launcher_verdict(int code) {
+  const char* path = std::getenv("PFT_VERDICT_FILE");
+  if (path == nullptr || *path == '\0') return;
+  const int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+  if (fd < 0) return;  // another rank's verdict came first, or the launcher's host is elsewhere
+  const std::string line = fmt::format("{} {} {}\n", code, mpi_world_rank(), host_name());
+  (void)!write(fd, line.data(), line.size());
+  close(fd);
+}
+
 void end_mpi_job(bool agreed, int code) {
   int initialized = 0, finalized = 0;
   MPI_Initialized(&initialized);
@@ -161,9 +183,21 @@ void end_mpi_job(bool agreed, int code) {
   if (!initialized || finalized) return;
   int size = 1;
   MPI_Comm_size(MPI_COMM_WORLD, &size);
+  // The watchdog: whatever MPI does below, this process ends kEndJobGraceS from now with `code`.
+  std::thread([code] {
+    std::this_thread::sleep_for(std::chrono::duration<double>(kEndJobGraceS));
+    std::fflush(nullptr);
+    _exit(code);
+  }).detach();
   // A failure the ranks did not agree on may leave peers blocked in a collective: take the whole
   // job down rather than hang.
-  if (size > 1 && !agreed) MPI_Abort(MPI_COMM_WORLD, code);
+  if (size > 1 && !agreed) {
+    write_launcher_verdict(code);
+    // After a roll call, the lowest rank that answered prints the job's one message (main stays
+    // quiet here): abort a moment later, so the launcher's kill does not cut it off mid-unwind.
+    if (!roll_call_reporter()) std::this_thread::sleep_for(std::chrono::seconds(1));
+    MPI_Abort(MPI_COMM_WORLD, code);
+  }
   MPI_Finalize();  // every rank failed the same way: end the job normally
 }
 

@@ -38,6 +38,7 @@ class MpiEnvironment {
 struct MpiComms {
   MPI_Comm world = MPI_COMM_NULL;  // a duplicate of MPI_COMM_WORLD owned by pft
   MPI_Comm node = MPI_COMM_NULL;   // the ranks on this node (MPI_Comm_split_type SHARED)
+  MPI_Comm roll_call = MPI_COMM_NULL;  // a duplicate for the roll call only (core/mpi_roll_call.h)
 };
 
 // What MPI alone tells a rank about the job (the rest of RankEnv comes from the host and torch).
@@ -52,7 +53,8 @@ struct MpiTopology {
   std::shared_ptr<MpiComms> comms;
 };
 
-// Collective over MPI_COMM_WORLD: duplicates it, splits it by node, numbers the nodes.
+// Collective over MPI_COMM_WORLD: duplicates it (twice: pft's world and the roll call's), splits
+// it by node, numbers the nodes.
 MpiTopology discover_mpi_topology();
 
 // Frees `comms` (collective over their ranks); a no-op after MPI_Finalize or when already freed.
@@ -68,13 +70,29 @@ int mpi_world_rank();
 // null), in place. Collective. A nonblocking all-reduce polled with short sleeps (a waiting rank
 // leaves the cores to a peer that works alone), so it cannot hang: when it has not completed
 // `timeout_s` after the call it throws RuntimeFailure naming `what`, the rank, the host, the
-// elapsed time and the deadline (and leaks the pending request: MPI may still write into it).
+// elapsed time and the deadline, with the roll call's answer (core/mpi_roll_call.h: which ranks
+// are lost), and leaks the pending request (MPI may still write into it).
 void max_over_ranks(const RankEnv* env, std::span<int> values, double timeout_s,
                     std::string_view what);
 
 // After main caught a failure with exit code `code`: when MPI is up and the job has several
 // ranks, MPI_Abort the whole job unless every rank `agreed` on the failure (core/agree.h: they
 // all exit on their own), else MPI_Finalize. Called once, by main only.
+//
+// Neither call may hang the process: a launcher that lost a host can leave MPI_Abort (or a
+// finalize whose peers are gone) waiting forever, so a watchdog thread ends the process with
+// _exit(code) kEndJobGrace after the call began. For a failure the ranks did not agree on, the
+// launcher is told first (write_launcher_verdict), so that launch/pft-mpirun can stop an mpirun
+// that cannot reach a lost host's daemon.
 void end_mpi_job(bool agreed, int code);
+
+// How long end_mpi_job lets MPI_Abort / MPI_Finalize run before _exit(code).
+inline constexpr double kEndJobGraceS = 3.0;
+
+// Tells the launcher this rank ends the job with `code` (not agreed by every rank): when
+// PFT_VERDICT_FILE is set (launch/pft-mpirun sets it), creates that file with "<code> <rank>
+// <host>\n" unless it exists (the first verdict wins). Only ranks on the launcher's host can
+// reach it; elsewhere the write fails quietly. Never throws.
+void write_launcher_verdict(int code);
 
 }  // namespace pft

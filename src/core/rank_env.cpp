@@ -21,6 +21,7 @@
 #include "core/mpi_check.h"
 #include "core/mpi_env.h"
 #include "core/mpi_launcher.h"
+#include "core/mpi_roll_call.h"
 
 namespace pft {
 
@@ -50,6 +51,20 @@ std::string rank_ranges(const std::vector<int>& ranks) {
     i = j + 1;
   }
   return fmt::format("{}", fmt::join(parts, ","));
+}
+
+// For launch/pft-mpirun (docs/launching.md, "Node failures"): every rank's host, one "rank host"
+// line each, in $PFT_VERDICT_FILE.layout, so that the launcher can name the ranks of a host that
+// Open MPI lost before pft could. Rank 0 only; quietly nothing where the path is unreachable.
+void write_launcher_layout(const std::vector<std::string>& rank_hosts) {
+  const char* verdict = std::getenv("PFT_VERDICT_FILE");
+  if (verdict == nullptr || *verdict == '\0') return;
+  const std::string path = std::string(verdict) + ".layout";
+  std::FILE* f = std::fopen((path + ".tmp").c_str(), "w");
+  if (f == nullptr) return;
+  for (size_t r = 0; r < rank_hosts.size(); ++r)
+    std::fprintf(f, "%zu %s\n", r, rank_hosts[r].c_str());
+  if (std::fclose(f) == 0) std::rename((path + ".tmp").c_str(), path.c_str());
 }
 
 }  // namespace
@@ -161,6 +176,8 @@ RankEnv discover_rank_env(const RankEnvOptions& options) {
     env.rank_threads.push_back(e.threads);
   }
   log::info("{}", describe_layout(env.rank_hosts, env.rank_threads));
+  register_roll_call(env.mpi->roll_call, env.rank_hosts);
+  if (env.world_rank == 0) write_launcher_layout(env.rank_hosts);
   return env;
 }
 
