@@ -107,7 +107,7 @@ bool as_doubles(const Dataset& d, std::vector<double>& out) {
 
 }  // namespace
 
-std::string list_run_checkpoints(const fs::path& run_dir, const ReadOptions& options) {
+CheckpointListing list_run_checkpoints(const fs::path& run_dir, const ReadOptions& options) {
   fs::path dir = run_dir / "checkpoints";
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) dir = run_dir;
@@ -116,6 +116,18 @@ std::string list_run_checkpoints(const fs::path& run_dir, const ReadOptions& opt
         fmt::format("{}: not a run directory (no checkpoints/ in it)", run_dir.string()));
   const std::vector<ListedCheckpoint> all = list_checkpoints(dir);
   const std::optional<std::string> latest = read_latest(dir);
+  CheckpointListing listing;
+  if (fs::exists(dir / "latest", ec) && !latest)
+    listing.problem = fmt::format("{}: names no checkpoint file (empty, or not a file name of "
+                                  "this directory)",
+                                  (dir / "latest").string());
+  else if (latest && std::none_of(all.begin(), all.end(), [&](const ListedCheckpoint& c) {
+             return c.path.filename() == *latest;
+           }))
+    listing.problem = fmt::format("{} names {}, {}", (dir / "latest").string(), *latest,
+                                  fs::exists(dir / *latest, ec)
+                                      ? "which is not a complete checkpoint file (step_N.h5)"
+                                      : "which does not exist");
   std::vector<std::vector<std::string>> rows{
       {"", "file", "step", "tokens_seen", "size", "saved (UTC)", "metrics", "status"}};
   for (auto it = all.rbegin(); it != all.rend(); ++it) {
@@ -140,10 +152,14 @@ std::string list_run_checkpoints(const fs::path& run_dir, const ReadOptions& opt
       const std::string prefix = fmt::format("checkpoint {}: ", it->path.string());
       if (reason.rfind(prefix, 0) == 0) reason = reason.substr(prefix.size());
       row[7] = "INVALID: " + reason;
+      if (latest && *latest == name)
+        listing.problem = fmt::format("{} names {}, which is invalid: {}",
+                                      (dir / "latest").string(), name, reason);
     }
     rows.push_back(std::move(row));
   }
-  std::string out = fmt::format("checkpoints in {} ({} file(s); * = latest{})\n", dir.string(),
+  std::string& out = listing.text;
+  out = fmt::format("checkpoints in {} ({} file(s); * = latest{})\n", dir.string(),
                                 all.size(), latest ? ": " + *latest : ": none");
   out += table(rows);
   for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) {
@@ -151,7 +167,7 @@ std::string list_run_checkpoints(const fs::path& run_dir, const ReadOptions& opt
     if (name.size() > 1 && name[0] == '.' && name.find(".tmp-") != std::string::npos)
       out += fmt::format("interrupted or in-progress save: {}\n", name);
   }
-  return out;
+  return listing;
 }
 
 std::string inspect_checkpoint(const fs::path& file, const ReadOptions& options) {

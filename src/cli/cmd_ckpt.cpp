@@ -1,4 +1,5 @@
-// pft ckpt ls RUN_DIR                                  list a run's checkpoints (latest marked)
+// pft ckpt ls RUN_DIR                                  list a run's checkpoints (latest marked);
+//                                                      exit 2 when `latest` names no valid one
 // pft ckpt inspect FILE                                step, config summary, tensor table
 // pft ckpt verify FILE                                 exit 0 valid, 2 invalid (with the reason)
 // pft ckpt diff A B                                    exit 0 same state, 1 different (like cmp)
@@ -78,8 +79,13 @@ Command add_ckpt_command(CLI::App& app) {
     ckpt::ReadOptions ro;
     ro.file_locking = args->file_locking;
     if (ls->parsed()) {
-      std::cout << ckpt::list_run_checkpoints(args->run_dir, ro) << std::flush;
-      return 0;
+      const ckpt::CheckpointListing listing = ckpt::list_run_checkpoints(args->run_dir, ro);
+      std::cout << listing.text << std::flush;
+      if (listing.problem.empty()) return 0;
+      // The table is still printed: what can be read is listed (docs/checkpoint-format.md).
+      std::cerr << "pft ckpt ls: error: " << listing.problem
+                << "; train.resume: auto skips it and takes the newest valid checkpoint\n";
+      return static_cast<int>(ExitCode::kBadInput);
     }
     if (inspect->parsed()) {
       std::cout << ckpt::inspect_checkpoint(args->file, ro) << std::flush;

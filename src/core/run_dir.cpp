@@ -1,6 +1,8 @@
 #include "core/run_dir.h"
 
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <boost/json/serialize.hpp>
@@ -8,10 +10,14 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <ctime>
 #include <fstream>
+#include <sstream>
+#include <thread>
 
 #include "core/error.h"
 #include "core/format.h"
+#include "core/logging.h"
 
 namespace pft {
 namespace fs = std::filesystem;
@@ -23,6 +29,145 @@ RunDir::RunDir(fs::path root, bool create) : root_(std::move(root)) {
   if (ec)
     throw InputError(fmt::format("run.dir: cannot create '{}': {}; choose a writable directory",
                                  checkpoints().string(), ec.message()));
+}
+
+// The flock'ed RUN_DIR/run.lock (Note [run directory lock] in run_dir.h). Emptied and closed
+// (which drops the flock) with the last RunDir that shares it.
+class RunDir::Lock {
+ public:
+  explicit Lock(int fd) : fd_(fd) {}
+  ~Lock() {
+    if (::ftruncate(fd_, 0) != 0) {
+      // Left as it is: the next run finds the flock free and takes the lock over with a warning.
+    }
+    ::close(fd_);
+  }
+  Lock(const Lock&) = delete;
+  Lock& operator=(const Lock&) = delete;
+
+ private:
+  int fd_;
+};
+
+namespace {
+
+// What run.lock says of its holder: "host=H pid=P since=T job=J".
+struct LockHolder {
+  std::string host, since, job;
+  long pid = 0;
+  bool empty() const { return host.empty() && pid == 0; }
+  std::string describe() const {
+    if (empty()) return "a run that has not recorded itself yet";
+    return fmt::format("pid {} on host {} since {}{}", pid, host.empty() ? "?" : host,
+                       since.empty() ? "?" : since, job.empty() ? "" : ", job " + job);
+  }
+};
+
+LockHolder parse_holder(const std::string& text) {
+  LockHolder h;
+  std::istringstream in(text);
+  for (std::string word; in >> word;) {
+    const size_t eq = word.find('=');
+    if (eq == std::string::npos) continue;
+    const std::string key = word.substr(0, eq), value = word.substr(eq + 1);
+    if (key == "host") h.host = value;
+    if (key == "since") h.since = value;
+    if (key == "job" && value != "-") h.job = value;
+    if (key == "pid") h.pid = std::strtol(value.c_str(), nullptr, 10);
+  }
+  return h;
+}
+
+std::string read_from_start(int fd) {
+  std::string text;
+  char buf[512];
+  off_t at = 0;
+  for (ssize_t n; (n = ::pread(fd, buf, sizeof buf, at)) > 0 && text.size() < 4096; at += n)
+    text.append(buf, static_cast<size_t>(n));
+  return text;
+}
+
+std::string host_name() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "?";
+  return buf;
+}
+
+std::string utc_now() {
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  ::gmtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// Whether `h`'s process is certainly gone: it ran on this host and its pid no longer exists.
+bool holder_gone(const LockHolder& h) {
+  return h.pid > 0 && h.host == host_name() && ::kill(static_cast<pid_t>(h.pid), 0) != 0 &&
+         errno == ESRCH;
+}
+
+}  // namespace
+
+std::string RunDir::lock(const std::string& job) {
+  const fs::path path = lock_file();
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0)
+    throw InputError(fmt::format("run.dir: cannot open the lock file '{}': {}; choose a writable "
+                                 "run.dir",
+                                 path.string(), std::strerror(errno)));
+  const auto in_use = [&](const LockHolder& h, const std::string& how) {
+    ::close(fd);
+    return InputError(fmt::format(
+        "run.dir {} is in use by another run: {}{}. Wait for that run to end (or stop it), or "
+        "give this run another directory (--set run.dir=DIR); a lock left by a run that died is "
+        "taken over automatically ({} names the holder)",
+        root_.string(), h.describe(), how, path.string()));
+  };
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    if (err == EWOULDBLOCK || err == EINTR) {
+      // Held. The holder writes its line right after taking the flock: give it a moment.
+      LockHolder h = parse_holder(read_from_start(fd));
+      for (int i = 0; i < 20 && h.empty(); ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        h = parse_holder(read_from_start(fd));
+      }
+      throw in_use(h, "");
+    }
+    // No flock on this filesystem (ENOLCK, EOPNOTSUPP, ...): the holder's line decides.
+    const LockHolder h = parse_holder(read_from_start(fd));
+    if (!h.empty() && !holder_gone(h))
+      throw in_use(h, fmt::format(" (this filesystem has no flock ({}), so a holder on another "
+                                  "host, or alive, is respected; remove the file if you know "
+                                  "that run has ended)",
+                                  std::strerror(err)));
+  }
+  // Ours. A line left in the file is the record of a run that ended without releasing it.
+  const LockHolder previous = parse_holder(read_from_start(fd));
+  std::string warning;
+  if (!previous.empty()) {
+    warning = fmt::format(
+        "run.dir {}: taking over the lock of a run that ended without releasing it ({}; its "
+        "lock was no longer held{}); its checkpoints and metrics.jsonl stay as they are",
+        root_.string(), previous.describe(),
+        holder_gone(previous) ? ", its process is gone" : "");
+    log::warn("{}", warning);
+  }
+  const std::string line = fmt::format("host={} pid={} since={} job={}\n", host_name(),
+                                       static_cast<long>(::getpid()), utc_now(),
+                                       job.empty() ? "-" : job);
+  if (::ftruncate(fd, 0) != 0 ||
+      ::pwrite(fd, line.data(), line.size(), 0) != static_cast<ssize_t>(line.size())) {
+    const int err = errno;
+    ::close(fd);
+    throw InputError(fmt::format("run.dir: cannot write the lock file '{}': {}", path.string(),
+                                 std::strerror(err)));
+  }
+  ::fsync(fd);
+  lock_ = std::make_shared<Lock>(fd);
+  return warning;
 }
 
 void RunDir::write_file_atomic(const fs::path& path, const std::string& text) {

@@ -3,14 +3,30 @@
 //   RUN_DIR/config.resolved.yaml   the fully resolved config (defaults filled, overrides applied)
 //   RUN_DIR/metrics.jsonl          one JSON object per line, each with a "kind" field
 //   RUN_DIR/checkpoints/           checkpoint files and `latest`
+//   RUN_DIR/run.lock               who is running in this directory (Note [run directory lock])
 //
 // Only rank 0 writes here; other ranks may read.
+//
+// Note [run directory lock]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~
+// Two runs in one run.dir would replace each other's checkpoints and interleave their
+// metrics.jsonl. So the training job's rank 0 takes RUN_DIR/run.lock before it writes anything
+// there and holds it for the whole run: an exclusive flock(2) on the file, which holds one line
+// naming the holder (host, pid, start time in UTC, job id). The kernel drops the flock when the
+// process ends however it ends (kill -9 included), so a lock file whose flock nobody holds is the
+// stale lock of a dead run: it is taken over with a warning naming that run. A second run finds
+// the flock held and stops (InputError: exit 2 on every rank) naming the holder. Where the
+// filesystem refuses flock (some network filesystems), the holder line decides: a holder on this
+// host whose pid is gone is stale, any other holder is respected. A run that ends empties the
+// file, so the next one starts without a warning. Readers (`pft eval`, `pft ckpt`) never take
+// the lock and are never blocked by it.
 #pragma once
 
 #include <boost/json/object.hpp>
 
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <string>
 
 namespace pft {
@@ -25,12 +41,22 @@ class RunDir {
   std::filesystem::path resolved_config() const { return root_ / "config.resolved.yaml"; }
   std::filesystem::path metrics() const { return root_ / "metrics.jsonl"; }
   std::filesystem::path checkpoints() const { return root_ / "checkpoints"; }
+  std::filesystem::path lock_file() const { return root_ / "run.lock"; }
+
+  // Takes the run directory for this process until this RunDir and its copies are gone (Note
+  // [run directory lock]); `job` is the scheduler's job id, or empty. Rank 0 of a training job,
+  // before it writes anything here. Throws InputError naming the holder when another live run
+  // holds it; logs a warning when it takes over a dead run's lock. Returns that warning's text
+  // (empty when the lock was free).
+  std::string lock(const std::string& job);
 
   // Writes `text` to `path` atomically (temporary file, fsync, rename).
   static void write_file_atomic(const std::filesystem::path& path, const std::string& text);
 
  private:
+  class Lock;
   std::filesystem::path root_;
+  std::shared_ptr<Lock> lock_;  // shared by copies; released with the last one
 };
 
 // Appends JSON lines to metrics.jsonl. Each line is flushed as written, so a killed job keeps

@@ -15,7 +15,10 @@ namespace pft {
 
 struct Batch {
   at::Tensor input_ids;     // int64 (B, T)
-  at::Tensor targets;       // int64 (B, T): next token; any value where loss_mask == 0
+  at::Tensor targets;       // int64 (B, T): next token; where loss_mask == 0 it counts for
+                            // nothing (the data layer writes a vocabulary id there, never a
+                            // virtual token of prompt tuning, but other callers may write any
+                            // value): read it only under loss_mask 1, or clamp it
   at::Tensor loss_mask;     // float32 (B, T): 1 where the target counts in the loss
   at::Tensor position_ids;  // int64 (B, T): restart at 0 at each document start in a row
   at::Tensor doc_ids;       // int32 (B, T): document index within the row (0,0,0,1,1,2,...);

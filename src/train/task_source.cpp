@@ -80,7 +80,10 @@ class SoftPromptDocuments : public DocumentSource {
 
 TaskTokenSource::TaskTokenSource(const Config& config, const RankEnv& env, Communicator& comm,
                                  at::Device device, Split held_out)
-    : device_(device), rows_(config.train.micro_batch_size), seq_len_(config.data.seq_len) {
+    : device_(device),
+      rows_(config.train.micro_batch_size),
+      seq_len_(config.data.seq_len),
+      vocab_size_(config.model.vocab_size) {
   PrepareOptions options;
   options.threads = usable_cores();
   std::vector<PreparedStore> prepared;
@@ -277,6 +280,15 @@ int64_t TaskTokenSource::fill_sequences(size_t task, const std::vector<std::vect
 }
 
 int64_t TaskTokenSource::copy_packed(Batch& batch) {
+  // Prompt tuning's virtual tokens (ids vocab_size + row) are inputs, never targets: the
+  // positions that would predict one have loss_mask 0, and their target becomes the pad id, so
+  // every target is a vocabulary id (model/batch.h) and no gather over the logits can be handed
+  // one (issue 18: classification scoring gathered every position and crashed on them).
+  for (size_t i = 0; i < packed_.targets.size(); ++i) {
+    if (packed_.targets[i] < vocab_size_) continue;
+    PFT_ASSERT(packed_.loss_mask[i] == 0.0f, "a virtual token is a trained target");
+    packed_.targets[i] = pad_id_;
+  }
   Batch& host = device_.is_cpu() ? batch : host_;
   copy_into(packed_.input_ids, host.input_ids);
   copy_into(packed_.targets, host.targets);

@@ -102,6 +102,7 @@ class TaskTokenSource {
 
   PackedRows packed_;
   int32_t pad_id_ = 0;
+  int64_t vocab_size_ = 0;  // ids from here on are prompt tuning's virtual tokens
   std::vector<int32_t> eval_tokens_;
   std::vector<uint8_t> eval_mask_;
   Batch host_;  // CPU staging when the device is not the CPU

@@ -1,5 +1,6 @@
 #include "train/train_session.h"
 
+#include <cstdlib>
 #include <filesystem>
 #include <sstream>
 
@@ -39,9 +40,12 @@ void log_resolved_config(const Config& config) {
     if (!line.empty()) log::info("  {}", line);
 }
 
-// Rank 0: run.dir and config.resolved.yaml; says what a fresh run does to a used run.dir.
+// Rank 0: run.dir, locked for this run before anything is written there (Note [run directory
+// lock] in core/run_dir.h), and config.resolved.yaml; says what a fresh run does to a used one.
 RunDir open_run_dir(const Config& config) {
   RunDir dir(config.run.dir, /*create=*/true);
+  const char* job = std::getenv("SLURM_JOB_ID");
+  dir.lock(job != nullptr ? job : "");
   if (config.train.resume.mode == ResumeFrom::Mode::kNone) {
     std::error_code ec;
     int64_t found = 0;
@@ -71,7 +75,8 @@ TrainSession::TrainSession(const Config& config_in, const RankEnv& env_in)
   const TrainConfig& tc = config.train;
   const auto seed = static_cast<uint64_t>(config.run.seed);
 
-  // 2. Run directory (rank 0; a failure stops every rank).
+  // 2. Run directory (rank 0, locked for the whole run; a failure, another run holding it
+  // included, stops every rank).
   agree(env, [&] {
     if (!env.is_root()) return;
     run_dir.emplace(open_run_dir(config));

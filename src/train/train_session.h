@@ -1,7 +1,8 @@
 // TrainSession: everything one `pft train` run builds, built once, in the order the run needs
 // it (the phases llm.c's train_gpt2 names one by one):
 //   1. config     model.from_pretrained resolves model.*, validate_for_training (every rank)
-//   2. run dir    rank 0: run.dir, config.resolved.yaml, metrics.jsonl (MetricsSink)
+//   2. run dir    rank 0: run.dir locked for the run (a second run there exits 2, core/run_dir.h),
+//                 config.resolved.yaml, metrics.jsonl (MetricsSink)
 //   3. comm       the communicator (dist.backend): every collective below has its deadline
 //   4. data       data.source tasks: the prompt-task loader (train/task_source.h); else synthetic
 //   5. model      the same init on every rank, then model.from_pretrained's weights

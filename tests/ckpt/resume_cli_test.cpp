@@ -348,6 +348,38 @@ TEST(ResumeCli, ConfigChangesAndCorruptFiles) {
   fs::remove_all(dir);
 }
 
+// `pft ckpt ls` exits 2 when `latest` names an invalid or missing file, and still lists every
+// file it can (docs/checkpoint-format.md, "Tools"); 0 when `latest` is fine.
+TEST(CkptCli, LsExitsTwoWhenLatestNamesNoValidCheckpoint) {
+  const fs::path dir = fresh_dir("ls-latest");
+  ASSERT_EQ(run(train_cmd(dir, " --set train.steps=4 --set checkpoint.keep_last=5")).code, 0);
+  const fs::path ckpts = dir / "checkpoints";
+  Result r = run(kPft + " ckpt ls " + dir.string());
+  EXPECT_EQ(r.code, 0) << r.out;
+
+  fs::resize_file(ckpts / "step_00000004.h5", 100);  // the file `latest` names, truncated
+  r = run(kPft + " ckpt ls " + dir.string());
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("INVALID"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("step_00000002.h5"), std::string::npos) << r.out;  // still listed
+  EXPECT_NE(r.out.find("pft ckpt ls: error: " + (ckpts / "latest").string() +
+                       " names step_00000004.h5, which is invalid: "),
+            std::string::npos)
+      << r.out;
+
+  std::ofstream(ckpts / "latest") << "step_00000006.h5\n";  // a file that does not exist
+  r = run(kPft + " ckpt ls " + dir.string());
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("names step_00000006.h5, which does not exist"), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("step_00000002.h5"), std::string::npos) << r.out;
+
+  std::ofstream(ckpts / "latest") << "step_00000002.h5\n";
+  r = run(kPft + " ckpt ls " + dir.string());
+  EXPECT_EQ(r.code, 0) << r.out;
+  fs::remove_all(dir);
+}
+
 TEST(CkptCli, LsInspectVerifyDiffExport) {
   const fs::path dir = fresh_dir("tools");
   ASSERT_EQ(run(train_cmd(dir, " --set train.steps=4 --set checkpoint.keep_last=5")).code, 0);

@@ -113,11 +113,31 @@ TEST(CkptTools, ListInspectDiff) {
     saver.save(2, sample_contents(2), 0.0);
   }
   fs::resize_file(dir / checkpoint_file_name(1), 10);
-  const std::string ls = list_run_checkpoints(run);
+  const CheckpointListing listing = list_run_checkpoints(run);
+  const std::string& ls = listing.text;
   EXPECT_NE(ls.find("step_00000002.h5"), std::string::npos) << ls;
   EXPECT_NE(ls.find("latest: step_00000002.h5"), std::string::npos) << ls;
   EXPECT_NE(ls.find("INVALID"), std::string::npos) << ls;
   EXPECT_NE(ls.find("loss="), std::string::npos) << ls;
+  EXPECT_EQ(listing.problem, "") << "an invalid file `latest` does not name is no problem";
+
+  // `latest` naming the invalid file, a missing one, nothing usable: a problem, the table kept.
+  const auto latest_says = [&](const std::string& text) {
+    std::ofstream(dir / "latest") << text;
+    return list_run_checkpoints(run);
+  };
+  CheckpointListing bad = latest_says(checkpoint_file_name(1) + "\n");
+  EXPECT_NE(bad.problem.find("latest names step_00000001.h5, which is invalid: "),
+            std::string::npos)
+      << bad.problem;
+  EXPECT_NE(bad.text.find("step_00000002.h5"), std::string::npos) << bad.text;
+  bad = latest_says("step_00000009.h5\n");
+  EXPECT_NE(bad.problem.find("latest names step_00000009.h5, which does not exist"),
+            std::string::npos)
+      << bad.problem;
+  bad = latest_says("../elsewhere.h5\n");
+  EXPECT_NE(bad.problem.find("latest: names no checkpoint file"), std::string::npos) << bad.problem;
+  EXPECT_EQ(latest_says(checkpoint_file_name(2) + "\n").problem, "");
 
   const std::string info = inspect_checkpoint(dir / checkpoint_file_name(2));
   EXPECT_NE(info.find("step:        2"), std::string::npos) << info;

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 
 #include "run_command.h"
@@ -89,6 +90,53 @@ TEST_F(BadConfig, UnderMpirunEveryRankExitsTwoWithOneMessage) {
   const Result r = run(cmd);
   EXPECT_EQ(count(r.out, "rank-exit=2"), 2u) << r.out;
   EXPECT_EQ(count(r.out, "unknown key 'trian'"), 1u) << r.out;
+}
+
+// A "billion laughs" config (9 anchors of 9 aliases each: 9^9 scalars expanded, 450 bytes) at
+// the top level and under schedule.phases exits 2 naming the file, the line and the limit
+// (config/tree.h). Run under `ulimit -v` (4 GiB: pft itself maps about 2.5 GiB at start), so a
+// regression dies of std::bad_alloc (exit 3) instead of eating the machine's memory; the
+// command's own time limit (60 s, against about 1 s of start-up) catches a hang.
+TEST_F(BadConfig, AliasBombExitsTwoNamingFileLineAndLimit) {
+  std::string bomb = "l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n";
+  for (int i = 1; i < 9; ++i) {
+    const std::string a = "*l" + std::to_string(i - 1);
+    bomb += "l" + std::to_string(i) + ": &l" + std::to_string(i) + " [" + a;
+    for (int j = 1; j < 9; ++j) bomb += ", " + a;
+    bomb += "]\n";
+  }
+  const std::string limited = "ulimit -v 4194304 && exec " + kPft + " config show ";
+  std::ofstream(path_) << "run:\n  dir: runs/x\n" << bomb;
+  Result r = run(limited + path_.string(), std::chrono::seconds(60));
+  EXPECT_EQ(r.code, 2) << r.out;
+  // l4 holds 66,430 nodes; its first use, in l5 (line 8), passes the 100,000-node limit.
+  EXPECT_NE(r.out.find(path_.string() + ":8:10: error: with its aliases (*name) expanded this "
+                       "YAML would hold more than 100000 nodes"),
+            std::string::npos)
+      << r.out;
+
+  std::string nested = "run:\n  dir: runs/x\nschedule:\n  phases:\n    - steps: 5\n";
+  std::istringstream lines(bomb);
+  for (std::string line; std::getline(lines, line);) nested += "      " + line + "\n";
+  std::ofstream(path_) << nested;
+  r = run(limited + path_.string(), std::chrono::seconds(60));
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find(path_.string() + ":11:16: error: with its aliases"), std::string::npos)
+      << r.out;
+  EXPECT_EQ(r.out.find("bad_alloc"), std::string::npos) << r.out;
+}
+
+// A directory named as the config is reported as one, not as a file of missing keys.
+TEST(Cli, DirectoryAsConfigSaysSo) {
+  const fs::path dir = fs::temp_directory_path() / ("pft-cli-dir-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const Result r = run(kPft + " config show " + dir.string());
+  fs::remove_all(dir);
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find(dir.string() + ": error: is a directory, not a config file"),
+            std::string::npos)
+      << r.out;
+  EXPECT_EQ(r.out.find("missing"), std::string::npos) << r.out;
 }
 
 TEST(Cli, PendingCommandSaysSoAndExitsTwo) {

@@ -8,6 +8,7 @@
 #include <set>
 #include <sstream>
 
+#include "bounded_child.h"
 #include "data_test_util.h"
 
 namespace pft {
@@ -59,6 +60,25 @@ TEST(TaskFile, BundledDatasetsLoad) {
     EXPECT_NE(d.record(Split::kTrain, 0).origin.find("train.jsonl:1"), std::string::npos)
         << d.record(Split::kTrain, 0).origin;
   }
+}
+
+// A task file is YAML read through config::load_file: the same limits (config/tree.h) stop an
+// alias bomb in it, naming the task file and line (in a child with bounded memory, so a
+// regression fails instead of exhausting the machine).
+TEST(TaskFile, AliasBombIsRefusedNamingTheTaskFile) {
+  TempDir dir;
+  dir.file("train.jsonl", "{\"q\": \"x\", \"answer\": \"y\"}\n");
+  std::string bomb = "description: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n";
+  for (int i = 1; i < 9; ++i) {
+    bomb += "x" + std::to_string(i) + ": &l" + std::to_string(i) + " [";
+    for (int j = 0; j < 9; ++j) bomb += (j ? ", *l" : "*l") + std::to_string(i - 1);
+    bomb += "]\n";
+  }
+  const fs::path f = dir.file("bomb.yaml", simple_task() + bomb);
+  const test::BoundedOutcome r = test::run_bounded([&] { load_task(f); });
+  EXPECT_TRUE(r.input_error) << r.message;
+  EXPECT_NE(r.message.find(f.string() + ":"), std::string::npos) << r.message;
+  EXPECT_NE(r.message.find("more than 100000 nodes"), std::string::npos) << r.message;
 }
 
 TEST(TaskFile, UnknownTopLevelKeySuggests) {

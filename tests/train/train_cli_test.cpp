@@ -89,6 +89,105 @@ const std::string kTiny =
     " --set train.steps=8 --set train.warmup_steps=2 --set train.global_batch_size=8"
     " --set train.micro_batch_size=2 --set run.threads=1";
 
+// The records of a metrics.jsonl with kind `kind`.
+std::vector<boost::json::object> records_of(const fs::path& metrics, const std::string& kind) {
+  std::vector<boost::json::object> out;
+  std::ifstream in(metrics);
+  for (std::string line; std::getline(in, line);) {
+    boost::json::object rec = boost::json::parse(line).as_object();
+    if (rec.at("kind").as_string() == kind) out.push_back(std::move(rec));
+  }
+  return out;
+}
+
+const std::string kMpirun2 =
+    "PFT_OVERSUBSCRIBE=1 PFT_MPIRUN_LOOPBACK=1 PFT_TAG_OUTPUT=0 " + kMpirun + " -np 2 ";
+
+// Two runs in one run.dir (core/run_dir.h, Note [run directory lock]): the second exits 2 on every
+// rank naming the holder, writes nothing there, and the first finishes untouched; a reader
+// (`pft ckpt ls`) is not blocked meanwhile. The first run is frozen (SIGSTOP) as soon as its lock
+// file names it and resumed (SIGCONT) after the second has been refused, so the second always
+// meets it mid-run, however fast or slow the machine.
+TEST(TrainCli, SecondRunInTheSameDirExitsTwoNamingTheHolder) {
+  const fs::path dir = fresh_dir("locked");
+  const fs::path log = dir.string() + ".first.log";
+  const std::string first = kPft + " train configs/quickstart.yaml" + kTiny +
+                            " --set run.seed=1 --set run.dir=" + dir.string();
+  const std::string second = kPft + " train configs/quickstart.yaml" + kTiny +
+                             " --set run.seed=2 --set run.dir=" + dir.string();
+  const std::string script =
+      "(exec " + first + " > " + log.string() + " 2>&1) & a=$!; echo first-pid=$a; n=0; "
+      "until [ -s " + (dir / "run.lock").string() + " ]; do n=$((n+1)); "
+      "if [ $n -gt 2400 ]; then echo no-lock; break; fi; sleep 0.05; done; "
+      "kill -STOP $a; " + kMpirun2 + "sh -c '" + second + "; echo rank-exit=$?'; " + kPft +
+      " ckpt ls " + dir.string() + "; echo ls-exit=$?; kill -CONT $a; wait $a; "
+      "echo first-exit=$?";
+  const Result r = run(script);
+  const size_t at = r.out.find("first-pid=");
+  ASSERT_NE(at, std::string::npos) << r.out;
+  const std::string pid = r.out.substr(at + 10, r.out.find('\n', at) - at - 10);
+  EXPECT_EQ(r.out.find("no-lock"), std::string::npos) << r.out;
+  EXPECT_EQ(pft::test::count(r.out, "rank-exit=2"), 2u) << r.out;
+  EXPECT_EQ(pft::test::count(r.out, "is in use by another run"), 1u) << r.out;
+  EXPECT_NE(r.out.find("run.dir " + dir.string() + " is in use by another run: pid " + pid +
+                       " on host "),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("--set run.dir=DIR"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("ls-exit=0"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("first-exit=0"), std::string::npos) << r.out;
+  std::ifstream in(log);
+  const std::string first_out((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(first_out.find("warning"), std::string::npos) << first_out;
+  // Only the first run's records: one start (seed 1), its 8 steps once each, one end.
+  const auto starts = records_of(dir / "metrics.jsonl", "start");
+  ASSERT_EQ(starts.size(), 1u);
+  EXPECT_EQ(train_losses(dir / "metrics.jsonl").size(), 8u);
+  EXPECT_EQ(records_of(dir / "metrics.jsonl", "end").size(), 1u);
+  // A clean end leaves the lock file empty: the next run starts without a warning.
+  EXPECT_EQ(fs::file_size(dir / "run.lock"), 0u);
+  fs::remove_all(dir);
+  fs::remove(log);
+}
+
+// A run killed with SIGKILL leaves its line in run.lock but no flock: the next run in the
+// directory takes the lock over with a warning naming the dead run, and trains. Also a lock file
+// naming a process of this host that does not exist.
+TEST(TrainCli, StaleLockOfADeadRunIsTakenOver) {
+  const fs::path dir = fresh_dir("stale");
+  const std::string cmd = kPft + " train configs/quickstart.yaml" + kTiny +
+                          " --set train.resume=auto --set run.dir=" + dir.string();
+  const std::string script =
+      "(exec " + cmd + " > /dev/null 2>&1) & a=$!; echo dead-pid=$a; n=0; "
+      "until [ -s " + (dir / "run.lock").string() + " ]; do n=$((n+1)); "
+      "if [ $n -gt 2400 ]; then echo no-lock; break; fi; sleep 0.05; done; "
+      "kill -KILL $a; wait $a; " + cmd + "; echo second-exit=$?";
+  Result r = run(script);
+  const size_t at = r.out.find("dead-pid=");
+  ASSERT_NE(at, std::string::npos) << r.out;
+  const std::string pid = r.out.substr(at + 9, r.out.find('\n', at) - at - 9);
+  EXPECT_EQ(r.out.find("no-lock"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("second-exit=0"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("run.dir " + dir.string() + ": taking over the lock of a run that ended "
+                       "without releasing it (pid " + pid + " on host "),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("its process is gone"), std::string::npos) << r.out;
+
+  // A hand-made stale line: a pid that cannot exist (above pid_max), on this host, with a job id.
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  std::ofstream(dir / "run.lock") << "host=" << host << " pid=99999999 since=2026-01-01T00:00:00Z job=77\n";
+  r = run(cmd);
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("(pid 99999999 on host " + std::string(host) +
+                       " since 2026-01-01T00:00:00Z, job 77; its lock was no longer held, its "
+                       "process is gone)"),
+            std::string::npos)
+      << r.out;
+  fs::remove_all(dir);
+}
+
 TEST(TrainCli, TwoRanksGiveTheSameLossesAsOne) {
   const fs::path one = fresh_dir("np1"), two = fresh_dir("np2");
   const Result r1 = run(kPft + " train configs/quickstart.yaml" + kTiny + " --set run.dir=" + one.string());
