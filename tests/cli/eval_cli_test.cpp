@@ -38,13 +38,7 @@ const std::string kMpirun2 =
     std::string("PFT_OVERSUBSCRIBE=1 PFT_MPIRUN_LOOPBACK=1 PFT_TAG_OUTPUT=0 ") + PFT_MPIRUN +
     " -np 2 ";
 
-std::vector<json::object> read_records(const fs::path& file) {
-  std::vector<json::object> out;
-  std::ifstream in(file);
-  for (std::string line; std::getline(in, line);)
-    if (!line.empty()) out.push_back(json::parse(line).as_object());
-  return out;
-}
+using pft::test::read_records;
 
 // The `eval` records of the last evaluation in `records`, keyed "task/template".
 std::map<std::string, json::object> last_evals(const std::vector<json::object>& records) {

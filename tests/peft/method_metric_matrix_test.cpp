@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "../train/metrics_schema.h"
 #include "config/config.h"
 #include "core/rank_env.h"
 #include "train/eval_run.h"
@@ -115,13 +116,7 @@ Config matrix_config(const std::string& method) {
   return parse_config(yaml, (dir / "matrix.yaml").string());
 }
 
-std::vector<json::object> read_records(const fs::path& file) {
-  std::vector<json::object> out;
-  std::ifstream in(file);
-  for (std::string line; std::getline(in, line);)
-    if (!line.empty()) out.push_back(json::parse(line).as_object());
-  return out;
-}
+using pft::test::read_records;
 
 double number(const json::object& o, const char* key) {
   const json::value& v = o.at(key);

@@ -22,6 +22,15 @@
 
 namespace pft::test {
 
+// The records of a metrics.jsonl file, one JSON object per non-empty line, in file order.
+inline std::vector<boost::json::object> read_records(const std::filesystem::path& file) {
+  std::vector<boost::json::object> out;
+  std::ifstream in(file);
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) out.push_back(boost::json::parse(line).as_object());
+  return out;
+}
+
 struct FieldSpec {
   std::set<std::string> types;
   bool always = false;

@@ -35,13 +35,7 @@ fs::path scratch(const std::string& name) {
   return dir;
 }
 
-std::vector<json::object> read_records(const fs::path& file) {
-  std::vector<json::object> out;
-  std::ifstream in(file);
-  for (std::string line; std::getline(in, line);)
-    if (!line.empty()) out.push_back(json::parse(line).as_object());
-  return out;
-}
+using pft::test::read_records;
 
 // Every record conforms; returns the "kind.field" names seen.
 std::set<std::string> expect_conforming(const std::vector<json::object>& records,
