@@ -202,28 +202,12 @@ SlurmctldLogFile=$dir/slurm/log/slurmctld.log
 SlurmdLogFile=$dir/slurm/log/slurmd-%n.log
 SlurmctldDebug=info
 SlurmdDebug=info
+Include ${self%/*}/slurm-common.conf
 # Each node declares the shape of a GPU node (the batch template's defaults) whatever the
-# machine has: the scheduler's view only. No cgroups: tracking by /proc, no binding.
+# machine has: the scheduler's view only.
 SlurmdParameters=config_overrides
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-MpiDefault=pmix
-SwitchType=switch/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
 GresTypes=gpu
-SchedulerType=sched/backfill
-SchedulerParameters=sched_interval=1,bf_interval=1
-AccountingStorageType=accounting_storage/none
-JobAcctGatherType=jobacct_gather/none
-JobCompType=jobcomp/none
-JobRequeue=1
-ReturnToService=2
 SlurmdTimeout=30
-InactiveLimit=0
-KillWait=5
-MinJobAge=5
-MailProg=/bin/true
 EOF
   for ((k = 1; k <= n; ++k)); do
     echo "NodeName=node$k NodeAddr=$net.$k CPUs=$node_cpus RealMemory=4096 $gres State=UNKNOWN" >> "$conf.tmp"

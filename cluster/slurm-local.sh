@@ -25,6 +25,7 @@
 # (cred_expire=5, the smallest Slurm accepts). Documented in docs/launching.md.
 set -euo pipefail
 
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 dir="${PFT_SLURM_DIR:-/tmp/pft-slurm}"
 ctld_port="${PFT_SLURM_PORT:-16817}"
 slurmd_port=$((ctld_port + 1))
@@ -116,28 +117,8 @@ SlurmctldLogFile=$dir/log/slurmctld.log
 SlurmdLogFile=$dir/log/slurmd.log
 SlurmctldDebug=info
 SlurmdDebug=info
-# No cgroups: process tracking by /proc, no task binding or confinement.
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-MpiDefault=pmix
-SwitchType=switch/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-# Schedule within a second of a change instead of Slurm's 30-60 s cycles.
-SchedulerType=sched/backfill
-SchedulerParameters=sched_interval=1,bf_interval=1
-AccountingStorageType=accounting_storage/none
-JobAcctGatherType=jobacct_gather/none
-JobCompType=jobcomp/none
-JobRequeue=1
-ReturnToService=2
+Include $here/slurm-common.conf
 SlurmdTimeout=300
-InactiveLimit=0
-KillWait=5
-# Short, so that sbatch --wait keeps polling every 2 s (its poll backs off only while it
-# stays under MinJobAge/2); finished jobs stay visible to scontrol for 5 to 65 s.
-MinJobAge=5
-MailProg=/bin/true
 NodeName=$node NodeAddr=127.0.0.1 NodeHostname=$node $hw State=UNKNOWN
 PartitionName=debug Nodes=$node Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
 EOF
