@@ -1,4 +1,4 @@
-// The stall test hook (contract: core/test_hooks.h).
+// The stall and delay test hooks (contract: core/test_hooks.h).
 #include "core/test_hooks.h"
 
 #include <chrono>
@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <string>
 #include <thread>
+#include <vector>
+#include <algorithm>
 
 #include "core/error.h"
 
@@ -34,7 +36,48 @@ StallSpec parse_stall_spec() {
   return spec;
 }
 
+struct DelaySpec {
+  std::string point;
+  double seconds = 0.0;
+};
+
+std::vector<DelaySpec> parse_delay_specs() {
+  std::vector<DelaySpec> specs;
+  const char* v = std::getenv("PFT_TEST_DELAY");
+  if (v == nullptr || *v == '\0') return specs;
+  const std::string text(v);
+  size_t begin = 0;
+  while (begin <= text.size()) {
+    const size_t comma = std::min(text.find(',', begin), text.size());
+    const std::string item = text.substr(begin, comma - begin);
+    const size_t colon = item.find(':');
+    char* end = nullptr;
+    const double seconds =
+        colon == std::string::npos ? -1.0 : std::strtod(item.c_str() + colon + 1, &end);
+    if (colon == 0 || colon == std::string::npos || end == nullptr || *end != '\0' ||
+        !(seconds >= 0.0) || seconds > 3600.0)
+      throw InputError("PFT_TEST_DELAY='" + text +
+                       "': expected <point>:<seconds>[,<point>:<seconds>...] (e.g. "
+                       "ckpt_save:4,step:0.2); it is a test hook (core/test_hooks.h): unset it "
+                       "for normal runs");
+    specs.push_back(DelaySpec{item.substr(0, colon), seconds});
+    begin = comma + 1;
+  }
+  return specs;
+}
+
 }  // namespace
+
+void test_delay_point(std::string_view point, int rank) {
+  static const std::vector<DelaySpec> specs = parse_delay_specs();
+  for (const DelaySpec& spec : specs) {
+    if (spec.point != point) continue;
+    std::fprintf(stderr, "test hook PFT_TEST_DELAY: rank %d waits %g s in %s\n", rank,
+                 spec.seconds, spec.point.c_str());
+    std::fflush(stderr);
+    std::this_thread::sleep_for(std::chrono::duration<double>(spec.seconds));
+  }
+}
 
 void test_stall_point(std::string_view point, int rank) {
   static const StallSpec spec = parse_stall_spec();

@@ -1,4 +1,6 @@
-// TEST HOOK, for the stall tests only (tests/train/stall_cli_test.cpp): makes one rank hang at a
+// TEST HOOKS. Nothing in a normal run sets them.
+//
+// PFT_TEST_STALL, for the stall tests (tests/train/watchdog_cli_test.cpp): makes one rank hang at a
 // named point, the way a stuck filesystem or a descheduled process would, so a test can check
 // that the job still ends within dist.timeout_s. Nothing in a normal run sets it.
 //
@@ -11,6 +13,19 @@
 // (train/task_source: every rank, inside the data store preparation at start-up). Unset, empty,
 // or another point/rank: nothing happens. A malformed value throws InputError naming the
 // variable.
+//
+// PFT_TEST_DELAY, for the signal tests (tests/reliability/*signal*_test.sh): makes every rank that
+// reaches a named point slow, the way a large model's save or a big dataset's preparation is:
+//
+//   PFT_TEST_DELAY=<point>:<seconds>[,<point>:<seconds>...]   e.g. ckpt_save:4,step:0.3
+//
+// At test_delay_point(<point>, r) the rank writes one line to stderr ("test hook PFT_TEST_DELAY:
+// rank r waits <seconds> s in <point>"; a test waits for it to know the phase has begun) and
+// sleeps that long. Points: step (train/trainer: every rank, after each step's computation),
+// ckpt_save (train/checkpointer: every rank, inside each save, before rank 0 writes), store_block (data/store_prepare: the builder, before each block of 64 examples
+// it writes; a preemption signal is checked right after it), eval (train/held_out_eval: every
+// rank, at the start of each held-out evaluation). A malformed value throws InputError naming
+// the variable.
 #pragma once
 
 #include <string_view>
@@ -19,5 +34,8 @@ namespace pft {
 
 // Reads PFT_TEST_STALL (once per process); stalls forever when it names `point` and `rank`.
 void test_stall_point(std::string_view point, int rank);
+
+// Reads PFT_TEST_DELAY (once per process); sleeps its seconds when it names `point`.
+void test_delay_point(std::string_view point, int rank);
 
 }  // namespace pft

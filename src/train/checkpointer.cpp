@@ -81,6 +81,7 @@ void Checkpointer::after_step(int64_t step, const std::function<TrainProgress()>
     const std::vector<std::vector<uint8_t>> rng = gather_rng_states(&comm_, env_.is_cuda());
     agree(env_, fmt::format("checkpoint save at step {} (rank 0 writes)", progress.step), [&] {
       test_stall_point("ckpt_save", env_.world_rank);
+      test_delay_point("ckpt_save", env_.world_rank);
       if (!saver_) return;
       progress.metrics_history = metrics_.history();
       const bool snapshot = config_.checkpoint.async;

@@ -2,6 +2,7 @@
 #include "train/held_out_eval.h"
 
 #include "core/logging.h"
+#include "core/test_hooks.h"
 #include "data/tokenizer.h"
 #include "model/transformer.h"
 #include "train/eval_references.h"
@@ -21,6 +22,7 @@ HeldOutEvaluator::~HeldOutEvaluator() = default;
 std::vector<TaskEval> HeldOutEvaluator::run(TransformerImpl& model, const RankEnv& env,
                                             Communicator* comm, Precision precision,
                                             int64_t max_batches) {
+  test_delay_point("eval", env.world_rank);
   AutocastScope autocast(precision, at::Device(env.device));
   EvalOptions o;
   o.max_batches = max_batches >= 0 ? max_batches : config_.eval.max_batches;

@@ -15,6 +15,7 @@
 #include "core/format.h"
 #include "core/logging.h"
 #include "core/signals.h"
+#include "core/test_hooks.h"
 #include "data/tokenizer.h"
 #include "model/hf_import.h"
 #include "model/transformer.h"
@@ -207,6 +208,7 @@ TrainSummary train(const Config& config, const RankEnv& env) {
     s.fill_batches(step, plan);
     const double lr = s.lr_schedule->lr(step);
     const StepResult r = s.run_step(step, lr);
+    test_delay_point("step", env.world_rank);
     const double step_time = seconds_since(t0);
     if (s.config.dist.check_params_every > 0 && (step + 1) % s.config.dist.check_params_every == 0)
       s.reducer->check_parameters_in_sync(step + 1);
