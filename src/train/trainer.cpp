@@ -214,11 +214,14 @@ TrainSummary train(const Config& config, const RankEnv& env) {
       s.reducer->check_parameters_in_sync(step + 1);
 
     // The controller's decision at this step boundary: a preemption signal that reached any
-    // rank (core/signals.h), evaluation, checkpoint, the schedule's end.
+    // rank (core/signals.h), a background checkpoint save that failed (every rank stops here,
+    // exit 3), evaluation, checkpoint, the schedule's end.
     const Clock::time_point c0 = Clock::now();
-    Decision decision = s.controller->after_step(step + 1, preemption_signal(), step_time);
+    Decision decision = s.controller->after_step(step + 1, preemption_signal(), step_time,
+                                                 s.checkpointer->save_failed());
     const double control_s = seconds_since(c0);
     s.report_events();
+    if (decision.checkpoint_failed) s.checkpointer->stop_on_failed_save(step + 1);
 
     if (step == start.step) summary.first_loss = r.loss;
     if (!r.skipped) task_summary.add(step, r.task_loss_sum, r.task_tokens);
