@@ -55,8 +55,8 @@ count() {
 wildcard='^(0\.0\.0\.0|\[::\]|\*):'
 train() {
   echo "$pft" train "$root/tests/cluster/tiny.yaml" --set "run.dir=$work/run-$1" \
-    --set "data.cache_dir=$work/cache" --set train.steps=40 --set run.threads=1 \
-    --set eval.every_steps=20 --set checkpoint.every_steps=20
+    --set "data.cache_dir=$work/cache" --set train.steps=20 --set run.threads=1 \
+    --set eval.every_steps=10 --set checkpoint.every_steps=10
 }
 
 # ---- PFT_MPIRUN_LOOPBACK=1 --------------------------------------------------------------------
@@ -67,7 +67,7 @@ run loopback env PFT_MPIRUN_LOOPBACK=1 "$mpirun" -np 2 $(train loopback) ||
 [[ $(count loopback mpirun '^(127\.0\.0\.1|\[::1\]):') -eq $(count loopback mpirun) ]] ||
   fail "loopback: mpirun listens outside lo"
 [[ $(count loopback pft) -eq 0 ]] || fail "loopback: the ranks listen on TCP (want shared memory only)"
-grep -q "done: 40 steps" "$work/loopback.log" || fail "loopback: the job did not train to the end"
+grep -q "done: 20 steps" "$work/loopback.log" || fail "loopback: the job did not train to the end"
 
 # ---- PFT_MPIRUN_IFACE=lo, TCP transport on ------------------------------------------------------
 run iface env PFT_MPIRUN_IFACE=lo "$mpirun" -np 2 $(train iface) ||
@@ -79,7 +79,7 @@ n_all=$(wc -l < "$work/iface.listeners")
   fail "iface: a listener of the job is not on lo"
 
 # ---- control: no shim, Open MPI's own binds ----------------------------------------------------
-run control env PFT_MPIRUN_LOOPBACK=1 PFT_BIND_SHIM=none "$mpirun" -np 2 sleep 2 ||
+run control env PFT_MPIRUN_LOOPBACK=1 PFT_BIND_SHIM=none "$mpirun" -np 2 sleep 3 ||
   fail "control: the job failed"
 [[ $(count control mpirun "$wildcard") -ge 1 ]] ||
   fail "control: without the shim mpirun was not seen on a wildcard address (Open MPI changed? then the shim may be unneeded)"
