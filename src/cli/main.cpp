@@ -60,6 +60,8 @@ int main(int argc, char** argv) {
     if (!e.reported() && pft::roll_call_reporter()) {
       if (e.exit_code() == pft::ExitCode::kBadInput) {
         std::fprintf(stderr, "%s\n", e.what());  // already shaped "file:line:col: error: ..."
+      } else if (e.exit_code() == pft::ExitCode::kPreempted) {
+        pft::log::info_all("{}", e.what());  // a request, not a failure (core/signals.h)
       } else {
         pft::log::error("{}", e.what());
       }

@@ -11,6 +11,7 @@
 #include "comm/communicator.h"
 #include "comm/reducer.h"
 #include "control/controller.h"
+#include "core/agree.h"
 #include "core/error.h"
 #include "core/format.h"
 #include "core/logging.h"
@@ -175,6 +176,7 @@ void finish(TrainSession& s, TrainSummary& summary, int64_t start_step, int64_t 
 // rank's micro-batches, one TrainStep, the controller's decision at the step boundary
 // (preemption, evaluation, checkpoint, the schedule's end), metrics and progress, a save.
 TrainSummary train(const Config& config, const RankEnv& env) {
+  install_preemption_handlers();  // `pft train` did already, before MPI_Init (core/signals.h)
   TrainSession s(config, env);
   const TrainConfig& tc = s.config.train;
   const TrainSession::StartPoint start = s.resume();
@@ -198,7 +200,10 @@ TrainSummary train(const Config& config, const RankEnv& env) {
     s.metrics.stopped(start.step, summary.stopped);
   }
 
-  install_preemption_handlers();
+  // The last start-up safe point, after the step-0 evaluation (Note [preemption before the
+  // first step], core/signals.h); from here on the step boundary handles a signal.
+  agree(env, "start-up: the last check before the first step", [] {});
+  preemption_at_step_boundaries();
   TaskSummary task_summary(s.task_names, start.step, tc.steps);
   const Clock::time_point run_start = Clock::now();
   for (int64_t step = start.step; step < last_step; ++step) {
