@@ -70,9 +70,14 @@ class FuzzDir {
   }
   const std::filesystem::path& path() const { return path_; }
 
-  // Writes `bytes` to <dir>/<name> (replacing it) and returns the path.
+  // Writes `bytes` to a new file <dir>/<name> (the old one is unlinked first, so the new file is
+  // a new inode, as a file written by a tool or copied in would be) and returns the path.
+  // Note: rewriting the same inode in place would let HDF5 match it to a file it still holds
+  // open from an earlier input (it shares open files by device and inode) and read stale state.
   std::filesystem::path write(const std::string& name, std::string_view bytes) const {
     const std::filesystem::path p = path_ / name;
+    std::error_code ec;
+    std::filesystem::remove(p, ec);
     std::ofstream out(p, std::ios::binary | std::ios::trunc);
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     out.close();
