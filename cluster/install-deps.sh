@@ -5,7 +5,9 @@
 #   PFT_SKIP_APT=1 cluster/install-deps.sh   # venv only (no root)
 #
 # System packages come from Debian: build tools, Open MPI 4.1.4, serial HDF5 1.10, yaml-cpp 0.7,
-# Boost 1.81 (Boost.JSON), spdlog/fmt, CLI11, xxHash, Slurm + munge (for the cluster tests).
+# Boost 1.81 (Boost.JSON), spdlog/fmt, CLI11, xxHash, Slurm + munge (for the cluster tests),
+# clang 14 with its sanitizer and libFuzzer runtimes (libclang-rt-14-dev ships
+# libclang_rt.fuzzer) and llvm-symbolizer (llvm-14) for the fuzz targets (tests/fuzz/).
 # The Python venv (torch==2.11.0 and the test-only packages pinned in
 # tests/reference/requirements.txt) lives outside the checkout, in $PFT_VENV
 # (default ~/.cache/pft/venv-torch2.11.0), and is reused when its pins match: a second run takes
@@ -33,6 +35,7 @@ apt_packages=(
   libgtest-dev libgmock-dev
   slurm-wlm slurm-client munge
   iproute2 util-linux procps
+  clang-14 libclang-rt-14-dev llvm-14
 )
 
 if [[ "${PFT_SKIP_APT:-0}" != 1 ]]; then

@@ -270,8 +270,65 @@ Group Location::open_group(const std::string& name) const {
 }
 
 Dataset Location::open_dataset(const std::string& name, hid_t dapl) const {
-  return Dataset(
-      PFT_H5_CHECK_AT(H5Dopen2(id_, name.c_str(), dapl), describe() + " dataset " + name));
+  const std::string where = describe() + " dataset " + name;
+  Dataset ds(PFT_H5_CHECK_AT(H5Dopen2(id_, name.c_str(), dapl), where));
+  // Note [dataset extents]: HDF5 1.10 reads a dataset by its shape and type without checking
+  // them against the bytes its storage holds: the size in a contiguous or compact layout
+  // message (and, for a contiguous one, the end of the file), or the size recorded for each
+  // chunk of an unfiltered chunked dataset. A corrupt file then makes H5Dread copy past the end
+  // of an internal buffer (found by tests/fuzz). Such a dataset is refused here, before anything
+  // reads it. (Filtered chunks are decoded by the filter, which checks its own sizes.)
+  const PropList dcpl(PFT_H5_CHECK_AT(H5Dget_create_plist(ds.id()), where));
+  const H5D_layout_t layout = H5Pget_layout(dcpl.id());
+  if (layout == H5D_COMPACT || layout == H5D_CONTIGUOUS) {
+    const Handle type(PFT_H5_CHECK_AT(H5Dget_type(ds.id()), where));
+    const hssize_t points = PFT_H5_CHECK_AT(H5Sget_simple_extent_npoints(ds.space().id()), where);
+    const size_t elem = H5Tget_size(type.id());
+    const hsize_t stored = H5Dget_storage_size(ds.id());
+    const haddr_t offset = layout == H5D_CONTIGUOUS ? H5Dget_offset(ds.id()) : HADDR_UNDEF;
+    hsize_t file_size = 0;
+    if (offset != HADDR_UNDEF) {
+      const Handle file(PFT_H5_CHECK_AT(H5Iget_file_id(ds.id()), where));
+      PFT_H5_CHECK_AT(H5Fget_filesize(file.id(), &file_size), where);
+    }
+    // A contiguous dataset never written has no storage (offset undefined): it reads as fill.
+    const bool unallocated = layout == H5D_CONTIGUOUS && offset == HADDR_UNDEF;
+    if (elem == 0 || (!unallocated && static_cast<hsize_t>(points) > stored / elem) ||
+        (offset != HADDR_UNDEF && (offset > file_size || stored > file_size - offset)))
+      throw Hdf5Error(fmt::format("{}: corrupt dataset: {} elements of {} bytes, but its {} "
+                                  "storage holds {} bytes{}",
+                                  where, points, elem,
+                                  layout == H5D_COMPACT ? "compact" : "contiguous", stored,
+                                  offset == HADDR_UNDEF
+                                      ? std::string()
+                                      : fmt::format(" at offset {} of a {}-byte file", offset,
+                                                    file_size)),
+                      "");
+  } else if (layout == H5D_CHUNKED && H5Pget_nfilters(dcpl.id()) == 0) {
+    const Handle type(PFT_H5_CHECK_AT(H5Dget_type(ds.id()), where));
+    const Dataspace space = ds.space();
+    const int rank = PFT_H5_CHECK_AT(H5Sget_simple_extent_ndims(space.id()), where);
+    std::vector<hsize_t> chunk(static_cast<size_t>(std::max(rank, 1)), 1);
+    PFT_H5_CHECK_AT(H5Pget_chunk(dcpl.id(), rank, chunk.data()), where);
+    hsize_t chunk_bytes = H5Tget_size(type.id());
+    for (int d = 0; d < rank; ++d) chunk_bytes *= chunk[static_cast<size_t>(d)];
+    hsize_t n = 0;
+    PFT_H5_CHECK_AT(H5Dget_num_chunks(ds.id(), space.id(), &n), where);
+    for (hsize_t i = 0; i < n; ++i) {
+      std::vector<hsize_t> at(static_cast<size_t>(std::max(rank, 1)), 0);
+      unsigned mask = 0;
+      haddr_t addr = HADDR_UNDEF;
+      hsize_t size = 0;
+      PFT_H5_CHECK_AT(H5Dget_chunk_info(ds.id(), space.id(), i, at.data(), &mask, &addr, &size),
+                      where);
+      if (size != chunk_bytes)
+        throw Hdf5Error(fmt::format("{}: corrupt dataset: chunk {} holds {} bytes, but its shape "
+                                    "and type need {}",
+                                    where, i, size, chunk_bytes),
+                        "");
+    }
+  }
+  return ds;
 }
 
 namespace {

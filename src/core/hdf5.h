@@ -203,6 +203,8 @@ class Location : public Object {
   bool has(const std::string& path) const;  // a link of that name exists (H5Lexists)
   Group create_group(const std::string& name) const;
   Group open_group(const std::string& name) const;
+  // Throws Hdf5Error for a dataset whose storage holds fewer bytes than its shape and type need
+  // (a corrupt file HDF5 1.10 would read past a buffer for: Note [dataset extents] in hdf5.cpp).
   Dataset open_dataset(const std::string& name, hid_t dapl = H5P_DEFAULT) const;
 };
 

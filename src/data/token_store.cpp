@@ -383,11 +383,17 @@ std::unique_ptr<TokenStore> TokenStore::open(const fs::path& path,
       sp->ds_->tokens = g.open_dataset("tokens", dapl.id());
       sp->ds_->mask = g.open_dataset("loss_mask", dapl.id());
       const auto n_tok = static_cast<int64_t>(sp->ds_->tokens.size_1d());
-      const int64_t docs = sp->num_examples_ * static_cast<int64_t>(sp->templates_.size());
+      // num_examples comes from the file: overflow-checked (a corrupt value is refused below).
+      int64_t docs = -1;
+      if (sp->num_examples_ < 0 ||
+          __builtin_mul_overflow(sp->num_examples_, static_cast<int64_t>(sp->templates_.size()),
+                                 &docs))
+        docs = -1;
       const bool offsets_ok = !sp->offsets_.empty() && sp->offsets_.front() == 0 &&
                               sp->offsets_.back() == n_tok &&
                               std::is_sorted(sp->offsets_.begin(), sp->offsets_.end());
-      if (sp->templates_.empty() || static_cast<int64_t>(sp->offsets_.size()) != docs + 1 ||
+      if (sp->templates_.empty() || docs < 0 ||
+          static_cast<int64_t>(sp->offsets_.size()) != docs + 1 ||
           !offsets_ok || static_cast<int64_t>(sp->ds_->mask.size_1d()) != n_tok)
         throw InputError(fmt::format(
             "{}: inconsistent token store split ({} examples x {} "

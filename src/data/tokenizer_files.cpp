@@ -341,7 +341,10 @@ void check_decoder(const json::value* v, const std::string& path, const TokenTex
   for (const auto& [where, obj] : steps) {
     byte_level_follows |= get_string(*obj, "type", path, where) == "ByteLevel";
   }
-  for (const auto& [where, obj] : steps) {
+  for (const auto& step : steps) {
+    // Not a structured binding: clang before 16 cannot capture one in a lambda (the fuzz build).
+    const std::string& where = step.first;
+    const json::object* obj = step.second;
     const std::string type = get_string(*obj, "type", path, where);
     const std::string here = fmt::format("{} ({})", where, type);
     auto refuse = [&](const std::string& why) {
