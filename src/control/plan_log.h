@@ -8,7 +8,8 @@
 //   rank 0's memory      the steps since the previous save, at most kPlanWindowSteps (the window);
 //   checkpoints          that window under /controller/plan (docs/checkpoint-format.md).
 // So neither a checkpoint nor rank 0's memory grows with the length of the run; plan.jsonl grows
-// by about 6 bytes per document trained, as metrics.jsonl grows by its records.
+// by a line per step (160 bytes for 4 slots and 8 documents), as metrics.jsonl grows by its
+// records.
 //
 // Note [plan log]
 // ~~~~~~~~~~~~~~~
