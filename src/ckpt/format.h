@@ -1,8 +1,10 @@
 // The names of pft's checkpoint format (docs/checkpoint-format.md is the reference; this header
 // is its list of constants) and the checksum every dataset carries.
 //
-// Version 1. A reader refuses a file whose format_version is newer than kFormatVersion, and a
-// file without the root attribute `complete` (written last, just before the file is closed).
+// Version 2 (since the plan log under /controller/plan became a window, control/plan_log.h;
+// version 1 files are read as before). A reader refuses a file whose format_version is newer
+// than kFormatVersion, and a file without the root attribute `complete` (written last, just
+// before the file is closed).
 #pragma once
 
 #include <cstddef>
@@ -14,7 +16,7 @@
 namespace pft::ckpt {
 
 inline constexpr std::string_view kFormatName = "pft-checkpoint";
-inline constexpr int64_t kFormatVersion = 1;
+inline constexpr int64_t kFormatVersion = 2;
 
 // Root attributes.
 inline constexpr const char* kAttrFormat = "format";
@@ -66,6 +68,7 @@ inline constexpr const char* kAttrSource = "source";          // /data: data.sou
 inline constexpr const char* kAttrNextStep = "next_step";     // /data, /optimizer/schedule
 inline constexpr const char* kAttrLoaderStep = "loader_step"; // /data
 inline constexpr const char* kAttrSlots = "slots";            // /controller/plan
+inline constexpr const char* kAttrFirstStep = "first_step";  // /controller/plan
 
 // Datasets and subgroups the trainer writes (train/checkpoint_state.cpp). "<group>/<name>"
 // paths are built with child_path().

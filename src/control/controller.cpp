@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <filesystem>
 #include <set>
 #include <stdexcept>
 #include <string_view>
@@ -113,9 +114,13 @@ Controller::Controller(const Config& config, Communicator& comm, std::vector<std
   const std::vector<PhaseSpec> phases =
       tasks_.empty() ? std::vector<PhaseSpec>{}
                      : resolve_phases(config, tasks_, examples, tokens_per_step);
-  if (root_ && !tasks_.empty())
+  if (root_ && !tasks_.empty()) {
     schedule_ = std::make_unique<Schedule>(phases, examples, tasks_,
                                            static_cast<uint64_t>(config.run.seed));
+    plan_log_ = std::make_unique<PlanRecorder>(std::filesystem::path(config.run.dir) /
+                                                   kPlanFileName,
+                                               slots_);
+  }
   const EarlyStoppingConfig& es = config.early_stopping;
   if (!es.metric.empty()) {
     if (tasks_.empty())
@@ -197,28 +202,7 @@ void Controller::restore(int64_t first_step, const std::optional<ControlState>& 
       early_.set_state(e);
       last_table_ = s.last_eval;
     }
-    if (resumed && !resumed->log.step.empty() && resumed->log.slots != slots_) {
-      log::warn("the plan log restarts at step {}: a step has {} micro-batch slots now, {} in "
-                "the checkpoint (train.global_batch_size or micro_batch_size changed)",
-                first_step, slots_, resumed->log.slots);
-    } else if (resumed) {
-      log_ = resumed->log;
-      // Only the steps before the checkpoint (a log never holds more, but be exact).
-      while (!log_.step.empty() && log_.step.back() >= first_step) {
-        const auto slots = static_cast<size_t>(log_.slots);
-        int64_t docs = 0;
-        for (size_t j = log_.slot_docs.size() - slots; j < log_.slot_docs.size(); ++j)
-          docs += log_.slot_docs[j];
-        log_.step.pop_back();
-        log_.phase.pop_back();
-        log_.world_size.pop_back();
-        log_.slot_task.resize(log_.slot_task.size() - slots);
-        log_.slot_docs.resize(log_.slot_docs.size() - slots);
-        log_.doc_example.resize(log_.doc_example.size() - static_cast<size_t>(docs));
-        log_.doc_template.resize(log_.doc_template.size() - static_cast<size_t>(docs));
-      }
-    }
-    log_.slots = tasks_.empty() ? 0 : slots_;
+    if (plan_log_) plan_log_->start(first_step, resumed ? &resumed->log : nullptr);
   }
 }
 
@@ -242,18 +226,21 @@ const StepPlan& Controller::plan(int64_t step) const {
 
 void Controller::log_plan(const StepPlan& plan, int world_size,
                           const std::vector<std::vector<DocRef>>& slot_documents) {
-  if (!root_ || plan.slot_tasks.empty()) return;
-  log_.step.push_back(plan.step);
-  log_.phase.push_back(plan.phase);
-  log_.world_size.push_back(world_size);
-  log_.slot_task.insert(log_.slot_task.end(), plan.slot_tasks.begin(), plan.slot_tasks.end());
+  if (!plan_log_ || plan.slot_tasks.empty()) return;
+  PlanRecord r;
+  r.step = plan.step;
+  r.phase = plan.phase;
+  r.world_size = world_size;
+  r.slot_task = plan.slot_tasks;
   for (const std::vector<DocRef>& docs : slot_documents) {
-    log_.slot_docs.push_back(static_cast<int32_t>(docs.size()));
+    std::vector<int32_t>& examples = r.doc_example.emplace_back();
+    std::vector<int32_t>& templates = r.doc_template.emplace_back();
     for (const DocRef& d : docs) {
-      log_.doc_example.push_back(static_cast<int32_t>(d.example));
-      log_.doc_template.push_back(d.template_id);
+      examples.push_back(static_cast<int32_t>(d.example));
+      templates.push_back(d.template_id);
     }
   }
+  plan_log_->record(std::move(r));
 }
 
 std::string Controller::in_flight(int64_t step) const {
@@ -394,10 +381,10 @@ Decision Controller::exchange(Decision d, bool replace, std::vector<StepPlan> pl
   return d;
 }
 
-ControlState Controller::state() const {
+ControlState Controller::checkpoint_state(int64_t steps_done) {
   ControlState s;
   if (!root_) return s;
-  s.log = log_;
+  s.log = plan_log_ ? plan_log_->save(steps_done) : to_columns({}, steps_done, 0);
   if (schedule_) {
     const ScheduleState st = queued_states_.empty() ? schedule_->state() : queued_states_.front();
     s.json = json::serialize(state_to_json(st, early_.state()));

@@ -28,10 +28,12 @@
 //      restarts at 1. with it and plans exactly what the uninterrupted run planned (Note [plans
 //      are a function of the state], control/schedule.h).
 //
-// The plan log (rank 0): per executed step, the phase, the world size and the task of each
-// slot, and per slot the documents it packed (example index and template id); saved under
-// /control in checkpoints (docs/checkpoint-format.md) -- an audit of what every step trained on.
-// Rank r trains slots [r*A, (r+1)*A), A = slots / world size (data/loader.h).
+// The plan log (rank 0, control/plan_log.h): per executed step, the phase, the world size and the
+// task of each slot, and per slot the documents it packed (example index and template id) -- an
+// audit of what every step trained on. RUN_DIR/plan.jsonl holds every step; rank 0's memory and
+// each checkpoint (/controller/plan, docs/checkpoint-format.md) only the steps since the previous
+// save (Note [plan log]). Rank r trains slots [r*A, (r+1)*A), A = slots / world size
+// (data/loader.h).
 #pragma once
 
 #include <cstdint>
@@ -42,6 +44,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "control/plan_log.h"
 #include "control/schedule.h"
 
 namespace pft {
@@ -77,19 +80,9 @@ struct Decision {
 };
 
 // What rank 0's checkpoints record (and a resumed controller starts from).
-struct PlanLog {
-  std::vector<int64_t> step;
-  std::vector<int32_t> phase, world_size;
-  std::vector<int32_t> slot_task;   // step-major, slots per step each
-  std::vector<int32_t> slot_docs;   // documents packed per slot, step-major
-  std::vector<int32_t> doc_example;  // every document, in slot order (4 + 4 bytes each)
-  std::vector<int32_t> doc_template;
-  int64_t slots = 0;
-  bool operator==(const PlanLog&) const = default;
-};
 struct ControlState {
   std::string json;  // the schedule and early-stopping state (ControlState::json is opaque)
-  PlanLog log;
+  PlanLog log;       // the plan log's window: the steps since the previous save
 };
 
 class Controller {
@@ -102,15 +95,17 @@ class Controller {
   ~Controller();
 
   // Before step 1, rank 0 only (not collective, call it under agree()): the run starts at
-  // `first_step`, from the checkpoint's control state `resumed` (nullopt for a fresh run).
-  // Throws InputError when the state does not fit this run's schedule.
+  // `first_step`, from the checkpoint's control state `resumed` (nullopt for a fresh run); the
+  // plan log's file is brought back to the checkpoint's step (PlanRecorder::start). Throws
+  // InputError when the state does not fit this run's schedule.
   void restore(int64_t first_step, const std::optional<ControlState>& resumed);
   // Step 1 (collective). The decision's stop is kSchedule when the schedule has no step left
   // before train.steps (its last phase ended at `first_step`).
   Decision start(int64_t first_step);
   // Step 2: the plan of `step` (the next one to run).
   const StepPlan& plan(int64_t step) const;
-  // Rank 0: records the executed plan of `step` and its documents per slot in the plan log.
+  // Rank 0: records the plan of the step about to run and its documents per slot in the plan log
+  // (the step before it has finished: its line is written to plan.jsonl now).
   void log_plan(const StepPlan& plan, int world_size,
                 const std::vector<std::vector<DocRef>>& slot_documents);
   // Step 3 (collective). `checkpoint_failed`: this rank's checkpoint saver holds a failure
@@ -120,8 +115,10 @@ class Controller {
   // Step 4 (collective): after an evaluation of `steps_done` steps.
   Decision after_eval(int64_t steps_done, const MetricTable& table);
 
-  // Rank 0: the state to checkpoint after `steps_done` steps (the schedule state of that step).
-  ControlState state() const;
+  // Rank 0, at a save after `steps_done` steps: the state to checkpoint (the schedule state of
+  // that step) and the plan log's window, which starts anew; plan.jsonl is fsync'd first, so it
+  // holds every step the checkpoint follows (Note [plan log]).
+  ControlState checkpoint_state(int64_t steps_done);
   // Rank 0: the schedule's events (phase changes, new mixture weights) of steps whose plan is
   // final -- an event of a step planned ahead waits until no evaluation can re-plan that step.
   std::vector<ScheduleEvent> take_events();
@@ -157,7 +154,7 @@ class Controller {
   EarlyStopping early_;
   std::optional<MetricRef> best_ref_;  // checkpoint.best_metric eval.X
   MetricTable last_table_;
-  PlanLog log_;
+  std::unique_ptr<PlanRecorder> plan_log_;  // rank 0, tasks source
   // Rank 0: schedule events of steps that may still be re-planned, and those released.
   std::vector<ScheduleEvent> pending_events_, ready_events_;
   void collect_events();

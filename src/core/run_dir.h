@@ -2,6 +2,7 @@
 //
 //   RUN_DIR/config.resolved.yaml   the fully resolved config (defaults filled, overrides applied)
 //   RUN_DIR/metrics.jsonl          one JSON object per line, each with a "kind" field
+//   RUN_DIR/plan.jsonl             the plan log: what every step trained on (control/plan_log.h)
 //   RUN_DIR/checkpoints/           checkpoint files and `latest`
 //   RUN_DIR/run.lock               who is running in this directory (Note [run directory lock])
 //

@@ -31,6 +31,10 @@ using ckpt::DType;
 
 namespace {
 
+// /controller's version: 2 since the plan log there is a window (the steps since the previous
+// save, control/plan_log.h); 1 held every step.
+constexpr int64_t kControllerVersion = 2;
+
 // A host, contiguous version of flat buffer `t`: a copy the Contents owns (`snapshot`, or any
 // device buffer), else `t` itself borrowed.
 at::Tensor host_buffer(const at::Tensor& t, bool snapshot) {
@@ -176,7 +180,7 @@ Contents checkpoint_contents(const Config& config, int world_size, const FlatPar
   data[ckpt::kAttrSource] = progress.data_source;
   data[ckpt::kAttrNextStep] = progress.step;
   ckpt::Attrs& ctrl = c.group(ckpt::kController);
-  ctrl[ckpt::kAttrVersion] = int64_t{1};
+  ctrl[ckpt::kAttrVersion] = kControllerVersion;
   if (progress.loader) {
     boost::json::array names;
     for (const std::string& n : progress.task_names) names.emplace_back(n);
@@ -191,7 +195,9 @@ Contents checkpoint_contents(const Config& config, int world_size, const FlatPar
     const auto plan = [](const char* name) { return ckpt::child_path(ckpt::kControllerPlan, name); };
     c.add_text(ckpt::kControllerState, progress.control->json);
     const auto n = static_cast<int64_t>(log.step.size());
-    c.group(ckpt::kControllerPlan)[ckpt::kAttrSlots] = log.slots;
+    ckpt::Attrs& plan_attrs = c.group(ckpt::kControllerPlan);
+    plan_attrs[ckpt::kAttrSlots] = log.slots;
+    plan_attrs[ckpt::kAttrFirstStep] = log.first_step;
     c.add_vector(plan(ckpt::kPlanStep), DType::kInt64, log.step);
     c.add_vector(plan(ckpt::kPlanPhase), DType::kInt32, log.phase);
     c.add_vector(plan(ckpt::kPlanWorldSize), DType::kInt32, log.world_size);
@@ -323,6 +329,11 @@ TrainProgress restore_checkpoint(const Contents& c, const Config& config, const 
     p.loader = ls;
   }
   if (const ckpt::Dataset* state = c.find(ckpt::kControllerState)) {
+    const int64_t version =
+        ckpt::attr_int(c.group_attrs(ckpt::kController), ckpt::kAttrVersion, ckpt::kController);
+    if (version < 1 || version > kControllerVersion)
+      refuse(fmt::format("its {} has version {}; this pft reads versions 1..{} (use a newer pft)",
+                         ckpt::kController, version, kControllerVersion));
     ControlState control;
     control.json = state->text();
     PlanLog& log = control.log;
@@ -343,16 +354,22 @@ TrainProgress restore_checkpoint(const Contents& c, const Config& config, const 
     read(ckpt::kPlanSlotDocuments, DType::kInt32, log.slot_docs);
     read(ckpt::kPlanDocExample, DType::kInt32, log.doc_example);
     read(ckpt::kPlanDocTemplate, DType::kInt32, log.doc_template);
-    int64_t docs = 0;
-    for (int32_t x : log.slot_docs) docs += x;
-    const size_t steps = log.step.size();
-    if (log.phase.size() != steps || log.world_size.size() != steps ||
-        log.slot_task.size() != steps * static_cast<size_t>(log.slots) ||
-        log.slot_docs.size() != log.slot_task.size() ||
-        log.doc_example.size() != static_cast<size_t>(docs) ||
-        log.doc_template.size() != log.doc_example.size())
-      refuse(fmt::format("the plan log under {} has datasets of inconsistent lengths",
-                         ckpt::kControllerPlan));
+    // Version 1 (before the plan log moved to plan.jsonl) saved every step since step 0 (or
+    // since a change of the slots per step) and no first_step: the window is all of it.
+    const ckpt::Attrs& plan_attrs = c.group_attrs(ckpt::kControllerPlan);
+    log.first_step = plan_attrs.count(ckpt::kAttrFirstStep) > 0
+                         ? ckpt::attr_int(plan_attrs, ckpt::kAttrFirstStep, ckpt::kControllerPlan)
+                         : (log.step.empty() ? p.step : log.step.front());
+    try {
+      (void)to_records(log);
+    } catch (const std::invalid_argument& e) {
+      refuse(fmt::format("the plan log under {}: {}", ckpt::kControllerPlan, e.what()));
+    }
+    if (!log.step.empty() && (log.step.front() != log.first_step || log.step.back() >= p.step))
+      refuse(fmt::format("the plan log under {} holds steps {}..{}, not a window that starts at "
+                         "its first_step {} and ends before the checkpoint's step {}",
+                         ckpt::kControllerPlan, log.step.front(), log.step.back(),
+                         log.first_step, p.step));
     p.control = std::move(control);
   }
   if (const ckpt::Dataset* h = c.find(ckpt::kMetricsHistory)) {

@@ -51,8 +51,8 @@ class Checkpointer {
   // call also waits for the save in flight. A failed save throws RuntimeFailure on every rank.
   // While rank 0 writes a synchronous save (or finishes an async one at the last step) the other
   // ranks wait for it with the dist.timeout_s deadline: the deadline must exceed that write.
-  // `progress` is called only when a save is due: what it gathers (the loader's state, the
-  // controller's plan log, which grows with every step) is not copied at the other steps.
+  // `progress` is called only when a save is due, once per save: what it gathers (the loader's
+  // state, the controller's plan log window, which it hands over) is not copied at other steps.
   void after_step(int64_t step, const std::function<TrainProgress()>& progress, bool save,
                   bool last);
 

@@ -350,7 +350,7 @@ void TrainSession::report_events() {
   }
 }
 
-TrainProgress TrainSession::progress(int64_t step, int64_t tokens_seen, double loss) const {
+TrainProgress TrainSession::progress(int64_t step, int64_t tokens_seen, double loss) {
   TrainProgress p;
   p.step = step;
   p.tokens_seen = tokens_seen;
@@ -364,7 +364,7 @@ TrainProgress TrainSession::progress(int64_t step, int64_t tokens_seen, double l
                                       : tasks->loader().mixture_weights();
   }
   if (env.is_root()) {
-    p.control = controller->state();
+    p.control = controller->checkpoint_state(step);
     if (const auto best = controller->best_metric_value()) p.metrics[best->first] = best->second;
   }
   return p;

@@ -85,8 +85,9 @@ class TrainSession {
   MetricTable evaluate(int64_t step);
   // The controller's schedule events: logged and written (rank 0; no-op elsewhere).
   void report_events();
-  // What a checkpoint after `step` steps records besides parameters and optimizer.
-  TrainProgress progress(int64_t step, int64_t tokens_seen, double loss) const;
+  // What a checkpoint after `step` steps records besides parameters and optimizer; call it only
+  // for a save (rank 0's plan log hands over its window: Controller::checkpoint_state).
+  TrainProgress progress(int64_t step, int64_t tokens_seen, double loss);
 
   Config config;  // resolved: model.from_pretrained fills model.* (Note [pretrained architecture])
   const RankEnv& env;

@@ -3,9 +3,9 @@
 //   - a phase ends when its metric condition holds; each phase trains only its tasks; an
 //     adaptive phase writes its mixture weights at every evaluation; classification tasks get an
 //     accuracy;
-//   - the plan log (what every step trained on) is the same across reruns and world sizes, and a
-//     run resumed from a checkpoint of an adaptive schedule plans, trains and ends exactly as the
-//     uninterrupted one;
+//   - the plan log (what every step trained on: plan.jsonl, and each checkpoint's window of it) is
+//     the same across reruns and world sizes, and a run resumed from a checkpoint of an adaptive
+//     schedule plans, trains and ends exactly as the uninterrupted one;
 //   - early stopping after `patience` evaluations without improvement; the last phase ending
 //     ends the run;
 //   - best-K checkpoints ranked by a held-out metric;
@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "ckpt/reader.h"
+#include "control/plan_log.h"
 #include "run_command.h"
 
 namespace {
@@ -105,6 +106,23 @@ Plan plan_log(const fs::path& file) {
   p.tmpl = dataset<int32_t>(c, "/controller/plan/doc_template");
   return p;
 }
+// The run directory's plan.jsonl: every step the run trained.
+std::vector<pft::PlanRecord> plan_file(const fs::path& dir) {
+  return pft::read_plan_file(dir / pft::kPlanFileName);
+}
+// Its records from step `from` on.
+std::vector<pft::PlanRecord> plan_file_from(const fs::path& dir, int64_t from) {
+  std::vector<pft::PlanRecord> out;
+  for (pft::PlanRecord& r : plan_file(dir))
+    if (r.step >= from) out.push_back(std::move(r));
+  return out;
+}
+std::vector<int64_t> steps_of(const std::vector<pft::PlanRecord>& records) {
+  std::vector<int64_t> out;
+  for (const pft::PlanRecord& r : records) out.push_back(r.step);
+  return out;
+}
+
 void expect_same_plans(const Plan& a, const Plan& b) {
   EXPECT_EQ(a.step, b.step);
   EXPECT_EQ(a.phase, b.phase);
@@ -226,7 +244,32 @@ TEST(ControllerCli, PlanLogIsTheSameAcrossRerunsAndWorldSizes) {
   ASSERT_EQ(c.code, 0) << c.out;
   const Plan p1 = plan_log(checkpoint(one, 6)), p2 = plan_log(checkpoint(two, 6)),
              p3 = plan_log(checkpoint(again, 6));
+  // No periodic saves: the checkpoint's window is the whole run, as plan.jsonl is.
   ASSERT_EQ(p1.step, (std::vector<int64_t>{0, 1, 2, 3, 4, 5}));
+  const std::vector<pft::PlanRecord> f1 = plan_file(one);
+  std::vector<pft::PlanRecord> f2 = plan_file(two), f3 = plan_file(again);
+  ASSERT_EQ(steps_of(f1), p1.step);
+  for (size_t i = 0; i < f1.size(); ++i) {
+    EXPECT_EQ(f1[i].world_size, 1);
+    EXPECT_EQ(f2[i].world_size, 2);
+    EXPECT_EQ(f3[i].world_size, 2);
+    f2[i].world_size = f3[i].world_size = 1;  // the rest is the same on any world size
+  }
+  EXPECT_EQ(f1, f2);
+  EXPECT_EQ(f2, f3);
+  // The checkpoint's columns hold the same records as the file.
+  {
+    pft::PlanLog window;
+    window.slots = static_cast<int64_t>(p1.task.size() / p1.step.size());
+    window.step = p1.step;
+    window.phase = p1.phase;
+    window.world_size = p1.world;
+    window.slot_task = p1.task;
+    window.slot_docs = p1.docs;
+    window.doc_example = p1.example;
+    window.doc_template = p1.tmpl;
+    EXPECT_EQ(pft::to_records(window), f1);
+  }
   EXPECT_EQ(p1.phase, (std::vector<int32_t>{0, 0, 0, 1, 1, 1}));
   EXPECT_EQ(p1.world, std::vector<int32_t>(6, 1));
   EXPECT_EQ(p2.world, std::vector<int32_t>(6, 2));
@@ -269,7 +312,13 @@ TEST(ControllerCli, ResumedAdaptiveScheduleEndsExactlyAsTheUninterruptedRun) {
                                  schedule + " --set train.resume=" + checkpoint(full, 6).string()));
   ASSERT_EQ(b.code, 0) << b.out;
   EXPECT_NE(b.out.find("resume: from"), std::string::npos) << b.out;
+  // Checkpoints every 2 steps hold the steps since the previous one; plan.jsonl holds the run. The
+  // resumed run's directory starts at the window of the checkpoint it resumed from (steps 4, 5).
   expect_same_plans(plan_log(checkpoint(full, 10)), plan_log(checkpoint(resumed, 10)));
+  EXPECT_EQ(plan_log(checkpoint(full, 10)).step, (std::vector<int64_t>{8, 9}));
+  EXPECT_EQ(steps_of(plan_file(full)), (std::vector<int64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
+  EXPECT_EQ(plan_file(resumed), plan_file_from(full, 4));
+  EXPECT_NE(b.out.find("steps 0..3 are not in it"), std::string::npos) << b.out;
   std::map<int64_t, double> la, lb;
   for (const json::object& s : records(full, "train"))
     la[s.at("step").as_int64()] = s.at("loss").to_number<double>();
@@ -305,17 +354,20 @@ TEST(ControllerCli, ResumedAdaptiveScheduleEndsExactlyAsTheUninterruptedRun) {
   EXPECT_FALSE(ma.empty());
   EXPECT_EQ(ma, mb);
 
-  // Resumed with other micro-batches (6 slots per step -> 4): the streams continue, the plan log
-  // starts again at the resumed step (its rows have another width), with a warning.
+  // Resumed with other micro-batches (6 slots per step -> 4): the streams continue; plan.jsonl
+  // holds steps of either width, the checkpoints' windows only the new one.
   const fs::path wider = scratch("wider");
   const Result w = run(train_cmd(2, wider, 10,
                                  schedule + " --set train.micro_batch_size=3 --set train.resume=" +
                                      checkpoint(full, 6).string()));
   ASSERT_EQ(w.code, 0) << w.out;
-  EXPECT_NE(w.out.find("the plan log restarts at step 6"), std::string::npos) << w.out;
   const Plan pw = plan_log(checkpoint(wider, 10));
-  EXPECT_EQ(pw.step, (std::vector<int64_t>{6, 7, 8, 9}));
-  EXPECT_EQ(pw.task.size(), 4u * 4u);
+  EXPECT_EQ(pw.step, (std::vector<int64_t>{8, 9}));
+  EXPECT_EQ(pw.task.size(), 2u * 4u);
+  const std::vector<pft::PlanRecord> fw = plan_file(wider);
+  ASSERT_EQ(steps_of(fw), (std::vector<int64_t>{4, 5, 6, 7, 8, 9}));
+  for (const pft::PlanRecord& r : fw) EXPECT_EQ(r.slot_task.size(), r.step < 6 ? 6u : 4u) << r.step;
+  EXPECT_EQ(fw[0], plan_file(full)[4]);
   fs::remove_all(full);
   fs::remove_all(resumed);
   fs::remove_all(wider);
