@@ -7,11 +7,12 @@
 # lsan.supp / ubsan.supp beside this file; none is needed by the tests run so far
 # (docs/reliability.md, "Sanitizers"), so there are none.
 #
-# PFT_SANITIZE_LOG_DIR (optional): every report goes to a file <dir>/report.<pid> instead of
-# stderr, so that a report in a child process (the pft binary a CLI test runs, a rank under
-# mpirun) fails the run even when the test never shows that child's output; run.sh sets it and
-# fails when a file appears there.
-# (Both variables set it: the combined runtime reads UBSAN_OPTIONS' common flags last.)
+# PFT_SANITIZE_LOG_DIR (optional): every ASan/LSan report goes to a file <dir>/report.<pid>
+# instead of stderr, so that a report in a child process (the pft binary a CLI test runs, a rank
+# under mpirun) fails the run even when the test never shows that child's output; run.sh sets it
+# and fails when a file appears there. GCC 12's UBSan runtime ignores log_path when ASan is
+# linked too (measured): its reports go to stderr, and the process exits 86 (exitcode below).
+# (Both variables set it, in case the runtime reads UBSan's common flags.)
 _pft_san_log() {  # :log_path=<dir>/report when a log dir is set
   if [[ -n "${PFT_SANITIZE_LOG_DIR:-}" ]]; then printf ':log_path=%s/report' "$PFT_SANITIZE_LOG_DIR"; fi
 }

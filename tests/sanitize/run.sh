@@ -6,10 +6,10 @@
 #   all every test of the asan build labelled unit, mpi or sanitize (not reference, slurm,
 #       cluster: those are the cpu build's; not slow: the > 2 GiB store test runs under an
 #       address-space limit, which ASan's shadow memory cannot live under).
-# The runtime options and suppressions are tests/sanitize/env.sh and *.supp. Every report, also
-# one in a child process (the pft binary a CLI test runs, an MPI rank) whose output a test does
-# not show, is written to a log folder; the run fails when the folder is not empty at the end,
-# and prints the reports. Prints the build and test times on its last line.
+# The runtime options are tests/sanitize/env.sh. Every ASan/LSan report, also one in a child
+# process (the pft binary a CLI test runs, an MPI rank) whose output a test does not show, is
+# written to a log folder; the run fails when the folder is not empty at the end, and prints the
+# reports (UBSan's go to stderr; any report exits 86). Prints the build and test times last.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
