@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing, builds (cpu preset), runs every CTest test
-# (unit, mpi, slurm and reference-parity labels). Extra arguments go to ctest, e.g.
+# (unit, mpi, slurm and reference-parity labels), then the ASan/UBSan set (tests/sanitize/run.sh
+# ci: build/asan, label sanitize; PFT_SANITIZE=0 leaves it out). Extra arguments go to ctest (and
+# leave the sanitizer run out), e.g.
 #   cluster/test.sh -L mpi          # only the multi-rank tests
 #   cluster/test.sh -R config       # tests whose name matches
 set -euo pipefail
@@ -11,4 +13,10 @@ root="$(cd "$here/.." && pwd)"
 cd "$root"
 # One torch thread per test process unless a test sets its own: ctest runs two at a time.
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-exec ctest --preset cpu -j "${PFT_TEST_JOBS:-$(nproc)}" "$@"
+if [[ $# -gt 0 || "${PFT_SANITIZE:-1}" == 0 ]]; then
+  exec ctest --preset cpu -j "${PFT_TEST_JOBS:-$(nproc)}" "$@"
+fi
+rc=0
+ctest --preset cpu -j "${PFT_TEST_JOBS:-$(nproc)}" || rc=$?
+"$root/tests/sanitize/run.sh" ci || rc=$((rc == 0 ? 1 : rc))
+exit "$rc"
