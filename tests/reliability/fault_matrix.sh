@@ -5,7 +5,7 @@
 # again with `train.resume: auto` and must end at the parameter hash of an uninterrupted run of
 # the same config (the `done:` line's `parameters xxh3-64:...`).
 #
-#   tests/reliability/fault_matrix.sh [--pft BIN] [--trials N] [--scenarios a,b,..|all]
+#   tests/reliability/fault_matrix.sh [--pft BIN] [--trials N] [--scenarios NAME,NAME..|all]
 #                                     [--seed S] [--first-trial K] [--work DIR] [--keep]
 #
 # Scenarios (one row each):
@@ -65,7 +65,7 @@ work=""
 keep=0
 all_scenarios=(kill_rank kill_in_save stop_short stop_long term_launcher disk_full_ckpt
                disk_full_cache flip_ckpt flip_store)
-usage() { sed -n '2,60p' "${BASH_SOURCE[0]}" | sed -n '/^#   tests/,/^# Scenarios/p' | sed '$d'; }
+usage() { sed -n '/^#   tests/,/^# Scenarios/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --pft) pft="$2"; shift 2 ;;
