@@ -229,17 +229,19 @@ resumed_from() {
 }
 param_hash() { sed -n 's/.*done: .*parameters \(xxh3-64:[0-9a-f]*\).*/\1/p' "$1" | tail -n 1; }
 
-# flip_bytes FILE N: XORs N random bytes at random offsets with random non-zero values; prints
-# the offsets and masks.
+# flip_bytes FILE N: XORs N random bytes at random offsets with random non-zero values; FLIPS
+# lists them (offset^mask). Not in a subshell: bash reseeds $RANDOM there, and a replay would
+# flip other bytes.
 flip_bytes() {
   local f="$1" n="$2" size i off mask old
+  FLIPS=""
   size="$(stat -c %s "$f")"
   for ((i = 0; i < n; i++)); do
     off=$(( (RANDOM * 32768 + RANDOM) % size ))
     mask=$(( RANDOM % 255 + 1 ))
     old="$(od -An -tu1 -j "$off" -N1 "$f" | tr -d ' ')"
     printf "$(printf '\\%03o' $(( old ^ mask )))" | dd of="$f" bs=1 seek="$off" conv=notrunc status=none
-    printf '%s^%s ' "$off" "$mask"
+    FLIPS+="$off^$mask "
   done
 }
 # same_hdf5 A B: 0 when h5dump reads the same objects, attributes and data from both files.
@@ -416,7 +418,7 @@ s_disk_full_cache() {
 }
 
 s_flip_ckpt() {
-  local k=$((2 * every + RANDOM % (steps - 2 * every - 2))) n=$((1 + RANDOM % 8)) newest prev flips t
+  local k=$((2 * every + RANDOM % (steps - 2 * every - 2))) n=$((1 + RANDOM % 8)) newest prev t
   NOTE="step=$k bytes=$n;"
   start_job "$trial_dir/fault.log" "$dir"
   wait_step "$dir" "$k" || fail "job ended before step $k"
@@ -433,8 +435,8 @@ s_flip_ckpt() {
   local file="$dir/checkpoints/$(printf 'step_%08d.h5' "$newest")"
   [[ "$newest" -gt 0 && -f "$file" ]] || { fail "no checkpoint to flip"; return; }
   cp "$file" "$trial_dir/original.h5"
-  flips="$(flip_bytes "$file" "$n")"
-  NOTE+=" flipped step $newest at $flips;"
+  flip_bytes "$file" "$n"
+  NOTE+=" flipped step $newest at $FLIPS;"
   local harmless=0
   if "$pft" ckpt verify "$file" > "$trial_dir/verify.log" 2>&1; then
     if same_hdf5 "$file" "$trial_dir/original.h5"; then
@@ -457,12 +459,12 @@ s_flip_ckpt() {
 }
 
 s_flip_store() {
-  local n=$((1 + RANDOM % 8)) stores victim flips t cache="$trial_dir/cache"
+  local n=$((1 + RANDOM % 8)) stores victim t cache="$trial_dir/cache"
   mkdir -p "$cache" && cp "$work"/pristine/*.h5 "$cache/"
   stores=("$cache"/*.h5)
   victim="${stores[$((RANDOM % ${#stores[@]}))]}"
-  flips="$(flip_bytes "$victim" "$n")"
-  NOTE="store=$(basename "$victim") bytes=$n at $flips;"
+  flip_bytes "$victim" "$n"
+  NOTE="store=$(basename "$victim") bytes=$n at $FLIPS;"
   MIN_STEP=0
   local pat="rebuilding the token store of task .*$(basename "$victim" | sed 's/-.*//')"
   start_job "$trial_dir/resume.log" "$dir" --set train.resume=auto --set "data.cache_dir=$cache"
