@@ -202,6 +202,17 @@ rank_pid() {
     fi
   done
 }
+# wait_rank_pid R: polls until rank R of the running job exists; sets PID (empty if the job ended).
+# Looked up before the fault step is awaited, so that the signal lands at that step.
+wait_rank_pid() {
+  PID=""
+  while kill -0 "$JOB" 2> /dev/null; do
+    PID="$(rank_pid "$1")"
+    [[ -n "$PID" ]] && return 0
+    sleep 0.05
+  done
+  return 1
+}
 # Highest training step in RUN_DIR/metrics.jsonl so far.
 last_step() {
   grep -o '"kind":"train","step":[0-9]*' "$1/metrics.jsonl" 2> /dev/null | tail -n 1 | sed 's/.*://' || true
@@ -283,10 +294,11 @@ s_kill_rank() {
   local r=$((RANDOM % 2)) k=$((2 + RANDOM % (steps - 4))) t
   NOTE="rank=$r step=$k;"
   start_job "$trial_dir/fault.log" "$dir"
+  wait_rank_pid "$r"
   wait_step "$dir" "$k" || fail "job ended before step $k"
   MIN_STEP="$(latest_step "$dir")"
   t="$(now)"
-  kill -KILL "$(rank_pid "$r")"
+  kill -KILL "$PID"
   wait_job "$trial_dir/fault.log"
   fault_ended 3 "$t"
   grep -qE "rank $r .*(signal 9|Killed)|ranks? $r\b" "$trial_dir/fault.log" || fail "no line names rank $r"
@@ -298,12 +310,13 @@ s_kill_in_save() {
   name="$(printf 'step_%08d.h5' $((save * every)))"
   NOTE="rank=$r save=$name after_ms=$delay;"
   PFT_TEST_DELAY=ckpt_write:0.6 start_job "$trial_dir/fault.log" "$dir"
+  wait_rank_pid "$r"
   while kill -0 "$JOB" 2> /dev/null && ! compgen -G "$dir/checkpoints/.$name.tmp-*" > /dev/null; do sleep 0.01; done
   MIN_STEP="$(latest_step "$dir")"
   sleep "$(awk -v d="$delay" 'BEGIN { print d / 1000 }')"
   compgen -G "$dir/checkpoints/.$name.tmp-*" > /dev/null || fail "the save of $name was not in flight"
   t="$(now)"
-  kill -KILL "$(rank_pid "$r")"
+  kill -KILL "$PID"
   wait_job "$trial_dir/fault.log"
   fault_ended 3 "$t"
   recover
@@ -313,8 +326,9 @@ s_stop_short() {
   local r=$((RANDOM % 2)) k=$((2 + RANDOM % (steps - 4))) ms=$((200 + RANDOM % 1801)) p hash
   NOTE="rank=$r step=$k stop_ms=$ms;"
   start_job "$trial_dir/fault.log" "$dir"
+  wait_rank_pid "$r"
+  p="$PID"
   wait_step "$dir" "$k" || fail "job ended before step $k"
-  p="$(rank_pid "$r")"
   kill -STOP "$p"
   sleep "$(awk -v d="$ms" 'BEGIN { print d / 1000 }')"
   kill -CONT "$p"
@@ -330,9 +344,10 @@ s_stop_long() {
   local r=$((RANDOM % 2)) k=$((2 + RANDOM % (steps - 4))) p t
   NOTE="rank=$r step=$k;"
   start_job "$trial_dir/fault.log" "$dir"
+  wait_rank_pid "$r"
+  p="$PID"
   wait_step "$dir" "$k" || fail "job ended before step $k"
   MIN_STEP="$(latest_step "$dir")"
-  p="$(rank_pid "$r")"
   t="$(now)"
   kill -STOP "$p"
   wait_job "$trial_dir/fault.log"
