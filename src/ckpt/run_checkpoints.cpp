@@ -54,7 +54,8 @@ std::vector<ListedCheckpoint> list_checkpoints(const fs::path& dir) {
   if (!fs::is_directory(dir, ec)) return out;
   for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) {
     const std::optional<int64_t> step = parse_checkpoint_step(e.path().filename().string());
-    if (step && e.is_regular_file(ec)) out.push_back({e.path(), *step});
+    // symlink_status: a link is never a checkpoint (Note [files of the checkpoints directory]).
+    if (step && fs::is_regular_file(e.symlink_status(ec))) out.push_back({e.path(), *step});
   }
   std::sort(out.begin(), out.end(),
             [](const ListedCheckpoint& a, const ListedCheckpoint& b) { return a.step > b.step; });
@@ -62,20 +63,34 @@ std::vector<ListedCheckpoint> list_checkpoints(const fs::path& dir) {
 }
 
 std::optional<std::string> read_latest(const fs::path& dir) {
-  std::ifstream in(dir / kLatest);
+  const fs::path path = dir / kLatest;
+  std::error_code ec;
+  if (fs::is_symlink(fs::symlink_status(path, ec)))
+    throw InputError(fmt::format(
+        "{} is a symbolic link (to '{}'); pft writes `latest` as a plain file and never follows a "
+        "link out of its checkpoints directory: remove it (the next save writes it again), or "
+        "name the checkpoint file itself",
+        path.string(), fs::read_symlink(path, ec).string()));
+  std::ifstream in(path);
   if (!in) return std::nullopt;
   std::string name;
   std::getline(in, name);
   while (!name.empty() && (name.back() == '\r' || name.back() == ' ')) name.pop_back();
   if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..")
     return std::nullopt;
+  if (fs::is_symlink(fs::symlink_status(dir / name, ec)))
+    throw InputError(fmt::format(
+        "{} names {}, which is a symbolic link (to '{}'); pft reads only the checkpoint files it "
+        "wrote, never a link: remove the link, or name the checkpoint file itself",
+        path.string(), name, fs::read_symlink(dir / name, ec).string()));
   return name;
 }
 
 void write_latest(const fs::path& dir, const std::string& file_name) {
   const fs::path tmp = dir / fmt::format(".{}.tmp-{}", kLatest, static_cast<long>(::getpid()));
   const std::string text = file_name + "\n";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  ::unlink(tmp.c_str());  // a leftover (or a planted link): never written through
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
   if (fd < 0)
     throw RuntimeFailure(
         fmt::format("checkpoint: cannot write '{}': {}", tmp.string(), std::strerror(errno)));
@@ -126,23 +141,23 @@ std::vector<fs::path> apply_retention(const fs::path& dir, const RetentionPolicy
   std::set<fs::path> keep;
   for (const fs::path& p : protect) keep.insert(canon(p));
   if (const auto latest = read_latest(dir)) keep.insert(canon(dir / *latest));
-  for (size_t i = 0; i < all.size() && static_cast<int64_t>(i) < policy.keep_last; ++i)
-    keep.insert(canon(all[i].path));
 
-  // Best K: only files outside the set already kept need their metric read to decide, but the
-  // ranking is over all files, so read every one (small: /meta only).
+  // Every file's /meta is read (small): the newest keep_last and the best keep_best are counted
+  // among the files that open as pft checkpoints; the others are kept and count for neither.
   std::vector<std::pair<double, fs::path>> scored;
   const std::string attr = std::string(kMetricAttrPrefix) + policy.best_metric;
-  for (const ListedCheckpoint& c : all) {
+  int64_t newest = 0;
+  for (const ListedCheckpoint& c : all) {  // newest first
     try {
       ReadOptions ro;
       ro.file_locking = policy.file_locking;
       ro.select = [](const std::string&) { return false; };
       const Contents meta = read_checkpoint(c.path, ro);
+      if (newest++ < policy.keep_last) keep.insert(canon(c.path));
       const Attrs& a = meta.group_attrs(kMeta);
       if (a.count(attr) > 0) scored.emplace_back(attr_double(a, attr, kMeta), c.path);
     } catch (const std::exception&) {
-      keep.insert(canon(c.path));  // cannot judge it: keep it
+      keep.insert(canon(c.path));  // cannot judge it (not pft's, or damaged): keep it
     }
   }
   std::stable_sort(scored.begin(), scored.end(), [&](const auto& a, const auto& b) {

@@ -9,6 +9,19 @@
 // Listing, the `latest` pointer, picking a checkpoint to resume from, and retention (keep the
 // last N and the best K by a metric). Rank 0 only; not collective; not thread-safe per directory
 // (the saver, ckpt/saver.h, serialises its own calls).
+//
+// Note [files of the checkpoints directory]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// pft reads, and retention deletes, only what it writes itself: regular files named step_N.h5
+// directly in this directory. A symbolic link is never a checkpoint, whatever its name: it is not
+// listed, so resume never reads through it and retention never deletes it nor what it points to
+// (retention unlinks names; a hard link's other names keep the data). A regular file with a
+// checkpoint's name that does not open as a pft checkpoint is kept (retention never deletes what
+// it cannot judge); a valid pft checkpoint someone copied in counts as one of the run's. A
+// `latest` that is a link, or that names a link, is refused (InputError) instead of followed. The
+// directory itself may be a link the operator made (checkpoints on another disk): everything
+// above holds inside it. Temporary files are created fresh (a leftover or a planted link at that
+// name is removed first, never written through). See docs/reliability.md, "Secrets and files".
 #pragma once
 
 #include <cstdint>
@@ -30,14 +43,16 @@ struct ListedCheckpoint {
   int64_t step = 0;
 };
 
-// Complete checkpoint files (by name; not opened), newest step first. Empty when `dir` is absent.
+// Complete checkpoint files (by name; not opened; regular files only, never a symbolic link),
+// newest step first. Empty when `dir` is absent.
 std::vector<ListedCheckpoint> list_checkpoints(const std::filesystem::path& dir);
 
 // The name `latest` holds (trimmed), or nullopt when it is absent or empty. A name with a path
-// separator is ignored (a pointer never leaves the directory).
+// separator is ignored (a pointer never leaves the directory). Throws InputError naming the file
+// when `latest` is a symbolic link or names one (Note [files of the checkpoints directory]).
 std::optional<std::string> read_latest(const std::filesystem::path& dir);
-// Replaces `latest` atomically (temporary file, fsync, rename, fsync of the directory). Throws
-// RuntimeFailure naming the file.
+// Replaces `latest` atomically (temporary file, fsync, rename, fsync of the directory); a link
+// named `latest` is replaced, not followed. Throws RuntimeFailure naming the file.
 void write_latest(const std::filesystem::path& dir, const std::string& file_name);
 
 // Removes `.step_*.tmp-*` files left by interrupted saves; returns their names. Call before the
@@ -67,7 +82,8 @@ struct RetentionPolicy {
 // keep_best by /meta's `metric.<best_metric>` attribute (files without it never count as best),
 // nor in `protect` (e.g. the file the run resumed from), nor the one `latest` names. Returns the
 // deleted files. Files that cannot be read are kept (retention never deletes what it cannot
-// judge).
+// judge) and count for neither keep_last nor keep_best; what list_checkpoints does not list
+// (links: Note [files of the checkpoints directory]) is never touched.
 std::vector<std::filesystem::path> apply_retention(const std::filesystem::path& dir,
                                                    const RetentionPolicy& policy,
                                                    const std::set<std::filesystem::path>& protect);

@@ -81,9 +81,15 @@ void CheckpointSaver::save(int64_t step, Contents contents, double snapshot_s) {
       finished_.push_back(std::move(r));
     } catch (const std::exception& e) {
       std::lock_guard<std::mutex> lock(mu_);
-      error_ = e.what();
+      error_ = fmt::format("checkpoint: the background save of step {} to {} failed: {}", step,
+                           (options_.dir / checkpoint_file_name(step)).string(), e.what());
     }
   });
+}
+
+bool CheckpointSaver::failed() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return error_.has_value();
 }
 
 std::vector<SaveReport> CheckpointSaver::poll() {

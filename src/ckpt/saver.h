@@ -8,7 +8,9 @@
 // snapshot, the wait for the previous save and, in synchronous mode, the whole save.
 //
 // A failed save (full disk, I/O error) leaves the previous checkpoints and `latest` as they were;
-// the failure is rethrown (RuntimeFailure naming the file) by the next wait() or save().
+// failed() turns true as soon as a background save has failed (the trainer stops every rank at
+// the next step boundary: train/checkpointer.h), and the failure is rethrown (RuntimeFailure
+// naming the file, the step and the cause) by the next wait() or save().
 //
 // Rank 0 only. The methods are called from one thread (the training thread).
 #pragma once
@@ -69,6 +71,8 @@ class CheckpointSaver {
   // error.
   std::vector<SaveReport> wait();
   bool in_flight() const { return worker_.joinable(); }
+  // True once a save has failed whose error wait() or save() has not thrown yet; never blocks.
+  bool failed() const;
 
   const SaverOptions& options() const { return options_; }
 
@@ -79,7 +83,7 @@ class CheckpointSaver {
   SaverOptions options_;
   std::set<std::filesystem::path> protect_;
   std::thread worker_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::vector<SaveReport> finished_;  // guarded by mu_
   std::optional<std::string> error_;  // guarded by mu_
   bool cleaned_ = false;

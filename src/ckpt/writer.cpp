@@ -289,6 +289,9 @@ WriteStats write_checkpoint(const fs::path& final_path, const Contents& contents
   const fs::path dir = final_path.parent_path().empty() ? fs::path(".") : final_path.parent_path();
   const fs::path tmp = dir / fmt::format(".{}.tmp-{}", final_path.filename().string(),
                                          static_cast<long>(::getpid()));
+  // H5Fcreate(TRUNC) follows links: a leftover or planted one at this name is removed, not
+  // written through (Note [files of the checkpoints directory], ckpt/run_checkpoints.h).
+  ::unlink(tmp.c_str());
   try {
     write_file(tmp, final_path.filename().string(), contents, options);
     fsync_path(tmp, /*directory=*/false);

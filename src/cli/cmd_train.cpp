@@ -1,6 +1,7 @@
 // pft train CONFIG [--set k=v ...]   train a model (single process, mpirun or srun)
 #include "cli/commands.h"
 #include "cli/session.h"
+#include "core/signals.h"
 #include "train/trainer.h"
 
 namespace pft::cli {
@@ -12,6 +13,8 @@ Command add_train_command(CLI::App& app) {
   Command c;
   c.app = sub;
   c.run = [args]() -> int {
+    // First, before MPI_Init: a preemption signal never kills a rank (core/signals.h).
+    install_preemption_handlers();
     Session session;
     const Config config = session.load_config(args->path, args->overrides);
     const RankEnv& env = session.start(config);

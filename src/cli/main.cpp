@@ -13,9 +13,11 @@
 #include "core/logging.h"
 #include "core/mpi_env.h"
 #include "core/mpi_roll_call.h"
+#include "core/run_dir.h"
 
 int main(int argc, char** argv) {
   pft::h5::take_over_shutdown();  // before any HDF5 call (core/hdf5.h)
+  pft::restrict_umask();          // no world-writable file (core/run_dir.h)
   CLI::App app{"pft: distributed prompt-based fine-tuning of language models", "pft"};
   app.set_version_flag("--version", std::string("pft ") + PFT_VERSION);
   app.require_subcommand(1);
@@ -58,6 +60,8 @@ int main(int argc, char** argv) {
     if (!e.reported() && pft::roll_call_reporter()) {
       if (e.exit_code() == pft::ExitCode::kBadInput) {
         std::fprintf(stderr, "%s\n", e.what());  // already shaped "file:line:col: error: ..."
+      } else if (e.exit_code() == pft::ExitCode::kPreempted) {
+        pft::log::info_all("{}", e.what());  // a request, not a failure (core/signals.h)
       } else {
         pft::log::error("{}", e.what());
       }

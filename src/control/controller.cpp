@@ -266,13 +266,20 @@ std::string Controller::in_flight(int64_t step) const {
   return "none planned";
 }
 
-Decision Controller::after_step(int64_t steps_done, int signal, double step_time_s) {
+Decision Controller::after_step(int64_t steps_done, int signal, double step_time_s,
+                                bool checkpoint_failed) {
   const std::string tasks = in_flight(steps_done - 1);
   Decision d;
   d.step = steps_done;
   try {
-    d.signal = static_cast<int32_t>(
-        comm_.all_reduce_scalar(static_cast<int64_t>(signal), ReduceOp::kMax));
+    // The signal (below 2^31) and a failed save (bit 32) share one all-reduce: the maximum
+    // has the bit when any rank set it; the signal of a rank without it may then be lost, which
+    // does not matter, since a failed save stops the job anyway.
+    constexpr int64_t kFailedSaveBit = int64_t{1} << 32;
+    const int64_t local = static_cast<int64_t>(signal) | (checkpoint_failed ? kFailedSaveBit : 0);
+    const int64_t reduced = comm_.all_reduce_scalar(local, ReduceOp::kMax);
+    d.signal = static_cast<int32_t>(reduced & (kFailedSaveBit - 1));
+    d.checkpoint_failed = (reduced & kFailedSaveBit) != 0;
     d.step_time_max = comm_.all_reduce_scalar(step_time_s, ReduceOp::kMax);
   } catch (const RuntimeFailure& e) {
     throw RuntimeFailure(fmt::format("controller: gathering the statistics of step {} (tasks in "
@@ -293,6 +300,10 @@ Decision Controller::after_step(int64_t steps_done, int signal, double step_time
     else if (steps_done == end_step_ && steps_done < total) d.stop = StopReason::kSchedule;
     d.evaluate = !preempt && (ends || (eval_every > 0 && steps_done % eval_every == 0));
     d.checkpoint = preempt || ends || (ckpt_every > 0 && steps_done % ckpt_every == 0);
+    if (d.checkpoint_failed) {  // nothing more: the trainer stops every rank (train/trainer.cpp)
+      d.evaluate = d.checkpoint = false;
+      d.stop = StopReason::kNone;
+    }
     collect_events();
     release_events(d.evaluate ? steps_done - 1 : steps_done);  // an evaluation may re-plan
   }

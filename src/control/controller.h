@@ -11,11 +11,14 @@
 //      state (a fresh one, or the checkpoint's) and broadcasts them.                  [bcast]
 //   2. Each step s: every rank takes plan(s) from its queue -- decided at least L-1 steps
 //      earlier, so no rank waits on rank 0 to start a step -- and trains on it.
-//   3. after_step(s+1, stats): every rank contributes its preemption signal and its step time;
-//      the maxima reach every rank (two scalar all-reduces: the per-task loss sums and token
-//      counts were already reduced with the gradients). Rank 0 decides: evaluate? checkpoint?
-//      stop (a signal: preempt; the schedule's last phase ended: finish)? and plans step s+1+L-1;
-//      it broadcasts the decision with that plan.                        [all-reduce x2, bcast]
+//   3. after_step(s+1, stats): every rank contributes its preemption signal, whether a
+//      background checkpoint save failed (rank 0's saver) and its step time; the maxima reach
+//      every rank (two scalar all-reduces, the signal and the failure share one: the per-task
+//      loss sums and token counts were already reduced with the gradients). A failed save is
+//      on every rank's Decision (checkpoint_failed: every rank stops, train/trainer.cpp). Rank 0
+//      decides: evaluate? checkpoint? stop (a signal: preempt; the schedule's last phase ended:
+//      finish)? and plans step s+1+L-1; it broadcasts the decision with that plan.
+//                                                                        [all-reduce x2, bcast]
 //   4. If the decision says evaluate: every rank evaluates (train/evaluate.h, its own all-reduce);
 //      then after_eval(s+1, table): rank 0 feeds the held-out results to the schedule (a phase
 //      ending by `until`, adaptive weights) and to early stopping; it re-plans the queued steps
@@ -67,6 +70,9 @@ struct Decision {
   bool checkpoint = false;
   StopReason stop = StopReason::kNone;
   int32_t signal = 0;          // the preemption signal (max over ranks)
+  // after_step: a background checkpoint save failed (any rank; then signal may be 0 although
+  // one arrived: the job stops on the failure); every rank sets it from the all-reduce.
+  bool checkpoint_failed = false;
   double step_time_max = 0.0;  // the slowest rank's step time
 };
 
@@ -107,8 +113,10 @@ class Controller {
   // Rank 0: records the executed plan of `step` and its documents per slot in the plan log.
   void log_plan(const StepPlan& plan, int world_size,
                 const std::vector<std::vector<DocRef>>& slot_documents);
-  // Step 3 (collective).
-  Decision after_step(int64_t steps_done, int signal, double step_time_s);
+  // Step 3 (collective). `checkpoint_failed`: this rank's checkpoint saver holds a failure
+  // (Checkpointer::save_failed()).
+  Decision after_step(int64_t steps_done, int signal, double step_time_s,
+                      bool checkpoint_failed = false);
   // Step 4 (collective): after an evaluation of `steps_done` steps.
   Decision after_eval(int64_t steps_done, const MetricTable& table);
 

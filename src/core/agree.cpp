@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/mpi_env.h"
+#include "core/signals.h"
 
 namespace pft {
 namespace {
@@ -23,6 +24,15 @@ void agree_on(const RankEnv* env, int rank, double timeout_s, std::string_view w
   } catch (const std::exception& e) {
     failure = std::make_exception_ptr(RuntimeFailure(e.what()));
     code = static_cast<int>(ExitCode::kRuntime);
+  }
+  // A start-up safe point (Note [preemption before the first step], core/signals.h).
+  if (code == 0) {
+    try {
+      preemption_check(what);
+    } catch (const Preempted& e) {
+      failure = std::current_exception();
+      code = static_cast<int>(e.exit_code());
+    }
   }
   // Highest code wins (75 preempted > 3 runtime > 2 input); the lowest failing rank reports.
   int outcome[2] = {code, code != 0 ? -rank : -(1 << 30)};

@@ -8,6 +8,10 @@
 // (config and data loading, checkpoint reads), and around work one rank does while the others
 // wait for it (rank 0's checkpoint write, a store build).
 //
+// Before the first training step every agree() is also a safe point for a preemption signal
+// (Note [preemption before the first step], core/signals.h): a rank that holds one contributes
+// exit 75, so every rank throws the same agreed Preempted.
+//
 // The exchange has a deadline, like every collective (docs/launching.md): env.timeout_s
 // (dist.timeout_s) counted from the moment this rank finished its body. A rank still inside its
 // body by then (stalled, or slower than the deadline allows) makes the waiting ranks throw

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <boost/json/serialize.hpp>
@@ -21,6 +22,11 @@
 
 namespace pft {
 namespace fs = std::filesystem;
+
+void restrict_umask() {
+  const mode_t mask = ::umask(0);
+  ::umask(mask | S_IWOTH);
+}
 
 RunDir::RunDir(fs::path root, bool create) : root_(std::move(root)) {
   if (!create) return;
@@ -112,7 +118,12 @@ bool holder_gone(const LockHolder& h) {
 
 std::string RunDir::lock(const std::string& job) {
   const fs::path path = lock_file();
-  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  // O_NOFOLLOW: a link named run.lock would have the holder line written over its target.
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0666);
+  if (fd < 0 && errno == ELOOP)
+    throw InputError(fmt::format("run.dir: the lock file '{}' is a symbolic link; pft never "
+                                 "writes through a link in its run directory: remove it",
+                                 path.string()));
   if (fd < 0)
     throw InputError(fmt::format("run.dir: cannot open the lock file '{}': {}; choose a writable "
                                  "run.dir",
@@ -172,7 +183,8 @@ std::string RunDir::lock(const std::string& job) {
 
 void RunDir::write_file_atomic(const fs::path& path, const std::string& text) {
   const fs::path tmp = path.string() + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  ::unlink(tmp.c_str());  // a leftover (or a planted link): never written through
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
   if (fd < 0)
     throw InputError(fmt::format("cannot write '{}': {}", tmp.string(), std::strerror(errno)));
   size_t done = 0;
@@ -195,10 +207,17 @@ void RunDir::write_file_atomic(const fs::path& path, const std::string& text) {
 }
 
 MetricsWriter::MetricsWriter(const fs::path& path) : path_(path) {
-  file_ = std::fopen(path.c_str(), "a");
+  // Appended to, never through a link (O_NOFOLLOW: ELOOP when metrics.jsonl is one).
+  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0666);
+  if (fd >= 0) {
+    file_ = ::fdopen(fd, "a");
+    if (file_ == nullptr) ::close(fd);
+  }
   if (file_ == nullptr)
     throw InputError(fmt::format("cannot open metrics file '{}': {}", path.string(),
-                                 std::strerror(errno)));
+                                 errno == ELOOP ? "it is a symbolic link; pft never writes "
+                                                  "through a link in its run directory: remove it"
+                                                : std::strerror(errno)));
 }
 
 MetricsWriter::~MetricsWriter() {

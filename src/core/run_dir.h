@@ -5,7 +5,9 @@
 //   RUN_DIR/checkpoints/           checkpoint files and `latest`
 //   RUN_DIR/run.lock               who is running in this directory (Note [run directory lock])
 //
-// Only rank 0 writes here; other ranks may read.
+// Only rank 0 writes here; other ranks may read. Nothing is written through a symbolic link: a
+// link at run.lock or metrics.jsonl is refused (InputError naming it), and a temporary's name is
+// cleared before it is created (Note [files of the checkpoints directory], ckpt/run_checkpoints.h).
 //
 // Note [run directory lock]
 // ~~~~~~~~~~~~~~~~~~~~~~~~~
@@ -31,6 +33,12 @@
 
 namespace pft {
 
+// Adds "others may not write" to the process umask (umask |= 002), keeping the rest of it:
+// everything pft creates (run directories, checkpoints, metrics, the lock, token stores) gets
+// 0666/0777 less the umask, so a restrictive umask (077) gives 0600/0700 and even umask 000 gives
+// no world-writable file or directory. Called once at the start of main, before any thread.
+void restrict_umask();
+
 class RunDir {
  public:
   // Creates the directory tree when `create` (rank 0). Throws InputError naming the path when it
@@ -50,7 +58,8 @@ class RunDir {
   // (empty when the lock was free).
   std::string lock(const std::string& job);
 
-  // Writes `text` to `path` atomically (temporary file, fsync, rename).
+  // Writes `text` to `path` atomically (temporary file, fsync, rename). The temporary, PATH.tmp,
+  // is created fresh: whatever is at that name (a leftover, a link) is removed, never followed.
   static void write_file_atomic(const std::filesystem::path& path, const std::string& text);
 
  private:

@@ -23,12 +23,13 @@
 // At test_delay_point(<point>, r) the rank writes one line to stderr ("test hook PFT_TEST_DELAY:
 // rank r waits <seconds> s in <point>"; a test waits for it to know the phase has begun) and
 // sleeps that long. Points: step (train/trainer: every rank, after each step's computation),
-// ckpt_save (train/checkpointer: every rank, inside each save, before rank 0 writes), store_block (data/store_prepare: the builder, before each block of 64 examples
-// it writes; a preemption signal is checked right after it), eval (train/held_out_eval: every
-// rank, at the start of each held-out evaluation), ckpt_write (ckpt/writer: the thread writing
-// a checkpoint, when half of its datasets are in the temporary file; the fault matrix,
-// tests/reliability/fault_matrix.sh, kills a rank in that window). A malformed value throws
-// InputError naming the variable.
+// ckpt_save (train/checkpointer: every rank, inside each save, before rank 0 writes),
+// store_block (data/store_prepare: the builder, before each block of 64 examples it writes; a
+// preemption signal is checked right after it; the line says rank 0 whichever rank builds),
+// eval (train/held_out_eval: every rank, at the start of each held-out evaluation), ckpt_write
+// (ckpt/writer: the thread writing a checkpoint, when half of its datasets are in the temporary
+// file; the fault matrix, tests/reliability/fault_matrix.sh, kills a rank in that window). A
+// malformed value throws InputError naming the variable.
 #pragma once
 
 #include <string_view>

@@ -11,6 +11,8 @@
 
 #include "core/format.h"
 #include "core/logging.h"
+#include "core/signals.h"
+#include "core/test_hooks.h"
 #include "data/readers.h"
 
 namespace pft {
@@ -162,6 +164,8 @@ int64_t write_split(const TaskDataset& data, Split s, const std::vector<int32_t>
   int64_t truncated = 0;
   try {
     for (int64_t b = 0; b < blocks; ++b) {
+      test_delay_point("store_block", 0);
+      preemption_check("the token store preparation");  // core/signals.h: prompt, tmp removed
       Block* blk = nullptr;
       {
         std::unique_lock lock(mu);
@@ -268,6 +272,9 @@ std::vector<PreparedStore> prepare_token_stores(const Config& config,
   if (files.empty())
     config::fail(config.source_of("data.tasks"), "data.tasks",
                  "no task files are listed; add task YAML files (docs/tasks.md)");
+  for (const std::string& name : remove_abandoned_temporaries(cache))
+    log::warn("data: removed '{}' from {}, left by a store build that was interrupted (its "
+              "writer is gone)", name, cache.string());
   std::vector<PreparedStore> out;
   for (size_t i = 0; i < files.size(); ++i) {
     const Clock::time_point t0 = Clock::now();

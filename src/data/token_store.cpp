@@ -2,12 +2,17 @@
 #include "data/token_store.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <xxhash.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <tuple>
+#include <utility>
 #include <cstring>
 
 #include "core/format.h"
@@ -96,6 +101,31 @@ fs::path temporary_path(const fs::path& target) {
          fmt::format("{}.tmp-{}-{}", target.filename().string(), ::getpid(), counter++);
 }
 
+bool same_file(int fd, const fs::path& p) {
+  struct stat a {}, b {};
+  return ::fstat(fd, &a) == 0 && ::stat(p.c_str(), &b) == 0 && a.st_dev == b.st_dev &&
+         a.st_ino == b.st_ino;
+}
+
+// Note [temporary store files]: creates a fresh temporary file for `target` and returns it with
+// an open descriptor holding an exclusive flock on it (-1 where it cannot be created: H5Fcreate
+// then reports why).
+std::pair<fs::path, int> create_locked_temporary(const fs::path& target) {
+  for (int attempt = 0;; ++attempt) {
+    const fs::path temp = temporary_path(target);
+    const int fd = ::open(temp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      if (errno == EEXIST && attempt < 100) continue;
+      return {temp, -1};
+    }
+    // No flock on this file system (EINVAL, ENOLCK, EOPNOTSUPP): unlocked, so a later run's
+    // clean-up cannot lock it either and leaves it alone.
+    (void)::flock(fd, LOCK_EX | LOCK_NB);
+    if (same_file(fd, temp) || attempt >= 100) return {temp, fd};
+    ::close(fd);  // a clean-up removed it between the open and the lock: take another name
+  }
+}
+
 void fsync_file(const fs::path& p) {
   const int fd = ::open(p.c_str(), O_RDONLY);
   if (fd < 0) return;
@@ -109,7 +139,13 @@ void fsync_file(const fs::path& p) {
 
 struct TokenStoreWriter::Impl {
   explicit Impl(int64_t chunk) : tok("tokens", chunk), mask("loss_mask", chunk) {}
+  ~Impl() {
+    if (lock_fd >= 0) ::close(lock_fd);
+  }
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
   fs::path target, temp;
+  int lock_fd = -1;  // holds the flock of `temp` while it is written (Note [temporary store files])
   StoreInfo info;
   h5::File file;
   bool committed = false;
@@ -137,8 +173,8 @@ TokenStoreWriter::TokenStoreWriter(fs::path path, StoreInfo info, int64_t chunk_
   if (ec)
     throw InputError(fmt::format("{}: cannot create the token store directory: {}",
                                  impl_->target.parent_path().string(), ec.message()));
-  impl_->temp = temporary_path(impl_->target);
-  impl_->file = h5::File::create(impl_->temp);
+  std::tie(impl_->temp, impl_->lock_fd) = create_locked_temporary(impl_->target);
+  impl_->file = h5::File::create(impl_->temp);  // truncates the same file: the lock stays
 }
 
 TokenStoreWriter::~TokenStoreWriter() {
@@ -236,6 +272,23 @@ void TokenStoreWriter::commit() {
                                      m.target.string(), ec.message()));
   }
   m.committed = true;
+}
+
+std::vector<std::string> remove_abandoned_temporaries(const fs::path& dir) {
+  std::vector<std::string> removed;
+  std::error_code ec;
+  for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.find(".h5.tmp-") == std::string::npos) continue;
+    const int fd = ::open(e.path().c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0) continue;
+    // Locked: a live writer. Unlockable here: no flock on this file system, leave it.
+    if (::flock(fd, LOCK_EX | LOCK_NB) == 0 && same_file(fd, e.path()) &&
+        ::unlink(e.path().c_str()) == 0)
+      removed.push_back(name);
+    ::close(fd);
+  }
+  return removed;
 }
 
 // ---- Reader ---------------------------------------------------------------------------------

@@ -35,6 +35,17 @@
 // blocks, and renames it into place on commit(): a reader never sees a partial store, and
 // concurrent builders of the same store (two nodes) both succeed.
 //
+// Note [temporary store files]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// The temporary file is NAME.h5.tmp-<pid>-<n>. Its writer holds an exclusive flock on it from
+// its creation (before HDF5 opens it) until the rename or its removal; an unwinding writer (an
+// error, a preemption signal) removes it. A writer killed outright (SIGKILL, a node lost) leaves
+// it behind, and the kernel drops its lock: remove_abandoned_temporaries() -- called by every
+// store preparation -- removes exactly the files it can lock, never one whose writer lives,
+// whichever host that writer runs on (flock works over NFS). A writer that finds its file gone
+// between creating and locking it (a clean-up got there first) takes another name. On a file
+// system without flock nothing can be told apart, so nothing is removed.
+//
 // Reading: TokenStore::open loads the document offsets (8 bytes per document) and reads tokens
 // and masks chunk by chunk through a small LRU cache (StoreReadOptions::cache_chunks chunks of
 // at most kTokenChunk tokens = 5 MiB each), so memory does not grow with the store's size.
@@ -82,6 +93,10 @@ class StaleStore : public InputError {
  public:
   using InputError::InputError;
 };
+
+// Note [temporary store files]: removes the temporary store files in `dir` whose writer is
+// gone (unlocked); returns their names. Not an error when `dir` does not exist.
+std::vector<std::string> remove_abandoned_temporaries(const std::filesystem::path& dir);
 
 class TokenStoreWriter {
  public:

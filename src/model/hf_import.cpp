@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "core/format.h"
 #include "core/logging.h"
+#include "core/signals.h"
 #include "model/gguf_import.h"
 #include "model/known_models.h"
 #include "model/safetensors.h"
@@ -437,7 +438,10 @@ HfLoadReport load_hf_weights(TransformerImpl& model, const fs::path& path) {
 
   // Pass 2: copy (converting dtype and device).
   torch::NoGradGuard no_grad;
-  for (auto& [param, src] : plan) param.copy_(ckpt.tensor(src));
+  for (auto& [param, src] : plan) {
+    preemption_check("loading the pretrained weights");  // core/signals.h
+    param.copy_(ckpt.tensor(src));
+  }
   report.tensors = static_cast<int64_t>(plan.size());
   for (const auto& d : dtypes) report.dtypes += (report.dtypes.empty() ? "" : "+") + d;
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

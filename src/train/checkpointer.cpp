@@ -104,6 +104,30 @@ void Checkpointer::after_step(int64_t step, const std::function<TrainProgress()>
   }
 }
 
+bool Checkpointer::save_failed() const { return saver_ && saver_->failed(); }
+
+void Checkpointer::stop_on_failed_save(int64_t step) {
+  agree(env_, fmt::format("checkpoint: stopping on a failed save at step {}", step), [&] {
+    if (!saver_) return;
+    try {
+      (void)saver_->wait();
+    } catch (const RuntimeFailure& e) {
+      const std::optional<std::string> latest = ckpt::read_latest(saver_->options().dir);
+      throw RuntimeFailure(fmt::format(
+          "{}; training stopped at step {} on every rank. Nothing written before is lost: {}. "
+          "HINT: fix the cause (free space on the file system of {}), then rerun with "
+          "train.resume: auto",
+          e.what(), step,
+          latest ? fmt::format("`latest` still names {}, the checkpoint a rerun resumes from",
+                               (saver_->options().dir / *latest).string())
+                 : std::string("no earlier checkpoint exists, a rerun starts from step 0"),
+          saver_->options().dir.string()));
+    }
+    PFT_ASSERT(false, "the failed save's error is gone");
+  });
+  PFT_ASSERT(false, "a failed save did not stop the job");
+}
+
 ckpt::RetentionPolicy retention_policy(const CheckpointConfig& cc) {
   ckpt::RetentionPolicy p;
   p.keep_last = cc.keep_last;

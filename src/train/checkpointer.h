@@ -56,6 +56,15 @@ class Checkpointer {
   void after_step(int64_t step, const std::function<TrainProgress()>& progress, bool save,
                   bool last);
 
+  // Not collective, never blocks: true on rank 0 once a background save has failed (full disk,
+  // I/O error). The trainer passes it to the controller's per-step all-reduce
+  // (Controller::after_step), so every rank learns of it at the next step boundary.
+  bool save_failed() const;
+  // Collective, after the controller reported a failed save at step `step`: every rank throws
+  // the same agreed RuntimeFailure (exit 3); rank 0's names the file, the step and the cause of
+  // the failed save, the checkpoint that stays `latest`, and what to do.
+  [[noreturn]] void stop_on_failed_save(int64_t step);
+
  private:
   void report(const std::vector<ckpt::SaveReport>& reports);
 

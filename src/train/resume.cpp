@@ -35,6 +35,12 @@ std::optional<Contents> load_resume_checkpoint(const Config& config, const RankE
           const std::string name = e.path().filename().string();
           if (name.size() > 1 && name[0] == '.' && name.find(".tmp-") != std::string::npos)
             log::warn("resume: ignoring '{}', left by an interrupted save", e.path().string());
+          if (ckpt::parse_checkpoint_step(name) && e.is_symlink(ec))
+            log::warn(
+                "resume: ignoring '{}', a symbolic link: pft resumes only from checkpoint "
+                "files it wrote, never through a link (Note [files of the checkpoints "
+                "directory], ckpt/run_checkpoints.h)",
+                e.path().string());
         }
       const ckpt::Pick pick = ckpt::pick_newest(dir, [&](const fs::path& p) -> std::string {
         try {

@@ -11,6 +11,7 @@
 #include "comm/communicator.h"
 #include "comm/reducer.h"
 #include "control/controller.h"
+#include "core/agree.h"
 #include "core/error.h"
 #include "core/format.h"
 #include "core/logging.h"
@@ -175,6 +176,7 @@ void finish(TrainSession& s, TrainSummary& summary, int64_t start_step, int64_t 
 // rank's micro-batches, one TrainStep, the controller's decision at the step boundary
 // (preemption, evaluation, checkpoint, the schedule's end), metrics and progress, a save.
 TrainSummary train(const Config& config, const RankEnv& env) {
+  install_preemption_handlers();  // `pft train` did already, before MPI_Init (core/signals.h)
   TrainSession s(config, env);
   const TrainConfig& tc = s.config.train;
   const TrainSession::StartPoint start = s.resume();
@@ -198,7 +200,10 @@ TrainSummary train(const Config& config, const RankEnv& env) {
     s.metrics.stopped(start.step, summary.stopped);
   }
 
-  install_preemption_handlers();
+  // The last start-up safe point, after the step-0 evaluation (Note [preemption before the
+  // first step], core/signals.h); from here on the step boundary handles a signal.
+  agree(env, "start-up: the last check before the first step", [] {});
+  preemption_at_step_boundaries();
   TaskSummary task_summary(s.task_names, start.step, tc.steps);
   const Clock::time_point run_start = Clock::now();
   for (int64_t step = start.step; step < last_step; ++step) {
@@ -214,11 +219,14 @@ TrainSummary train(const Config& config, const RankEnv& env) {
       s.reducer->check_parameters_in_sync(step + 1);
 
     // The controller's decision at this step boundary: a preemption signal that reached any
-    // rank (core/signals.h), evaluation, checkpoint, the schedule's end.
+    // rank (core/signals.h), a background checkpoint save that failed (every rank stops here,
+    // exit 3), evaluation, checkpoint, the schedule's end.
     const Clock::time_point c0 = Clock::now();
-    Decision decision = s.controller->after_step(step + 1, preemption_signal(), step_time);
+    Decision decision = s.controller->after_step(step + 1, preemption_signal(), step_time,
+                                                 s.checkpointer->save_failed());
     const double control_s = seconds_since(c0);
     s.report_events();
+    if (decision.checkpoint_failed) s.checkpointer->stop_on_failed_save(step + 1);
 
     if (step == start.step) summary.first_loss = r.loss;
     if (!r.skipped) task_summary.add(step, r.task_loss_sum, r.task_tokens);

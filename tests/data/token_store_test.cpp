@@ -250,6 +250,35 @@ TEST(TokenStore, UncommittedWriterLeavesNothing) {
   EXPECT_TRUE(fs::is_empty(dir.path()));
 }
 
+// Note [temporary store files]: a writer holds a lock on its temporary file; the clean-up removes
+// the files nobody holds (a writer that died) and never one a live writer holds.
+TEST(TokenStore, CleanUpRemovesOnlyTheTemporaryFilesOfGoneWriters) {
+  TempDir dir;
+  const fs::path dead = dir.file("t-0.h5.tmp-999999-0", "left by a killed writer");
+  const fs::path store = dir.file("t-1.h5", "a finished store");
+  {
+    TokenStoreWriter live(dir.path() / "t-2.h5", info());  // writing: its file is locked
+    live.begin_split(Split::kTrain, {0}, 1);
+    fs::path live_temp;
+    for (const auto& e : fs::directory_iterator(dir.path()))
+      if (e.path().filename().string().rfind("t-2.h5.tmp-", 0) == 0) live_temp = e.path();
+    ASSERT_FALSE(live_temp.empty());
+    const std::vector<std::string> removed = remove_abandoned_temporaries(dir.path());
+    EXPECT_EQ(removed, std::vector<std::string>{dead.filename().string()});
+    EXPECT_FALSE(fs::exists(dead));
+    EXPECT_TRUE(fs::exists(live_temp)) << "the file of a live writer was removed";
+    EXPECT_TRUE(fs::exists(store));
+    const std::vector<int32_t> tokens{1, 2};
+    const std::vector<uint8_t> mask{0, 1};
+    live.append(tokens, mask);
+    live.end_split();
+    live.commit();  // the writer still owns its file
+  }
+  EXPECT_TRUE(fs::exists(dir.path() / "t-2.h5"));
+  EXPECT_TRUE(remove_abandoned_temporaries(dir.path()).empty());
+  EXPECT_TRUE(remove_abandoned_temporaries(dir.path() / "missing").empty());
+}
+
 // ---- preparation ----------------------------------------------------------------------------
 
 const std::string kTinyTask = R"(name: tiny

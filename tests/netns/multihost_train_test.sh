@@ -8,7 +8,10 @@
 #   - with PFT_MPIRUN_IFACE set to the cluster's subnet, MPI's TCP transport picks the cluster
 #     interface only (btl_base_verbose), and every TCP connection the job's processes hold, read
 #     from both hosts while it trains, is either between cluster addresses or on one host's
-#     loopback (a rank and its own host's daemon): nothing between hosts goes anywhere else.
+#     loopback (a rank and its own host's daemon): nothing between hosts goes anywhere else;
+#   - no TCP or UDP listener of the job's processes (mpirun, orted, the ranks), sampled the same
+#     way, is on a wildcard address: each is on the host's cluster address or on lo
+#     (docs/launching.md, "Listening sockets").
 set -euo pipefail
 cluster="${PFT_CLUSTER_SCRIPT:?run under ctest (tests/netns/CMakeLists.txt)}"
 pft="${PFT_BIN:?}"
@@ -38,6 +41,7 @@ run_args() {
   while :; do
     for n in node1 node2; do
       on "$n" ss -tnpH state established 2> /dev/null | sed "s/^/$n /" >> "$work/sockets" || true
+      on "$n" ss -ltnupH 2> /dev/null | sed "s/^/$n /" >> "$work/listeners" || true
     done
     sleep 0.5
   done
@@ -86,6 +90,15 @@ if bad:
 if seen_cross == 0:
     sys.exit("FAIL: no rank-to-rank TCP connection between the hosts was seen while the job ran")
 EOF
+
+# Listeners: host netid state recv-q send-q local peer process.
+awk '$8 ~ /"(pft|orted|mpirun)"/ { print $1, $6, $8 }' "$work/listeners" | sort -u > "$work/job-listeners"
+cat "$work/job-listeners"
+bad="$(grep -E ' (0\.0\.0\.0|\[::\]|\*):' "$work/job-listeners" || true)"
+[[ -z "$bad" ]] || fail "job processes listen on a wildcard address: $bad"
+grep -qE "^node2 $net\.2:[0-9]+ .*\"orted\"" "$work/job-listeners" &&
+  grep -qE "^node2 $net\.2:[0-9]+ .*\"pft\"" "$work/job-listeners" ||
+  fail "node2's daemon and ranks were not seen listening on the cluster address"
 
 # ---- 1 host x 4 ranks -------------------------------------------------------------------------
 echo "== 1 host x 4 ranks"

@@ -8,7 +8,8 @@
 # of the save (exit 1, a .tmp file, no "preempted" line). Checked: exit 75, a "preempted" record,
 # a valid checkpoint (pft ckpt verify) of the preempted step named by `latest`, no temporary
 # file; then train.resume: auto continues from it, and SIGINT (stdin not a terminal) preempts
-# that run the same way.
+# that run the same way. Last, a second SIGTERM and the end of PFT_PREEMPT_GRACE_S each end a job
+# that does not stop: exit 3, with a message.
 set -uo pipefail
 pft="$1"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -76,4 +77,22 @@ first_at="$at"
 preempt_case INT --set train.resume=auto
 grep -q "resume: from .*/checkpoints/step_$(printf '%08d' "$first_at").h5 at step $first_at" "$log" ||
   fail "the rerun did not resume from the checkpoint of the first preemption"
+
+# A job that does not stop (a rank that ignores the request: a stand-in process, not pft) is
+# ended the hard way by a second SIGTERM, or when PFT_PREEMPT_GRACE_S runs out: exit 3, said so.
+stubborn() {  # NAME GRACE SECOND_SIGNAL(0/1) MESSAGE
+  log="$work/$1.log"
+  PFT_PREEMPT_GRACE_S="$2" "$root/launch/pft-mpirun" -np 1 \
+    bash -c 'trap "" TERM USR1; echo started; sleep 60' > "$log" 2>&1 < /dev/null &
+  local launcher=$! rc
+  for _ in $(seq 300); do grep -q started "$log" && break; sleep 0.1; done
+  kill -TERM "$launcher"
+  if (( $3 )); then sleep 1; kill -TERM "$launcher"; fi
+  wait "$launcher"; rc=$?
+  echo "$1: exit $rc"
+  [[ $rc -eq 3 ]] || fail "$1: exit $rc, want 3"
+  grep -q "$4" "$log" || fail "$1: no '$4' message"
+}
+stubborn second-signal 120 1 "pft-mpirun: ended by a second SIGTERM, without a checkpoint"
+stubborn grace 2 0 "did not checkpoint and stop within PFT_PREEMPT_GRACE_S=2 s"
 echo PASS
