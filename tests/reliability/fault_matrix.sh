@@ -16,8 +16,8 @@
 #   stop_short      SIGSTOP of a random rank for 0.2-2 s, then SIGCONT: the job goes on, exit 0
 #   stop_long       SIGSTOP of a random rank, held: exit 3 within dist.timeout_s + 30 s, the roll
 #                   call naming the stopped rank; no process left behind
-#   term_launcher   SIGTERM to launch/pft-mpirun at a random step: exit 75, a `preempted` line and
-#                   a checkpoint at or after that step
+#   term_launcher   SIGTERM to launch/pft-mpirun at a random step: exit 75, a `preempted` record
+#                   in metrics.jsonl and a checkpoint at or after that step
 #   disk_full_ckpt  run.dir on a 24 MB tmpfs filled at a random step (0-1 MB left, and kept full
 #                   while the job runs): exit 3 with a "no space left" message; then the filler is
 #                   removed and the run resumed
@@ -356,6 +356,8 @@ s_stop_long() {
   for _ in $(seq 100); do kill -0 "$p" 2> /dev/null || break; sleep 0.1; done
   kill -0 "$p" 2> /dev/null && { fail "the stopped rank $r (pid $p) outlived the job by 10 s"; kill -KILL "$p"; kill -CONT "$p"; }
   fault_ended 3 "$t"
+  (( $(awk -v a="$T_END" -v b="$t" -v l="$timeout_s" 'BEGIN { print (a - b > l + 30) }') )) &&
+    fail "the job ended $(fsub "$T_END" "$t") s after the stop, later than dist.timeout_s + 30 s"
   grep -qE "Roll call: rank $r on [^ ]+ did not answer" "$trial_dir/fault.log" ||
     fail "no roll call naming rank $r"
   recover
