@@ -22,6 +22,7 @@
 #include "core/error.h"
 #include "core/format.h"
 #include "core/hdf5.h"
+#include "core/test_hooks.h"
 
 namespace pft::ckpt {
 
@@ -265,7 +266,10 @@ void write_objects(const h5::File& file, const fs::path& path, const std::string
   std::vector<std::string> sums(n);
   for (size_t i = 0; i < n; ++i) {
     sums[i] = write_dataset(file, contents.datasets()[i], options);
-    if (i + 1 == (n + 1) / 2) test_kill_point("data", final_name);
+    if (i + 1 == (n + 1) / 2) {
+      test_kill_point("data", final_name);
+      test_delay_point("ckpt_write", 0);  // core/test_hooks.h: rank 0 writes checkpoints
+    }
   }
   Contents manifest;
   const std::string json = manifest_json(contents, sums);

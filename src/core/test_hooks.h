@@ -14,8 +14,9 @@
 // or another point/rank: nothing happens. A malformed value throws InputError naming the
 // variable.
 //
-// PFT_TEST_DELAY, for the signal tests (tests/reliability/*signal*_test.sh): makes every rank that
-// reaches a named point slow, the way a large model's save or a big dataset's preparation is:
+// PFT_TEST_DELAY, for the signal tests (tests/reliability/*signal*_test.sh) and the fault matrix:
+// makes every rank that reaches a named point slow, the way a large model's save or a big
+// dataset's preparation is:
 //
 //   PFT_TEST_DELAY=<point>:<seconds>[,<point>:<seconds>...]   e.g. ckpt_save:4,step:0.3
 //
@@ -25,8 +26,10 @@
 // ckpt_save (train/checkpointer: every rank, inside each save, before rank 0 writes),
 // store_block (data/store_prepare: the builder, before each block of 64 examples it writes; a
 // preemption signal is checked right after it; the line says rank 0 whichever rank builds),
-// eval (train/held_out_eval: every rank, at the start of each held-out evaluation). A malformed
-// value throws InputError naming the variable.
+// eval (train/held_out_eval: every rank, at the start of each held-out evaluation), ckpt_write
+// (ckpt/writer: the thread writing a checkpoint, when half of its datasets are in the temporary
+// file; the fault matrix, tests/reliability/fault_matrix.sh, kills a rank in that window). A
+// malformed value throws InputError naming the variable.
 #pragma once
 
 #include <string_view>

@@ -285,6 +285,7 @@ std::vector<PreparedStore> prepare_token_stores(const Config& config,
     if (!options.force && fs::exists(path, ec)) {
       try {
         const std::unique_ptr<TokenStore> store = TokenStore::open(path, hash);
+        store->verify();  // a flipped bit anywhere in it: rebuilt below
         PreparedStore p;
         p.task = task.name;
         p.path = path;

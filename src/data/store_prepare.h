@@ -16,8 +16,10 @@
 //   - data.seq_len, data.train_on_prompt, data.strict, and run.seed when a template draws
 //     few-shot demonstrations (the picks depend on it).
 // The store lives at CACHE/<task>-<hash>.h5; any change of an input gives another name, and
-// TokenStore::open re-checks the hash inside, so nothing stale is ever read. Old stores stay
-// until removed (rm -r the cache directory to reclaim space).
+// TokenStore::open re-checks the hash inside, so nothing stale is ever read. A store found in the
+// cache is also read in full and checked against its dataset checksums (TokenStore::verify) and
+// rebuilt, with a warning naming the dataset, when damaged. Old stores stay until removed (rm -r
+// the cache directory to reclaim space).
 #pragma once
 
 #include <array>

@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <xxhash.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
@@ -24,6 +26,31 @@ namespace {
 
 constexpr int64_t kIndexChunk = int64_t{1} << 16;  // offsets / template ids / example ids
 constexpr int64_t kFlushChunks = 8;                // buffered chunks before a write
+constexpr const char* kChecksumAttr = "checksum";  // on every dataset: "xxh3-64:<16 hex>"
+
+// XXH3-64 over bytes fed in pieces (the store's dataset checksums).
+class Checksum {
+ public:
+  Checksum() : state_(XXH3_createState(), &XXH3_freeState) {
+    PFT_ASSERT(state_ != nullptr, "XXH3_createState failed");
+    XXH3_64bits_reset(state_.get());
+  }
+  template <class T>
+  void update(std::span<const T> v) {
+    XXH3_64bits_update(state_.get(), v.data(), v.size_bytes());
+  }
+  std::string hex() const { return fmt::format("xxh3-64:{:016x}", XXH3_64bits_digest(state_.get())); }
+
+ private:
+  std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> state_;
+};
+
+template <class T>
+std::string checksum_of(std::span<const T> v) {
+  Checksum c;
+  c.update(v);
+  return c.hex();
+}
 
 // A 1-D extensible dataset written in chunk-aligned blocks: HDF5 then never reads a chunk back to
 // complete it. The dataset is created on the first write, with chunks of `max_chunk` elements,
@@ -49,11 +76,15 @@ class Appender {
     const int64_t count = all ? n : n / max_chunk_ * max_chunk_;
     if (count == 0) return;
     ds_.append_1d<T>(std::span<const T>(buf_.data(), static_cast<size_t>(count)));
+    sum_.update(std::span<const T>(buf_.data(), static_cast<size_t>(count)));
     buf_.erase(buf_.begin(), buf_.begin() + count);
   }
+  // After the last flush: the checksum of everything written, as the dataset's attribute.
+  void seal() const { ds_.write_attribute(kChecksumAttr, sum_.hex()); }
   void reset() {
     ds_ = h5::Dataset();
     buf_.clear();
+    sum_ = Checksum();
   }
 
  private:
@@ -61,6 +92,7 @@ class Appender {
   int64_t max_chunk_;
   h5::Dataset ds_;
   std::vector<T> buf_;
+  Checksum sum_;
 };
 
 fs::path temporary_path(const fs::path& target) {
@@ -201,8 +233,14 @@ void TokenStoreWriter::end_split() {
   m.offsets.flush(m.group, true);
   m.template_ids.flush(m.group, true);
   m.example_ids.flush(m.group, true);
+  m.tok.seal();
+  m.mask.seal();
+  m.offsets.seal();
+  m.template_ids.seal();
+  m.example_ids.seal();
   const h5::Dataset t = h5::Dataset::create_1d<int32_t>(m.group, "templates", m.templates.size());
   t.write_1d<int32_t>(0, m.templates);
+  t.write_attribute(kChecksumAttr, checksum_of(std::span<const int32_t>(m.templates)));
   m.group.write_attribute("num_examples", m.num_examples);
   m.group.write_attribute("num_documents", m.docs);
   m.group.write_attribute("num_tokens", m.tokens);
@@ -256,8 +294,23 @@ std::vector<std::string> remove_abandoned_temporaries(const fs::path& dir) {
 // ---- Reader ---------------------------------------------------------------------------------
 
 struct StoreSplit::Datasets {
-  h5::Dataset tokens, mask;
+  h5::Dataset tokens, mask, template_ids, example_ids;
 };
+
+namespace {
+
+// Throws InputError naming the dataset when `computed` is not its stored checksum.
+void expect_checksum(const h5::Dataset& ds, const std::string& where, const char* name,
+                     const std::string& computed) {
+  const std::string stored = ds.read_string_attribute(kChecksumAttr);
+  if (stored != computed)
+    throw InputError(fmt::format(
+        "{}/{}: checksum mismatch (stored {}, computed {}): the token store is corrupt; delete "
+        "it and run `pft data prepare` (training rebuilds it by itself)",
+        where, name, stored, computed));
+}
+
+}  // namespace
 
 struct TokenStore::FileHandle {
   h5::File file;
@@ -377,11 +430,20 @@ std::unique_ptr<TokenStore> TokenStore::open(const fs::path& path,
       std::unique_ptr<StoreSplit> sp(new StoreSplit());
       sp->where_ = fmt::format("{}:/{}", path.string(), name);
       sp->num_examples_ = g.read_int_attribute("num_examples");
-      sp->templates_ = g.open_dataset("templates").read_all_1d<int32_t>();
-      sp->offsets_ = g.open_dataset("doc_offsets").read_all_1d<int64_t>();
+      const h5::Dataset templates = g.open_dataset("templates");
+      const h5::Dataset offsets = g.open_dataset("doc_offsets");
+      sp->templates_ = templates.read_all_1d<int32_t>();
+      sp->offsets_ = offsets.read_all_1d<int64_t>();
+      // Read in full anyway: their checksums cost nothing (verify() checks the rest).
+      expect_checksum(templates, sp->where_, "templates",
+                      checksum_of(std::span<const int32_t>(sp->templates_)));
+      expect_checksum(offsets, sp->where_, "doc_offsets",
+                      checksum_of(std::span<const int64_t>(sp->offsets_)));
       const h5::PropList dapl = h5::chunk_cache_access(0);  // whole chunks are cached here
       sp->ds_->tokens = g.open_dataset("tokens", dapl.id());
       sp->ds_->mask = g.open_dataset("loss_mask", dapl.id());
+      sp->ds_->template_ids = g.open_dataset("template_ids");
+      sp->ds_->example_ids = g.open_dataset("example_ids");
       const auto n_tok = static_cast<int64_t>(sp->ds_->tokens.size_1d());
       // num_examples comes from the file: overflow-checked (a corrupt value is refused below).
       int64_t docs = -1;
@@ -412,6 +474,40 @@ std::unique_ptr<TokenStore> TokenStore::open(const fs::path& path,
                     path.string(), e.what()));
   }
   return store;
+}
+
+void StoreSplit::verify() const {
+  try {
+    Checksum tokens, mask;
+    std::vector<int32_t> t;
+    std::vector<uint8_t> m;
+    for (int64_t start = 0; start < num_tokens(); start += chunk_tokens_) {
+      const int64_t count = std::min(chunk_tokens_, num_tokens() - start);
+      t.resize(static_cast<size_t>(count));
+      m.resize(static_cast<size_t>(count));
+      ds_->tokens.read_1d<int32_t>(static_cast<hsize_t>(start), t);
+      ds_->mask.read_1d<uint8_t>(static_cast<hsize_t>(start), m);
+      tokens.update(std::span<const int32_t>(t));
+      mask.update(std::span<const uint8_t>(m));
+    }
+    expect_checksum(ds_->tokens, where_, "tokens", tokens.hex());
+    expect_checksum(ds_->mask, where_, "loss_mask", mask.hex());
+    const std::vector<int32_t> ids = ds_->template_ids.read_all_1d<int32_t>();
+    expect_checksum(ds_->template_ids, where_, "template_ids",
+                    checksum_of(std::span<const int32_t>(ids)));
+    const std::vector<int64_t> examples = ds_->example_ids.read_all_1d<int64_t>();
+    expect_checksum(ds_->example_ids, where_, "example_ids",
+                    checksum_of(std::span<const int64_t>(examples)));
+  } catch (const h5::Hdf5Error& e) {
+    throw InputError(fmt::format("{}: cannot read this token store ({}); delete it and run `pft "
+                                 "data prepare`",
+                                 where_, e.what()));
+  }
+}
+
+void TokenStore::verify() const {
+  for (const auto& s : splits_)
+    if (s) s->verify();
 }
 
 }  // namespace pft

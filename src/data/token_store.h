@@ -19,6 +19,14 @@
 // doc = example * S + slot. template_ids/example_ids are redundant with that order; they are
 // there for tools (h5py) and checks.
 //
+// Integrity (version 2): every dataset has the attribute `checksum` = "xxh3-64:<16 hex digits>",
+// XXH3-64 of its elements' bytes as stored. open() checks those of templates and doc_offsets
+// (which it reads in full anyway); verify() reads and checks the rest (tokens, loss_mask,
+// template_ids, example_ids: the whole file, chunk by chunk). Store preparation
+// (data/store_prepare.h) verifies every cached store before it uses it and rebuilds one that
+// fails; a reader during training does not check again (corruption after start-up is found at the
+// next start).
+//
 // Staleness: the file name carries the content hash (data/store_prepare.h computes it from
 // everything the bytes depend on) and open() compares the stored hash with the expected one, so
 // a store is never read for inputs it was not built from.
@@ -42,7 +50,8 @@
 // and masks chunk by chunk through a small LRU cache (StoreReadOptions::cache_chunks chunks of
 // at most kTokenChunk tokens = 5 MiB each), so memory does not grow with the store's size.
 //
-// Errors: open() throws StaleStore (an InputError) when the hash or format version differ, and
+// Errors: open() and verify() throw InputError naming the file and dataset on a checksum
+// mismatch; open() throws StaleStore (an InputError) when the hash or format version differ, and
 // InputError naming the file when it is not a readable store; HDF5 failures while reading throw
 // h5::Hdf5Error (RuntimeFailure). Not thread-safe: one reader per thread.
 #pragma once
@@ -65,7 +74,7 @@ namespace pft {
 
 // Bump on any change to the layout, or to what the bytes of a store depend on that the content
 // hash does not cover (rendering or tokenization behaviour).
-inline constexpr int64_t kTokenStoreVersion = 1;
+inline constexpr int64_t kTokenStoreVersion = 2;  // 2: dataset checksums
 
 // Tokens per HDF5 chunk (and per cache entry) of the token and mask datasets; small splits use
 // one chunk of their exact size.
@@ -137,6 +146,9 @@ class StoreSplit final : public DocumentSource {
   void read(int64_t doc, std::vector<int32_t>& tokens, std::vector<uint8_t>& mask) override;
 
   int64_t num_tokens() const { return offsets_.back(); }
+  // Reads the split's tokens, masks, template and example ids and checks their checksums; throws
+  // InputError naming the dataset when one differs or cannot be read. Bounded memory (a chunk).
+  void verify() const;
   // Bytes held by the chunk cache (and the offsets), for memory checks.
   int64_t resident_bytes() const;
   // Chunks read from the file so far (cache misses).
@@ -180,6 +192,8 @@ class TokenStore {
   ~TokenStore();
 
   const StoreInfo& info() const { return info_; }
+  // StoreSplit::verify() for every split: reads the whole file.
+  void verify() const;
   const std::filesystem::path& path() const { return path_; }
   bool has_split(Split s) const { return splits_[static_cast<int>(s)] != nullptr; }
   // Throws InputError when the task has no such split.

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <functional>
 #include <random>
 #include <thread>
 
@@ -188,6 +189,58 @@ TEST(TokenStore, StaleAndBrokenStoresAreRefused) {
                                    {"junk.h5", "pft data prepare"});
 }
 
+// Overwrites element `index` of /train/<name> in place, as a flipped bit on disk would change it
+// (HDF5 itself sees nothing wrong: only the store's own checksums can tell).
+template <class T>
+void corrupt_element(const fs::path& p, const std::string& name, hsize_t index, T value) {
+  const h5::File f = h5::File::open(p, /*read_write=*/true);
+  const std::vector<T> v = {value};
+  f.open_group("train").open_dataset(name).write_1d<T>(index, std::span<const T>(v));
+}
+
+// Issue 18 (fault matrix, flip_store): a store whose tokens were flipped on disk used to be read
+// as if nothing happened. Every dataset carries a checksum: open() checks the small ones it reads
+// in full, verify() the rest, and each names the dataset.
+TEST(TokenStore, EveryDatasetsChecksumCatchesAChangedElement) {
+  TempDir dir;
+  const Docs train = random_docs(2 * 50, 3);
+  const auto write = [&](const fs::path& p) {
+    TokenStoreWriter w(p, info(9), /*chunk_tokens=*/64);
+    w.begin_split(Split::kTrain, {0, 1}, 50);
+    for (size_t i = 0; i < train.tokens.size(); ++i) w.append(train.tokens[i], train.masks[i]);
+    w.end_split();
+    w.commit();
+  };
+  const fs::path good = dir.path() / "good.h5";
+  write(good);
+  EXPECT_NO_THROW(TokenStore::open(good, std::nullopt)->verify());
+
+  struct Case {
+    std::string dataset;
+    std::function<void(const fs::path&)> corrupt;
+    bool found_by_open;
+  };
+  const std::vector<Case> cases = {
+      {"tokens", [&](const fs::path& p) { corrupt_element<int32_t>(p, "tokens", 300, 77777); }, false},
+      {"loss_mask", [&](const fs::path& p) { corrupt_element<uint8_t>(p, "loss_mask", 5, 2); }, false},
+      {"template_ids", [&](const fs::path& p) { corrupt_element<int32_t>(p, "template_ids", 7, 1 - (7 % 2)); }, false},
+      {"example_ids", [&](const fs::path& p) { corrupt_element<int64_t>(p, "example_ids", 7, 0); }, false},
+      {"templates", [&](const fs::path& p) { corrupt_element<int32_t>(p, "templates", 1, 4); }, true},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.dataset);
+    const fs::path p = dir.path() / (c.dataset + ".h5");
+    write(p);
+    c.corrupt(p);
+    const auto check = [&] { TokenStore::open(p, std::nullopt)->verify(); };
+    testing_data::expect_input_error(check, {p.string() + ":/train/" + c.dataset,
+                                             "checksum mismatch", "pft data prepare"});
+    if (!c.found_by_open) {
+      EXPECT_NO_THROW(TokenStore::open(p, std::nullopt));
+    }
+  }
+}
+
 TEST(TokenStore, UncommittedWriterLeavesNothing) {
   TempDir dir;
   {
@@ -296,6 +349,21 @@ TEST(Prepare, BuildsOnceThenFindsItCached) {
   dir.file("tiny.yaml",
            "# a comment\n" + std::string(kTinyTask).replace(kTinyTask.find("FEWSHOT"), 7, "0"));
   EXPECT_EQ(prepare_token_stores(tiny_config(dir), {2, false})[0].hash, first[0].hash);
+}
+
+// A cached store that no longer matches its checksums is rebuilt, not trained on (issue 18).
+TEST(Prepare, CorruptCachedStoreIsRebuilt) {
+  TempDir dir;
+  write_tiny(dir);
+  const PreparedStore first = prepare_token_stores(tiny_config(dir), {1, false})[0];
+  ASSERT_TRUE(first.built);
+  corrupt_element<int32_t>(first.path, "tokens", 3, 1234);
+  const PreparedStore again = prepare_token_stores(tiny_config(dir), {1, false})[0];
+  EXPECT_TRUE(again.built);
+  EXPECT_EQ(again.path, first.path);
+  EXPECT_EQ(again.tokens, first.tokens);
+  EXPECT_NO_THROW(TokenStore::open(again.path, again.hash)->verify());
+  EXPECT_FALSE(prepare_token_stores(tiny_config(dir), {1, false})[0].built);
 }
 
 TEST(Prepare, AnyInputChangeGivesANewStore) {
