@@ -18,8 +18,13 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iterator>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace pft::test {
 
@@ -181,6 +186,53 @@ inline size_t count(const std::string& text, const std::string& what) {
   size_t n = 0;
   for (size_t p = text.find(what); p != std::string::npos; p = text.find(what, p + 1)) ++n;
   return n;
+}
+
+// Pids of running processes (other than this one) whose command line mentions `needle` (a test's
+// unique run dir).
+inline std::vector<pid_t> pids_mentioning(const std::string& needle) {
+  std::vector<pid_t> out;
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream f(e.path() / "cmdline", std::ios::binary);
+    const std::string cmd((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    if (cmd.find(needle) != std::string::npos && std::stoi(name) != getpid())
+      out.push_back(std::stoi(name));
+  }
+  return out;
+}
+
+// The kill -9 of a whole job at a chosen point: runs `command` (sh -c, output to `log`) in a
+// process group of its own, polls `reached` every 10 ms for at most `timeout`, then SIGKILLs
+// every process whose command line mentions `needle` (the ranks), and the group (mpirun, the
+// shell), and waits until none is left. Returns whether `reached` held before the kill; fails
+// the test if a process survives.
+inline bool sigkill_job_when(const std::string& command, const std::string& log,
+                             const std::string& needle, const std::function<bool()>& reached,
+                             std::chrono::seconds timeout = std::chrono::seconds(240)) {
+  const pid_t child = fork();
+  if (child < 0) {
+    ADD_FAILURE() << "fork failed";
+    return false;
+  }
+  if (child == 0) {
+    setpgid(0, 0);
+    const std::string cmd = command + " > " + log + " 2>&1";
+    execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  bool ok = false;
+  while (!(ok = reached()) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (pid_t p : pids_mentioning(needle)) kill(p, SIGKILL);
+  kill(-child, SIGKILL);
+  wait_child(child, std::chrono::seconds(60), "the SIGKILLed job");
+  for (int i = 0; i < 100 && !pids_mentioning(needle).empty(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_TRUE(pids_mentioning(needle).empty()) << "processes of the killed job survived";
+  return ok;
 }
 
 }  // namespace pft::test

@@ -42,6 +42,7 @@ const std::string kMpirun =
     std::string("PFT_OVERSUBSCRIBE=1 PFT_MPIRUN_LOOPBACK=1 PFT_TAG_OUTPUT=0 ") + PFT_MPIRUN;
 
 using pft::test::Result;
+using pft::test::pids_mentioning;
 using pft::test::run;
 
 fs::path fresh_dir(const std::string& tag) { return pft::ckpt::test::scratch_dir("cli-" + tag); }
@@ -103,20 +104,6 @@ int64_t last_step(const fs::path& dir) {
   return m.loss.empty() ? 0 : m.loss.rbegin()->first;
 }
 
-// Pids of running processes whose command line mentions `needle` (our unique run dir).
-std::vector<pid_t> pids_mentioning(const std::string& needle) {
-  std::vector<pid_t> out;
-  for (const auto& e : fs::directory_iterator("/proc")) {
-    const std::string name = e.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream f(e.path() / "cmdline", std::ios::binary);
-    std::string cmd((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    if (cmd.find(needle) != std::string::npos && std::stoi(name) != getpid())
-      out.push_back(std::stoi(name));
-  }
-  return out;
-}
-
 void expect_same_losses(const Metrics& a, const Metrics& b, int64_t steps) {
   ASSERT_EQ(a.loss.size(), static_cast<size_t>(steps));
   ASSERT_EQ(b.loss.size(), static_cast<size_t>(steps));
@@ -133,26 +120,11 @@ TEST(ResumeCli, SigkillAllRanksAtRandomStepResumesBitwise) {
       static_cast<unsigned>(std::chrono::system_clock::now().time_since_epoch().count()));
   const int64_t kill_at = 3 + static_cast<int64_t>(rng() % 8);  // 3..10
   std::cout << "killing every rank at step >= " << kill_at << "\n";
-  const pid_t child = fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {
-    setpgid(0, 0);
-    const std::string cmd =
-        kMpirun + " -np 2 " + train_cmd(killed) + " > " + (killed.string() + ".log") + " 2>&1";
-    execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(240);
-  while (last_step(killed) < kill_at && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  ASSERT_GE(last_step(killed), kill_at) << "the run never reached step " << kill_at;
   // SIGKILL to every process of this run: the ranks (found by their unique run dir), mpirun, sh.
-  for (pid_t p : pids_mentioning(killed.string())) kill(p, SIGKILL);
-  kill(-child, SIGKILL);
-  pft::test::wait_child(child, std::chrono::seconds(60), "the SIGKILLed mpirun");
-  for (int i = 0; i < 100 && !pids_mentioning(killed.string()).empty(); ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  ASSERT_TRUE(pids_mentioning(killed.string()).empty());
+  ASSERT_TRUE(pft::test::sigkill_job_when(
+      kMpirun + " -np 2 " + train_cmd(killed), killed.string() + ".log", killed.string(),
+      [&] { return last_step(killed) >= kill_at; }))
+      << "the run never reached step " << kill_at;
   const int64_t killed_at = last_step(killed);
   EXPECT_LT(killed_at, 12) << "the run finished before it was killed";
   // The checkpoints the killed run left (every 2 steps; the newest may be incomplete).

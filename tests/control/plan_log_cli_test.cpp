@@ -162,20 +162,6 @@ int64_t last_resume(const fs::path& dir) {
   return from;
 }
 
-// Pids of running processes whose command line mentions `needle` (our unique run dir).
-std::vector<pid_t> pids_mentioning(const std::string& needle) {
-  std::vector<pid_t> out;
-  for (const auto& e : fs::directory_iterator("/proc")) {
-    const std::string name = e.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream f(e.path() / "cmdline", std::ios::binary);
-    std::string cmd((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    if (cmd.find(needle) != std::string::npos && std::stoi(name) != getpid())
-      out.push_back(std::stoi(name));
-  }
-  return out;
-}
-
 TEST(PlanLogCli, SigkillAndResumeLeaveEveryStepOnce) {
   constexpr int kSteps = 40, kEvery = 5;
   const fs::path ref = scratch("ref"), killed = scratch("killed");
@@ -188,24 +174,8 @@ TEST(PlanLogCli, SigkillAndResumeLeaveEveryStepOnce) {
       static_cast<unsigned>(std::chrono::system_clock::now().time_since_epoch().count()));
   const int64_t kill_at = 13 + static_cast<int64_t>(rng() % 20);  // 13..32
   std::cout << "killing every rank at step >= " << kill_at << "\n";
-  const pid_t child = fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {
-    setpgid(0, 0);
-    const std::string cmd = train_cmd(2, killed, kSteps, kEvery, "") + " > " +
-                            (killed.string() + ".log") + " 2>&1";
-    execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(240);
-  while (last_step(killed) < kill_at && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  for (pid_t p : pids_mentioning(killed.string())) kill(p, SIGKILL);
-  kill(-child, SIGKILL);
-  pft::test::wait_child(child, std::chrono::seconds(60), "the SIGKILLed mpirun");
-  for (int i = 0; i < 100 && !pids_mentioning(killed.string()).empty(); ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  ASSERT_TRUE(pids_mentioning(killed.string()).empty());
+  pft::test::sigkill_job_when(train_cmd(2, killed, kSteps, kEvery, ""), killed.string() + ".log",
+                              killed.string(), [&] { return last_step(killed) >= kill_at; });
   const int64_t killed_at = last_step(killed);
   ASSERT_GE(killed_at, kill_at) << "the run never reached step " << kill_at;
   ASSERT_LT(killed_at, kSteps) << "the run finished before it was killed";
