@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -15,9 +16,11 @@
 
 #include "core/error.h"
 #include "core/format.h"
+#include "core/logging.h"
 #include "core/mpi_check.h"
 #include "core/mpi_roll_call.h"
 #include "core/rank_env.h"
+#include "core/test_hooks.h"
 
 namespace pft {
 
@@ -27,6 +30,32 @@ std::string host_name() {
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
   return host;
+}
+
+// write_launcher_verdict with the rank given: the finalize watchdog may not call MPI while the
+// main thread is inside MPI_Finalize.
+void write_verdict(int code, int rank) {
+  const char* path = std::getenv("PFT_VERDICT_FILE");
+  if (path == nullptr || *path == '\0') return;
+  const int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+  if (fd < 0) return;  // another rank's verdict came first, or the launcher's host is elsewhere
+  const std::string line = fmt::format("{} {} {}\n", code, rank, host_name());
+  (void)!write(fd, line.data(), line.size());
+  close(fd);
+}
+
+// The first rank past MPI_Finalize creates PFT_VERDICT_FILE.finalized ("<rank> <host>\n"):
+// launch/pft-mpirun ends an mpirun still waiting for a rank's exit PFT_MPIRUN_FINALIZE_GRACE_S
+// later (a rank stopped or hung after its MPI_Finalize). Never throws.
+void write_finalized_marker(int rank) {
+  const char* verdict = std::getenv("PFT_VERDICT_FILE");
+  if (verdict == nullptr || *verdict == '\0') return;
+  const std::string path = std::string(verdict) + ".finalized";
+  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
+  if (fd < 0) return;  // another rank was first, or the launcher's host is elsewhere
+  const std::string line = fmt::format("{} {}\n", rank, host_name());
+  (void)!write(fd, line.data(), line.size());
+  close(fd);
 }
 
 }  // namespace
@@ -58,9 +87,11 @@ MpiEnvironment::~MpiEnvironment() {
   // never comes, so the job would hang here before the error is even printed. main() reports it,
   // then finalizes (the ranks agreed on the failure) or aborts the job (they did not).
   if (std::uncaught_exceptions() > 0) return;
-  int finalized = 0;
-  MPI_Finalized(&finalized);
-  if (!finalized) MPI_Finalize();
+  // The command ended normally on every rank (its outputs are written): a peer that stops now
+  // must not hang the job either (finalize_mpi_job; exit 3 if it does).
+  finalize_mpi_job(static_cast<int>(ExitCode::kRuntime),
+                   "this rank had finished its command; for `pft train`, the run's outputs are "
+                   "complete once rank 0 printed its `done:` line");
 }
 
 MpiTopology discover_mpi_topology() {
@@ -166,14 +197,40 @@ void max_over_ranks(const RankEnv* env, std::span<int> values, double timeout_s,
   std::copy(buffer->begin(), buffer->end(), values.begin());
 }
 
-void write_launcher_verdict(int code) {
-  const char* path = std::getenv("PFT_VERDICT_FILE");
-  if (path == nullptr || *path == '\0') return;
-  const int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
-  if (fd < 0) return;  // another rank's verdict came first, or the launcher's host is elsewhere
-  const std::string line = fmt::format("{} {} {}\n", code, mpi_world_rank(), host_name());
-  (void)!write(fd, line.data(), line.size());
-  close(fd);
+void write_launcher_verdict(int code) { write_verdict(code, mpi_world_rank()); }
+
+void finalize_mpi_job(int code_if_hung, std::string_view outcome) {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (!initialized || finalized) return;
+  const int rank = mpi_world_rank();
+  int size = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  test_delay_point("finalize", rank);
+  // The watchdog: a detached thread, so a finalize that never returns cannot keep it from firing;
+  // `done` (shared, it may outlive this frame) makes it do nothing once MPI_Finalize returned.
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  std::thread([done, rank, size, code_if_hung, what = std::string(outcome)] {
+    std::this_thread::sleep_for(std::chrono::duration<double>(kFinalizeGraceS));
+    if (done->load()) return;
+    log::error(
+        "MPI_Finalize (the end of the job; {}) has not completed on rank {} of {} (host {}) "
+        "within {:g} s: a peer rank stopped answering (stopped, hung, or its host cut off) and "
+        "MPI_Finalize waits for every rank. Exiting {} without finalizing; the launcher ends the "
+        "rest of the job (docs/launching.md, \"Exit codes\")",
+        what, rank, size, host_name(), kFinalizeGraceS, code_if_hung);
+    log::flush();
+    write_verdict(code_if_hung, rank);  // pft-mpirun stops an mpirun that still waits
+    std::fflush(nullptr);
+    _exit(code_if_hung);
+  }).detach();
+  MPI_Finalize();
+  done->store(true);
+  // Past MPI_Finalize's fence every rank has reached the end; one stopped after this point (its
+  // exit never comes) is for the launcher to end: tell it the job has finalized.
+  write_finalized_marker(rank);
+  test_delay_point("finalized", rank);
 }
 
 void end_mpi_job(bool agreed, int code) {
@@ -183,6 +240,12 @@ void end_mpi_job(bool agreed, int code) {
   if (!initialized || finalized) return;
   int size = 1;
   MPI_Comm_size(MPI_COMM_WORLD, &size);
+  // Every rank failed the same way and exits with `code` on its own: end the job normally, within
+  // kFinalizeGraceS even when a peer stops answering now.
+  if (size == 1 || agreed) {
+    finalize_mpi_job(code, fmt::format("every rank had agreed on exit {}", code));
+    return;
+  }
   // The watchdog: whatever MPI does below, this process ends kEndJobGraceS from now with `code`.
   std::thread([code] {
     std::this_thread::sleep_for(std::chrono::duration<double>(kEndJobGraceS));
@@ -191,14 +254,12 @@ void end_mpi_job(bool agreed, int code) {
   }).detach();
   // A failure the ranks did not agree on may leave peers blocked in a collective: take the whole
   // job down rather than hang.
-  if (size > 1 && !agreed) {
-    write_launcher_verdict(code);
-    // After a roll call, the lowest rank that answered prints the job's one message (main stays
-    // quiet here): abort a moment later, so the launcher's kill does not cut it off mid-unwind.
-    if (!roll_call_reporter()) std::this_thread::sleep_for(std::chrono::seconds(1));
-    MPI_Abort(MPI_COMM_WORLD, code);
-  }
-  MPI_Finalize();  // every rank failed the same way: end the job normally
+  write_launcher_verdict(code);
+  // After a roll call, the lowest rank that answered prints the job's one message (main stays
+  // quiet here): abort a moment later, so the launcher's kill does not cut it off mid-unwind.
+  if (!roll_call_reporter()) std::this_thread::sleep_for(std::chrono::seconds(1));
+  MPI_Abort(MPI_COMM_WORLD, code);
+  _exit(code);  // MPI_Abort does not return; should it, the job still ends with `code`
 }
 
 }  // namespace pft

@@ -22,7 +22,8 @@ class MpiEnvironment {
  public:
   MpiEnvironment();
   // Not collective when unwinding from an exception (a stalled peer would never come): main
-  // then finalizes or aborts the job itself (end_mpi_job).
+  // then finalizes or aborts the job itself (end_mpi_job). Otherwise (the command returned)
+  // finalize_mpi_job, exiting 3 if MPI_Finalize hangs.
   ~MpiEnvironment();
   MpiEnvironment(const MpiEnvironment&) = delete;
   MpiEnvironment& operator=(const MpiEnvironment&) = delete;
@@ -77,17 +78,39 @@ void max_over_ranks(const RankEnv* env, std::span<int> values, double timeout_s,
 
 // After main caught a failure with exit code `code`: when MPI is up and the job has several
 // ranks, MPI_Abort the whole job unless every rank `agreed` on the failure (core/agree.h: they
-// all exit on their own), else MPI_Finalize. Called once, by main only.
+// all exit on their own), else finalize_mpi_job(code). Called once, by main only.
 //
-// Neither call may hang the process: a launcher that lost a host can leave MPI_Abort (or a
-// finalize whose peers are gone) waiting forever, so a watchdog thread ends the process with
-// _exit(code) kEndJobGrace after the call began. For a failure the ranks did not agree on, the
+// MPI_Abort may not hang the process: a launcher that lost a host can leave it waiting forever,
+// so a watchdog thread ends the process with _exit(code) kEndJobGraceS after the call began. The
 // launcher is told first (write_launcher_verdict), so that launch/pft-mpirun can stop an mpirun
 // that cannot reach a lost host's daemon.
 void end_mpi_job(bool agreed, int code);
 
-// How long end_mpi_job lets MPI_Abort / MPI_Finalize run before _exit(code).
+// How long end_mpi_job lets MPI_Abort run before _exit(code).
 inline constexpr double kEndJobGraceS = 3.0;
+
+// The end of a job whose ranks all ended the same way (the command returned on every rank, or a
+// failure they all agreed on): MPI_Finalize, bounded. MPI_Finalize waits for every rank (Open MPI
+// 4.1: a fence over all processes), and has no deadline: a peer stopped or hung after its last
+// collective (SIGSTOP, a stuck filesystem, a host cut off) would hang this rank, and so mpirun and
+// the job, forever. So a watchdog thread, kFinalizeGraceS after the call began, logs which phase
+// hung (`outcome` says what had been done), writes the launcher's verdict (write_launcher_verdict;
+// launch/pft-mpirun then stops an mpirun still waiting) and _exits `code_if_hung` without
+// finalizing; Open MPI then ends the job, the stopped peer included (SIGKILL). Callers pass the
+// code the job agreed on for a failure, and 3 after a success: the outputs are complete but a
+// rank of the job is stuck and its node needs a look, which 0 would hide (docs/launching.md,
+// "Exit codes"). Once MPI_Finalize returned, the rank creates PFT_VERDICT_FILE.finalized (the
+// first rank's "<rank> <host>"): a rank stopped after its own MPI_Finalize cannot end itself, so
+// launch/pft-mpirun stops an mpirun still waiting for it PFT_MPIRUN_FINALIZE_GRACE_S (10) s later
+// and exits 3. A no-op before MPI_Init or after MPI_Finalize. Test hook: PFT_TEST_DELAY
+// point `finalize` (core/test_hooks.h), just before MPI_Finalize.
+void finalize_mpi_job(int code_if_hung, std::string_view outcome);
+
+// How long finalize_mpi_job waits for MPI_Finalize. A healthy finalize takes well under a second
+// (a fence and the transports' teardown; 2 ranks here: ~0.1 s); 10 s leaves a loaded or
+// multi-host job a wide margin while ending a job that already finished far sooner than
+// dist.timeout_s (default 300 s), which bounds work, not teardown.
+inline constexpr double kFinalizeGraceS = 10.0;
 
 // Tells the launcher this rank ends the job with `code` (not agreed by every rank): when
 // PFT_VERDICT_FILE is set (launch/pft-mpirun sets it), creates that file with "<code> <rank>

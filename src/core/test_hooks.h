@@ -28,8 +28,11 @@
 // preemption signal is checked right after it; the line says rank 0 whichever rank builds),
 // eval (train/held_out_eval: every rank, at the start of each held-out evaluation), ckpt_write
 // (ckpt/writer: the thread writing a checkpoint, when half of its datasets are in the temporary
-// file; the fault matrix, tests/reliability/fault_matrix.sh, kills a rank in that window). A
-// malformed value throws InputError naming the variable.
+// file; the fault matrix, tests/reliability/fault_matrix.sh, kills a rank in that window), finalize
+// (core/mpi_env: every rank, at the end of the job just before MPI_Finalize, after the command's
+// outputs are written; tests/reliability/finalize_stop_test.sh stops a rank there), finalized
+// (core/mpi_env: every rank, right after its MPI_Finalize returned; the same test). A malformed
+// value throws InputError naming the variable.
 #pragma once
 
 #include <string_view>

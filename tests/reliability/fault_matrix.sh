@@ -15,7 +15,8 @@
 #                   `.step_N.h5.tmp-*` file of a random save): exit 3
 #   stop_short      SIGSTOP of a random rank for 0.2-2 s, then SIGCONT: the job goes on, exit 0
 #   stop_long       SIGSTOP of a random rank, held: exit 3 within dist.timeout_s + 30 s, the roll
-#                   call naming the stopped rank; no process left behind
+#                   call naming the stopped rank (or, for a stop after the rank's `done:` line,
+#                   the other rank's finalize watchdog message); no process left behind
 #   term_launcher   SIGTERM to launch/pft-mpirun at a random step: exit 75, a `preempted` record
 #                   in metrics.jsonl and a checkpoint at or after that step
 #   disk_full_ckpt  run.dir on a 24 MB tmpfs filled at a random step (0-1 MB left, and kept full
@@ -358,8 +359,11 @@ s_stop_long() {
   fault_ended 3 "$t"
   (( $(awk -v a="$T_END" -v b="$t" -v l="$timeout_s" 'BEGIN { print (a - b > l + 30) }') )) &&
     fail "the job ended $(fsub "$T_END" "$t") s after the stop, later than dist.timeout_s + 30 s"
+  # A stop that lands after the rank's last collective (its `done:` line) is met by the other
+  # rank's finalize watchdog instead (core/mpi_env.h finalize_mpi_job), not by a roll call.
   grep -qE "Roll call: rank $r on [^ ]+ did not answer" "$trial_dir/fault.log" ||
-    fail "no roll call naming rank $r"
+    grep -qE "MPI_Finalize \(the end of the job; .* has not completed on rank $((1 - r)) of 2" "$trial_dir/fault.log" ||
+    fail "no roll call naming rank $r (nor a finalize watchdog message of rank $((1 - r)))"
   recover
 }
 
