@@ -293,6 +293,12 @@ Outcome process(const fs::path& path, const ReadOptions& options, Mode mode) {
   if (!fs::exists(path, ec)) invalid("no such file");
   if (!fs::is_regular_file(path, ec)) invalid("not a regular file");
   if (fs::file_size(path, ec) == 0) invalid("empty file (0 bytes): a save that never finished");
+  // Before HDF5 sees the file: HDF5 1.10 can crash on damaged metadata (Note [file seal]).
+  const h5::SealCheck seal = h5::check_seal(path);
+  if (!seal.damage.empty())
+    invalid(fmt::format("damaged: {}; refused before HDF5 reads it (auto-resume skips it; "
+                        "restore it from a copy or delete it)",
+                        seal.damage));
   if (H5Fis_hdf5(path.c_str()) <= 0) {
     H5Eclear2(H5E_DEFAULT);
     invalid("not an HDF5 file (truncated or overwritten?)");

@@ -17,7 +17,11 @@
 //
 // Verification
 // ~~~~~~~~~~~~
-// A file is valid when: it is a non-empty HDF5 file that opens (HDF5 detects truncation and
+// First, before HDF5 opens the file (HDF5 1.10 can crash on damaged metadata), its whole-file
+// seal is checked (Note [file seal], core/hdf5.cpp): a sealed file whose bytes do not match is
+// refused as "damaged: whole-file checksum mismatch ..." (or size mismatch, or an unreadable
+// seal); a file without a seal (written by pft before the seal) goes on to the checks below.
+// Then a file is valid when: it is a non-empty HDF5 file that opens (HDF5 detects truncation and
 // metadata checksum errors), passes the checks above, has root attributes format =
 // "pft-checkpoint", format_version <= kFormatVersion and complete = 1, its /manifest matches its
 // checksum, every manifest entry exists with the listed dtype, shape and byte count, no dataset

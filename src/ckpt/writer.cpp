@@ -221,7 +221,10 @@ void write_file(const fs::path& path, const std::string& final_name, const Conte
   PFT_H5_CHECK(H5Pset_libver_bounds(fapl.id(), H5F_LIBVER_V18, H5F_LIBVER_V18));
   PFT_H5_CHECK(H5Pset_alignment(fapl.id(), 64 * 1024, 4096));
   PFT_H5_CHECK(H5Pset_fclose_degree(fapl.id(), H5F_CLOSE_STRONG));
-  h5::File file(PFT_H5_CHECK_AT(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id()),
+  // The user block receives the whole-file seal after the close (Note [file seal], core/hdf5.cpp).
+  h5::PropList fcpl = h5::PropList::create(H5P_FILE_CREATE);
+  if (options.seal) PFT_H5_CHECK(H5Pset_userblock(fcpl.id(), h5::kSealBytes));
+  h5::File file(PFT_H5_CHECK_AT(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl.id(), fapl.id()),
                                 path.string()));
   try {
     write_objects(file, path, final_name, contents, options);
@@ -294,6 +297,7 @@ WriteStats write_checkpoint(const fs::path& final_path, const Contents& contents
   ::unlink(tmp.c_str());
   try {
     write_file(tmp, final_path.filename().string(), contents, options);
+    if (options.seal) h5::seal_file(tmp);  // after HDF5 closed it, before fsync and rename
     fsync_path(tmp, /*directory=*/false);
     if (::rename(tmp.c_str(), final_path.c_str()) != 0)
       throw RuntimeFailure(fmt::format("checkpoint: cannot rename '{}' to '{}': {}", tmp.string(),

@@ -4,7 +4,8 @@
 // Note [atomic save]
 // ~~~~~~~~~~~~~~~~~~
 //   1. write DIR/.NAME.tmp-<pid> (HDF5, every dataset with its checksum, the manifest, then the
-//      root attribute `complete`), close it;
+//      root attribute `complete`), close it; fill the 4 KiB HDF5 user block at its start with
+//      the whole-file seal (XXH3-64 of every byte after it: Note [file seal], core/hdf5.cpp);
 //   2. fsync the temporary file;
 //   3. rename it to DIR/NAME (atomic on POSIX filesystems), fsync DIR so the rename is durable.
 // The caller then updates checkpoints/latest the same way (ckpt/run_checkpoints.h). A crash in 1-2
@@ -38,6 +39,9 @@ struct WriteOptions {
   Compression compression = Compression::kNone;  // gzip: byte shuffle + deflate level 4, chunked
   bool file_locking = false;                     // HDF5 file locks (checkpoint.file_locking)
   size_t piece_bytes = size_t{64} << 20;         // largest single H5Dwrite
+  // The whole-file seal in the HDF5 user block (Note [file seal], core/hdf5.cpp). false writes
+  // the layout of pft before the seal: for benchmarks and tests of the unsealed path only.
+  bool seal = true;
 };
 
 struct WriteStats {

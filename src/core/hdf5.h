@@ -217,7 +217,36 @@ struct FileOptions {
   // HDF5's file locks fail on some parallel filesystems and serve no purpose for files pft writes
   // once (then renames into place) and only reads afterwards; off by default.
   bool file_locking = false;
+  // Reserve kSealBytes of HDF5 user block at the start of the file for seal_file() (create only).
+  bool seal = false;
 };
+
+// Whole-file seal (Note [file seal] in hdf5.cpp). pft's own files (checkpoints, token stores)
+// start with a 4 KiB HDF5 user block that holds one text line,
+//   "pft-hdf5-seal v1 xxh3-64:<16 hex> bytes:<n>\n" (zero padded),
+// the XXH3-64 and length of every byte after the user block. HDF5, h5py and older pft skip the
+// user block and read the file as usual. Readers call check_seal() BEFORE HDF5 opens the file:
+// HDF5 1.10 can crash on damaged metadata, so a damaged sealed file must never reach it.
+// 4 KiB, not HDF5's minimum of 512: a user block must be at least the file's object alignment,
+// and checkpoints align their large datasets to 4 KiB (ckpt/writer.h).
+inline constexpr hsize_t kSealBytes = 4096;
+
+// Fills the user block of `path`, created with FileOptions::seal (or a fcpl with
+// H5Pset_userblock(kSealBytes)) and already closed through HDF5: hashes the rest of the file in
+// one streaming pass and writes the header with pwrite (no fsync: the caller fsyncs and
+// renames). Throws RuntimeFailure on I/O errors or a file without an empty user block.
+void seal_file(const std::filesystem::path& path);
+
+struct SealCheck {
+  bool sealed = false;  // the file carries a seal, and it matches
+  std::string damage;   // non-empty: the file is damaged (reason, without the file name)
+};
+// Checks the seal of `path` without HDF5. A file that starts with HDF5's signature (no user
+// block: an older pft's, or not pft's) is `sealed = false` with no damage: read it as before.
+// A file whose first bytes are a seal header is hashed and compared; a file with HDF5's
+// signature at offset kSealBytes but no readable seal header (pft writes no other user block) is
+// damaged. Anything else (not HDF5 at all, missing, unreadable) is left to the caller's checks.
+SealCheck check_seal(const std::filesystem::path& path);
 
 class File : public Location {
  public:

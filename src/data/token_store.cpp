@@ -174,7 +174,9 @@ TokenStoreWriter::TokenStoreWriter(fs::path path, StoreInfo info, int64_t chunk_
     throw InputError(fmt::format("{}: cannot create the token store directory: {}",
                                  impl_->target.parent_path().string(), ec.message()));
   std::tie(impl_->temp, impl_->lock_fd) = create_locked_temporary(impl_->target);
-  impl_->file = h5::File::create(impl_->temp);  // truncates the same file: the lock stays
+  h5::FileOptions fo;
+  fo.seal = true;  // Note [file seal], core/hdf5.cpp
+  impl_->file = h5::File::create(impl_->temp, fo);  // truncates the same file: the lock stays
 }
 
 TokenStoreWriter::~TokenStoreWriter() {
@@ -263,6 +265,7 @@ void TokenStoreWriter::commit() {
   m.file.write_attribute("seq_len", m.info.seq_len);
   m.file.write_attribute("pft_version", std::string(PFT_VERSION));
   m.file.close();
+  h5::seal_file(m.temp);
   fsync_file(m.temp);
   std::error_code ec;
   fs::rename(m.temp, m.target, ec);
@@ -390,6 +393,10 @@ std::unique_ptr<TokenStore> TokenStore::open(const fs::path& path,
                                              const std::optional<ContentHash>& expected,
                                              const StoreReadOptions& options) {
   h5::init();
+  // Before HDF5 sees the file: HDF5 1.10 can crash on damaged metadata (Note [file seal]).
+  if (const h5::SealCheck seal = h5::check_seal(path); !seal.damage.empty())
+    throw InputError(fmt::format("{}: token store damaged: {}; delete it and run `pft data prepare`",
+                                 path.string(), seal.damage));
   if (H5Fis_hdf5(path.c_str()) <= 0) {
     H5Eclear2(H5E_DEFAULT);
     throw InputError(

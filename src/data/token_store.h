@@ -19,7 +19,10 @@
 // doc = example * S + slot. template_ids/example_ids are redundant with that order; they are
 // there for tools (h5py) and checks.
 //
-// Integrity (version 2): every dataset has the attribute `checksum` = "xxh3-64:<16 hex digits>",
+// Integrity: the file starts with a whole-file seal in its HDF5 user block (Note [file seal],
+// core/hdf5.cpp); open() checks it before HDF5 opens the file and refuses a mismatch as damaged
+// (store preparation then rebuilds the store). Stores written before the seal have none and are
+// read as before. Version 2: every dataset has the attribute `checksum` = "xxh3-64:<16 hex digits>",
 // XXH3-64 of its elements' bytes as stored. open() checks those of templates and doc_offsets
 // (which it reads in full anyway); verify() reads and checks the rest (tokens, loss_mask,
 // template_ids, example_ids: the whole file, chunk by chunk). Store preparation

@@ -14,6 +14,7 @@
 
 #include "ckpt/contents.h"
 #include "ckpt/format.h"
+#include "core/hdf5.h"
 
 namespace pft::ckpt::test {
 
@@ -93,6 +94,25 @@ inline void flip_bit(const fs::path& file, uint64_t offset, int bit = 3) {
   c = static_cast<char>(c ^ (1 << bit));
   f.seekp(static_cast<std::streamoff>(offset));
   f.write(&c, 1);
+}
+
+// Recomputes the whole-file seal of a checkpoint altered by a test (Note [file seal], core/hdf5.cpp),
+// as a crafted file would carry one: pft's checks after the seal are then what must refuse it.
+// Files without HDF5's signature after the user block (emptied, garbage) are left alone.
+inline void reseal(const fs::path& file) {
+  std::string head(h5::kSealBytes + 8, '\0');
+  {
+    std::ifstream in(file, std::ios::binary);
+    in.read(head.data(), static_cast<std::streamsize>(head.size()));
+    if (in.gcount() != static_cast<std::streamsize>(head.size())) return;
+  }
+  if (head.substr(h5::kSealBytes, 4) != "\x89HDF") return;
+  {
+    std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+    const std::string zeros(h5::kSealBytes, '\0');
+    f.write(zeros.data(), static_cast<std::streamsize>(zeros.size()));
+  }
+  h5::seal_file(file);
 }
 
 }  // namespace pft::ckpt::test

@@ -222,7 +222,9 @@ TEST(CkptSave, ResumePickSkipsCorruptNewestAndNamesIt) {
   EXPECT_EQ(resume_pick(dir, &skipped), 1);
   ASSERT_EQ(skipped.size(), 2u);
   EXPECT_NE(skipped[0].find("step_00000003.h5"), std::string::npos);
-  EXPECT_NE(skipped[0].find("/model/transformer.wte.weight"), std::string::npos) << skipped[0];
+  // A bit flipped on disk: the whole-file seal refuses it before HDF5 reads it.
+  EXPECT_NE(skipped[0].find("damaged: whole-file checksum mismatch"), std::string::npos)
+      << skipped[0];
   EXPECT_NE(skipped[1].find("step_00000002.h5"), std::string::npos);
   fs::remove_all(dir);
 }

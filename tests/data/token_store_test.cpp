@@ -191,11 +191,64 @@ TEST(TokenStore, StaleAndBrokenStoresAreRefused) {
 
 // Overwrites element `index` of /train/<name> in place, as a flipped bit on disk would change it
 // (HDF5 itself sees nothing wrong: only the store's own checksums can tell).
+// The file's whole-file seal is then recomputed, as a crafted file would carry one, so the
+// store's own checksums are what must notice (Note [file seal], core/hdf5.cpp).
+void reseal(const fs::path& p) {
+  {
+    std::fstream f(p, std::ios::in | std::ios::out | std::ios::binary);
+    const std::string zeros(h5::kSealBytes, '\0');
+    f.write(zeros.data(), static_cast<std::streamsize>(zeros.size()));
+  }
+  h5::seal_file(p);
+}
+
 template <class T>
 void corrupt_element(const fs::path& p, const std::string& name, hsize_t index, T value) {
-  const h5::File f = h5::File::open(p, /*read_write=*/true);
-  const std::vector<T> v = {value};
-  f.open_group("train").open_dataset(name).write_1d<T>(index, std::span<const T>(v));
+  {
+    const h5::File f = h5::File::open(p, /*read_write=*/true);
+    const std::vector<T> v = {value};
+    f.open_group("train").open_dataset(name).write_1d<T>(index, std::span<const T>(v));
+  }
+  reseal(p);
+}
+
+// XORs one byte of the file at `offset`, as damage on disk would (HDF5 not involved).
+void flip_byte(const fs::path& p, std::streamoff offset) {
+  std::fstream f(p, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(offset);
+  char c = 0;
+  f.read(&c, 1);
+  c = static_cast<char>(c ^ 0x5a);
+  f.seekp(offset);
+  f.write(&c, 1);
+}
+
+// Issue 18 (HDF5 1.10 crashes on damaged metadata): a store carries a whole-file seal, checked
+// before HDF5 opens the file; a flipped byte anywhere -- HDF5's superblock and object headers
+// near the start, the data, the metadata at the end -- is refused naming the file.
+TEST(TokenStore, SealRefusesAFlippedByteBeforeHdf5Opens) {
+  TempDir dir;
+  const Docs train = random_docs(2 * 50, 3);
+  const auto write = [&](const fs::path& p) {
+    TokenStoreWriter w(p, info(9), /*chunk_tokens=*/64);
+    w.begin_split(Split::kTrain, {0, 1}, 50);
+    for (size_t i = 0; i < train.tokens.size(); ++i) w.append(train.tokens[i], train.masks[i]);
+    w.end_split();
+    w.commit();
+  };
+  const fs::path good = dir.path() / "good.h5";
+  write(good);
+  EXPECT_TRUE(h5::check_seal(good).sealed);
+  const auto size = static_cast<std::streamoff>(fs::file_size(good));
+  for (const std::streamoff off : {std::streamoff{30}, std::streamoff{4096}, std::streamoff{4200},
+                                   std::streamoff{6000}, size / 2, size - 300, size - 1}) {
+    SCOPED_TRACE(off);
+    const fs::path p = dir.path() / "flipped.h5";
+    fs::copy_file(good, p, fs::copy_options::overwrite_existing);
+    flip_byte(p, off);
+    testing_data::expect_input_error([&] { TokenStore::open(p, std::nullopt); },
+                                     {p.string(), "damaged", "pft data prepare"});
+  }
 }
 
 // Issue 18 (fault matrix, flip_store): a store whose tokens were flipped on disk used to be read
@@ -364,6 +417,20 @@ TEST(Prepare, CorruptCachedStoreIsRebuilt) {
   EXPECT_EQ(again.tokens, first.tokens);
   EXPECT_NO_THROW(TokenStore::open(again.path, again.hash)->verify());
   EXPECT_FALSE(prepare_token_stores(tiny_config(dir), {1, false})[0].built);
+}
+
+// The same for damage HDF5 would trip over: one flipped byte in the superblock's neighbourhood.
+TEST(Prepare, DamagedSealedStoreIsRebuilt) {
+  TempDir dir;
+  write_tiny(dir);
+  const PreparedStore first = prepare_token_stores(tiny_config(dir), {1, false})[0];
+  ASSERT_TRUE(first.built);
+  flip_byte(first.path, 4500);
+  ASSERT_NE(h5::check_seal(first.path).damage, "");
+  const PreparedStore again = prepare_token_stores(tiny_config(dir), {1, false})[0];
+  EXPECT_TRUE(again.built);
+  EXPECT_EQ(again.tokens, first.tokens);
+  EXPECT_TRUE(h5::check_seal(again.path).sealed);
 }
 
 TEST(Prepare, AnyInputChangeGivesANewStore) {

@@ -46,9 +46,17 @@ void write_checkpoints(const fs::path& dir) {
   c.group("/data") = {{"version", int64_t{1}}, {"next_step", int64_t{3}}};
   const std::vector<int64_t> next = {5, 7};
   c.add_vector("/data/next_sample", ckpt::DType::kInt64, next);
-  ckpt::write_checkpoint(dir / "step_00000003.h5", c);
-  const ckpt::Verification v = ckpt::verify_checkpoint(dir / "step_00000003.h5");
-  if (!v.ok) throw RuntimeFailure("step_00000003.h5 does not verify: " + v.reason);
+  // Unsealed (the layout before the whole-file seal, Note [file seal] in core/hdf5.cpp): a
+  // mutation of a sealed seed only reaches the seal check, while an unsealed one reaches HDF5,
+  // as a crafted file does. The sealed seed covers the seal check itself.
+  ckpt::WriteOptions unsealed;
+  unsealed.seal = false;
+  ckpt::write_checkpoint(dir / "step_00000003.h5", c, unsealed);
+  ckpt::write_checkpoint(dir / "sealed_step_00000003.h5", c);
+  for (const char* name : {"step_00000003.h5", "sealed_step_00000003.h5"}) {
+    const ckpt::Verification v = ckpt::verify_checkpoint(dir / name);
+    if (!v.ok) throw RuntimeFailure(std::string(name) + " does not verify: " + v.reason);
+  }
 }
 
 void write_token_store(const fs::path& dir) {
