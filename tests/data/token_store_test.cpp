@@ -223,19 +223,22 @@ void flip_byte(const fs::path& p, std::streamoff offset) {
   f.write(&c, 1);
 }
 
+// A store of one train split (2 tasks x 50 examples) of `train`, chunked small (64 tokens).
+void write_train_store(const fs::path& p, const Docs& train) {
+  TokenStoreWriter w(p, info(9), /*chunk_tokens=*/64);
+  w.begin_split(Split::kTrain, {0, 1}, 50);
+  for (size_t i = 0; i < train.tokens.size(); ++i) w.append(train.tokens[i], train.masks[i]);
+  w.end_split();
+  w.commit();
+}
+
 // Issue 18 (HDF5 1.10 crashes on damaged metadata): a store carries a whole-file seal, checked
 // before HDF5 opens the file; a flipped byte anywhere -- HDF5's superblock and object headers
 // near the start, the data, the metadata at the end -- is refused naming the file.
 TEST(TokenStore, SealRefusesAFlippedByteBeforeHdf5Opens) {
   TempDir dir;
   const Docs train = random_docs(2 * 50, 3);
-  const auto write = [&](const fs::path& p) {
-    TokenStoreWriter w(p, info(9), /*chunk_tokens=*/64);
-    w.begin_split(Split::kTrain, {0, 1}, 50);
-    for (size_t i = 0; i < train.tokens.size(); ++i) w.append(train.tokens[i], train.masks[i]);
-    w.end_split();
-    w.commit();
-  };
+  const auto write = [&](const fs::path& p) { write_train_store(p, train); };
   const fs::path good = dir.path() / "good.h5";
   write(good);
   EXPECT_TRUE(h5::check_seal(good).sealed);
@@ -257,13 +260,7 @@ TEST(TokenStore, SealRefusesAFlippedByteBeforeHdf5Opens) {
 TEST(TokenStore, EveryDatasetsChecksumCatchesAChangedElement) {
   TempDir dir;
   const Docs train = random_docs(2 * 50, 3);
-  const auto write = [&](const fs::path& p) {
-    TokenStoreWriter w(p, info(9), /*chunk_tokens=*/64);
-    w.begin_split(Split::kTrain, {0, 1}, 50);
-    for (size_t i = 0; i < train.tokens.size(); ++i) w.append(train.tokens[i], train.masks[i]);
-    w.end_split();
-    w.commit();
-  };
+  const auto write = [&](const fs::path& p) { write_train_store(p, train); };
   const fs::path good = dir.path() / "good.h5";
   write(good);
   EXPECT_NO_THROW(TokenStore::open(good, std::nullopt)->verify());
