@@ -48,18 +48,6 @@ std::string command_text(const std::vector<std::string>& argv) {
   return s;
 }
 
-// Whether a run directory's run.lock names a live holder (see results.cpp; a killed sweep's
-// trial may still be checkpointing: Note [trials die with the sweep]).
-bool trial_lock_busy(const fs::path& run_dir) {
-  std::ifstream in(run_dir / "run.lock");
-  std::string line;
-  if (!std::getline(in, line) || line.empty()) return false;
-  long pid = 0;
-  const size_t at = line.find("pid=");
-  if (at != std::string::npos) pid = std::strtol(line.c_str() + at + 4, nullptr, 10);
-  return pid > 0 && ::kill(static_cast<pid_t>(pid), 0) == 0;
-}
-
 int attempts_of(const std::vector<TrialEvent>& events, const std::string& id) {
   return static_cast<int>(std::count_if(events.begin(), events.end(), [&](const TrialEvent& e) {
     return e.trial == id && e.kind == "started";
@@ -159,7 +147,7 @@ pid_t start_trial(const SweepRun& run, size_t index, const std::vector<std::stri
     throw InputError(fmt::format("cannot create the trial directory '{}': {}", tdir.string(),
                                  ec.message()));
   // A trial of a killed sweep may still be checkpointing (Note [trials die with the sweep]).
-  for (int i = 0; i < kLockWaitSeconds && trial_lock_busy(tdir); ++i) {
+  for (int i = 0; i < kLockWaitSeconds && run_lock_held(tdir); ++i) {
     if (i == 0)
       log::info("sweep: {} waits for the earlier run of this trial to release {}", trial.id,
                 (tdir / "run.lock").string());

@@ -61,21 +61,15 @@ std::string host_name() {
   return buf;
 }
 
-// Whether the run.lock of a run directory names a live holder (core/run_dir.h: a run that ends
-// empties it; one killed leaves its line, and its pid is gone on this host).
-bool lock_held(const fs::path& run_dir) {
-  std::ifstream in(run_dir / "run.lock");
-  std::string line;
-  if (!std::getline(in, line) || line.empty()) return false;
-  std::string host;
-  long pid = 0;
-  std::istringstream words(line);
-  for (std::string w; words >> w;) {
-    if (w.starts_with("host=")) host = w.substr(5);
-    if (w.starts_with("pid=")) pid = std::strtol(w.c_str() + 4, nullptr, 10);
-  }
-  if (host != host_name()) return !host.empty();  // another host's: believed
-  return pid > 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM);
+// A process that exists and is not a zombie (a killed trial whose parent, the sweep, died too
+// may stay a zombie until init reaps it).
+bool pid_alive(long pid) {
+  if (pid <= 0 || (::kill(static_cast<pid_t>(pid), 0) != 0 && errno != EPERM)) return false;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text;
+  std::getline(stat, text);
+  const size_t paren = text.rfind(')');
+  return paren == std::string::npos || paren + 2 >= text.size() || text[paren + 2] != 'Z';
 }
 
 bool better(double a, double b, bool higher) { return higher ? a > b : a < b; }
@@ -100,6 +94,21 @@ std::string html_escape(const std::string& s) {
 }
 
 }  // namespace
+
+bool run_lock_held(const fs::path& run_dir) {
+  std::ifstream in(run_dir / "run.lock");
+  std::string line;
+  if (!std::getline(in, line) || line.empty()) return false;
+  std::string host;
+  long pid = 0;
+  std::istringstream words(line);
+  for (std::string w; words >> w;) {
+    if (w.starts_with("host=")) host = w.substr(5);
+    if (w.starts_with("pid=")) pid = std::strtol(w.c_str() + 4, nullptr, 10);
+  }
+  if (host != host_name()) return !host.empty();  // another host's: believed
+  return pid_alive(pid);
+}
 
 TrialProgress read_trial_progress(const fs::path& metrics_jsonl, const Objective& objective) {
   TrialProgress p;
@@ -165,7 +174,7 @@ std::vector<TrialStatus> collect_status(const SweepSpec& spec, const std::vector
     s.progress = read_trial_progress(dir.trial(t.id) / "metrics.jsonl", spec.objective);
     const auto it = last.find(t.id);
     if (it == last.end()) {
-      s.state = lock_held(dir.trial(t.id)) ? TrialState::kRunning : TrialState::kPending;
+      s.state = run_lock_held(dir.trial(t.id)) ? TrialState::kRunning : TrialState::kPending;
     } else if (it->second.kind == "finished") {
       s.state = TrialState::kFinished;
     } else if (it->second.kind == "stopped") {
@@ -174,7 +183,7 @@ std::vector<TrialStatus> collect_status(const SweepSpec& spec, const std::vector
       s.state = TrialState::kFailed;
       s.message = it->second.message;
     } else {
-      s.state = lock_held(dir.trial(t.id)) ? TrialState::kRunning : TrialState::kInterrupted;
+      s.state = run_lock_held(dir.trial(t.id)) ? TrialState::kRunning : TrialState::kInterrupted;
     }
     out.push_back(std::move(s));
   }

@@ -38,6 +38,11 @@ struct TrialProgress {
 TrialProgress read_trial_progress(const std::filesystem::path& metrics_jsonl,
                                   const Objective& objective);
 
+// Whether a run directory's run.lock names a live holder (core/run_dir.h: a run that ends empties
+// the file; one killed leaves its line): a holder on this host whose pid is gone (or a zombie) is
+// not; one on another host is believed.
+bool run_lock_held(const std::filesystem::path& run_dir);
+
 enum class TrialState { kPending, kRunning, kInterrupted, kFinished, kStopped, kFailed };
 const char* state_name(TrialState s);  // pending, running, interrupted, finished, stopped, failed
 
