@@ -165,6 +165,11 @@ pid_t start_trial(const SweepRun& run, size_t index, const std::vector<std::stri
   e.params = trial.params;
   e.extra["attempt"] = attempts_of(read_events(run.dir.events()), trial.id) + 1;
   e.extra["command"] = command_text(argv);
+  // Who waits for the trial (sweep/results.h: a trial whose runner is alive is running).
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0) host[0] = '?';
+  e.extra["host"] = host;
+  e.extra["pid"] = static_cast<int64_t>(::getpid());
   log.write(e);
   print_event(run, e);
   const std::string banner = fmt::format("==== pft sweep: {} attempt {}: {}\n", trial.id,

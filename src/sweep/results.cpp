@@ -93,6 +93,20 @@ std::string html_escape(const std::string& s) {
   return out;
 }
 
+// Whether the process that started a trial (`started` event's host and pid: the `pft sweep run`
+// or `pft sweep trial` that waits for it) is alive; it outlives the trial, and covers the moment
+// before the trial's `pft train` has taken its run.lock.
+bool runner_alive(const TrialEvent& e) {
+  if (e.kind != "started") return false;
+  const auto host = e.extra.find("host");
+  const auto pid = e.extra.find("pid");
+  if (host == e.extra.end() || pid == e.extra.end() || !host->value().is_string() ||
+      !pid->value().is_int64())
+    return false;
+  if (host->value().as_string() != host_name()) return true;  // another host's: believed
+  return pid_alive(static_cast<long>(pid->value().as_int64()));
+}
+
 }  // namespace
 
 bool run_lock_held(const fs::path& run_dir) {
@@ -183,7 +197,9 @@ std::vector<TrialStatus> collect_status(const SweepSpec& spec, const std::vector
       s.state = TrialState::kFailed;
       s.message = it->second.message;
     } else {
-      s.state = run_lock_held(dir.trial(t.id)) ? TrialState::kRunning : TrialState::kInterrupted;
+      s.state = run_lock_held(dir.trial(t.id)) || runner_alive(it->second)
+                    ? TrialState::kRunning
+                    : TrialState::kInterrupted;
     }
     out.push_back(std::move(s));
   }

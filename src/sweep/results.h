@@ -54,8 +54,9 @@ struct TrialStatus {
 };
 
 // Every trial's state: its last sweep.jsonl event (finished, stopped, failed); a trial started
-// but not ended is running while its run directory's lock names a live process (core/run_dir.h),
-// interrupted otherwise (the sweep was killed: a rerun resumes it); pending when never started.
+// but not ended is running while the process that started it (the `started` event's host and
+// pid) or its run directory's lock holder (core/run_dir.h) is alive, interrupted otherwise (the
+// sweep was killed: a rerun resumes it); pending when never started.
 std::vector<TrialStatus> collect_status(const SweepSpec& spec, const std::vector<Trial>& trials,
                                         const SweepDir& dir);
 

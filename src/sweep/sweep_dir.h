@@ -87,7 +87,8 @@ std::string sweep_hash(const SweepSpec& spec, const std::vector<Config>& trial_c
 //
 // One object per line; every line has "kind", "trial" and "time" (seconds since the epoch).
 // Kinds:
-//   started      a trial's `pft train` was started (fields: params, attempt, command)
+//   started      a trial's `pft train` was started (fields: params, attempt, command, and the
+//                host and pid of the process that started it and waits for it)
 //   rung         (mpi executor) a trial reached an ASHA rung (step, objective, decision)
 //   stopped      a trial was stopped early (ASHA)                        (step, objective)
 //   finished     a trial ended normally                       (step, objective, seconds)
