@@ -23,6 +23,22 @@ namespace json = boost::json;
 // Ids above this are taken for a corrupt file rather than allocated for.
 constexpr int64_t kMaxTokenId = (int64_t{1} << 24) - 1;
 
+// Note [dense ids]: a tokenizer holds one entry per id from 0 to its largest id, so a file that
+// lists a handful of tokens with an id in the millions would make pft allocate and fill
+// millions of entries (the fuzzer found one taking 20 s and a GB under ASan). Real vocabularies
+// are dense (0..n-1, added tokens right after, a few reserved gaps); refuse ids that leave more
+// holes than tokens, beyond this slack.
+constexpr size_t kIdGapSlack = 1024;
+
+void check_dense_ids(size_t id_end, size_t tokens, const std::string& path,
+                     std::string_view where) {
+  if (id_end <= 2 * tokens + kIdGapSlack) return;
+  throw InputError(fmt::format(
+      "{}: {}: token id {} is far past the {} token(s) listed; a vocab's ids run from 0 with "
+      "few gaps, so the file is corrupt (or not a tokenizer file)",
+      path, where, id_end - 1, tokens));
+}
+
 std::string read_file(const std::string& path, const char* what) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
@@ -115,6 +131,7 @@ std::vector<std::string> read_vocab_object(const json::value& v, const std::stri
     vocab[id] = std::string(key);
   }
   if (vocab.empty()) throw InputError(fmt::format("{}: {} is empty", path, where));
+  check_dense_ids(vocab.size(), obj.size(), path, where);
   return vocab;
 }
 
@@ -640,6 +657,11 @@ BpeTokenizerConfig read_tokenizer_json(const std::string& path) {
       }
       config.added_tokens.push_back(std::move(t));
     }
+    size_t id_end = config.vocab.size();
+    for (const AddedToken& t : config.added_tokens)
+      id_end = std::max(id_end, static_cast<size_t>(t.id) + 1);
+    check_dense_ids(id_end, config.vocab.size() + config.added_tokens.size(), path,
+                    "added_tokens");
   }
 
   check_decoder(root.if_contains("decoder"), path, TokenTexts{config.vocab, config.added_tokens});

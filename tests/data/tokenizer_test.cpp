@@ -621,6 +621,13 @@ TEST(TokenizerErrors, CorruptVocabNamesTheFileAndLine) {
   dir.file("encoder.json", "{\"a\": 0, \"b\": \"x\"}");
   expect_input_error([&] { load_tokenizer(dir.path().string()); },
                      {"encoder.json", "\"b\"", "integer"});
+  // Ids far past the tokens listed are refused before anything is allocated for them (the
+  // fuzzer's 8-million-entry vocab of two tokens); a few gaps are fine.
+  dir.file("encoder.json", "{\"a\": 0, \"b\": 8111111}");
+  expect_input_error([&] { load_tokenizer(dir.path().string()); },
+                     {"encoder.json", "token id 8111111 is far past the 2 token(s)", "corrupt"});
+  dir.file("encoder.json", "{\"a\": 0, \"b\": 900}");
+  EXPECT_NO_THROW(load_tokenizer(dir.path().string()));
 }
 
 TEST(TokenizerErrors, UnsupportedTokenizerJson) {
