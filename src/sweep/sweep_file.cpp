@@ -55,6 +55,7 @@ struct TopKeys {
   int64_t trials = 0;
   int64_t seed = 0;
   std::vector<int64_t> seeds;
+  std::vector<std::string> set;
   Objective objective;
   EarlyStop early_stop;
   ExecutorSpec executor;
@@ -93,6 +94,7 @@ void describe(V& v, TopKeys& c) {
   v.field("trials", c.trials, "random search: points", at_least(1));
   v.field("seed", c.seed, "random search: RNG seed", at_least(0));
   v.field("seeds", c.seeds, "run.seed of each repeat");
+  v.field("set", c.set, "fixed overrides of every trial");
   v.section("objective", c.objective, "objective");
   v.section("early_stop", c.early_stop, "early stopping");
   v.section("executor", c.executor, "executor");
@@ -302,6 +304,7 @@ SweepSpec parse_sweep_text(const std::string& text, const fs::path& file) {
   spec.trials = keys.trials;
   spec.seed = keys.seed;
   spec.seeds = keys.seeds;
+  spec.set = keys.set;
   spec.objective = keys.objective;
   spec.early_stop = keys.early_stop;
   spec.early_stop.enabled = root.find("early_stop") != nullptr && !root.find("early_stop")->is_null();
@@ -347,6 +350,25 @@ SweepSpec parse_sweep_text(const std::string& text, const fs::path& file) {
                              "mpi (this sweep's executor is `{}`); remove early_stop to run "
                              "every trial to the end",
                              executor_name(spec.executor.kind)));
+
+  // set: fixed `key=value` overrides, checked like parameters' keys.
+  for (size_t i = 0; i < spec.set.size(); ++i) {
+    const std::string& o = spec.set[i];
+    const std::string path = fmt::format("set[{}]", i);
+    const size_t eq = o.find('=');
+    if (eq == std::string::npos || eq == 0)
+      config::fail(src("set"), path, fmt::format("`{}` is not `key=value` (as `--set` takes it)", o));
+    const std::string key = o.substr(0, eq);
+    const std::vector<std::string>& keys = config_keys();
+    if (std::find(keys.begin(), keys.end(), key) == keys.end()) {
+      const std::string near = config::suggest(key, keys);
+      config::fail(src("set"), path,
+                   fmt::format("`{}` is not a config key{}", key,
+                               near.empty() ? "" : fmt::format(" (did you mean `{}`?)", near)));
+    }
+    if (key == "run.dir" || key == "train.resume")
+      config::fail(src("set"), path, fmt::format("the sweep sets {} itself", key));
+  }
 
   // parameters:
   const config::MapEntry* params = root.find_entry("parameters");
@@ -432,6 +454,7 @@ std::vector<Trial> expand(const SweepSpec& spec) {
     for (size_t r = 0; r < repeats; ++r) {
       Trial t;
       t.id = fmt::format("t{:0{}}", out.size(), width);
+      t.overrides = spec.set;
       for (size_t i = 0; i < ps.size(); ++i) {
         t.overrides.push_back(ps[i].key + "=" + point[i]);
         t.params.emplace_back(ps[i].key, point[i]);
