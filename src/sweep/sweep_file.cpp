@@ -339,6 +339,7 @@ SweepSpec parse_sweep_text(const std::string& text, const fs::path& file) {
         config::fail(src("seeds"), "seeds", fmt::format("run.seed values must be distinct and "
                                                         ">= 0 (found {})", s));
   }
+  spec.early_stop.source = src("early_stop");
   if (spec.early_stop.enabled && spec.early_stop.max_steps != 0 &&
       spec.early_stop.max_steps < spec.early_stop.min_steps)
     config::fail(src("early_stop.max_steps"), "early_stop.max_steps",
@@ -524,6 +525,12 @@ std::vector<Config> load_trial_configs(const SweepSpec& spec, const std::vector<
         if (it == task_names.end()) it = task_names.emplace(f.string(), load_task(f).name).first;
         names.push_back(it->second);
       }
+      const EarlyStop& es = spec.early_stop;
+      if (es.enabled && std::max(es.min_steps, es.max_steps) > c.train.steps)
+        config::fail(es.source, "early_stop",
+                     fmt::format("rungs up to step {} but this trial trains {} steps "
+                                 "(train.steps); lower early_stop.min_steps / max_steps",
+                                 std::max(es.min_steps, es.max_steps), c.train.steps));
       std::string error;
       if (!parse_metric_ref(spec.objective.key, names, &error))
         config::fail(spec.objective.source, "objective.metric", error);

@@ -73,6 +73,7 @@ struct EarlyStop {
   int64_t eta = 3;        // keep the top 1/eta of a rung
   int64_t min_steps = 1;  // the first rung
   int64_t max_steps = 0;  // the last rung; 0 = train.steps
+  config::Source source;  // where early_stop was written
 };
 
 struct ExecutorSpec {
@@ -139,7 +140,8 @@ std::vector<std::string> trial_overrides(const Trial& trial, const std::filesyst
 
 // Loads every trial's config (load_config with trial_overrides), checks it for
 // ranks_per_trial ranks (validate_for_world) and against the objective (a held-out metric needs
-// data.source: tasks; the task in eval.<task>.<metric> must be one of the trial's tasks), before
+// data.source: tasks; the task in eval.<task>.<metric> must be one of the trial's tasks; with
+// early_stop, min_steps and max_steps within the trial's train.steps), before
 // anything runs. Throws InputError "sweep FILE: trial tNNN (k=v, ...): <config error>" at the
 // first bad trial. Returns the configs in trial order.
 std::vector<Config> load_trial_configs(const SweepSpec& spec, const std::vector<Trial>& trials,

@@ -244,6 +244,16 @@ TEST(SweepFile, EveryTrialConfigIsValidatedBeforeAnythingRuns) {
     EXPECT_NE(m.find("x.yaml:2:21: error: objective.metric: "), std::string::npos) << m;
     EXPECT_NE(m.find("multiply"), std::string::npos) << m;
   }
+  // ASHA rungs past the trials' training.
+  s = parse_sweep_text(sweep_text("objective: {metric: eval.loss}\nexecutor: {kind: mpi}\n"
+                                  "early_stop: {min_steps: 50, max_steps: 400}\n"), dir / "e.yaml");
+  try {
+    load_trial_configs(s, expand(s), dir / "sweep");
+    ADD_FAILURE() << "rungs past train.steps were not refused";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("e.yaml:4:13: error: early_stop: rungs up to step 400 but "
+                                         "this trial trains 200 steps"), std::string::npos) << e.what();
+  }
   // Good trials load, each with its own run dir.
   s = parse_sweep_text(sweep_text("parameters:\n  train.lr: [1.0e-3, 2.0e-3]\n"
                                   "objective: {metric: eval.add.loss}\n"), dir / "y.yaml");
