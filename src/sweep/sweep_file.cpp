@@ -55,6 +55,7 @@ struct TopKeys {
   int64_t trials = 0;
   int64_t seed = 0;
   std::vector<int64_t> seeds;
+  std::vector<std::string> set;
   Objective objective;
   EarlyStop early_stop;
   ExecutorSpec executor;
@@ -93,6 +94,7 @@ void describe(V& v, TopKeys& c) {
   v.field("trials", c.trials, "random search: points", at_least(1));
   v.field("seed", c.seed, "random search: RNG seed", at_least(0));
   v.field("seeds", c.seeds, "run.seed of each repeat");
+  v.field("set", c.set, "fixed overrides of every trial");
   v.section("objective", c.objective, "objective");
   v.section("early_stop", c.early_stop, "early stopping");
   v.section("executor", c.executor, "executor");
@@ -302,6 +304,7 @@ SweepSpec parse_sweep_text(const std::string& text, const fs::path& file) {
   spec.trials = keys.trials;
   spec.seed = keys.seed;
   spec.seeds = keys.seeds;
+  spec.set = keys.set;
   spec.objective = keys.objective;
   spec.early_stop = keys.early_stop;
   spec.early_stop.enabled = root.find("early_stop") != nullptr && !root.find("early_stop")->is_null();
@@ -336,6 +339,7 @@ SweepSpec parse_sweep_text(const std::string& text, const fs::path& file) {
         config::fail(src("seeds"), "seeds", fmt::format("run.seed values must be distinct and "
                                                         ">= 0 (found {})", s));
   }
+  spec.early_stop.source = src("early_stop");
   if (spec.early_stop.enabled && spec.early_stop.max_steps != 0 &&
       spec.early_stop.max_steps < spec.early_stop.min_steps)
     config::fail(src("early_stop.max_steps"), "early_stop.max_steps",
@@ -347,6 +351,25 @@ SweepSpec parse_sweep_text(const std::string& text, const fs::path& file) {
                              "mpi (this sweep's executor is `{}`); remove early_stop to run "
                              "every trial to the end",
                              executor_name(spec.executor.kind)));
+
+  // set: fixed `key=value` overrides, checked like parameters' keys.
+  for (size_t i = 0; i < spec.set.size(); ++i) {
+    const std::string& o = spec.set[i];
+    const std::string path = fmt::format("set[{}]", i);
+    const size_t eq = o.find('=');
+    if (eq == std::string::npos || eq == 0)
+      config::fail(src("set"), path, fmt::format("`{}` is not `key=value` (as `--set` takes it)", o));
+    const std::string key = o.substr(0, eq);
+    const std::vector<std::string>& keys = config_keys();
+    if (std::find(keys.begin(), keys.end(), key) == keys.end()) {
+      const std::string near = config::suggest(key, keys);
+      config::fail(src("set"), path,
+                   fmt::format("`{}` is not a config key{}", key,
+                               near.empty() ? "" : fmt::format(" (did you mean `{}`?)", near)));
+    }
+    if (key == "run.dir" || key == "train.resume")
+      config::fail(src("set"), path, fmt::format("the sweep sets {} itself", key));
+  }
 
   // parameters:
   const config::MapEntry* params = root.find_entry("parameters");
@@ -432,6 +455,7 @@ std::vector<Trial> expand(const SweepSpec& spec) {
     for (size_t r = 0; r < repeats; ++r) {
       Trial t;
       t.id = fmt::format("t{:0{}}", out.size(), width);
+      t.overrides = spec.set;
       for (size_t i = 0; i < ps.size(); ++i) {
         t.overrides.push_back(ps[i].key + "=" + point[i]);
         t.params.emplace_back(ps[i].key, point[i]);
@@ -501,6 +525,12 @@ std::vector<Config> load_trial_configs(const SweepSpec& spec, const std::vector<
         if (it == task_names.end()) it = task_names.emplace(f.string(), load_task(f).name).first;
         names.push_back(it->second);
       }
+      const EarlyStop& es = spec.early_stop;
+      if (es.enabled && std::max(es.min_steps, es.max_steps) > c.train.steps)
+        config::fail(es.source, "early_stop",
+                     fmt::format("rungs up to step {} but this trial trains {} steps "
+                                 "(train.steps); lower early_stop.min_steps / max_steps",
+                                 std::max(es.min_steps, es.max_steps), c.train.steps));
       std::string error;
       if (!parse_metric_ref(spec.objective.key, names, &error))
         config::fail(spec.objective.source, "objective.metric", error);

@@ -14,6 +14,7 @@
 //   trials: 8                             # random: points drawn
 //   seed: 0                               # random: the search's RNG (same seed, same trials)
 //   seeds: [1, 2]                         # run.seed of each repeat of a point; empty = the base's
+//   set: [train.steps=60]                 # fixed overrides of every trial, before its parameters
 //   objective: {metric: eval.exact_match, mode: auto}   # eval.<metric> | eval.<task>.<metric>
 //   early_stop: {rule: asha, eta: 3, min_steps: 10, max_steps: 100}   # mpi executor (ASHA)
 //   executor: {kind: local, parallel: 1, ranks_per_trial: 1, sbatch_args: [], launcher: ""}
@@ -72,6 +73,7 @@ struct EarlyStop {
   int64_t eta = 3;        // keep the top 1/eta of a rung
   int64_t min_steps = 1;  // the first rung
   int64_t max_steps = 0;  // the last rung; 0 = train.steps
+  config::Source source;  // where early_stop was written
 };
 
 struct ExecutorSpec {
@@ -84,7 +86,7 @@ struct ExecutorSpec {
 
 struct SweepSpec {
   std::filesystem::path file;  // the sweep file (as given)
-  std::string text;            // its bytes (hashed for resume, core of sweep_dir.h)
+  std::string text;            // its bytes (hashed: Note [sweep identity], sweep/sweep_dir.h)
   // The base config: a file, or (inline) the mapping under `base:` as YAML text; relative
   // data.tasks paths of an inline base are made absolute against the sweep file's directory.
   std::filesystem::path base_file;  // empty when inline
@@ -94,6 +96,7 @@ struct SweepSpec {
   int64_t trials = 0;    // random search: points
   int64_t seed = 0;      // random search: the RNG seed
   std::vector<int64_t> seeds;  // run.seed per repeat; empty = one repeat with the base's seed
+  std::vector<std::string> set;  // "key=value" overrides of every trial, before its parameters
   Objective objective;
   EarlyStop early_stop;
   ExecutorSpec executor;
@@ -102,7 +105,8 @@ struct SweepSpec {
 // One trial: a point of the search space (and one of its seeds).
 struct Trial {
   std::string id;                      // "t000", "t001", ...: index order, zero-padded to 3+
-  std::vector<std::string> overrides;  // "key=value", as `pft train --set` takes them
+  std::vector<std::string> overrides;  // "key=value", as `pft train --set` takes them: `set`,
+                                       // then the parameters, then run.seed (with `seeds`)
   // The searched keys and their values (overrides without run.seed unless seeds is set), for
   // tables and sweep.jsonl.
   std::vector<std::pair<std::string, std::string>> params;
@@ -120,7 +124,7 @@ SweepSpec parse_sweep_text(const std::string& text, const std::filesystem::path&
 // The trials of `spec`, deterministic: grid search is the Cartesian product of every key's
 // values (the first key varies slowest), random search draws `trials` points from an RNG seeded
 // by `seed` (grid keys are drawn like choice); each point is repeated once per `seeds` value
-// (run.seed=<s> appended). Pure: the same spec gives the same trials, ids and overrides.
+// (run.seed=<s> appended); every trial's overrides start with `set`. Pure: the same spec gives the same trials, ids and overrides.
 std::vector<Trial> expand(const SweepSpec& spec);
 
 // The config file `pft train` of a trial reads: base_file, or for an inline base
@@ -136,7 +140,8 @@ std::vector<std::string> trial_overrides(const Trial& trial, const std::filesyst
 
 // Loads every trial's config (load_config with trial_overrides), checks it for
 // ranks_per_trial ranks (validate_for_world) and against the objective (a held-out metric needs
-// data.source: tasks; the task in eval.<task>.<metric> must be one of the trial's tasks), before
+// data.source: tasks; the task in eval.<task>.<metric> must be one of the trial's tasks; with
+// early_stop, min_steps and max_steps within the trial's train.steps), before
 // anything runs. Throws InputError "sweep FILE: trial tNNN (k=v, ...): <config error>" at the
 // first bad trial. Returns the configs in trial order.
 std::vector<Config> load_trial_configs(const SweepSpec& spec, const std::vector<Trial>& trials,

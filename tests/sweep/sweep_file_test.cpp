@@ -55,6 +55,7 @@ TEST(SweepFile, ParsesEveryKey) {
       "  data.tasks: {choice: [[a.yaml], [a.yaml, b.yaml]]}\n"
       "search: grid\n"
       "seeds: [1, 2]\n"
+      "set: [train.steps=20, 'eval.every_steps=5']\n"
       "objective: {metric: eval.add.exact_match}\n"
       "early_stop: {rule: asha, eta: 2, min_steps: 5, max_steps: 40}\n"
       "executor: {kind: mpi, parallel: 2, ranks_per_trial: 2}\n"));
@@ -84,11 +85,12 @@ TEST(SweepFile, ParsesEveryKey) {
   ASSERT_EQ(t.size(), 16u);
   EXPECT_EQ(t[0].id, "t000");
   EXPECT_EQ(t[15].id, "t015");
-  EXPECT_EQ(t[0].overrides, (std::vector<std::string>{"train.lr=1.0e-3", "model.d_model=32",
-                                                      "data.tasks=[a.yaml]", "run.seed=1"}));
+  EXPECT_EQ(t[0].overrides,
+            (std::vector<std::string>{"train.steps=20", "eval.every_steps=5", "train.lr=1.0e-3",
+                                      "model.d_model=32", "data.tasks=[a.yaml]", "run.seed=1"}));
   EXPECT_EQ(t[1].overrides.back(), "run.seed=2");
-  EXPECT_EQ(t[2].overrides[2], "data.tasks=[a.yaml, b.yaml]");
-  EXPECT_EQ(t[8].overrides[0], "train.lr=3.0e-3");
+  EXPECT_EQ(t[2].overrides[4], "data.tasks=[a.yaml, b.yaml]");
+  EXPECT_EQ(t[8].overrides[2], "train.lr=3.0e-3");
   EXPECT_EQ(t[15].params.size(), 4u);
   EXPECT_EQ(expand(s)[7].overrides, t[7].overrides);  // pure
 }
@@ -186,6 +188,9 @@ TEST(SweepFile, ErrorsNameFileLineAndKey) {
   m = error_of(sweep_text("objective: {metric: eval.loss}\nearly_stop: {min_steps: 10}\n"));
   EXPECT_NE(m.find("early_stop: ASHA stops trials inside one allocation: it needs executor.kind: mpi"),
             std::string::npos) << m;
+  m = error_of(sweep_text("set: [train.step=5]\nobjective: {metric: eval.loss}\n"));
+  EXPECT_NE(m.find("s.yaml:2:6: error: set[0]: `train.step` is not a config key (did you mean "
+                   "`train.steps`?)"), std::string::npos) << m;
   m = error_of(sweep_text("search: random\nobjective: {metric: eval.loss}\n"));
   EXPECT_NE(m.find("trials: search: random needs `trials:`"), std::string::npos) << m;
   m = error_of(sweep_text("parameters:\n  run.dir: [a, b]\nobjective: {metric: eval.loss}\n"));
@@ -238,6 +243,16 @@ TEST(SweepFile, EveryTrialConfigIsValidatedBeforeAnythingRuns) {
     const std::string m = e.what();
     EXPECT_NE(m.find("x.yaml:2:21: error: objective.metric: "), std::string::npos) << m;
     EXPECT_NE(m.find("multiply"), std::string::npos) << m;
+  }
+  // ASHA rungs past the trials' training.
+  s = parse_sweep_text(sweep_text("objective: {metric: eval.loss}\nexecutor: {kind: mpi}\n"
+                                  "early_stop: {min_steps: 50, max_steps: 400}\n"), dir / "e.yaml");
+  try {
+    load_trial_configs(s, expand(s), dir / "sweep");
+    ADD_FAILURE() << "rungs past train.steps were not refused";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("e.yaml:4:13: error: early_stop: rungs up to step 400 but "
+                                         "this trial trains 200 steps"), std::string::npos) << e.what();
   }
   // Good trials load, each with its own run dir.
   s = parse_sweep_text(sweep_text("parameters:\n  train.lr: [1.0e-3, 2.0e-3]\n"
