@@ -638,6 +638,7 @@ void blocks(const uint8_t* src, int64_t n, float* dst) {
 }  // namespace
 
 void dequantize_row(GgmlType type, const uint8_t* src, int64_t n, float* dst) {
+  if (n <= 0) return;  // an empty tensor: `dst` may be null (found by the gguf fuzzer, UBSan)
   switch (type) {
     case GgmlType::F32: std::memcpy(dst, src, static_cast<size_t>(n) * 4); return;
     case GgmlType::F16:
