@@ -1,0 +1,175 @@
+// The in-allocation executor (sweep/mpi_executor.h) end to end, under pft-mpirun on the bundled
+// tasks with a tiny GPT-2 (CPU, one thread per rank), through tests/sweep/mpi_sweep_driver:
+//   - W = 4, 2 ranks per trial: two trials train at once, in two groups, and each trains exactly
+//     as the same config alone under `pft-mpirun -np 2 pft train` (train losses, held-out losses
+//     and the parameter hash equal): a group of 2 ranks inside a world of 4 is a 2-rank run;
+//   - ASHA stops a diverging trial (lr = 10) at the first rung while the good ones go on; the
+//     stopped trial ends like a finished run (a final checkpoint); a rerun of the same command
+//     runs no trial again.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <boost/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "run_command.h"
+
+namespace {
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using pft::test::Result;
+using pft::test::run;
+
+const std::string kMpirun =
+    std::string("PFT_OVERSUBSCRIBE=1 PFT_MPIRUN_LOOPBACK=1 PFT_TAG_OUTPUT=0 ") + PFT_MPIRUN;
+
+// A tiny GPT-2 on the quickstart tasks: 8 steps of 8 sequences of 64 tokens, held-out loss
+// every 2 steps (one batch per template).
+const std::string kCommon =
+    "model.d_model=64 model.n_layers=2 model.n_heads=4 data.seq_len=64 train.steps=8 "
+    "train.warmup_steps=2 train.global_batch_size=8 train.micro_batch_size=2 run.threads=1 "
+    "run.log_every=1 eval.every_steps=2 eval.max_batches=1 checkpoint.every_steps=0";
+
+fs::path scratch(const std::string& tag) {
+  const fs::path d = fs::temp_directory_path() /
+                     ("pft-sweep-" + tag + "-" + std::to_string(getpid()));
+  fs::remove_all(d);
+  return d;
+}
+
+std::string sweep_cmd(int np, const fs::path& dir, int ranks_per_trial, int asha_min_steps,
+                      double eta, const std::vector<std::string>& trials) {
+  std::string cmd = kMpirun + " -np " + std::to_string(np) + " " + PFT_SWEEP_DRIVER + " " +
+                    dir.string() + " " + std::to_string(ranks_per_trial) + " " +
+                    std::to_string(asha_min_steps) + " " + std::to_string(eta) +
+                    " configs/quickstart.yaml '" + kCommon + "'";
+  for (const std::string& t : trials) cmd += " '" + t + "'";
+  return cmd;
+}
+
+std::vector<json::object> lines(const fs::path& file) {
+  std::vector<json::object> out;
+  std::ifstream in(file);
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) out.push_back(json::parse(line).as_object());
+  return out;
+}
+
+std::vector<json::object> records(const fs::path& run_dir, const std::string& kind) {
+  std::vector<json::object> out;
+  for (json::object& o : lines(run_dir / "metrics.jsonl"))
+    if (o.at("kind").as_string() == kind) out.push_back(std::move(o));
+  return out;
+}
+
+// What must match between a trial and the same config run alone.
+struct Trace {
+  std::vector<double> train_loss;
+  std::vector<std::string> eval;  // "step task template loss", exact
+  std::string param_hash;
+};
+
+Trace trace(const fs::path& run_dir) {
+  Trace t;
+  for (const json::object& r : records(run_dir, "train"))
+    t.train_loss.push_back(r.at("loss").to_number<double>());
+  for (const json::object& r : records(run_dir, "eval"))
+    t.eval.push_back(json::serialize(r.at("step")) + " " + json::serialize(r.at("task")) + " " +
+                     json::serialize(r.at("template")) + " " + json::serialize(r.at("loss")));
+  const std::vector<json::object> end = records(run_dir, "end");
+  if (!end.empty()) t.param_hash = end.back().at("param_hash").as_string();
+  return t;
+}
+
+std::vector<json::object> events(const fs::path& sweep, const std::string& event) {
+  std::vector<json::object> out;
+  for (json::object& o : lines(sweep / "sweep.jsonl"))
+    if (o.at("event").as_string() == event) out.push_back(std::move(o));
+  return out;
+}
+
+TEST(MpiSweep, TwoGroupsOfTwoTrainAtOnceAndEachAsItsOwnTwoRankRun) {
+  const fs::path sweep = scratch("groups");
+  const std::vector<std::string> lrs = {"3e-3", "1e-3"};
+  const Result r = run(sweep_cmd(4, sweep, 2, 0, 3, {"train.lr=" + lrs[0], "train.lr=" + lrs[1]}));
+  ASSERT_EQ(r.code, 0) << r.out;
+  // Both trials ran at once, one per group: each started before either ended.
+  const std::vector<json::object> started = events(sweep, "started");
+  const std::vector<json::object> finished = events(sweep, "finished");
+  ASSERT_EQ(started.size(), 2u) << r.out;
+  ASSERT_EQ(finished.size(), 2u) << r.out;
+  EXPECT_NE(started[0].at("group"), started[1].at("group"));
+  const std::vector<json::object> all = lines(sweep / "sweep.jsonl");
+  EXPECT_EQ(all[0].at("event").as_string(), "started");
+  EXPECT_EQ(all[1].at("event").as_string(), "started") << "a trial ended before the other began";
+
+  for (size_t i = 0; i < lrs.size(); ++i) {
+    const fs::path alone = scratch("alone" + std::to_string(i));
+    std::string cmd = kMpirun + " -np 2 " + PFT_BIN + " train configs/quickstart.yaml";
+    std::istringstream words(kCommon);
+    for (std::string w; words >> w;) cmd += " --set " + w;
+    cmd += " --set train.lr=" + lrs[i] + " --set train.resume=auto --set run.dir=" + alone.string();
+    const Result a = run(cmd);
+    ASSERT_EQ(a.code, 0) << a.out;
+    const Trace mine = trace(sweep / "trials" / ("t" + std::to_string(i))), theirs = trace(alone);
+    ASSERT_EQ(mine.train_loss.size(), 8u);
+    EXPECT_EQ(mine.train_loss, theirs.train_loss) << "trial " << i;
+    EXPECT_EQ(mine.eval, theirs.eval) << "trial " << i;
+    EXPECT_FALSE(mine.param_hash.empty());
+    EXPECT_EQ(mine.param_hash, theirs.param_hash) << "trial " << i;
+    fs::remove_all(alone);
+  }
+  fs::remove_all(sweep);
+}
+
+// One group of 2 ranks, so the trials report in a fixed order: t0 (lr 1e-3) reaches rung 2 first
+// and goes on; t1 (lr 3e-3) is better there and goes on; t2 (lr 10) diverges and is the worst of
+// three: ASHA (eta 2: the top max(1, 3/2) = 1 goes on) stops it at the first rung.
+TEST(MpiSweep, AshaStopsTheDivergingTrialAtTheFirstRung) {
+  const fs::path sweep = scratch("asha");
+  const std::string cmd =
+      sweep_cmd(2, sweep, 2, 2, 2, {"train.lr=1e-3", "train.lr=3e-3", "train.lr=10"});
+  const Result r = run(cmd);
+  ASSERT_EQ(r.code, 0) << r.out;
+  std::map<std::string, std::vector<json::object>> rungs;
+  for (json::object& e : events(sweep, "rung")) rungs[std::string(e.at("trial").as_string())].push_back(e);
+  // The setup: at rung 2, t1 is better than t0 (otherwise ASHA rightly stops t1 too).
+  ASSERT_EQ(rungs["t0"].size(), 2u) << r.out;  // rungs 2 and 4 (8 is the end)
+  ASSERT_EQ(rungs["t1"].size(), 2u) << r.out;
+  ASSERT_LT(rungs["t1"][0].at("objective").to_number<double>(),
+            rungs["t0"][0].at("objective").to_number<double>());
+  for (const char* good : {"t0", "t1"})
+    for (const json::object& e : rungs[good]) EXPECT_EQ(e.at("decision").as_string(), "continue") << good;
+  ASSERT_EQ(rungs["t2"].size(), 1u) << r.out;
+  EXPECT_EQ(rungs["t2"][0].at("step").as_int64(), 2);
+  EXPECT_EQ(rungs["t2"][0].at("decision").as_string(), "stop");
+
+  const std::vector<json::object> finished = events(sweep, "finished"), stopped = events(sweep, "stopped");
+  ASSERT_EQ(finished.size(), 2u);
+  ASSERT_EQ(stopped.size(), 1u);
+  EXPECT_EQ(stopped[0].at("trial").as_string(), "t2");
+  EXPECT_EQ(stopped[0].at("steps").as_int64(), 2);
+  // The stopped trial ended like a run: stopped record, a final checkpoint at the rung.
+  const fs::path t2 = sweep / "trials" / "t2";
+  const std::vector<json::object> stop_records = records(t2, "stopped");
+  ASSERT_EQ(stop_records.size(), 1u);
+  EXPECT_EQ(stop_records[0].at("reason").as_string(), "external");
+  EXPECT_TRUE(fs::exists(t2 / "checkpoints" / "step_00000002.h5"));
+  EXPECT_EQ(records(sweep / "trials" / "t0", "train").size(), 8u);
+
+  // A rerun resumes: every trial has ended, so none runs again.
+  const size_t before = lines(sweep / "sweep.jsonl").size();
+  const Result again = run(cmd);
+  ASSERT_EQ(again.code, 0) << again.out;
+  EXPECT_EQ(lines(sweep / "sweep.jsonl").size(), before) << again.out;
+  EXPECT_NE(again.out.find("trial t2 stopped 2"), std::string::npos) << again.out;
+  fs::remove_all(sweep);
+}
+
+}  // namespace
