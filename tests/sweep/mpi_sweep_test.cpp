@@ -5,7 +5,9 @@
 //     and the parameter hash equal): a group of 2 ranks inside a world of 4 is a 2-rank run;
 //   - ASHA stops a diverging trial (lr = 10) at the first rung while the good ones go on; the
 //     stopped trial ends like a finished run (a final checkpoint); a rerun of the same command
-//     runs no trial again.
+//     runs no trial again;
+//   - a rank killed (-9) while its group trains ends the sweep with exit 3, the finished trial's
+//     events kept; the rerun does not run it again and resumes the other from its checkpoint.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -170,6 +172,66 @@ TEST(MpiSweep, AshaStopsTheDivergingTrialAtTheFirstRung) {
   EXPECT_EQ(lines(sweep / "sweep.jsonl").size(), before) << again.out;
   EXPECT_NE(again.out.find("trial t2 stopped 2"), std::string::npos) << again.out;
   fs::remove_all(sweep);
+}
+
+// W = 4, 2 ranks per trial, no ASHA: t0 (4 steps) and t1 (30 steps, each slowed by 0.3 s with
+// PFT_TEST_DELAY) start together; once t0 has finished and t1 has a checkpoint, rank 2g+1 of t1's
+// group g is killed.
+TEST(MpiSweep, ALostRankEndsTheSweepWithExit3AndARerunResumesIt) {
+  const fs::path sweep = scratch("lost");
+  std::string launch = sweep_cmd(4, sweep, 2, 0, 3, {"train.steps=4", "train.steps=30"});
+  // Checkpoints every 2 steps, written before the step goes on; a short deadline. kCommon is
+  // quoted in the command: the extra overrides go inside its quotes.
+  const std::string common_extra = " checkpoint.every_steps=2 checkpoint.async=false dist.timeout_s=5";
+  const size_t at = launch.find(kCommon);
+  ASSERT_NE(at, std::string::npos);
+  launch.insert(at + kCommon.size(), common_extra);
+  const fs::path script = sweep.string() + ".sh";
+  fs::create_directories(sweep.parent_path());
+  {
+    std::ofstream out(script);
+    out << "set -u\n"
+        << "(PFT_TEST_DELAY=step:0.3 " << launch << " > " << sweep.string() << ".log 2>&1; echo $? > "
+        << sweep.string() << ".rc) &\n"
+        << "ev=" << (sweep / "sweep.jsonl").string() << "\n"
+        << "for i in $(seq 1 300); do sleep 0.2\n"
+        << "  if [ -f $ev ] && grep -q '\"finished\"' $ev && ls " << (sweep / "trials/t1/checkpoints").string()
+        << "/*.h5 > /dev/null 2>&1; then break; fi\n"
+        << "done\n"
+        << "g=$(grep '\"trial\":\"t1\"' $ev | head -1 | sed 's/.*\"group\":\\([0-9]*\\).*/\\1/')\n"
+        << "victim=$((2 * g + 1))\n"
+        << "for p in $(pgrep -f '" << PFT_SWEEP_DRIVER << " " << sweep.string() << " '); do\n"
+        << "  r=$(tr '\\0' '\\n' < /proc/$p/environ 2>/dev/null | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')\n"
+        << "  if [ \"$r\" = \"$victim\" ]; then kill -9 $p; echo \"killed rank $r (pid $p)\"; fi\n"
+        << "done\n"
+        << "wait\n"
+        << "cat " << sweep.string() << ".log\n"
+        << "exit $(cat " << sweep.string() << ".rc)\n";
+  }
+  const Result killed = run("bash " + script.string());
+  EXPECT_NE(killed.out.find("killed rank"), std::string::npos) << killed.out;
+  ASSERT_EQ(killed.code, 3) << killed.out;
+  ASSERT_EQ(events(sweep, "finished").size(), 1u) << killed.out;
+  EXPECT_EQ(events(sweep, "finished")[0].at("trial").as_string(), "t0");
+
+  const Result again = run(launch);
+  ASSERT_EQ(again.code, 0) << again.out;
+  EXPECT_NE(again.out.find("1 of them from their checkpoints"), std::string::npos) << again.out;
+  const std::vector<json::object> started = events(sweep, "started");
+  ASSERT_EQ(started.size(), 3u);  // t0, t1, and t1 again: t0 was not rerun
+  EXPECT_EQ(started[2].at("trial").as_string(), "t1");
+  const std::vector<json::object> resumed = records(sweep / "trials" / "t1", "resume");
+  ASSERT_EQ(resumed.size(), 1u);
+  EXPECT_GT(resumed[0].at("step").as_int64(), 0);
+  EXPECT_EQ(records(sweep / "trials" / "t0", "start").size(), 1u);
+  const std::vector<json::object> finished = events(sweep, "finished");
+  ASSERT_EQ(finished.size(), 2u);
+  EXPECT_EQ(finished[1].at("trial").as_string(), "t1");
+  EXPECT_EQ(finished[1].at("steps").as_int64(), 30);
+  fs::remove_all(sweep);
+  fs::remove(script);
+  fs::remove(sweep.string() + ".log");
+  fs::remove(sweep.string() + ".rc");
 }
 
 }  // namespace
