@@ -18,11 +18,13 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <numeric>
 #include <set>
 #include <thread>
 
 #include "comm/trial_channel.h"
 #include "control/controller.h"
+#include "core/agree.h"
 #include "core/error.h"
 #include "core/format.h"
 #include "core/logging.h"
@@ -396,6 +398,32 @@ std::vector<MpiTrialOutcome> run_mpi_sweep(const RankEnv& world, std::vector<Mpi
     t.config.run.dir = (settings.dir / "trials" / t.id).string();
     t.config.train.resume = ResumeFrom{ResumeFrom::Mode::kAuto, ""};
   }
+  // Every trial is checked before anything runs; all ranks fail together (exit 2).
+  agree(world, "sweep: checking the trials", [&] {
+    std::optional<Asha> asha;
+    if (settings.asha) asha.emplace(*settings.asha);
+    for (const MpiTrial& t : trials) {
+      try {
+        validate_for_world(t.config, r);
+        if (!asha) continue;
+        if (t.config.data.source != DataSource::kTasks)
+          throw InputError("data.source: ASHA decides on the held-out metric at its rungs, and "
+                           "only data.source: tasks evaluates; use it, or turn ASHA off");
+        int64_t every = 0;  // the eval interval that hits every rung
+        for (const int64_t rung : asha->rungs()) every = std::gcd(every, rung);
+        for (const int64_t rung : asha->rungs())
+          if (t.config.eval.every_steps <= 0 || rung % t.config.eval.every_steps != 0)
+            throw InputError(fmt::format(
+                "eval.every_steps: {} does not evaluate at ASHA's rung {} (rungs {}); ASHA decides "
+                "on the held-out metric at each rung: use an interval that divides every rung "
+                "(e.g. {})", t.config.eval.every_steps, rung, fmt::join(asha->rungs(), ", "),
+                every));
+      } catch (const InputError& e) {
+        throw InputError(fmt::format("sweep trial {} ({}): {}", t.id, fmt::join(t.overrides, " "),
+                                     e.what()));
+      }
+    }
+  });
   if (world.is_root()) fs::create_directories(settings.dir / "trials");
   TrialChannel channel(world);
 

@@ -80,9 +80,12 @@ struct MpiTrialOutcome {
   std::string message;     // failed: the error
 };
 
-// Collective over `world` (every rank passes the same trials and settings). Throws InputError
-// when the world size is not a multiple of ranks_per_trial or an id is empty or repeated, before
-// anything runs; RuntimeFailure when a rank is lost (see the header).
+// Collective over `world` (every rank passes the same trials and settings). Before anything runs,
+// throws InputError on every rank when the world size is not a multiple of ranks_per_trial, an id
+// is empty or repeated, a trial's batch does not divide over ranks_per_trial ranks, or (ASHA on)
+// a trial does not evaluate at every rung (data.source tasks, eval.every_steps dividing the
+// rungs); the message names the trial and the key. RuntimeFailure when a rank is lost (see the
+// header).
 std::vector<MpiTrialOutcome> run_mpi_sweep(const RankEnv& world, std::vector<MpiTrial> trials,
                                            const MpiSweepSettings& settings);
 

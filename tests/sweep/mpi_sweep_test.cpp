@@ -6,6 +6,8 @@
 //   - ASHA stops a diverging trial (lr = 10) at the first rung while the good ones go on; the
 //     stopped trial ends like a finished run (a final checkpoint); a rerun of the same command
 //     runs no trial again;
+//   - bad settings (a rung the evaluations miss, a world not a multiple of ranks_per_trial) end
+//     every rank with exit 2 before any trial;
 //   - a rank killed (-9) while its group trains ends the sweep with exit 3, the finished trial's
 //     events kept; the rerun does not run it again and resumes the other from its checkpoint.
 #include <gtest/gtest.h>
@@ -171,6 +173,24 @@ TEST(MpiSweep, AshaStopsTheDivergingTrialAtTheFirstRung) {
   ASSERT_EQ(again.code, 0) << again.out;
   EXPECT_EQ(lines(sweep / "sweep.jsonl").size(), before) << again.out;
   EXPECT_NE(again.out.find("trial t2 stopped 2"), std::string::npos) << again.out;
+  fs::remove_all(sweep);
+}
+
+// Bad input stops every rank before anything runs (exit 2), naming the key and the trial.
+TEST(MpiSweep, BadSettingsEndTheSweepBeforeAnyTrial) {
+  const fs::path sweep = scratch("bad");
+  const Result rungs = run(sweep_cmd(2, sweep, 2, 2, 2, {"train.lr=1e-3", "eval.every_steps=3"}));
+  EXPECT_EQ(rungs.code, 2) << rungs.out;
+  EXPECT_NE(rungs.out.find("sweep trial t1 (eval.every_steps=3): eval.every_steps: 3 does not "
+                           "evaluate at ASHA's rung 2"),
+            std::string::npos)
+      << rungs.out;
+  EXPECT_FALSE(fs::exists(sweep / "sweep.jsonl"));
+  const Result ranks = run(sweep_cmd(4, sweep, 3, 0, 3, {"train.lr=1e-3"}));
+  EXPECT_EQ(ranks.code, 2) << ranks.out;
+  EXPECT_NE(ranks.out.find("executor.ranks_per_trial: 3 does not divide the job's 4 ranks"),
+            std::string::npos)
+      << ranks.out;
   fs::remove_all(sweep);
 }
 
