@@ -6,6 +6,7 @@
 //   - ASHA stops a diverging trial (lr = 10) at the first rung while the good ones go on; the
 //     stopped trial ends like a finished run (a final checkpoint); a rerun of the same command
 //     runs no trial again;
+//   - a trial failing with an error its group agrees on is recorded `failed`, the sweep goes on;
 //   - bad settings (a rung the evaluations miss, a world not a multiple of ranks_per_trial) end
 //     every rank with exit 2 before any trial;
 //   - a rank killed (-9) while its group trains ends the sweep with exit 3, the finished trial's
@@ -191,6 +192,25 @@ TEST(MpiSweep, BadSettingsEndTheSweepBeforeAnyTrial) {
   EXPECT_NE(ranks.out.find("executor.ranks_per_trial: 3 does not divide the job's 4 ranks"),
             std::string::npos)
       << ranks.out;
+  fs::remove_all(sweep);
+}
+
+// A trial that fails with an error its whole group agrees on (here a key train() refuses) is
+// recorded `failed` with the message; the group takes the next trial.
+TEST(MpiSweep, AFailingTrialIsRecordedAndTheSweepGoesOn) {
+  const fs::path sweep = scratch("failed");
+  const Result r = run(sweep_cmd(2, sweep, 2, 0, 3,
+                                 {"peft.init_from=" + sweep.string() + "/none.h5", "train.steps=2"}));
+  ASSERT_EQ(r.code, 0) << r.out;
+  const std::vector<json::object> failed = events(sweep, "failed");
+  ASSERT_EQ(failed.size(), 1u) << r.out;
+  EXPECT_EQ(failed[0].at("trial").as_string(), "t0");
+  EXPECT_NE(std::string(failed[0].at("message").as_string()).find("peft.init_from"), std::string::npos)
+      << failed[0];
+  const std::vector<json::object> finished = events(sweep, "finished");
+  ASSERT_EQ(finished.size(), 1u) << r.out;
+  EXPECT_EQ(finished[0].at("trial").as_string(), "t1");
+  EXPECT_EQ(finished[0].at("steps").as_int64(), 2);
   fs::remove_all(sweep);
 }
 
