@@ -100,6 +100,8 @@ class Contents {
 
   // The file this came from (set by the reader; messages).
   std::string source;
+  // The file's root `format_version` (set by the reader; 0 for contents not read from a file).
+  int64_t format_version = 0;
 
  private:
   std::map<std::string, Attrs> groups_;

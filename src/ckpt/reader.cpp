@@ -372,6 +372,7 @@ Outcome process(const fs::path& path, const ReadOptions& options, Mode mode) {
 
     Outcome out;
     out.contents.source = path.string();
+    out.contents.format_version = version;
     where = "group attributes";
     out.contents.group("/") = read_attrs(file, {kAttrFormat, kAttrFormatVersion, kAttrComplete});
     for (const std::string& g : walk.groups) {

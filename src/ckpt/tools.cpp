@@ -175,8 +175,10 @@ std::string inspect_checkpoint(const fs::path& file, const ReadOptions& options)
   const Attrs& meta = c.group_attrs(kMeta);
   std::string out;
   out += fmt::format("file:        {}\n", file.string());
+  // The file's own version (this pft reads 1..kFormatVersion), not the reader's.
   out += fmt::format("format:      {} v{}, written by pft {} (commit {})\n", kFormatName,
-                     kFormatVersion, meta_or(meta, kAttrPftVersion), meta_or(meta, kAttrGitCommit));
+                     c.format_version,
+                     meta_or(meta, kAttrPftVersion), meta_or(meta, kAttrGitCommit));
   out += fmt::format("step:        {}\n", meta_or(meta, kAttrStep));
   out += fmt::format("tokens seen: {}\n", meta_or(meta, kAttrTokensSeen));
   out += fmt::format("world size:  {}\n", meta_or(meta, kAttrWorldSize));

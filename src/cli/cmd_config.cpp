@@ -56,19 +56,4 @@ Command add_config_command(CLI::App& app) {
   return c;
 }
 
-std::vector<Command> add_pending_commands(CLI::App& app) {
-  std::vector<Command> out;
-  for (const char* name : {"sweep"}) {
-    auto* sub = app.add_subcommand(name, "");
-    sub->group("");  // hidden from --help until the feature lands
-    sub->allow_extras();
-    const std::string n = name;
-    out.push_back(Command{sub, [n]() -> int {
-                            std::cerr << "pft " << n << ": not available in this version\n";
-                            return static_cast<int>(ExitCode::kBadInput);
-                          }});
-  }
-  return out;
-}
-
 }  // namespace pft::cli

@@ -46,8 +46,7 @@ Command add_data_prepare(CLI::App& data);
 Command add_ckpt_command(CLI::App& app);
 // `pft eval` (cli/cmd_eval.cpp).
 Command add_eval_command(CLI::App& app);
-// `pft sweep`, whose feature has not landed: hidden from --help; it says "not available in this
-// version" and exits 2.
-std::vector<Command> add_pending_commands(CLI::App& app);
+// `pft sweep run|status` (cli/cmd_sweep.cpp, docs/sweeps.md).
+Command add_sweep_command(CLI::App& app);
 
 }  // namespace pft::cli

@@ -30,7 +30,7 @@ int main(int argc, char** argv) {
   commands.push_back(pft::cli::add_eval_command(app));
   commands.push_back(pft::cli::add_data_command(app));
   commands.push_back(pft::cli::add_ckpt_command(app));
-  for (auto& c : pft::cli::add_pending_commands(app)) commands.push_back(std::move(c));
+  commands.push_back(pft::cli::add_sweep_command(app));
 
   try {
     app.parse(argc, argv);

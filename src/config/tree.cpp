@@ -332,9 +332,13 @@ std::string read_yaml_file(const fs::path& path, const std::string& from) {
     throw InputError(fmt::format("{}: error: cannot read '{}' named in defaults ({})", from,
                                  path.string(), why));
   }
-  std::string text(kMaxYamlBytes + 1, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  text.resize(static_cast<size_t>(in.gcount()));
+  // Read in pieces up to one byte past the limit: a config is a few hundred bytes, and zeroing
+  // a limit-sized buffer on every load would cost more than parsing it.
+  std::string text;
+  char piece[16384];
+  while (text.size() <= kMaxYamlBytes &&
+         in.read(piece, static_cast<std::streamsize>(sizeof piece)).gcount() > 0)
+    text.append(piece, static_cast<size_t>(in.gcount()));
   if (text.size() > kMaxYamlBytes) {
     const uintmax_t bytes = fs::file_size(path, ec);
     throw InputError(bytes_limit_error(path.string(), ec ? text.size() : bytes));

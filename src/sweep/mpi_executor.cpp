@@ -16,6 +16,7 @@
 #include <ctime>
 #include <exception>
 #include <fstream>
+#include <iostream>
 #include <limits>
 #include <map>
 #include <numeric>
@@ -25,9 +26,15 @@
 #include "comm/trial_channel.h"
 #include "control/controller.h"
 #include "core/agree.h"
+#include "core/rank_env.h"
 #include "core/error.h"
 #include "core/format.h"
 #include "core/logging.h"
+#include "core/mpi_env.h"
+#include "core/signals.h"
+#include "sweep/executor.h"
+#include "sweep/results.h"
+#include "sweep/sweep_dir.h"
 #include "train/trainer.h"
 
 namespace pft::sweep {
@@ -45,53 +52,16 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 std::string exact(double x) { return fmt::format("{}", x); }
 double from_exact(const json::value& v) { return std::stod(std::string(v.as_string())); }
 
-// sweep.jsonl's objective: a number, null when not finite (JSON has no NaN).
-json::value json_number(double x) {
-  if (!std::isfinite(x)) return nullptr;
-  return x;
-}
-
 std::string table_key(const std::string& objective) {
   const std::string prefix = "eval.";
   return objective.rfind(prefix, 0) == 0 ? objective.substr(prefix.size()) : objective;
 }
 
-// SWEEP_DIR/sweep.jsonl, appended one fsync'd line per event (the controller thread only).
-class EventLog {
- public:
-  explicit EventLog(const fs::path& path) : path_(path) {
-    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd_ < 0)
-      throw InputError(fmt::format("sweep: cannot open {} for appending: {}; check that the sweep "
-                                   "directory is writable", path.string(), std::strerror(errno)));
-  }
-  ~EventLog() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  EventLog(const EventLog&) = delete;
-  EventLog& operator=(const EventLog&) = delete;
-
-  void write(json::object event) {
-    // Seconds since the epoch, to the millisecond (the benchmark's time to the best objective).
-    const auto now = std::chrono::system_clock::now().time_since_epoch();
-    event["time"] = static_cast<double>(
-                        std::chrono::duration_cast<std::chrono::milliseconds>(now).count()) / 1e3;
-    const std::string line = json::serialize(event) + "\n";
-    if (::write(fd_, line.data(), line.size()) != static_cast<ssize_t>(line.size()) ||
-        ::fsync(fd_) != 0)
-      throw RuntimeFailure(fmt::format("sweep: writing {} failed: {}", path_.string(),
-                                       std::strerror(errno)));
-  }
-
- private:
-  fs::path path_;
-  int fd_ = -1;
-};
-
 // What an earlier run of this sweep recorded (sweep.jsonl), for resume.
 struct Recorded {
-  std::map<std::string, MpiTrialOutcome> ended;  // by trial id
+  std::map<std::string, MpiTrialOutcome> ended;  // by trial id: its final event
   std::vector<std::string> started;              // started, in order (ended ones included)
+  std::map<std::string, int64_t> attempts;       // `started` events per trial
   struct Rung {
     std::string trial;
     int64_t step;
@@ -102,46 +72,36 @@ struct Recorded {
   std::map<std::string, double> last_objective;
 };
 
-Recorded read_events(const fs::path& path) {
+Recorded read_recorded(const fs::path& path) {
   Recorded r;
-  std::ifstream in(path);
-  int line_no = 0;
-  for (std::string line; std::getline(in, line);) {
-    ++line_no;
-    if (line.empty()) continue;
-    json::object e;
-    try {
-      e = json::parse(line).as_object();
-    } catch (const std::exception& ex) {
-      // A line cut by a kill -9 mid-write is the last one: ignore it (its event happens again).
-      log::warn("sweep: {}:{} is not a JSON object ({}); ignoring it", path.string(), line_no,
-                ex.what());
-      continue;
-    }
-    const std::string event(e.at("event").as_string());
-    const std::string trial(e.at("trial").as_string());
-    const auto objective = [&] {
-      const json::value* v = e.if_contains("objective");
-      return v == nullptr || v->is_null() ? kNaN : v->to_number<double>();
-    };
-    if (event == "started") {
-      r.started.push_back(trial);
-    } else if (event == "rung") {
-      r.rungs.push_back({trial, e.at("step").to_number<int64_t>(), objective(),
-                         e.at("decision").as_string() == "stop" ? AshaVerdict::kStop
-                                                                : AshaVerdict::kContinue});
-      r.last_objective[trial] = objective();
-    } else if (event == "finished" || event == "stopped" || event == "failed") {
+  for (const TrialEvent& e : read_events(path)) {
+    const double objective = e.objective.value_or(kNaN);
+    if (e.kind == "started") {
+      r.started.push_back(e.trial);
+      ++r.attempts[e.trial];
+    } else if (e.kind == "rung") {
+      const auto d = e.extra.find("decision");
+      const bool stop = d != e.extra.end() && d->value().is_string() && d->value().as_string() == "stop";
+      r.rungs.push_back({e.trial, e.step.value_or(0), objective,
+                         stop ? AshaVerdict::kStop : AshaVerdict::kContinue});
+      r.last_objective[e.trial] = objective;
+    } else if (is_final(e.kind)) {
       MpiTrialOutcome o;
-      o.id = trial;
-      o.state = event;
-      o.steps = e.at("steps").to_number<int64_t>();
-      o.objective = objective();
-      if (const json::value* m = e.if_contains("message")) o.message = std::string(m->as_string());
-      r.ended[trial] = o;
+      o.id = e.trial;
+      o.state = e.kind;
+      o.steps = e.step.value_or(0);
+      o.objective = objective;
+      o.message = e.message;
+      r.ended[e.trial] = o;
     }
   }
   return r;
+}
+
+std::string this_host() {
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  return host;
 }
 
 // The sweep controller (world rank 0, its own thread): serves the protocol until every group
@@ -153,7 +113,8 @@ class SweepController {
       : trials_(trials), settings_(settings), groups_left_(groups), channel_(channel),
         log_(settings.dir / "sweep.jsonl") {
     if (settings.asha) asha_.emplace(*settings.asha);
-    const Recorded recorded = read_events(settings.dir / "sweep.jsonl");
+    const Recorded recorded = read_recorded(settings.dir / "sweep.jsonl");
+    attempts_ = recorded.attempts;
     outcomes_.resize(trials.size());
     std::map<std::string, size_t> index;
     for (size_t i = 0; i < trials.size(); ++i) {
@@ -231,14 +192,20 @@ class SweepController {
       trial = static_cast<int64_t>(queue_.front());
       queue_.pop_front();
       const MpiTrial& t = trials_[static_cast<size_t>(trial)];
-      json::object e;
-      e["event"] = "started";
-      e["trial"] = t.id;
-      e["group"] = group;
-      json::array params;
-      for (const std::string& s : t.overrides) params.emplace_back(s);
-      e["params"] = std::move(params);
-      log_.write(std::move(e));
+      TrialEvent e;
+      e.kind = "started";
+      e.trial = t.id;
+      e.params = t.params;
+      e.extra["attempt"] = ++attempts_[t.id];
+      e.extra["group"] = group;
+      e.extra["ranks"] = fmt::format("{}-{}", group * settings_.ranks_per_trial,
+                                     (group + 1) * settings_.ranks_per_trial - 1);
+      // The process that runs it (world rank 0's): `pft sweep status` counts the trial running
+      // while it lives (sweep/results.h).
+      e.extra["host"] = this_host();
+      e.extra["pid"] = static_cast<int64_t>(::getpid());
+      log_.write(e);
+      started_at_[t.id] = std::chrono::steady_clock::now();
       log::info("sweep: trial {} on ranks {}-{} ({})", t.id, group * settings_.ranks_per_trial,
                 (group + 1) * settings_.ranks_per_trial - 1, fmt::join(t.overrides, " "));
     } else {
@@ -263,13 +230,14 @@ class SweepController {
     if (asha_ && asha_->is_rung(step)) {
       const AshaVerdict v = asha_->report(trial, step, objective);
       stop = v == AshaVerdict::kStop;
-      json::object e;
-      e["event"] = "rung";
-      e["trial"] = trial;
-      e["step"] = step;
-      e["objective"] = json_number(objective);
-      e["decision"] = asha_verdict_name(v);
-      log_.write(std::move(e));
+      TrialEvent e;
+      e.kind = "rung";
+      e.trial = trial;
+      e.params = params_of(trial);
+      e.step = step;
+      e.objective = objective;
+      e.extra["decision"] = asha_verdict_name(v);
+      log_.write(e);
       log::info("sweep: trial {} at rung {}: {} = {:.4f} -> {}", trial, step, settings_.objective,
                 objective, asha_verdict_name(v));
     }
@@ -287,13 +255,26 @@ class SweepController {
     out.message = std::string(o.at("message").as_string());
     const auto it = last_objective_.find(trial);
     out.objective = it == last_objective_.end() ? kNaN : it->second;
-    json::object e;
-    e["event"] = out.state;
-    e["trial"] = trial;
-    e["steps"] = out.steps;
-    e["objective"] = json_number(out.objective);
-    if (!out.message.empty()) e["message"] = out.message;
-    log_.write(std::move(e));
+    // A diverged trial (as the local executor records it, sweep/executor.h trial_outcome).
+    if (out.state != "failed" && !std::isfinite(out.objective)) {
+      out.message = fmt::format("diverged: {} is not finite after {} steps", settings_.objective,
+                                out.steps);
+      out.state = "failed";
+    }
+    TrialEvent e;
+    e.kind = out.state;
+    e.trial = trial;
+    e.params = params_of(trial);
+    e.step = out.steps;
+    e.objective = out.objective;
+    e.message = out.message;
+    if (const json::value* code = o.if_contains("exit_code")) e.exit_code = static_cast<int>(code->to_number<int64_t>());
+    const auto t0 = started_at_.find(trial);
+    if (t0 != started_at_.end())
+      e.extra["seconds"] = std::round(std::chrono::duration<double>(
+                                          std::chrono::steady_clock::now() - t0->second).count() *
+                                      1000.0) / 1000.0;
+    log_.write(e);
     log::info("sweep: trial {} {} after {} steps: {} = {:.4f}{}", trial, out.state, out.steps,
               settings_.objective, out.objective,
               out.message.empty() ? "" : " (" + out.message + ")");
@@ -307,6 +288,14 @@ class SweepController {
   TrialChannel& channel_;
   EventLog log_;
   std::optional<Asha> asha_;
+  std::vector<std::pair<std::string, std::string>> params_of(const std::string& id) const {
+    for (const MpiTrial& t : trials_)
+      if (t.id == id) return t.params;
+    return {};
+  }
+
+  std::map<std::string, int64_t> attempts_;
+  std::map<std::string, std::chrono::steady_clock::time_point> started_at_;
   std::deque<size_t> queue_;
   std::vector<int> idle_ranks_;
   std::map<std::string, double> last_objective_;
@@ -368,6 +357,7 @@ void run_group(const RankEnv& world, const std::vector<MpiTrial>& trials,
       if (!e.agreed() || dynamic_cast<const Preempted*>(&e) != nullptr) throw;
       done["state"] = "failed";
       done["steps"] = 0;
+      done["exit_code"] = static_cast<int>(e.exit_code());
       done["message"] = e.reported() ? "(reported by another rank of the group)" : e.what();
     }
     if (leader)
@@ -384,7 +374,7 @@ void run_group(const RankEnv& world, const std::vector<MpiTrial>& trials,
 
 }  // namespace
 
-std::vector<MpiTrialOutcome> run_mpi_sweep(const RankEnv& world, std::vector<MpiTrial> trials,
+std::vector<MpiTrialOutcome> run_mpi_trials(const RankEnv& world, std::vector<MpiTrial> trials,
                                            const MpiSweepSettings& settings) {
   const int r = settings.ranks_per_trial;
   if (r < 1 || world.world_size % r != 0)
@@ -454,6 +444,77 @@ std::vector<MpiTrialOutcome> run_mpi_sweep(const RankEnv& world, std::vector<Mpi
   serving.join();
   if (controller_error) std::rethrow_exception(controller_error);
   return controller.outcomes();
+}
+
+namespace {
+
+// World rank 0's prepared sweep (its directory locked until the end). A wrapper so that the
+// prepared SweepRun is built in place (guaranteed elision of prepare_sweep's result).
+struct Prepared {
+  SweepRun run;
+  Prepared(const SweepSpec& spec, const SweepDir& dir)
+      : run(prepare_sweep(spec, dir.root(), /*lock=*/true)) {}
+};
+
+}  // namespace
+
+int run_mpi_sweep(const SweepSpec& spec, const SweepDir& dir) {
+  install_preemption_handlers();  // before MPI_Init, as `pft train` (core/signals.h)
+  MpiEnvironment mpi;
+  const int rank = mpi_world_rank();
+  const std::vector<Trial> trials = expand(spec);
+  // World rank 0 prepares the directory (identity, lock, inline base) and validates every
+  // trial; then the other ranks load the same configs. All fail together (exit 2).
+  std::optional<Prepared> prepared;
+  std::vector<Config> configs;
+  agree_world([&] {
+    if (rank != 0) return;
+    prepared.emplace(spec, dir);
+    configs = prepared->run.configs;
+  });
+  agree_world([&] {
+    if (rank != 0) configs = load_trial_configs(spec, trials, dir.root());
+  });
+  if (configs.empty()) throw InputError(fmt::format("sweep {}: no trials", spec.file.string()));
+  const Config& first = configs.front();
+  RankEnvOptions options;
+  options.threads = first.run.threads;
+  options.backend = first.dist.backend;
+  options.timeout_s = first.dist.timeout_s;
+  RankEnv world;
+  agree_world([&] {
+    log::set_level(log::parse_level(first.run.log_level, "run.log_level"));
+    world = discover_rank_env(options);
+  }, first.dist.timeout_s);
+
+  std::vector<MpiTrial> mpi_trials;
+  for (size_t i = 0; i < trials.size(); ++i)
+    mpi_trials.push_back({trials[i].id, trials[i].overrides, trials[i].params, configs[i]});
+  MpiSweepSettings settings;
+  settings.dir = dir.root();
+  settings.ranks_per_trial = static_cast<int>(spec.executor.ranks_per_trial);
+  settings.objective = spec.objective.metric;
+  settings.higher_is_better = spec.objective.higher_is_better;
+  settings.timeout_s = first.dist.timeout_s;
+  if (spec.early_stop.enabled) {
+    AshaConfig a;
+    a.min_steps = spec.early_stop.min_steps;
+    a.max_steps = spec.early_stop.max_steps > 0 ? spec.early_stop.max_steps : first.train.steps;
+    a.eta = static_cast<double>(spec.early_stop.eta);
+    a.higher_is_better = spec.objective.higher_is_better;
+    settings.asha = a;
+  }
+  const std::vector<MpiTrialOutcome> outcomes = run_mpi_trials(world, mpi_trials, settings);
+  int code = 0;
+  if (world.is_root()) {
+    // The ranked table, best.yaml and objective.html, as the other executors end.
+    std::cout << refresh_results(spec, trials, dir) << std::flush;
+    bool any = false;
+    for (const MpiTrialOutcome& o : outcomes) any = any || o.state == "finished" || o.state == "stopped";
+    code = any ? 0 : static_cast<int>(ExitCode::kRuntime);
+  }
+  release_rank_env(world);
+  return code;
 }
 
 }  // namespace pft::sweep

@@ -4,8 +4,9 @@
 // own run dir SWEEP_DIR/trials/<id>/, its controller on the group's rank 0, its checkpoints. A
 // sweep controller on world rank 0 hands out the trials and applies ASHA (sweep/asha.h) at the
 // evaluations that fall on rungs; a stopped trial ends like a finished one (a final checkpoint)
-// and frees its group for the next trial. Every event goes to SWEEP_DIR/sweep.jsonl
-// (Note [sweep protocol] has the messages; docs/sweeps.md the file).
+// and frees its group for the next trial. Every event goes to SWEEP_DIR/sweep.jsonl through the
+// sweep's EventLog (sweep/sweep_dir.h: started, rung, stopped, finished, failed; Note [sweep
+// protocol] has the messages; docs/sweeps.md the file).
 //
 // Resume: a rerun of the same command reads sweep.jsonl: trials with an end event (finished,
 // stopped, failed) are not run again; ASHA's rung results are restored with their recorded
@@ -42,12 +43,13 @@
 //      noticed within dist.timeout_s, however long the trials), then {end: true} once every group
 //      is idle; every rank then leaves run_mpi_sweep at about the same time (MPI_Finalize waits
 //      for all ranks only kFinalizeGraceS, core/mpi_env.h). World rank 0 joins the controller.
-// Events are appended and fsync'd one line at a time by the controller thread only.
+// Events are appended (whole lines, sweep/sweep_dir.h EventLog) by the controller thread only.
 #pragma once
 
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "config/config.h"
@@ -58,7 +60,8 @@ namespace pft::sweep {
 
 struct MpiTrial {
   std::string id;                      // the run dir's name under SWEEP_DIR/trials/
-  std::vector<std::string> overrides;  // its parameters, as `--set key=value` (sweep.jsonl)
+  std::vector<std::string> overrides;  // its overrides, as `--set key=value` (messages)
+  std::vector<std::pair<std::string, std::string>> params;  // its searched keys (sweep.jsonl)
   Config config;  // resolved; run_mpi_sweep sets run.dir and train.resume (auto)
 };
 
@@ -86,7 +89,10 @@ struct MpiTrialOutcome {
 // a trial does not evaluate at every rung (data.source tasks, eval.every_steps dividing the
 // rungs); the message names the trial and the key. RuntimeFailure when a rank is lost (see the
 // header).
-std::vector<MpiTrialOutcome> run_mpi_sweep(const RankEnv& world, std::vector<MpiTrial> trials,
-                                           const MpiSweepSettings& settings);
+// `pft sweep run` with executor mpi is run_mpi_sweep (sweep/executor.h): it prepares the sweep
+// directory on world rank 0, loads every trial's config on every rank, discovers the ranks and
+// calls this; then world rank 0 prints the ranked table (sweep/results.h).
+std::vector<MpiTrialOutcome> run_mpi_trials(const RankEnv& world, std::vector<MpiTrial> trials,
+                                            const MpiSweepSettings& settings);
 
 }  // namespace pft::sweep

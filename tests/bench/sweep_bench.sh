@@ -83,9 +83,9 @@ grep '^trial ' "$work/asha.log" >&2 || true
 read -r asha_best asha_time asha_stopped < <(python3 - "$work/asha/sweep.jsonl" "$start" <<'PY'
 import json, sys
 ev = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-ends = [e for e in ev if e["event"] in ("finished", "stopped") and e["objective"] is not None]
-best = min((e for e in ends if e["event"] == "finished"), key=lambda e: e["objective"])
-stopped = sum(1 for e in ev if e["event"] == "stopped")
+ends = [e for e in ev if e["kind"] in ("finished", "stopped") and e["objective"] is not None]
+best = min((e for e in ends if e["kind"] == "finished"), key=lambda e: e["objective"])
+stopped = sum(1 for e in ev if e["kind"] == "stopped")
 print(best["objective"], best["time"] - float(sys.argv[2]), stopped)
 PY
 )

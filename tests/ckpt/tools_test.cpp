@@ -4,11 +4,14 @@
 #include <gtest/gtest.h>
 
 #include <boost/json/parse.hpp>
+#include <fmt/format.h>
+#include <hdf5.h>
 
 #include <cstring>
 #include <fstream>
 
 #include "ckpt/config_record.h"
+#include "ckpt/format.h"
 #include "ckpt/export.h"
 #include "ckpt/run_checkpoints.h"
 #include "ckpt/safetensors_writer.h"
@@ -18,6 +21,7 @@
 #include "ckpt_test_util.h"
 #include "config/config.h"
 #include "core/error.h"
+#include "core/hdf5.h"
 
 namespace pft::ckpt {
 namespace {
@@ -147,6 +151,29 @@ TEST(CkptTools, ListInspectDiff) {
   EXPECT_NE(line.find(" float32 "), std::string::npos) << line;
   EXPECT_NE(line.find(" (100, 10) "), std::string::npos) << line;
   EXPECT_NE(info.find("config:"), std::string::npos) << info;
+  EXPECT_NE(info.find(fmt::format("format:      {} v{}, ", kFormatName, kFormatVersion)),
+            std::string::npos)
+      << info;
+  {  // The version shown is the file's, not this reader's: mark a copy as written by version 1.
+    const fs::path v1 = run / "v1.h5";
+    fs::copy_file(dir / checkpoint_file_name(2), v1);
+    const hid_t f = H5Fopen(v1.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    ASSERT_GE(f, 0);
+    const hid_t a = H5Aopen(f, kAttrFormatVersion, H5P_DEFAULT);
+    ASSERT_GE(a, 0);
+    const int64_t one = 1;
+    ASSERT_GE(H5Awrite(a, H5T_NATIVE_INT64, &one), 0);
+    H5Aclose(a);
+    H5Fclose(f);
+    {  // the edit changed the file: clear its user block and seal it again
+      std::fstream io(v1, std::ios::in | std::ios::out | std::ios::binary);
+      const std::string zeros(h5::kSealBytes, '\0');
+      io.write(zeros.data(), static_cast<std::streamsize>(zeros.size()));
+    }
+    h5::seal_file(v1);
+    const std::string old = inspect_checkpoint(v1);
+    EXPECT_NE(old.find(fmt::format("format:      {} v1, ", kFormatName)), std::string::npos) << old;
+  }
 
   write_checkpoint(run / "a.h5", sample_contents(5));
   write_checkpoint(run / "b.h5", sample_contents(5));

@@ -9,6 +9,9 @@
 
 #include "ckpt/reader.h"
 #include "fuzz_util.h"
+#include "hdf5_fuzz.h"
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) { return pft::fuzz::keep_hdf5_free_lists(); }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace pft;

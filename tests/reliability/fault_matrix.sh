@@ -446,12 +446,19 @@ s_flip_ckpt() {
   kill -KILL -- "-$JOB"
   kill_leftovers
   wait "$JOB" 2> /dev/null
-  newest="$(latest_step "$dir")"
+  # The newest checkpoint FILE, not the one `latest` names: a kill between a save's rename and
+  # its update of `latest` leaves a newer complete file, which auto-resume would take instead of
+  # reading the flipped one.
+  newest=0
   prev=0
   for f in "$dir"/checkpoints/step_*.h5; do
     [[ "$f" =~ step_0*([0-9]+)\.h5$ ]] || continue
     s="${BASH_REMATCH[1]}"
-    [[ "$s" -lt "$newest" && "$s" -gt "$prev" ]] && prev="$s"
+    if [[ "$s" -gt "$newest" ]]; then
+      prev="$newest"; newest="$s"
+    elif [[ "$s" -gt "$prev" ]]; then
+      prev="$s"
+    fi
   done
   local file="$dir/checkpoints/$(printf 'step_%08d.h5' "$newest")"
   [[ "$newest" -gt 0 && -f "$file" ]] || { fail "no checkpoint to flip"; return; }

@@ -1,5 +1,6 @@
-// A minimal front end of the in-allocation executor (sweep/mpi_executor.h) for its tests and
-// benchmark, until `pft sweep run` (the sweep file) drives it:
+// A minimal front end of the in-allocation executor (sweep/mpi_executor.h: run_mpi_trials) for
+// its tests and benchmark: trials as lists of overrides on the command line, without a sweep
+// file (`pft sweep run` with executor mpi is the user's front end, sweep/executor.h):
 //
 //   mpirun -np W mpi_sweep_driver SWEEP_DIR RANKS_PER_TRIAL ASHA_MIN_STEPS ASHA_ETA CONFIG
 //       "COMMON OVERRIDES" "TRIAL 0 OVERRIDES" "TRIAL 1 OVERRIDES" ...
@@ -53,6 +54,10 @@ int run(int argc, char** argv) {
       pft::sweep::MpiTrial t;
       t.id = "t" + std::to_string(i - 7);
       t.overrides = words(argv[i]);
+      for (const std::string& o : t.overrides) {
+        const size_t eq = o.find('=');
+        t.params.emplace_back(o.substr(0, eq), eq == std::string::npos ? "" : o.substr(eq + 1));
+      }
       std::vector<std::string> all = common;
       all.insert(all.end(), t.overrides.begin(), t.overrides.end());
       t.config = pft::load_config(path, all, /*training=*/true);
@@ -75,7 +80,7 @@ int run(int argc, char** argv) {
   options.timeout_s = base.dist.timeout_s;
   pft::RankEnv env;
   pft::agree_world([&] { env = pft::discover_rank_env(options); }, base.dist.timeout_s);
-  const auto outcomes = pft::sweep::run_mpi_sweep(env, trials, settings);
+  const auto outcomes = pft::sweep::run_mpi_trials(env, trials, settings);
   for (const auto& o : outcomes)
     std::printf("trial %s %s %lld %.17g\n", o.id.c_str(), o.state.c_str(),
                 static_cast<long long>(o.steps), o.objective);

@@ -95,7 +95,7 @@ Trace trace(const fs::path& run_dir) {
 std::vector<json::object> events(const fs::path& sweep, const std::string& event) {
   std::vector<json::object> out;
   for (json::object& o : lines(sweep / "sweep.jsonl"))
-    if (o.at("event").as_string() == event) out.push_back(std::move(o));
+    if (o.at("kind").as_string() == event) out.push_back(std::move(o));
   return out;
 }
 
@@ -111,8 +111,8 @@ TEST(MpiSweep, TwoGroupsOfTwoTrainAtOnceAndEachAsItsOwnTwoRankRun) {
   ASSERT_EQ(finished.size(), 2u) << r.out;
   EXPECT_NE(started[0].at("group"), started[1].at("group"));
   const std::vector<json::object> all = lines(sweep / "sweep.jsonl");
-  EXPECT_EQ(all[0].at("event").as_string(), "started");
-  EXPECT_EQ(all[1].at("event").as_string(), "started") << "a trial ended before the other began";
+  EXPECT_EQ(all[0].at("kind").as_string(), "started");
+  EXPECT_EQ(all[1].at("kind").as_string(), "started") << "a trial ended before the other began";
 
   for (size_t i = 0; i < lrs.size(); ++i) {
     const fs::path alone = scratch("alone" + std::to_string(i));
@@ -159,7 +159,7 @@ TEST(MpiSweep, AshaStopsTheDivergingTrialAtTheFirstRung) {
   ASSERT_EQ(finished.size(), 2u);
   ASSERT_EQ(stopped.size(), 1u);
   EXPECT_EQ(stopped[0].at("trial").as_string(), "t2");
-  EXPECT_EQ(stopped[0].at("steps").as_int64(), 2);
+  EXPECT_EQ(stopped[0].at("step").as_int64(), 2);
   // The stopped trial ended like a run: stopped record, a final checkpoint at the rung.
   const fs::path t2 = sweep / "trials" / "t2";
   const std::vector<json::object> stop_records = records(t2, "stopped");
@@ -175,6 +175,52 @@ TEST(MpiSweep, AshaStopsTheDivergingTrialAtTheFirstRung) {
   EXPECT_EQ(lines(sweep / "sweep.jsonl").size(), before) << again.out;
   EXPECT_NE(again.out.find("trial t2 stopped 2"), std::string::npos) << again.out;
   fs::remove_all(sweep);
+}
+
+// `pft sweep run` with executor mpi (sweep/executor.h run_mpi_sweep): the sweep file's grid and
+// ASHA rule, one group of 2 ranks (a fixed order of reports), the ranked table at the end; lr 10
+// stopped at the first rung (step 6 of 12); `pft sweep status` reads the same directory.
+TEST(MpiSweep, PftSweepRunWithTheMpiExecutor) {
+  const fs::path d = scratch("cli");
+  fs::create_directories(d);
+  const fs::path file = d / "sweep.yaml";
+  std::ofstream(file) << "base: " << (fs::path(PFT_SOURCE_ROOT) / "tests/sweep/tiny.yaml").string()
+                      << "\n"
+                         "parameters:\n"
+                         "  train.lr: [1.0e-3, 3.0e-3, 10]\n"
+                         "  train.micro_batch_size: [2]\n"
+                         "objective: {metric: eval.loss}\n"
+                         "early_stop: {rule: asha, eta: 2, min_steps: 6}\n"
+                         "executor: {kind: mpi, ranks_per_trial: 2}\n";
+  const fs::path out = d / "out";
+  const Result r = run(kMpirun + " -np 2 " + PFT_BIN + " sweep run " + file.string() + " --dir " +
+                       out.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  std::map<std::string, std::string> decision, end;
+  std::map<std::string, double> at_rung;
+  for (const json::object& e : lines(out / "sweep.jsonl")) {
+    const std::string kind(e.at("kind").as_string()), trial(e.at("trial").as_string());
+    if (kind == "rung") {
+      decision[trial] = e.at("decision").as_string();
+      at_rung[trial] = e.at("objective").to_number<double>();
+      EXPECT_EQ(e.at("step").as_int64(), 6);
+    }
+    if (kind == "finished" || kind == "stopped") end[trial] = kind;
+  }
+  ASSERT_EQ(decision.size(), 3u) << r.out;
+  ASSERT_LT(at_rung["t001"], at_rung["t000"]) << "the setup: lr 3e-3 leads 1e-3 at step 6";
+  EXPECT_EQ(decision["t000"], "continue");
+  EXPECT_EQ(decision["t001"], "continue");
+  EXPECT_EQ(decision["t002"], "stop");
+  EXPECT_EQ(end["t000"], "finished");
+  EXPECT_EQ(end["t001"], "finished");
+  EXPECT_EQ(end["t002"], "stopped");
+  EXPECT_TRUE(fs::exists(out / "best.yaml"));
+  EXPECT_NE(r.out.find("stopped"), std::string::npos) << r.out;  // the table's state column
+  const Result s = run(std::string(PFT_BIN) + " sweep status " + out.string());
+  ASSERT_EQ(s.code, 0) << s.out;
+  EXPECT_NE(s.out.find("t002"), std::string::npos) << s.out;
+  fs::remove_all(d);
 }
 
 // Bad input stops every rank before anything runs (exit 2), naming the key and the trial.
@@ -210,7 +256,7 @@ TEST(MpiSweep, AFailingTrialIsRecordedAndTheSweepGoesOn) {
   const std::vector<json::object> finished = events(sweep, "finished");
   ASSERT_EQ(finished.size(), 1u) << r.out;
   EXPECT_EQ(finished[0].at("trial").as_string(), "t1");
-  EXPECT_EQ(finished[0].at("steps").as_int64(), 2);
+  EXPECT_EQ(finished[0].at("step").as_int64(), 2);
   fs::remove_all(sweep);
 }
 
@@ -267,7 +313,7 @@ TEST(MpiSweep, ALostRankEndsTheSweepWithExit3AndARerunResumesIt) {
   const std::vector<json::object> finished = events(sweep, "finished");
   ASSERT_EQ(finished.size(), 2u);
   EXPECT_EQ(finished[1].at("trial").as_string(), "t1");
-  EXPECT_EQ(finished[1].at("steps").as_int64(), 30);
+  EXPECT_EQ(finished[1].at("step").as_int64(), 30);
   fs::remove_all(sweep);
   fs::remove(script);
   fs::remove(sweep.string() + ".log");
