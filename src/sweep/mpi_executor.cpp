@@ -1,7 +1,6 @@
 // The in-allocation executor (contract and Note [sweep protocol]: sweep/mpi_executor.h).
 #include "sweep/mpi_executor.h"
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <boost/json.hpp>
@@ -10,12 +9,8 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
-#include <cstdio>
 #include <deque>
-#include <cstring>
-#include <ctime>
 #include <exception>
-#include <fstream>
 #include <iostream>
 #include <limits>
 #include <map>
@@ -137,12 +132,13 @@ class SweepController {
         queue_.push_back(index[id]);
     for (size_t i = 0; i < trials.size(); ++i)
       if (!recorded.ended.count(trials[i].id) && queued.insert(i).second) queue_.push_back(i);
-    size_t in_progress = 0;
-    for (const std::string& id : recorded.started) in_progress += recorded.ended.count(id) ? 0 : 1;
+    std::set<std::string> in_progress;
+    for (const std::string& id : recorded.started)
+      if (!recorded.ended.count(id)) in_progress.insert(id);
     if (!recorded.started.empty())
       log::info("sweep: resuming {}: {} trial(s) ended earlier (not run again), {} to run, {} of "
                 "them from their checkpoints", settings.dir.string(), recorded.ended.size(),
-                queue_.size(), in_progress);
+                queue_.size(), in_progress.size());
   }
 
   void serve(const std::atomic<bool>& abandon) {
