@@ -32,6 +32,7 @@ const char* stop_reason_name(StopReason r) {
     case StopReason::kPreempted: return "preempted";
     case StopReason::kEarlyStopping: return "early_stopping";
     case StopReason::kSchedule: return "schedule";
+    case StopReason::kExternal: return "external";
   }
   return "?";
 }
@@ -324,6 +325,10 @@ Decision Controller::after_eval(int64_t steps_done, const MetricTable& table) {
     const bool stop_early = early_.on_eval(steps_done, table);
     if (finished && steps_done < config_.train.steps) d.stop = StopReason::kSchedule;
     if (stop_early && steps_done < config_.train.steps) d.stop = StopReason::kEarlyStopping;
+    const bool hook_stop = eval_hook_ && eval_hook_(steps_done, table);
+    if (hook_stop && d.stop == StopReason::kNone && steps_done > 0 &&
+        steps_done < config_.train.steps)
+      d.stop = StopReason::kExternal;
     d.checkpoint = steps_done > 0 && (best_ref_.has_value() || d.stop != StopReason::kNone);
   }
   return exchange(d, replanned, std::move(plans), "evaluation decision");

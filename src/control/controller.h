@@ -24,6 +24,9 @@
 //      ending by `until`, adaptive weights) and to early stopping; it re-plans the queued steps
 //      from the state of step s+1 (a phase change or new weights apply from the next step) and
 //      broadcasts the decision (checkpoint? stop?) with the new plans.                  [bcast]
+//      An eval hook (set_eval_hook, rank 0) is asked last, with the step and the table; a stop
+//      from it (kExternal) ends the run there like its last step: a final checkpoint, the end
+//      record. The other ranks learn it from the same broadcast.
 //   5. A checkpoint saves the schedule state of step s+1 and the plan log; a resumed run
 //      restarts at 1. with it and plans exactly what the uninterrupted run planned (Note [plans
 //      are a function of the state], control/schedule.h).
@@ -38,6 +41,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -64,6 +68,7 @@ enum class StopReason : uint8_t {
   kPreempted,      // a signal: checkpoint, exit 75
   kEarlyStopping,  // early_stopping.*: no improvement for `patience` evaluations
   kSchedule,       // the last phase ended (steps, tokens or until)
+  kExternal,       // the eval hook said stop (Controller::set_eval_hook: a sweep's ASHA rung)
 };
 const char* stop_reason_name(StopReason r);
 
@@ -115,6 +120,16 @@ class Controller {
   // Step 4 (collective): after an evaluation of `steps_done` steps.
   Decision after_eval(int64_t steps_done, const MetricTable& table);
 
+  // Rank 0 (ignored elsewhere): called by after_eval with the step and the held-out table after
+  // every evaluation, once the schedule and early stopping decided; true stops the run
+  // (StopReason::kExternal) unless they already did, or the step is 0 or train.steps (nothing to
+  // stop; the call still hands over the table).
+  // It may block (an in-allocation sweep asks its controller, sweep/mpi_executor.h): the other
+  // ranks wait in the decision's broadcast, under dist.timeout_s. What it throws reaches rank 0's
+  // train() (the others then miss the broadcast's deadline).
+  using EvalHook = std::function<bool(int64_t steps_done, const MetricTable& table)>;
+  void set_eval_hook(EvalHook hook) { eval_hook_ = std::move(hook); }
+
   // Rank 0, at a save after `steps_done` steps: the state to checkpoint (the schedule state of
   // that step) and the plan log's window, which starts anew; plan.jsonl is fsync'd first, so it
   // holds every step the checkpoint follows (Note [plan log]).
@@ -154,6 +169,7 @@ class Controller {
   EarlyStopping early_;
   std::optional<MetricRef> best_ref_;  // checkpoint.best_metric eval.X
   MetricTable last_table_;
+  EvalHook eval_hook_;
   std::unique_ptr<PlanRecorder> plan_log_;  // rank 0, tasks source
   // Rank 0: schedule events of steps that may still be re-planned, and those released.
   std::vector<ScheduleEvent> pending_events_, ready_events_;

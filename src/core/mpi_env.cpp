@@ -94,6 +94,26 @@ MpiEnvironment::~MpiEnvironment() {
                    "complete once rank 0 printed its `done:` line");
 }
 
+namespace {
+
+// Node index of this rank's node among `comms`' nodes: the local leaders, ordered by rank, number
+// the nodes. Collective over comms.world.
+void number_nodes(const MpiComms& c, MpiTopology& t) {
+  const int leader = t.local_rank == 0 ? 1 : 0;
+  std::vector<int> leaders(static_cast<size_t>(t.world_size), 0);
+  PFT_MPI_CHECK(MPI_Allgather(&leader, 1, MPI_INT, leaders.data(), 1, MPI_INT, c.world));
+  int node_leader_rank = t.world_rank;
+  PFT_MPI_CHECK(MPI_Bcast(&node_leader_rank, 1, MPI_INT, 0, c.node));
+  t.num_nodes = 0;
+  for (int r = 0; r < t.world_size; ++r) {
+    if (leaders[static_cast<size_t>(r)] == 0) continue;
+    if (r == node_leader_rank) t.node_rank = t.num_nodes;
+    ++t.num_nodes;
+  }
+}
+
+}  // namespace
+
 MpiTopology discover_mpi_topology() {
   MpiTopology t;
   t.comms = std::make_shared<MpiComms>();
@@ -110,18 +130,27 @@ MpiTopology discover_mpi_topology() {
   PFT_MPI_CHECK(MPI_Comm_rank(c.node, &t.local_rank));
   PFT_MPI_CHECK(MPI_Comm_size(c.node, &t.local_size));
 
-  // Node index: the local leaders, ordered by world rank, number the nodes.
-  const int leader = t.local_rank == 0 ? 1 : 0;
-  std::vector<int> leaders(static_cast<size_t>(t.world_size), 0);
-  PFT_MPI_CHECK(MPI_Allgather(&leader, 1, MPI_INT, leaders.data(), 1, MPI_INT, c.world));
-  int node_leader_world_rank = t.world_rank;
-  PFT_MPI_CHECK(MPI_Bcast(&node_leader_world_rank, 1, MPI_INT, 0, c.node));
-  t.num_nodes = 0;
-  for (int r = 0; r < t.world_size; ++r) {
-    if (leaders[static_cast<size_t>(r)] == 0) continue;
-    if (r == node_leader_world_rank) t.node_rank = t.num_nodes;
-    ++t.num_nodes;
-  }
+  number_nodes(c, t);
+  return t;
+}
+
+MpiTopology split_mpi_topology(const MpiComms& parent, int color) {
+  MpiTopology t;
+  t.comms = std::make_shared<MpiComms>();
+  MpiComms& c = *t.comms;
+  MPI_Query_thread(&t.thread_level);
+  int parent_rank = 0;
+  PFT_MPI_CHECK(MPI_Comm_rank(parent.world, &parent_rank));
+  PFT_MPI_CHECK(MPI_Comm_split(parent.world, color, parent_rank, &c.world));
+  MPI_Comm_set_errhandler(c.world, MPI_ERRORS_RETURN);
+  PFT_MPI_CHECK(MPI_Comm_split(parent.roll_call, color, parent_rank, &c.roll_call));
+  MPI_Comm_set_errhandler(c.roll_call, MPI_ERRORS_RETURN);
+  PFT_MPI_CHECK(MPI_Comm_split(parent.node, color, parent_rank, &c.node));
+  PFT_MPI_CHECK(MPI_Comm_rank(c.world, &t.world_rank));
+  PFT_MPI_CHECK(MPI_Comm_size(c.world, &t.world_size));
+  PFT_MPI_CHECK(MPI_Comm_rank(c.node, &t.local_rank));
+  PFT_MPI_CHECK(MPI_Comm_size(c.node, &t.local_size));
+  number_nodes(c, t);
   return t;
 }
 
@@ -132,6 +161,9 @@ void free_mpi_comms(MpiComms& comms) {
   if (comms.roll_call != MPI_COMM_NULL) {
     unregister_roll_call();
     MPI_Comm_free(&comms.roll_call);
+    // A group's: the job's roll call again.
+    if (comms.parent_roll_call != MPI_COMM_NULL)
+      register_roll_call(comms.parent_roll_call, comms.parent_hosts);
   }
   if (comms.node != MPI_COMM_NULL) MPI_Comm_free(&comms.node);
   if (comms.world != MPI_COMM_NULL) MPI_Comm_free(&comms.world);

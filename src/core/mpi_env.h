@@ -8,6 +8,8 @@
 
 #include <memory>
 #include <span>
+#include <string>
+#include <vector>
 #include <string_view>
 
 namespace pft {
@@ -37,9 +39,12 @@ class MpiEnvironment {
 
 // pft's own communicators, held by a discovered RankEnv (RankEnv::mpi).
 struct MpiComms {
-  MPI_Comm world = MPI_COMM_NULL;  // a duplicate of MPI_COMM_WORLD owned by pft
+  MPI_Comm world = MPI_COMM_NULL;  // a duplicate of MPI_COMM_WORLD owned by pft (or a group of it)
   MPI_Comm node = MPI_COMM_NULL;   // the ranks on this node (MPI_Comm_split_type SHARED)
   MPI_Comm roll_call = MPI_COMM_NULL;  // a duplicate for the roll call only (core/mpi_roll_call.h)
+  // A group's comms (split_mpi_topology): the roll call registered again when they are freed.
+  MPI_Comm parent_roll_call = MPI_COMM_NULL;
+  std::vector<std::string> parent_hosts;
 };
 
 // What MPI alone tells a rank about the job (the rest of RankEnv comes from the host and torch).
@@ -57,6 +62,11 @@ struct MpiTopology {
 // Collective over MPI_COMM_WORLD: duplicates it (twice: pft's world and the roll call's), splits
 // it by node, numbers the nodes.
 MpiTopology discover_mpi_topology();
+
+// Collective over `parent`'s ranks: splits its three communicators by `color` (ranks keep the
+// parent's order), so a group of ranks runs as a job of its own (core/rank_env.h:
+// split_rank_env). The topology's ranks and sizes are those within the group.
+MpiTopology split_mpi_topology(const MpiComms& parent, int color);
 
 // Frees `comms` (collective over their ranks); a no-op after MPI_Finalize or when already freed.
 void free_mpi_comms(MpiComms& comms);

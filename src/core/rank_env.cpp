@@ -181,6 +181,33 @@ RankEnv discover_rank_env(const RankEnvOptions& options) {
   return env;
 }
 
+RankEnv split_rank_env(const RankEnv& parent, int color) {
+  PFT_ASSERT(parent.mpi != nullptr, "split_rank_env: the parent RankEnv was not discovered");
+  const MpiTopology mpi = split_mpi_topology(*parent.mpi, color);
+  RankEnv env = parent;
+  env.world_rank = mpi.world_rank;
+  env.world_size = mpi.world_size;
+  env.local_rank = mpi.local_rank;
+  env.local_size = mpi.local_size;
+  env.node_rank = mpi.node_rank;
+  env.num_nodes = mpi.num_nodes;
+  env.mpi = mpi.comms;
+  env.mpi->parent_roll_call = parent.mpi->roll_call;
+  env.mpi->parent_hosts = parent.rank_hosts;
+  // The group's hosts and threads, in the group's rank order (the parent's order).
+  std::vector<int> colors(static_cast<size_t>(parent.world_size), 0);
+  PFT_MPI_CHECK(MPI_Allgather(&color, 1, MPI_INT, colors.data(), 1, MPI_INT, parent.mpi->world));
+  env.rank_hosts.clear();
+  env.rank_threads.clear();
+  for (size_t r = 0; r < colors.size(); ++r) {
+    if (colors[r] != color) continue;
+    env.rank_hosts.push_back(parent.rank_hosts[r]);
+    env.rank_threads.push_back(parent.rank_threads[r]);
+  }
+  register_roll_call(env.mpi->roll_call, env.rank_hosts);
+  return env;
+}
+
 void release_rank_env(RankEnv& env) {
   if (env.mpi) free_mpi_comms(*env.mpi);
 }

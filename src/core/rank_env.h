@@ -54,6 +54,15 @@ struct RankEnv {
 // Throws InputError when `backend` is unknown or asks for nccl where no GPU is present.
 RankEnv discover_rank_env(const RankEnvOptions& options);
 
+// A group of `parent`'s ranks as a job of its own: collective over parent's world; the ranks
+// passing the same `color` form one group, numbered within it in parent's order (world_rank,
+// world_size, local and node ranks are the group's; host, device, threads, launcher and timeout
+// are parent's). Everything that takes a RankEnv (train(), agree(), the communicator) then runs on
+// the group alone: this is how an in-allocation sweep (sweep/mpi_executor.h) trains one trial per
+// group. While the group's env is held, the roll call (core/mpi_roll_call.h) is the group's;
+// release_rank_env gives the parent's back. Logging keeps parent's ranks (world rank 0 speaks).
+RankEnv split_rank_env(const RankEnv& parent, int color);
+
 // Frees the communicators held by `env` (collective). Safe to call twice.
 void release_rank_env(RankEnv& env);
 

@@ -16,8 +16,26 @@ namespace json = boost::json;
 
 MetricsSink::MetricsSink(const std::filesystem::path& path) : writer_(path) {}
 
+namespace {
+
+// JSON has no NaN or infinity (Boost.JSON would write `Infinity`, which no JSON reader takes): a
+// diverged run's losses and perplexities are written as null.
+void null_non_finite(json::value& v) {
+  if (v.is_double()) {
+    if (!std::isfinite(v.get_double())) v = nullptr;
+  } else if (v.is_array()) {
+    for (json::value& x : v.get_array()) null_non_finite(x);
+  } else if (v.is_object()) {
+    for (auto& kv : v.get_object()) null_non_finite(kv.value());
+  }
+}
+
+}  // namespace
+
 void MetricsSink::write(json::object record) {
-  if (writer_.enabled()) writer_.write(std::move(record));
+  if (!writer_.enabled()) return;
+  for (auto& kv : record) null_non_finite(kv.value());
+  writer_.write(std::move(record));
 }
 
 void MetricsSink::start(const Start& s) {

@@ -132,6 +132,9 @@ void log_stop(const TrainSession& s, StopReason reason, int64_t step) {
               "stopping after step {} of {}",
               es.ref().key(), s.config.early_stopping.patience, es.state().best,
               es.state().best_step, step, s.config.train.steps);
+  } else if (reason == StopReason::kExternal) {
+    log::info("stopped after step {} of {} by the caller's decision at this evaluation (a sweep's "
+              "early-stopping rung)", step, s.config.train.steps);
   } else {
     log::info("schedule: the last phase ended; stopping after step {} of {}", step,
               s.config.train.steps);
@@ -175,9 +178,10 @@ void finish(TrainSession& s, TrainSummary& summary, int64_t start_step, int64_t 
 // The loop (train/train_session.h builds what it drives). Per step: the controller's plan, this
 // rank's micro-batches, one TrainStep, the controller's decision at the step boundary
 // (preemption, evaluation, checkpoint, the schedule's end), metrics and progress, a save.
-TrainSummary train(const Config& config, const RankEnv& env) {
+TrainSummary train(const Config& config, const RankEnv& env, const TrainOptions& options) {
   install_preemption_handlers();  // `pft train` did already, before MPI_Init (core/signals.h)
   TrainSession s(config, env);
+  if (options.on_eval) s.controller->set_eval_hook(options.on_eval);
   const TrainConfig& tc = s.config.train;
   const TrainSession::StartPoint start = s.resume();
   int64_t tokens_seen = start.tokens_seen;

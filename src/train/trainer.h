@@ -25,6 +25,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
 
 #include "config/config.h"
 #include "core/rank_env.h"
@@ -40,10 +43,21 @@ struct TrainSummary {
   std::string stopped = "";    // why the run ended before train.steps ("early_stopping", "schedule")
 };
 
-// Collective over env.world: every rank calls it with the same config. Start-up problems (a
+// What a caller adds to a run (the defaults: a plain `pft train`).
+struct TrainOptions {
+  // Rank 0: called after every held-out evaluation with the steps done and the metric table
+  // (control/schedule.h: MetricTable); true stops the run there like its last step (a final
+  // checkpoint, `stopped` reason `external`), except at step 0 and train.steps. The controller's
+  // eval hook (control/controller.h: Controller::set_eval_hook); an in-allocation sweep's ASHA
+  // rungs (sweep/mpi_executor.h).
+  std::function<bool(int64_t steps_done, const std::map<std::string, double>& table)> on_eval;
+};
+
+// Collective over env.world: every rank calls it with the same config. env may be a group of the
+// job's ranks (core/rank_env.h: split_rank_env): the run then involves those ranks only. Start-up problems (a
 // config the trainer cannot run, an unwritable run.dir) throw InputError on every rank (exit 2);
 // MPI failures throw RuntimeFailure.
-TrainSummary train(const Config& config, const RankEnv& env);
+TrainSummary train(const Config& config, const RankEnv& env, const TrainOptions& options = {});
 
 // Checks that need the trainer's view of the config (features not built yet, a vocabulary too
 // small for the tokenizer, precision vs device). Throws InputError naming the key. Not

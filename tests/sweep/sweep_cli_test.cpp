@@ -207,12 +207,6 @@ TEST(SweepCli, ABadTrialStopsTheSweepBeforeAnythingRuns) {
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_NE(r.out.find((d / "typo.yaml").string() + ":3:14: error: parameters.train.lr.grdi"),
             std::string::npos) << r.out;
-  // The in-allocation executor is not part of this build yet.
-  write(d / "mpi.yaml", "base: " + kTiny.string() + "\nobjective: {metric: eval.loss}\n"
-        "executor: {kind: mpi}\n");
-  r = run(kPft + " sweep run " + (d / "mpi.yaml").string() + " --dir " + (d / "out").string());
-  EXPECT_EQ(r.code, 2) << r.out;
-  EXPECT_NE(r.out.find("not built yet"), std::string::npos) << r.out;
   // status of a directory that holds no sweep.
   r = run(kPft + " sweep status " + d.string());
   EXPECT_EQ(r.code, 2) << r.out;
