@@ -31,6 +31,19 @@ void wait_a_little(Clock::time_point start) {
   }
 }
 
+// Receives the message `status` describes (from MPI_Iprobe on `comm`).
+TrialChannel::Message receive_probed(MPI_Comm comm, const MPI_Status& status) {
+  int count = 0;
+  PFT_MPI_CHECK(MPI_Get_count(&status, MPI_BYTE, &count));
+  TrialChannel::Message m;
+  m.source = status.MPI_SOURCE;
+  m.tag = status.MPI_TAG;
+  m.bytes.resize(static_cast<size_t>(count));
+  PFT_MPI_CHECK(MPI_Recv(m.bytes.data(), count, MPI_BYTE, m.source, m.tag, comm,
+                         MPI_STATUS_IGNORE));
+  return m;
+}
+
 }  // namespace
 
 TrialChannel::TrialChannel(const RankEnv& env) {
@@ -82,15 +95,7 @@ TrialChannel::Message TrialChannel::receive(int source, int tag, double timeout_
           rank_, timeout_s, what, source));
     wait_a_little(start);
   }
-  int count = 0;
-  PFT_MPI_CHECK(MPI_Get_count(&status, MPI_BYTE, &count));
-  Message m;
-  m.source = status.MPI_SOURCE;
-  m.tag = status.MPI_TAG;
-  m.bytes.resize(static_cast<size_t>(count));
-  PFT_MPI_CHECK(MPI_Recv(m.bytes.data(), count, MPI_BYTE, m.source, m.tag, comm_,
-                         MPI_STATUS_IGNORE));
-  return m;
+  return receive_probed(comm_, status);
 }
 
 std::optional<TrialChannel::Message> TrialChannel::try_receive(int tag) {
@@ -98,15 +103,7 @@ std::optional<TrialChannel::Message> TrialChannel::try_receive(int tag) {
   int found = 0;
   PFT_MPI_CHECK(MPI_Iprobe(MPI_ANY_SOURCE, tag, comm_, &found, &status));
   if (!found) return std::nullopt;
-  int count = 0;
-  PFT_MPI_CHECK(MPI_Get_count(&status, MPI_BYTE, &count));
-  Message m;
-  m.source = status.MPI_SOURCE;
-  m.tag = status.MPI_TAG;
-  m.bytes.resize(static_cast<size_t>(count));
-  PFT_MPI_CHECK(MPI_Recv(m.bytes.data(), count, MPI_BYTE, m.source, m.tag, comm_,
-                         MPI_STATUS_IGNORE));
-  return m;
+  return receive_probed(comm_, status);
 }
 
 }  // namespace pft

@@ -67,6 +67,17 @@ void write_launcher_layout(const std::vector<std::string>& rank_hosts) {
   if (std::fclose(f) == 0) std::rename((path + ".tmp").c_str(), path.c_str());
 }
 
+// The ranks' numbering and communicators of `mpi` into `env`.
+void set_topology(RankEnv& env, const MpiTopology& mpi) {
+  env.world_rank = mpi.world_rank;
+  env.world_size = mpi.world_size;
+  env.local_rank = mpi.local_rank;
+  env.local_size = mpi.local_size;
+  env.node_rank = mpi.node_rank;
+  env.num_nodes = mpi.num_nodes;
+  env.mpi = mpi.comms;
+}
+
 }  // namespace
 
 std::string describe_layout(const std::vector<std::string>& rank_hosts,
@@ -120,14 +131,8 @@ std::string describe_layout(const std::vector<std::string>& rank_hosts,
 RankEnv discover_rank_env(const RankEnvOptions& options) {
   RankEnv env;
   const MpiTopology mpi = discover_mpi_topology();
-  env.world_rank = mpi.world_rank;
-  env.world_size = mpi.world_size;
-  env.local_rank = mpi.local_rank;
-  env.local_size = mpi.local_size;
-  env.node_rank = mpi.node_rank;
-  env.num_nodes = mpi.num_nodes;
+  set_topology(env, mpi);
   env.thread_level = mpi.thread_level;
-  env.mpi = mpi.comms;
   env.timeout_s = options.timeout_s;
 
   char host[256] = {0};
@@ -185,13 +190,7 @@ RankEnv split_rank_env(const RankEnv& parent, int color) {
   PFT_ASSERT(parent.mpi != nullptr, "split_rank_env: the parent RankEnv was not discovered");
   const MpiTopology mpi = split_mpi_topology(*parent.mpi, color);
   RankEnv env = parent;
-  env.world_rank = mpi.world_rank;
-  env.world_size = mpi.world_size;
-  env.local_rank = mpi.local_rank;
-  env.local_size = mpi.local_size;
-  env.node_rank = mpi.node_rank;
-  env.num_nodes = mpi.num_nodes;
-  env.mpi = mpi.comms;
+  set_topology(env, mpi);
   env.mpi->parent_roll_call = parent.mpi->roll_call;
   env.mpi->parent_hosts = parent.rank_hosts;
   // The group's hosts and threads, in the group's rank order (the parent's order).
