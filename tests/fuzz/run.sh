@@ -72,7 +72,7 @@ run_one() {
   [[ -f "$here/dict/$t.dict" ]] && args+=(-dict="$here/dict/$t.dict")
   # shellcheck disable=SC2206
   args+=(${PFT_FUZZ_ARGS:-})
-  local rc=0
+  local rc=0 t0=$SECONDS
   PFT_FUZZ_TMP="$work/tmp" "$exe" "${args[@]}" "$work/corpus" "$here/corpus/$t" >"$log" 2>&1 || rc=$?
   local execs cov ft corpus secs crashes
   execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)"
@@ -82,7 +82,8 @@ run_one() {
   corpus="$(find "$work/corpus" -type f | wc -l)"
   crashes=0
   ((rc == 0)) || crashes=1
-  [[ -n "$secs" && "$secs" -gt 0 ]] || secs="$seconds"
+  # libFuzzer prints "Done N runs in S second(s)" only when it ends without a finding.
+  [[ -n "$secs" && "$secs" -gt 0 ]] || secs=$((SECONDS - t0))
   printf 'fuzz %s: %s execs in %s s (%s/s), cov %s ft %s, corpus +%s, crashes %s\n' \
     "$t" "${execs:-0}" "$secs" "$(( ${execs:-0} / (secs > 0 ? secs : 1) ))" "${cov:-?}" "${ft:-?}" \
     "$corpus" "$crashes"
