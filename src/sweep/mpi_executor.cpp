@@ -108,10 +108,13 @@ class SweepController {
       : trials_(trials), settings_(settings), groups_left_(groups), channel_(channel),
         log_(settings.dir / "sweep.jsonl") {
     if (settings.asha) asha_.emplace(*settings.asha);
+    objective_.metric = settings.objective;
+    objective_.key = table_key(settings.objective);
+    objective_.higher_is_better = settings.higher_is_better;
     const Recorded recorded = read_recorded(settings.dir / "sweep.jsonl");
     attempts_ = recorded.attempts;
     outcomes_.resize(trials.size());
-    std::map<std::string, size_t> index;
+    std::map<std::string, size_t>& index = index_;
     for (size_t i = 0; i < trials.size(); ++i) {
       index[trials[i].id] = i;
       outcomes_[i].id = trials[i].id;
@@ -124,21 +127,32 @@ class SweepController {
       if (index.count(id)) last_objective_[id] = x;
     if (asha_)
       for (const Recorded::Rung& r : recorded.rungs) asha_->restore(r.trial, r.step, r.objective, r.verdict);
+    // A trial started but not ended whose `pft train` had ended (its `end` record written, the
+    // sweep killed before its end event): recorded now from its run dir, as the local executor
+    // does (sweep/executor.cpp). Trained again, it would resume from its final checkpoint and
+    // take no step (no evaluation: `failed` with 0 steps), or, stopped by ASHA at a rung, train
+    // on past it (the verdict is not asked again).
+    std::set<std::string> ended = {};
+    for (const auto& [id, o] : recorded.ended) ended.insert(id);
+    size_t ended_now = 0;
+    for (const std::string& id : recorded.started)
+      if (index.count(id) && !ended.count(id) && record_ended_run(trials[index[id]])) {
+        ended.insert(id);
+        ++ended_now;
+      }
     // In-progress trials of an earlier run first (they resume from their checkpoints), then the
     // rest in order.
     std::set<size_t> queued;
     for (const std::string& id : recorded.started)
-      if (index.count(id) && !recorded.ended.count(id) && queued.insert(index[id]).second)
+      if (index.count(id) && !ended.count(id) && queued.insert(index[id]).second)
         queue_.push_back(index[id]);
+    const size_t in_progress = queue_.size();
     for (size_t i = 0; i < trials.size(); ++i)
-      if (!recorded.ended.count(trials[i].id) && queued.insert(i).second) queue_.push_back(i);
-    std::set<std::string> in_progress;
-    for (const std::string& id : recorded.started)
-      if (!recorded.ended.count(id)) in_progress.insert(id);
+      if (!ended.count(trials[i].id) && queued.insert(i).second) queue_.push_back(i);
     if (!recorded.started.empty())
-      log::info("sweep: resuming {}: {} trial(s) ended earlier (not run again), {} to run, {} of "
-                "them from their checkpoints", settings.dir.string(), recorded.ended.size(),
-                queue_.size(), in_progress.size());
+      log::info("sweep: resuming {}: {} trial(s) ended earlier (not run again; {} of them recorded "
+                "now from their run dirs), {} to run, {} of them from their checkpoints",
+                settings.dir.string(), ended.size(), ended_now, queue_.size(), in_progress);
   }
 
   void serve(const std::atomic<bool>& abandon) {
@@ -217,6 +231,14 @@ class SweepController {
                     "a trial assignment");
   }
 
+  // The verdict recorded for `trial` at rung `step`, if it reported there before (a trial resumed
+  // from a checkpoint before a rung it had passed).
+  std::optional<AshaVerdict> recorded_verdict(const std::string& trial, int64_t step) const {
+    for (const Asha::Result& r : asha_->results(step))
+      if (r.trial == trial) return r.verdict;
+    return std::nullopt;
+  }
+
   void report(int source, const json::object& o) {
     const std::string trial(o.at("trial").as_string());
     const int64_t step = o.at("step").to_number<int64_t>();
@@ -224,8 +246,17 @@ class SweepController {
     last_objective_[trial] = objective;
     bool stop = false;
     if (asha_ && asha_->is_rung(step)) {
-      const AshaVerdict v = asha_->report(trial, step, objective);
+      const std::optional<AshaVerdict> before = recorded_verdict(trial, step);
+      const AshaVerdict v = asha_->report(trial, step, objective);  // `before` when there is one
       stop = v == AshaVerdict::kStop;
+      if (before) {
+        // One `rung` event per trial and rung: the decision stands as recorded.
+        log::info("sweep: trial {} at rung {} again (resumed): {} as decided before", trial, step,
+                  asha_verdict_name(v));
+        channel_.send(source, kVerdict, json::serialize(json::object{{"stop", stop}}),
+                      settings_.timeout_s, "a rung verdict");
+        return;
+      }
       TrialEvent e;
       e.kind = "rung";
       e.trial = trial;
@@ -251,25 +282,62 @@ class SweepController {
     out.message = std::string(o.at("message").as_string());
     const auto it = last_objective_.find(trial);
     out.objective = it == last_objective_.end() ? kNaN : it->second;
-    // A diverged trial (as the local executor records it, sweep/executor.h trial_outcome).
-    if (out.state != "failed" && !std::isfinite(out.objective)) {
-      out.message = fmt::format("diverged: {} is not finite after {} steps", settings_.objective,
-                                out.steps);
-      out.state = "failed";
-    }
     TrialEvent e;
-    e.kind = out.state;
-    e.trial = trial;
-    e.params = params_of(trial);
-    e.step = out.steps;
-    e.objective = out.objective;
-    e.message = out.message;
     if (const json::value* code = o.if_contains("exit_code")) e.exit_code = static_cast<int>(code->to_number<int64_t>());
     const auto t0 = started_at_.find(trial);
     if (t0 != started_at_.end())
       e.extra["seconds"] = std::round(std::chrono::duration<double>(
                                           std::chrono::steady_clock::now() - t0->second).count() *
                                       1000.0) / 1000.0;
+    end_trial(out, e);
+  }
+
+  // A trial of `recorded.started` without an end event: when its metrics.jsonl has an `end`
+  // record, writes its end event (stopped: its end record says `stopped: external`, or ASHA's
+  // recorded verdict at one of its rungs was stop) and returns true.
+  bool record_ended_run(const MpiTrial& t) {
+    const TrialProgress p = read_trial_progress(fs::path(t.config.run.dir) / "metrics.jsonl", objective_);
+    if (!p.ended) return false;
+    bool asha_stopped = false;
+    if (asha_)
+      for (const int64_t rung : asha_->rungs())
+        asha_stopped = asha_stopped || recorded_verdict(t.id, rung) == AshaVerdict::kStop;
+    MpiTrialOutcome out;
+    out.id = t.id;
+    out.state = p.stopped == stop_reason_name(StopReason::kExternal) || asha_stopped ? "stopped"
+                                                                                     : "finished";
+    out.steps = p.steps;
+    out.objective = p.objective.value_or(kNaN);
+    TrialEvent e;
+    e.extra["recorded_from"] = "run dir";  // ended while the sweep was killed: not trained again
+    end_trial(out, e);
+    return true;
+  }
+
+  // Writes the end event of `out` (state as the group reported it) into `e` and sweep.jsonl, with
+  // the local executor's checks (sweep/executor.h trial_outcome): a training loss that was not
+  // finite (`pft train` skips such steps and exits 0) or a non-finite objective is `failed:
+  // diverged`.
+  void end_trial(MpiTrialOutcome out, TrialEvent& e) {
+    const std::string& trial = out.id;
+    if (out.state != "failed") {
+      const TrialProgress p = read_trial_progress(
+          fs::path(trials_[index_.at(trial)].config.run.dir) / "metrics.jsonl", objective_);
+      if (p.divergence) {
+        out.message = "diverged: " + *p.divergence;
+        out.state = "failed";
+      } else if (!std::isfinite(out.objective)) {
+        out.message = fmt::format("diverged: {} is not finite after {} steps", settings_.objective,
+                                  out.steps);
+        out.state = "failed";
+      }
+    }
+    e.kind = out.state;
+    e.trial = trial;
+    e.params = params_of(trial);
+    e.step = out.steps;
+    e.objective = out.objective;
+    e.message = out.message;
     log_.write(e);
     log::info("sweep: trial {} {} after {} steps: {} = {:.4f}{}", trial, out.state, out.steps,
               settings_.objective, out.objective,
@@ -290,6 +358,8 @@ class SweepController {
     return {};
   }
 
+  Objective objective_;                   // settings_.objective, for read_trial_progress
+  std::map<std::string, size_t> index_;   // trial id -> its index in trials_
   std::map<std::string, int64_t> attempts_;
   std::map<std::string, std::chrono::steady_clock::time_point> started_at_;
   std::deque<size_t> queue_;

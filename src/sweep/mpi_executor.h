@@ -10,12 +10,18 @@
 //
 // Resume: a rerun of the same command reads sweep.jsonl: trials with an end event (finished,
 // stopped, failed) are not run again; ASHA's rung results are restored with their recorded
-// verdicts; trials started but not ended come first and continue from their newest checkpoint
-// (every trial runs with train.resume: auto).
+// verdicts; a trial started but not ended whose metrics.jsonl has its `end` record (the sweep
+// was killed between the two) gets its end event from its run dir and is not trained again
+// (stopped: its end record says `stopped: external` or its recorded verdict at a rung was stop);
+// the other trials started but not ended come first and continue from their newest checkpoint
+// (every trial runs with train.resume: auto). A resumed trial that passes a rung again gets the
+// recorded verdict (no second `rung` event).
 //
 // Failures: a trial that fails with an error every rank of its group agreed on (a bad input, a
-// diverged run that its trainer refuses) is recorded `failed` with its message and the sweep
-// goes on. A rank lost or hung ends the job (RuntimeFailure, not agreed: main aborts the job,
+// diverged run that its trainer refuses) is recorded `failed` with its message (the failing
+// rank's, whichever rank of the group) and the sweep goes on. A trial whose training loss was not
+// finite (`pft train` skips such steps and goes on; read from its metrics.jsonl) or whose last
+// objective is not finite is recorded `failed` with `diverged: ...`, as the local executor does. A rank lost or hung ends the job (RuntimeFailure, not agreed: main aborts the job,
 // exit 3); the events written so far and the trials' checkpoints stay, and a rerun resumes.
 //
 // Note [sweep protocol]

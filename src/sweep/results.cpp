@@ -152,8 +152,11 @@ TrialProgress read_trial_progress(const fs::path& metrics_jsonl, const Objective
       evals[step][task->value().as_string().c_str()] = std::move(*o);
     } else if (k == "end") {
       p.ended = true;
+      const auto why = o->find("stopped");
+      p.stopped = why != o->end() && why->value().is_string() ? why->value().as_string().c_str() : "";
     } else if (k == "start") {
       p.ended = false;  // a rerun (resume) of the run started again
+      p.stopped.clear();
     }
   }
   for (const auto& [step, tasks] : evals) {

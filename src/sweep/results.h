@@ -30,6 +30,7 @@ struct TrialProgress {
   int64_t objective_step = -1;                    // its step
   int64_t steps = 0;                              // the last training step recorded
   bool ended = false;                             // an `end` record: `pft train` finished
+  std::string stopped;  // that record's `stopped` reason ("external": a sweep's ASHA verdict)
   // Set when a training step's loss was not finite (NaN / inf): "training loss NaN at step 5".
   std::optional<std::string> divergence;
 };

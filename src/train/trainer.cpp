@@ -270,6 +270,8 @@ TrainSummary train(const Config& config, const RankEnv& env, const TrainOptions&
       break;
     }
   }
+  // A run resumed from its final checkpoint takes no step: it ended at start.step.
+  summary.steps = std::max(summary.steps, start.step);
   finish(s, summary, start.step, tokens_seen, seconds_since(run_start), task_summary);
   return summary;
 }

@@ -35,7 +35,7 @@
 namespace pft {
 
 struct TrainSummary {
-  int64_t steps = 0;
+  int64_t steps = 0;           // the steps done at the end (resumed: at least the resumed step)
   double first_loss = 0.0;     // loss of step 1
   double last_loss = 0.0;      // loss of the last step
   double tokens_per_s = 0.0;   // input tokens / s over the whole run, all ranks

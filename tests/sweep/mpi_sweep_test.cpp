@@ -7,6 +7,9 @@
 //     stopped trial ends like a finished run (a final checkpoint); a rerun of the same command
 //     runs no trial again;
 //   - a trial failing with an error its group agrees on is recorded `failed`, the sweep goes on;
+//     one whose training loss was not finite is `failed: diverged`, even with a finite objective;
+//   - a rerun after a kill between a trial's end of training and its end event records it from
+//     its run dir (finished, or stopped by ASHA) without training it again;
 //   - bad settings (a rung the evaluations miss, a world not a multiple of ranks_per_trial) end
 //     every rank with exit 2 before any trial;
 //   - a rank killed (-9) while its group trains ends the sweep with exit 3, the finished trial's
@@ -168,6 +171,35 @@ TEST(MpiSweep, AshaStopsTheDivergingTrialAtTheFirstRung) {
   EXPECT_TRUE(fs::exists(t2 / "checkpoints" / "step_00000002.h5"));
   EXPECT_EQ(records(sweep / "trials" / "t0", "train").size(), 8u);
 
+  // Killed after t0's and t2's training ended but before their end events (review finding 1):
+  // the rerun records them from their run dirs (t0 finished at 8, t2 stopped at its rung), trains
+  // neither again.
+  {
+    std::vector<json::object> kept;
+    for (json::object& e : lines(sweep / "sweep.jsonl")) {
+      const std::string kind(e.at("kind").as_string()), trial(e.at("trial").as_string());
+      if (!(kind == "finished" && trial == "t0") && !(kind == "stopped" && trial == "t2"))
+        kept.push_back(std::move(e));
+    }
+    std::ofstream out(sweep / "sweep.jsonl", std::ios::trunc);
+    for (const json::object& e : kept) out << json::serialize(e) << "\n";
+  }
+  const Result recovered = run(cmd);
+  ASSERT_EQ(recovered.code, 0) << recovered.out;
+  EXPECT_EQ(events(sweep, "started").size(), 3u) << recovered.out;
+  EXPECT_EQ(events(sweep, "rung").size(), 5u) << recovered.out;
+  for (const char* t : {"t0", "t2"})
+    EXPECT_EQ(records(sweep / "trials" / t, "start").size(), 1u) << t << " trained again";
+  const std::vector<json::object> all = lines(sweep / "sweep.jsonl");
+  ASSERT_GE(all.size(), 2u);
+  std::map<std::string, json::object> last;
+  for (const json::object& e : all) last[std::string(e.at("trial").as_string())] = e;
+  EXPECT_EQ(last["t0"].at("kind").as_string(), "finished") << last["t0"];
+  EXPECT_EQ(last["t0"].at("step").as_int64(), 8);
+  EXPECT_EQ(last["t2"].at("kind").as_string(), "stopped") << last["t2"];
+  EXPECT_EQ(last["t2"].at("step").as_int64(), 2);
+  EXPECT_NE(recovered.out.find("trial t0 finished 8"), std::string::npos) << recovered.out;
+
   // A rerun resumes: every trial has ended, so none runs again.
   const size_t before = lines(sweep / "sweep.jsonl").size();
   const Result again = run(cmd);
@@ -258,6 +290,36 @@ TEST(MpiSweep, AFailingTrialIsRecordedAndTheSweepGoesOn) {
   EXPECT_EQ(finished[0].at("trial").as_string(), "t1");
   EXPECT_EQ(finished[0].at("step").as_int64(), 2);
   fs::remove_all(sweep);
+}
+
+// lr 1e30: the training loss is NaN from step 2 (`pft train` skips such steps and exits 0) while
+// the objective, exact match, stays finite (0): `failed: diverged`, as the local executor records
+// it, not `finished`. One rank, one trial per group.
+TEST(MpiSweep, ANonFiniteTrainingLossIsDivergedEvenWithAFiniteObjective) {
+  const fs::path d = scratch("nan");
+  fs::create_directories(d);
+  const fs::path file = d / "sweep.yaml";
+  std::ofstream(file) << "base: " << (fs::path(PFT_SOURCE_ROOT) / "tests/sweep/tiny.yaml").string()
+                      << "\n"
+                         "parameters:\n"
+                         "  train.lr: [3.0e-3, 1.0e30]\n"
+                         "objective: {metric: eval.exact_match}\n"
+                         "executor: {kind: mpi, ranks_per_trial: 1}\n";
+  const fs::path out = d / "out";
+  const Result r = run(kMpirun + " -np 1 " + PFT_BIN + " sweep run " + file.string() + " --dir " +
+                       out.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  std::map<std::string, json::object> end;
+  for (json::object& e : lines(out / "sweep.jsonl"))
+    if (e.at("kind").as_string() != "started") end[std::string(e.at("trial").as_string())] = e;
+  ASSERT_EQ(end.size(), 2u) << r.out;
+  EXPECT_EQ(end["t000"].at("kind").as_string(), "finished") << end["t000"];
+  EXPECT_EQ(end["t001"].at("kind").as_string(), "failed") << end["t001"];
+  EXPECT_TRUE(end["t001"].at("objective").is_number()) << "the setup: a finite objective";
+  EXPECT_NE(std::string(end["t001"].at("message").as_string()).find("diverged: training loss nan"),
+            std::string::npos)
+      << end["t001"];
+  fs::remove_all(d);
 }
 
 // W = 4, 2 ranks per trial, no ASHA: t0 (4 steps) and t1 (30 steps, each slowed by 0.3 s with
