@@ -35,7 +35,7 @@ namespace pft::sweep {
 
 struct AshaConfig {
   int64_t min_steps = 0;   // the first rung (> 0)
-  int64_t max_steps = 0;   // train.steps of every trial (> min_steps for at least one rung)
+  int64_t max_steps = 0;   // the longest trial's train.steps (> min_steps for at least one rung)
   double eta = 3.0;        // reduction factor (> 1)
   bool higher_is_better = false;  // the objective's mode: max (true) or min
 };

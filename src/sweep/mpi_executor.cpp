@@ -468,7 +468,8 @@ std::vector<MpiTrialOutcome> run_mpi_trials(const RankEnv& world, std::vector<Mp
         int64_t every = 0;  // the eval interval that hits every rung
         for (const int64_t rung : asha->rungs()) every = std::gcd(every, rung);
         for (const int64_t rung : asha->rungs())
-          if (t.config.eval.every_steps <= 0 || rung % t.config.eval.every_steps != 0)
+          if (rung < t.config.train.steps &&  // a shorter trial ends before the later rungs
+              (t.config.eval.every_steps <= 0 || rung % t.config.eval.every_steps != 0))
             throw InputError(fmt::format(
                 "eval.every_steps: {} does not evaluate at ASHA's rung {} (rungs {}); ASHA decides "
                 "on the held-out metric at each rung: use an interval that divides every rung "
@@ -565,7 +566,11 @@ int run_mpi_sweep(const SweepSpec& spec, const SweepDir& dir) {
   if (spec.early_stop.enabled) {
     AshaConfig a;
     a.min_steps = spec.early_stop.min_steps;
-    a.max_steps = spec.early_stop.max_steps > 0 ? spec.early_stop.max_steps : first.train.steps;
+    // max_steps 0: the rungs reach the longest trial's train.steps (a shorter trial finishes
+    // before the later rungs).
+    a.max_steps = spec.early_stop.max_steps;
+    if (a.max_steps == 0)
+      for (const Config& c : configs) a.max_steps = std::max(a.max_steps, c.train.steps);
     a.eta = static_cast<double>(spec.early_stop.eta);
     a.higher_is_better = spec.objective.higher_is_better;
     settings.asha = a;

@@ -92,8 +92,8 @@ struct MpiTrialOutcome {
 // Collective over `world` (every rank passes the same trials and settings). Before anything runs,
 // throws InputError on every rank when the world size is not a multiple of ranks_per_trial, an id
 // is empty or repeated, a trial's batch does not divide over ranks_per_trial ranks, or (ASHA on)
-// a trial does not evaluate at every rung (data.source tasks, eval.every_steps dividing the
-// rungs); the message names the trial and the key. RuntimeFailure when a rank is lost (see the
+// a trial does not evaluate at every rung below its train.steps (data.source tasks,
+// eval.every_steps dividing those rungs); the message names the trial and the key. RuntimeFailure when a rank is lost (see the
 // header).
 // `pft sweep run` with executor mpi is run_mpi_sweep (sweep/executor.h): it prepares the sweep
 // directory on world rank 0, loads every trial's config on every rank, discovers the ranks and

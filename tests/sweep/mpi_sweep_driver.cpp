@@ -8,6 +8,7 @@
 // Overrides are `key=value` words separated by spaces (as `--set`); trial i is `t<i>`; the
 // objective is eval.loss (min); ASHA_MIN_STEPS 0 turns ASHA off. World rank 0 prints one line per
 // trial: `trial ID STATE STEPS OBJECTIVE`. Exit codes as `pft` (2 bad input, 3 a lost rank).
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <sstream>
@@ -69,7 +70,7 @@ int run(int argc, char** argv) {
   if (min_steps > 0) {
     pft::sweep::AshaConfig a;
     a.min_steps = min_steps;
-    a.max_steps = base.train.steps;
+    for (const pft::sweep::MpiTrial& t : trials) a.max_steps = std::max(a.max_steps, t.config.train.steps);
     a.eta = eta;
     a.higher_is_better = false;
     settings.asha = a;

@@ -255,6 +255,38 @@ TEST(MpiSweep, PftSweepRunWithTheMpiExecutor) {
   fs::remove_all(d);
 }
 
+// early_stop.max_steps 0 with trials of 6 and 18 steps: the rungs reach the longest trial's
+// train.steps (6 and 12), not the first trial's (6 steps: no rung at all, refused). A cosine
+// schedule over more steps keeps lr higher early, so t001 leads t000 at step 6 and goes on.
+TEST(MpiSweep, AshaRungsReachTheLongestTrial) {
+  const fs::path d = scratch("rungs");
+  fs::create_directories(d);
+  const fs::path file = d / "sweep.yaml";
+  std::ofstream(file) << "base: " << (fs::path(PFT_SOURCE_ROOT) / "tests/sweep/tiny.yaml").string()
+                      << "\n"
+                         "set: [train.schedule=cosine]\n"
+                         "parameters:\n"
+                         "  train.steps: [6, 18]\n"
+                         "objective: {metric: eval.loss}\n"
+                         "early_stop: {rule: asha, eta: 2, min_steps: 6}\n"
+                         "executor: {kind: mpi, ranks_per_trial: 1}\n";
+  const fs::path out = d / "out";
+  const Result r = run(kMpirun + " -np 1 " + PFT_BIN + " sweep run " + file.string() + " --dir " +
+                       out.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  std::map<std::string, std::vector<json::object>> rungs;
+  for (json::object& e : events(out, "rung")) rungs[std::string(e.at("trial").as_string())].push_back(e);
+  ASSERT_EQ(rungs["t000"].size(), 1u) << r.out;
+  ASSERT_GE(rungs["t001"].size(), 1u) << r.out;
+  ASSERT_LT(rungs["t001"][0].at("objective").to_number<double>(),
+            rungs["t000"][0].at("objective").to_number<double>())
+      << "the setup: t001 leads at step 6";
+  ASSERT_EQ(rungs["t001"].size(), 2u) << r.out;
+  EXPECT_EQ(rungs["t001"][1].at("step").as_int64(), 12);
+  EXPECT_EQ(events(out, "finished").size(), 2u) << r.out;
+  fs::remove_all(d);
+}
+
 // Bad input stops every rank before anything runs (exit 2), naming the key and the trial.
 TEST(MpiSweep, BadSettingsEndTheSweepBeforeAnyTrial) {
   const fs::path sweep = scratch("bad");
