@@ -39,7 +39,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-enum Tag : int { kRequest = 1, kAssign = 2, kReport = 3, kVerdict = 4, kDone = 5, kIdle = 6 };
+enum Tag : int {
+  kRequest = 1, kAssign = 2, kReport = 3, kVerdict = 4, kDone = 5, kIdle = 6, kError = 7
+};
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
@@ -376,6 +378,26 @@ struct GroupEnv {
   }
 };
 
+// The text of an error the group agreed on (core/agree.h), on the group's rank 0: only the
+// lowest failing rank holds it, the others hold "failed on rank N (reported there)". Every other
+// rank sends its own text (empty when it holds none) to the group's rank 0, which keeps the
+// first; the others return "".
+std::string agreed_error_text(const Error& e, const RankEnv& group, int group_base,
+                              TrialChannel& channel, double timeout_s) {
+  const std::string mine = e.reported() ? "" : e.what();
+  if (group.world_rank != 0) {
+    channel.send(group_base, kError, mine, timeout_s, "a failed trial's error");
+    return "";
+  }
+  std::string text = mine;
+  for (int r = 1; r < group.world_size; ++r) {
+    const TrialChannel::Message m =
+        channel.receive(group_base + r, kError, timeout_s, "a failed trial's error");
+    if (text.empty()) text = m.bytes;
+  }
+  return text.empty() ? "(reported by another rank of the group)" : text;
+}
+
 // Every rank: the trials its group trains, until the controller has none left.
 void run_group(const RankEnv& world, const std::vector<MpiTrial>& trials,
                const MpiSweepSettings& settings, TrialChannel& channel) {
@@ -424,7 +446,8 @@ void run_group(const RankEnv& world, const std::vector<MpiTrial>& trials,
       done["state"] = "failed";
       done["steps"] = 0;
       done["exit_code"] = static_cast<int>(e.exit_code());
-      done["message"] = e.reported() ? "(reported by another rank of the group)" : e.what();
+      done["message"] = agreed_error_text(e, g.env, group * settings.ranks_per_trial, channel,
+                                          settings.timeout_s);
     }
     if (leader)
       channel.send(0, kDone, json::serialize(done), settings.timeout_s, "a trial's end");

@@ -31,7 +31,7 @@
 // communicator). World rank 0 serves them on a thread of its own (the sweep controller) while its
 // main thread trains in group 0 like any other rank; every wait has dist.timeout_s as deadline.
 // The controller receives only its own tags (REQUEST, REPORT, DONE), so that the replies sent to
-// world rank 0's main thread (ASSIGN, VERDICT, IDLE) reach it.
+// world rank 0's main thread (ASSIGN, VERDICT, IDLE, ERROR) reach it.
 //   1. A group's rank 0 sends REQUEST {group} to world rank 0 (at the start; later DONE asks).
 //   2. The controller takes the next trial (in-progress ones of a resumed sweep first), writes its
 //      `started` event and sends ASSIGN {trial: index} to every rank of the group; {trial: -1}
@@ -43,7 +43,9 @@
 //      precedes its record; elsewhere the verdict is continue.
 //   4. At the end of the trial the group's rank 0 sends DONE {group, trial, state, steps,
 //      message}; the controller writes the end event and answers as to a REQUEST (back to 2):
-//      one message, so the end event always precedes the group's next `started`.
+//      one message, so the end event always precedes the group's next `started`. A trial failed
+//      with an agreed error: first every other rank of the group sends ERROR (its error's text,
+//      empty when it only heard of it) to the group's rank 0, which puts the first text in DONE.
 //   5. A group told there is nothing left waits for IDLE messages: a heartbeat every
 //      clamp(dist.timeout_s / 4, 0.5, 5) s while other groups train (so a lost controller is
 //      noticed within dist.timeout_s, however long the trials), then {end: true} once every group
