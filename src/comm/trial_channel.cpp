@@ -81,7 +81,8 @@ void TrialChannel::send(int dest, int tag, std::string_view bytes, double timeou
 }
 
 TrialChannel::Message TrialChannel::receive(int source, int tag, double timeout_s,
-                                            std::string_view what) {
+                                            std::string_view what,
+                                            const std::function<void()>& between) {
   const Clock::time_point start = Clock::now(), deadline = deadline_after(timeout_s);
   MPI_Status status;
   for (int found = 0;;) {
@@ -93,6 +94,7 @@ TrialChannel::Message TrialChannel::receive(int source, int tag, double timeout_
           "ends (exit 3) and a rerun of the same command resumes it (raise dist.timeout_s if the "
           "sweep controller is merely slow)",
           rank_, timeout_s, what, source));
+    if (between) between();
     wait_a_little(start);
   }
   return receive_probed(comm_, status);

@@ -11,6 +11,7 @@
 
 #include <mpi.h>
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -38,8 +39,10 @@ class TrialChannel {
   // have it yet). Throws RuntimeFailure naming `what` after `timeout_s`.
   void send(int dest, int tag, std::string_view bytes, double timeout_s, std::string_view what);
   // The next message from `source` with `tag`. Throws RuntimeFailure naming `what` (and the rank
-  // awaited) when none came within `timeout_s`.
-  Message receive(int source, int tag, double timeout_s, std::string_view what);
+  // awaited) when none came within `timeout_s`. `between`, when given, runs between polls and may
+  // throw to stop waiting (a preemption signal).
+  Message receive(int source, int tag, double timeout_s, std::string_view what,
+                  const std::function<void()>& between = {});
   // A message from any rank with `tag`, if one is waiting; never blocks. (A specific tag: world
   // rank 0's controller thread must not take the replies meant for its own main thread.)
   std::optional<Message> try_receive(int tag);

@@ -161,9 +161,21 @@ class SweepController {
     using Clock = std::chrono::steady_clock;
     const auto beat = std::chrono::duration_cast<Clock::duration>(
         std::chrono::duration<double>(std::clamp(settings_.timeout_s / 4, 0.5, 5.0)));
-    Clock::time_point last_beat = Clock::now();
+    const auto deadline = std::chrono::duration_cast<Clock::duration>(
+        std::chrono::duration<double>(settings_.timeout_s));
+    Clock::time_point last_beat = Clock::now(), preempted_at;
     while (groups_left_ > 0 && !abandon.load()) {
-      if (Clock::now() - last_beat >= beat) {
+      // Note [sweep preemption]: from the signal on, no trial starts and no rank is sent anything
+      // but a verdict; the controller waits (dist.timeout_s at most) for every busy group's last
+      // message.
+      if (!preempted_ && preemption_signal() != 0) preempted_ = true;
+      if (preempted_ && preempted_at == Clock::time_point{}) {
+        preempted_at = Clock::now();
+        log::info("sweep: preempted: no trial starts; {} group(s) checkpoint their trials",
+                  groups_left_);
+      }
+      if (preempted_ && Clock::now() - preempted_at >= deadline) break;
+      if (!preempted_ && Clock::now() - last_beat >= beat) {
         idle(false);
         last_beat = Clock::now();
       }
@@ -177,12 +189,20 @@ class SweepController {
           report(m->source, o);
           continue;
         }
+        if (tag == kDone && o.at("state").as_string() == "interrupted") {
+          interrupted(o);
+          continue;
+        }
         if (tag == kDone) done(o);
-        assign(static_cast<int>(o.at("group").to_number<int64_t>()));  // DONE asks for the next
+        const int group = static_cast<int>(o.at("group").to_number<int64_t>());
+        if (preempted_)
+          --groups_left_;  // its ranks leave on the signal, without an answer
+        else
+          assign(group);  // DONE asks for the next
       }
       if (quiet) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
-    if (groups_left_ == 0) idle(true);
+    if (groups_left_ == 0 && !preempted_) idle(true);
   }
 
   std::vector<MpiTrialOutcome> outcomes() const { return outcomes_; }
@@ -294,6 +314,24 @@ class SweepController {
     end_trial(out, e);
   }
 
+  // A group preempted in its trial (it checkpointed; its ranks exit 75): an `interrupted` event
+  // (a rerun resumes the trial) and the group is gone.
+  void interrupted(const json::object& o) {
+    preempted_ = true;
+    --groups_left_;
+    const std::string trial(o.at("trial").as_string());
+    TrialEvent e;
+    e.kind = "interrupted";
+    e.trial = trial;
+    e.params = params_of(trial);
+    e.exit_code = static_cast<int>(ExitCode::kPreempted);
+    e.message = "preempted: it checkpointed and a rerun of the sweep resumes it";
+    log_.write(e);
+    log::info("sweep: trial {} interrupted (preempted; a rerun resumes it)", trial);
+    for (MpiTrialOutcome& x : outcomes_)
+      if (x.id == trial) x.state = "interrupted";
+  }
+
   // A trial of `recorded.started` without an end event: when its metrics.jsonl has an `end`
   // record, writes its end event (stopped: its end record says `stopped: external`, or ASHA's
   // recorded verdict at one of its rungs was stop) and returns true.
@@ -368,6 +406,7 @@ class SweepController {
   std::vector<int> idle_ranks_;
   std::map<std::string, double> last_objective_;
   std::vector<MpiTrialOutcome> outcomes_;
+  bool preempted_ = false;  // Note [sweep preemption]
 };
 
 // The group's release at every exit (collective over the group when the run ends normally).
@@ -405,14 +444,24 @@ void run_group(const RankEnv& world, const std::vector<MpiTrial>& trials,
   GroupEnv g{split_rank_env(world, group)};
   const bool leader = g.env.world_rank == 0;
   const std::string key = table_key(settings.objective);
+  // Note [sweep preemption]: a rank waiting for the controller leaves on a signal.
+  const auto leave_if_preempted = [] {
+    if (const int sig = preemption_signal(); sig != 0) {
+      Preempted e(fmt::format("sweep: preempted (signal {}) between trials: nothing to save; the "
+                              "job exits 75 and a rerun of the same command resumes the sweep",
+                              sig));
+      e.set_agreed(true);  // every rank got the signal (pft-mpirun forwards it to all)
+      throw e;
+    }
+  };
   if (leader) {
     json::object req;
     req["group"] = group;
     channel.send(0, kRequest, json::serialize(req), settings.timeout_s, "a request for a trial");
   }
   for (;;) {
-    const TrialChannel::Message m =
-        channel.receive(0, kAssign, settings.timeout_s, "the sweep controller's next trial");
+    const TrialChannel::Message m = channel.receive(
+        0, kAssign, settings.timeout_s, "the sweep controller's next trial", leave_if_preempted);
     const int64_t index = json::parse(m.bytes).as_object().at("trial").to_number<int64_t>();
     if (index < 0) break;
     const MpiTrial& trial = trials[static_cast<size_t>(index)];
@@ -440,6 +489,13 @@ void run_group(const RankEnv& world, const std::vector<MpiTrial>& trials,
                                                                                   : "finished";
       done["steps"] = summary.steps;
     } catch (const Error& e) {
+      // Preempted: the trial checkpointed; the controller records it `interrupted` (Note [sweep
+      // preemption]) and every rank exits 75.
+      if (e.agreed() && dynamic_cast<const Preempted*>(&e) != nullptr && leader) {
+        done["state"] = "interrupted";
+        done["steps"] = 0;
+        channel.send(0, kDone, json::serialize(done), settings.timeout_s, "a trial's interruption");
+      }
       // Only a failure the whole group agreed on is the trial's; anything else (a lost rank, a
       // deadline) ends the job.
       if (!e.agreed() || dynamic_cast<const Preempted*>(&e) != nullptr) throw;
@@ -455,8 +511,9 @@ void run_group(const RankEnv& world, const std::vector<MpiTrial>& trials,
   // Nothing left for this group: wait for the other groups' trials (the job ends together, see
   // Note [sweep protocol]), hearing the controller's heartbeat at least every timeout_s.
   for (;;) {
-    const TrialChannel::Message m = channel.receive(
-        0, kIdle, settings.timeout_s, "the sweep controller's heartbeat (or the sweep's end)");
+    const TrialChannel::Message m =
+        channel.receive(0, kIdle, settings.timeout_s,
+                        "the sweep controller's heartbeat (or the sweep's end)", leave_if_preempted);
     if (json::parse(m.bytes).as_object().at("end").as_bool()) break;
   }
 }
@@ -524,6 +581,11 @@ std::vector<MpiTrialOutcome> run_mpi_trials(const RankEnv& world, std::vector<Mp
   });
   try {
     run_group(world, trials, settings, channel);
+  } catch (const Preempted&) {
+    // The controller answers the other groups' last verdicts and records their interruptions
+    // (Note [sweep preemption]); it ends within dist.timeout_s.
+    serving.join();
+    throw;
   } catch (...) {
     abandon.store(true);
     serving.join();

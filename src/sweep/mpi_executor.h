@@ -17,6 +17,9 @@
 // (every trial runs with train.resume: auto). A resumed trial that passes a rung again gets the
 // recorded verdict (no second `rung` event).
 //
+// Preemption (Note [sweep preemption]): every rank exits 75; the interrupted trials resume on the
+// rerun.
+//
 // Failures: a trial that fails with an error every rank of its group agreed on (a bad input, a
 // diverged run that its trainer refuses) is recorded `failed` with its message (the failing
 // rank's, whichever rank of the group) and the sweep goes on. A trial whose training loss was not
@@ -52,6 +55,19 @@
 //      is idle; every rank then leaves run_mpi_sweep at about the same time (MPI_Finalize waits
 //      for all ranks only kFinalizeGraceS, core/mpi_env.h). World rank 0 joins the controller.
 // Events are appended (whole lines, sweep/sweep_dir.h EventLog) by the controller thread only.
+//
+// Note [sweep preemption]
+// ~~~~~~~~~~~~~~~~~~~~~~~
+// pft-mpirun forwards a preemption signal to every rank (docs/launching.md), so every rank learns
+// of it on its own. A training group checkpoints at its next step boundary as `pft train` does;
+// its rank 0 sends DONE {state: interrupted} (the controller writes an `interrupted` event, which
+// a rerun resumes) and its ranks leave with the agreed Preempted. A rank waiting for an ASSIGN or
+// an IDLE message leaves with Preempted at once (nothing to save). The controller, from the
+// signal (its own, or an interrupted DONE) on, starts no trial and sends nothing but the verdicts
+// a training group still waits for; it ends once every busy group has sent its last DONE, or
+// dist.timeout_s after the signal; world rank 0's main thread waits for it, then leaves with
+// Preempted. So every rank exits 75 (a rank that did not get the signal still waits out its
+// deadline: exit 3).
 #pragma once
 
 #include <filesystem>

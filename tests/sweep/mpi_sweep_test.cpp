@@ -12,6 +12,7 @@
 //     its run dir (finished, or stopped by ASHA) without training it again;
 //   - bad settings (a rung the evaluations miss, a world not a multiple of ranks_per_trial) end
 //     every rank with exit 2 before any trial;
+//   - a preemption ends every rank with exit 75 and the rerun resumes the interrupted trial;
 //   - a rank killed (-9) while its group trains ends the sweep with exit 3, the finished trial's
 //     events kept; the rerun does not run it again and resumes the other from its checkpoint.
 #include <gtest/gtest.h>
@@ -412,6 +413,56 @@ TEST(MpiSweep, ALostRankEndsTheSweepWithExit3AndARerunResumesIt) {
   fs::remove(script);
   fs::remove(sweep.string() + ".log");
   fs::remove(sweep.string() + ".rc");
+}
+
+// A preemption (SIGTERM to pft-mpirun, forwarded to every rank as SIGUSR1) while one group trains
+// and the other is idle: the training group checkpoints, its trial gets an `interrupted` event,
+// the idle group leaves, every rank exits 75 (not 3 on a missed deadline); the rerun resumes the
+// trial from its checkpoint. W = 2, one rank per trial, steps slowed by 0.3 s.
+TEST(MpiSweep, APreemptedSweepExits75AndTheRerunResumes) {
+  const fs::path sweep = scratch("preempt");
+  std::string launch = sweep_cmd(2, sweep, 1, 0, 3, {"train.steps=2", "train.steps=20"});
+  const std::string common_extra = " checkpoint.every_steps=2 checkpoint.async=false dist.timeout_s=5";
+  const size_t at = launch.find(kCommon);
+  ASSERT_NE(at, std::string::npos);
+  launch.insert(at + kCommon.size(), common_extra);
+  const fs::path script = sweep.string() + ".sh";
+  fs::create_directories(sweep.parent_path());
+  {
+    std::ofstream out(script);
+    out << "set -u\n"
+        << "(exec env PFT_TEST_DELAY=step:0.3 PFT_PREEMPT_GRACE_S=30 " << launch << " > "
+        << sweep.string() << ".log 2>&1) &\n"
+        << "pid=$!\n"
+        << "ev=" << (sweep / "sweep.jsonl").string() << "\n"
+        << "for i in $(seq 1 300); do sleep 0.2\n"
+        << "  if [ -f $ev ] && grep -q '\"finished\"' $ev && ls " << (sweep / "trials/t1/checkpoints").string()
+        << "/*.h5 > /dev/null 2>&1; then break; fi\n"
+        << "done\n"
+        << "kill -TERM $pid\n"
+        << "wait $pid; rc=$?\n"
+        << "cat " << sweep.string() << ".log\n"
+        << "exit $rc\n";
+  }
+  const Result preempted = run("bash " + script.string());
+  ASSERT_EQ(preempted.code, 75) << preempted.out;
+  const std::vector<json::object> interrupted = events(sweep, "interrupted");
+  ASSERT_EQ(interrupted.size(), 1u) << preempted.out;
+  EXPECT_EQ(interrupted[0].at("trial").as_string(), "t1");
+  EXPECT_EQ(events(sweep, "finished").size(), 1u) << preempted.out;
+
+  const Result again = run(launch);
+  ASSERT_EQ(again.code, 0) << again.out;
+  const std::vector<json::object> resumed = records(sweep / "trials" / "t1", "resume");
+  ASSERT_EQ(resumed.size(), 1u) << again.out;
+  EXPECT_GT(resumed[0].at("step").as_int64(), 0);
+  const std::vector<json::object> finished = events(sweep, "finished");
+  ASSERT_EQ(finished.size(), 2u) << again.out;
+  EXPECT_EQ(finished[1].at("trial").as_string(), "t1");
+  EXPECT_EQ(finished[1].at("step").as_int64(), 20);
+  fs::remove_all(sweep);
+  fs::remove(script);
+  fs::remove(sweep.string() + ".log");
 }
 
 }  // namespace
