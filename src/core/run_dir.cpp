@@ -270,9 +270,17 @@ void MetricsWriter::write(boost::json::object record) {
   const bool cut = ::fstat(::fileno(file_), &st) == 0 && st.st_size > 0 &&
                    ::pread(::fileno(file_), &last, 1, st.st_size - 1) == 1 && last != '\n';
   const std::string line = (cut ? "\n" : "") + boost::json::serialize(record) + "\n";
-  if (std::fwrite(line.data(), 1, line.size(), file_) != line.size() || std::fflush(file_) != 0)
-    throw RuntimeFailure(fmt::format("cannot append to '{}': {}", path_.string(),
-                                     std::strerror(errno)));
+  // One write(2) per line (a FILE* buffer would split a long line into several), so appenders
+  // on one host never interleave within a line.
+  const int fd = ::fileno(file_);
+  for (size_t done = 0; done < line.size();) {
+    const ssize_t n = ::write(fd, line.data() + done, line.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0)
+      throw RuntimeFailure(fmt::format("cannot append to '{}': {}", path_.string(),
+                                       std::strerror(errno)));
+    done += static_cast<size_t>(n);
+  }
 }
 
 }  // namespace pft
