@@ -13,6 +13,7 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <thread>
 
@@ -182,18 +183,29 @@ std::string RunDir::lock(const std::string& job) {
 }
 
 void RunDir::write_file_atomic(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp";
-  ::unlink(tmp.c_str());  // a leftover (or a planted link): never written through
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+  // A name of its own (Note [atomic writes] in run_dir.h): O_EXCL, never an existing file or link.
+  thread_local std::mt19937_64 rng{std::random_device{}() ^
+                                   (static_cast<uint64_t>(::getpid()) << 32)};
+  fs::path tmp;
+  int fd = -1;
+  for (int attempt = 0; fd < 0 && attempt < 16; ++attempt) {
+    tmp = fmt::format("{}.tmp-{}-{:016x}", path.string(), static_cast<long>(::getpid()), rng());
+    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+    if (fd < 0 && errno != EEXIST) break;
+  }
   if (fd < 0)
     throw InputError(fmt::format("cannot write '{}': {}", tmp.string(), std::strerror(errno)));
+  const auto fail = [&](const std::string& what, int err) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return InputError(fmt::format("cannot {} '{}': {}", what, tmp.string(), std::strerror(err)));
+  };
   size_t done = 0;
   while (done < text.size()) {
     const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
     if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      throw InputError(fmt::format("cannot write '{}': {}", tmp.string(), std::strerror(err)));
+      if (errno == EINTR) continue;
+      throw fail("write", errno);
     }
     done += static_cast<size_t>(n);
   }
@@ -201,14 +213,17 @@ void RunDir::write_file_atomic(const fs::path& path, const std::string& text) {
   ::close(fd);
   std::error_code ec;
   fs::rename(tmp, path, ec);
-  if (ec)
+  if (ec) {
+    ::unlink(tmp.c_str());
     throw InputError(fmt::format("cannot rename '{}' to '{}': {}", tmp.string(), path.string(),
                                  ec.message()));
+  }
 }
 
 MetricsWriter::MetricsWriter(const fs::path& path) : path_(path) {
   // Appended to, never through a link (O_NOFOLLOW: ELOOP when metrics.jsonl is one).
-  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0666);
+  // O_RDWR: write() reads the last byte (Note [a line cut by a kill]).
+  const int fd = ::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0666);
   if (fd >= 0) {
     file_ = ::fdopen(fd, "a");
     if (file_ == nullptr) ::close(fd);
@@ -248,10 +263,24 @@ void MetricsWriter::write(boost::json::object record) {
                            std::chrono::system_clock::now().time_since_epoch()).count();
     record["time"] = now;
   }
-  const std::string line = boost::json::serialize(record) + "\n";
-  if (std::fwrite(line.data(), 1, line.size(), file_) != line.size() || std::fflush(file_) != 0)
-    throw RuntimeFailure(fmt::format("cannot append to '{}': {}", path_.string(),
-                                     std::strerror(errno)));
+  // Note [a line cut by a kill]: the buffer is empty here (every write is flushed), so the file's
+  // size is what the kernel has.
+  struct stat st {};
+  char last = '\n';
+  const bool cut = ::fstat(::fileno(file_), &st) == 0 && st.st_size > 0 &&
+                   ::pread(::fileno(file_), &last, 1, st.st_size - 1) == 1 && last != '\n';
+  const std::string line = (cut ? "\n" : "") + boost::json::serialize(record) + "\n";
+  // One write(2) per line (a FILE* buffer would split a long line into several), so appenders
+  // on one host never interleave within a line.
+  const int fd = ::fileno(file_);
+  for (size_t done = 0; done < line.size();) {
+    const ssize_t n = ::write(fd, line.data() + done, line.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0)
+      throw RuntimeFailure(fmt::format("cannot append to '{}': {}", path_.string(),
+                                       std::strerror(errno)));
+    done += static_cast<size_t>(n);
+  }
 }
 
 }  // namespace pft

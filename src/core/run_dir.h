@@ -7,8 +7,9 @@
 //   RUN_DIR/run.lock               who is running in this directory (Note [run directory lock])
 //
 // Only rank 0 writes here; other ranks may read. Nothing is written through a symbolic link: a
-// link at run.lock or metrics.jsonl is refused (InputError naming it), and a temporary's name is
-// cleared before it is created (Note [files of the checkpoints directory], ckpt/run_checkpoints.h).
+// link at run.lock or metrics.jsonl is refused (InputError naming it), and a temporary is created
+// fresh, never through what is at its name (Note [atomic writes] below; Note [files of the
+// checkpoints directory], ckpt/run_checkpoints.h).
 //
 // Note [run directory lock]
 // ~~~~~~~~~~~~~~~~~~~~~~~~~
@@ -23,6 +24,22 @@
 // host whose pid is gone is stale, any other holder is respected. A run that ends empties the
 // file, so the next one starts without a warning. Readers (`pft eval`, `pft ckpt`) never take
 // the lock and are never blocked by it.
+//
+// Note [atomic writes]
+// ~~~~~~~~~~~~~~~~~~~~
+// write_file_atomic's temporary is PATH.tmp-<pid>-<64 random bits>, created with O_EXCL |
+// O_NOFOLLOW (never an existing file, never through a link), so two writers of one file (`pft
+// sweep status` refreshing best.yaml while the sweep ends; two Slurm array tasks on different
+// hosts) each rename a whole file of their own. A shared name (PATH.tmp) let one writer rename the
+// other's half-written temporary and the other fail. A writer killed between create and rename
+// leaves its temporary behind (never read; safe to delete).
+//
+// Note [a line cut by a kill]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// A writer killed in mid-line (kill -9, a node lost) leaves a last line without its newline. A
+// reader skips a line that does not parse; but the next append would join that line and be lost
+// with it. So MetricsWriter::write starts its line with a newline when the file does not end with
+// one: the cut line stays alone (and is skipped), the new one is whole.
 #pragma once
 
 #include <boost/json/object.hpp>
@@ -59,8 +76,10 @@ class RunDir {
   // (empty when the lock was free).
   std::string lock(const std::string& job);
 
-  // Writes `text` to `path` atomically (temporary file, fsync, rename). The temporary, PATH.tmp,
-  // is created fresh: whatever is at that name (a leftover, a link) is removed, never followed.
+  // Writes `text` to `path` atomically (temporary file, fsync, rename): a reader sees the old
+  // file or the new one, never part of one. Any number of processes or threads may write the
+  // same path at once (Note [atomic writes]); the last rename wins. Throws InputError naming the
+  // file when it cannot.
   static void write_file_atomic(const std::filesystem::path& path, const std::string& text);
 
  private:
@@ -70,7 +89,8 @@ class RunDir {
 };
 
 // Appends JSON lines to metrics.jsonl. Each line is flushed as written, so a killed job keeps
-// every line it wrote. A disabled writer (ranks other than 0) ignores writes. Not thread-safe.
+// every line it wrote; a line cut by a killed writer is ended first (Note [a line cut by a
+// kill]). A disabled writer (ranks other than 0) ignores writes. Not thread-safe.
 class MetricsWriter {
  public:
   MetricsWriter() = default;  // disabled

@@ -20,9 +20,11 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <thread>
 
 #include "core/error.h"
+#include "core/format.h"
 #include "core/logging.h"
 #include "sweep/results.h"
 
@@ -137,8 +139,9 @@ std::vector<std::string> trial_command(const SweepRun& run, const Trial& trial,
   return argv;
 }
 
-pid_t start_trial(const SweepRun& run, size_t index, const std::vector<std::string>& launcher,
-                  EventLog& log) {
+std::optional<pid_t> start_trial(const SweepRun& run, size_t index,
+                                 const std::vector<std::string>& launcher, EventLog& log,
+                                 int lock_wait_seconds) {
   const Trial& trial = run.trials[index];
   const fs::path tdir = run.dir.trial(trial.id);
   std::error_code ec;
@@ -147,12 +150,14 @@ pid_t start_trial(const SweepRun& run, size_t index, const std::vector<std::stri
     throw InputError(fmt::format("cannot create the trial directory '{}': {}", tdir.string(),
                                  ec.message()));
   // A trial of a killed sweep may still be checkpointing (Note [trials die with the sweep]).
-  for (int i = 0; i < kLockWaitSeconds && run_lock_held(tdir); ++i) {
+  for (int i = 0; i < lock_wait_seconds && run_lock_held(tdir); ++i) {
     if (i == 0)
       log::info("sweep: {} waits for the earlier run of this trial to release {}", trial.id,
                 (tdir / "run.lock").string());
     std::this_thread::sleep_for(std::chrono::seconds(1));
   }
+  // Still held: `pft train` would refuse (exit 2) and the trial be recorded failed for good.
+  if (run_lock_held(tdir)) return std::nullopt;
   const std::vector<std::string> argv = trial_command(run, trial, launcher);
   const int out = ::open(run.dir.trial_log(trial.id).c_str(),
                          O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0666);
@@ -308,12 +313,23 @@ int run_local_sweep(SweepRun& run) {
     Clock::time_point start;
   };
   std::map<pid_t, Running> running;
+  std::vector<std::string> held;  // trials not started: their run.lock stayed held
   while (!todo.empty() || !running.empty()) {
     while (static_cast<int64_t>(running.size()) < parallel && !todo.empty()) {
       const size_t i = todo.front();
       todo.pop_front();
-      running[start_trial(run, i, launcher, log)] = Running{i, Clock::now()};
+      if (const std::optional<pid_t> pid = start_trial(run, i, launcher, log)) {
+        running[*pid] = Running{i, Clock::now()};
+      } else {
+        const fs::path lock = run.dir.trial(run.trials[i].id) / "run.lock";
+        log::warn("sweep: {} not started: {} is still held after {} s (an earlier run of this "
+                  "trial, or another process using its directory); it keeps no end event, so a "
+                  "rerun of the sweep runs it once that process has ended",
+                  run.trials[i].id, lock.string(), kLockWaitSeconds);
+        held.push_back(run.trials[i].id);
+      }
     }
+    if (running.empty()) break;
     int status = 0;
     const pid_t pid = ::waitpid(-1, &status, 0);
     if (pid < 0) {
@@ -339,8 +355,10 @@ int run_local_sweep(SweepRun& run) {
   }));
   const size_t interrupted = rows.size() - finished - failed;
   std::error_code ec;
-  log::info("sweep: {} finished, {} failed{}; {}{}", finished, failed,
+  log::info("sweep: {} finished, {} failed{}{}; {}{}", finished, failed,
             interrupted > 0 ? fmt::format(", {} interrupted (rerun the command to resume)", interrupted) : "",
+            held.empty() ? "" : fmt::format(" ({} not started, their run.lock held: {})",
+                                            held.size(), fmt::join(held, ", ")),
             fs::exists(run.dir.best(), ec) ? "best config " + run.dir.best().string() : "no best config",
             ", plot " + run.dir.plot().string());
   return finished > 0 ? 0 : static_cast<int>(ExitCode::kRuntime);

@@ -22,13 +22,16 @@
 // PR_SET_PDEATHSIG): `pft train` then checkpoints and exits 75, and pft-mpirun forwards it as a
 // preemption to its ranks (docs/launching.md). So a killed sweep leaves no trial running on its
 // own; a rerun started while such a trial is still writing its checkpoint waits (up to
-// kLockWaitSeconds) until the trial's run.lock is released, and then resumes it.
+// kLockWaitSeconds) until the trial's run.lock is released, and then resumes it. A lock still
+// held then (a trial started by hand in that directory, a hung process) leaves the trial not
+// started, without an end event, and the sweep reports it: the next rerun runs it.
 #pragma once
 
 #include <sys/types.h>
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -93,9 +96,12 @@ std::vector<std::string> local_launcher(const ExecutorSpec& executor);
 std::vector<std::string> slurm_launcher(const ExecutorSpec& executor);
 
 // Starts trial `index` as a child process (output appended to its sweep.log, Note [trials die
-// with the sweep]) after writing its `started` event. Returns the child's pid.
-pid_t start_trial(const SweepRun& run, size_t index, const std::vector<std::string>& launcher,
-                  EventLog& log);
+// with the sweep]) after writing its `started` event. Returns the child's pid; nullopt, having
+// written nothing, when the trial's run.lock is still held after `lock_wait_seconds` (its
+// `pft train` would refuse to start: the caller leaves the trial for a rerun).
+std::optional<pid_t> start_trial(const SweepRun& run, size_t index,
+                                 const std::vector<std::string>& launcher, EventLog& log,
+                                 int lock_wait_seconds = kLockWaitSeconds);
 
 // The event for a trial whose process ended with waitpid status `wait_status` after `seconds`:
 // finished (exit 0, an `end` record, a finite objective), interrupted (exit 75), or failed with

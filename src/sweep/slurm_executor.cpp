@@ -147,7 +147,14 @@ int run_slurm_trial(const fs::path& dir_path, int64_t index) {
   }
   EventLog log(dir.events());
   const auto start = std::chrono::steady_clock::now();
-  const pid_t pid = start_trial(run, static_cast<size_t>(index), slurm_launcher(run.spec.executor), log);
+  const std::optional<pid_t> started =
+      start_trial(run, static_cast<size_t>(index), slurm_launcher(run.spec.executor), log);
+  if (!started) {
+    log::warn("sweep: {} not started: {} is still held after {} s; a rerun of the sweep runs it",
+              trial.id, (dir.trial(trial.id) / "run.lock").string(), kLockWaitSeconds);
+    return 0;
+  }
+  const pid_t pid = *started;
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0) {
     if (errno != EINTR) throw RuntimeFailure(fmt::format("sweep: waitpid: {}", std::strerror(errno)));

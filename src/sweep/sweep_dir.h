@@ -21,9 +21,13 @@
 // refused (InputError) before anything runs.
 //
 // Writers: the sweep process (local, mpi executors) or each Slurm array task (`pft sweep trial`)
-// appends events; lines are written whole with O_APPEND (core/run_dir.h MetricsWriter), so
-// concurrent writers on one filesystem do not interleave within a line. Readers skip a line that
-// does not parse (a writer killed mid-line).
+// appends events, each line with one flushed O_APPEND write (core/run_dir.h MetricsWriter). On
+// a local filesystem, writers of one host do not interleave within a line. NFS has no atomic
+// O_APPEND (each client computes the end of the file itself): Slurm array tasks on different
+// hosts that append at the same moment can overwrite or split each other's line; the line is
+// then lost (readers skip it), and a trial whose end event was lost shows as interrupted until a
+// rerun of the sweep reaches it. A writer killed mid-line leaves a cut last line, which readers
+// skip and the next append starts after (Note [a line cut by a kill], core/run_dir.h).
 #pragma once
 
 #include <boost/json/object.hpp>

@@ -14,6 +14,7 @@
 #include "config/schema.h"
 #include "control/schedule.h"
 #include "core/error.h"
+#include "core/run_dir.h"
 #include "data/dataset.h"
 #include "data/task.h"
 
@@ -340,11 +341,13 @@ SweepSpec parse_sweep_text(const std::string& text, const fs::path& file) {
                                                         ">= 0 (found {})", s));
   }
   spec.early_stop.source = src("early_stop");
+  // Rungs lie below max_steps (where a trial finishes): at least one needs max > min (asha.h).
   if (spec.early_stop.enabled && spec.early_stop.max_steps != 0 &&
-      spec.early_stop.max_steps < spec.early_stop.min_steps)
+      spec.early_stop.max_steps <= spec.early_stop.min_steps)
     config::fail(src("early_stop.max_steps"), "early_stop.max_steps",
-                 fmt::format("{} is below early_stop.min_steps = {}", spec.early_stop.max_steps,
-                             spec.early_stop.min_steps));
+                 fmt::format("{} is not above early_stop.min_steps = {}, which leaves no rung "
+                             "(rungs lie below max_steps); raise max_steps or lower min_steps",
+                             spec.early_stop.max_steps, spec.early_stop.min_steps));
   if (spec.early_stop.enabled && spec.executor.kind != ExecutorKind::kMpi)
     config::fail(src("early_stop"), "early_stop",
                  fmt::format("ASHA stops trials inside one allocation: it needs executor.kind: "
@@ -477,13 +480,25 @@ fs::path trial_config_file(const SweepSpec& spec, const fs::path& sweep_dir) {
 
 void write_inline_base(const SweepSpec& spec, const fs::path& sweep_dir) {
   if (spec.base_inline.empty()) return;
-  fs::create_directories(sweep_dir);
   const fs::path path = trial_config_file(spec, sweep_dir);
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << "# The inline base config of " << fs::absolute(spec.file).string()
-      << " (written by pft sweep)\n"
-      << spec.base_inline;
-  if (!out) throw InputError(fmt::format("cannot write '{}'", path.string()));
+  const std::string text = "# The inline base config of " + fs::absolute(spec.file).string() +
+                           " (written by pft sweep)\n" + spec.base_inline;
+  // Trials may be reading it (Slurm array tasks, mpi ranks): an unchanged file is left alone,
+  // a changed one replaced whole (never truncated under a reader).
+  {
+    std::ifstream in(path, std::ios::binary);
+    if (in) {
+      std::ostringstream old;
+      old << in.rdbuf();
+      if (old.str() == text) return;
+    }
+  }
+  std::error_code ec;
+  fs::create_directories(sweep_dir, ec);
+  if (ec)
+    throw InputError(fmt::format("cannot create the sweep directory '{}': {}", sweep_dir.string(),
+                                 ec.message()));
+  RunDir::write_file_atomic(path, text);
 }
 
 fs::path trial_dir(const fs::path& sweep_dir, const std::string& id) {
@@ -526,11 +541,17 @@ std::vector<Config> load_trial_configs(const SweepSpec& spec, const std::vector<
         names.push_back(it->second);
       }
       const EarlyStop& es = spec.early_stop;
-      if (es.enabled && std::max(es.min_steps, es.max_steps) > c.train.steps)
+      if (es.enabled && es.max_steps > c.train.steps)
         config::fail(es.source, "early_stop",
                      fmt::format("rungs up to step {} but this trial trains {} steps "
-                                 "(train.steps); lower early_stop.min_steps / max_steps",
-                                 std::max(es.min_steps, es.max_steps), c.train.steps));
+                                 "(train.steps); lower early_stop.max_steps",
+                                 es.max_steps, c.train.steps));
+      // max_steps 0: rungs lie below train.steps (the Asha constructor's check, placed here).
+      if (es.enabled && es.max_steps == 0 && es.min_steps >= c.train.steps)
+        config::fail(es.source, "early_stop",
+                     fmt::format("min_steps {} leaves no rung below train.steps = {} of this "
+                                 "trial; lower early_stop.min_steps",
+                                 es.min_steps, c.train.steps));
       std::string error;
       if (!parse_metric_ref(spec.objective.key, names, &error))
         config::fail(spec.objective.source, "objective.metric", error);

@@ -130,6 +130,10 @@ std::vector<Trial> expand(const SweepSpec& spec);
 // The config file `pft train` of a trial reads: base_file, or for an inline base
 // `sweep_dir/base.yaml` (write_inline_base writes it).
 std::filesystem::path trial_config_file(const SweepSpec& spec, const std::filesystem::path& sweep_dir);
+// Writes `sweep_dir/base.yaml` for an inline base (nothing otherwise). Running trials may read it
+// while another process calls this (every Slurm array task, every mpi rank): a file that already
+// holds this text is left untouched, another is replaced atomically (RunDir::write_file_atomic).
+// Throws InputError naming the file when it cannot.
 void write_inline_base(const SweepSpec& spec, const std::filesystem::path& sweep_dir);
 
 // The run directory of trial `id`: SWEEP_DIR/trials/<id>.
@@ -141,7 +145,8 @@ std::vector<std::string> trial_overrides(const Trial& trial, const std::filesyst
 // Loads every trial's config (load_config with trial_overrides), checks it for
 // ranks_per_trial ranks (validate_for_world) and against the objective (a held-out metric needs
 // data.source: tasks; the task in eval.<task>.<metric> must be one of the trial's tasks; with
-// early_stop, min_steps and max_steps within the trial's train.steps), before
+// early_stop, max_steps within the trial's train.steps and, for max_steps 0, min_steps below
+// it, so that ASHA has a rung), before
 // anything runs. Throws InputError "sweep FILE: trial tNNN (k=v, ...): <config error>" at the
 // first bad trial. Returns the configs in trial order.
 std::vector<Config> load_trial_configs(const SweepSpec& spec, const std::vector<Trial>& trials,

@@ -5,8 +5,10 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <set>
 #include <string>
 #include <vector>
@@ -184,7 +186,12 @@ TEST(SweepFile, ErrorsNameFileLineAndKey) {
   EXPECT_NE(m.find("s.yaml:3:19: error: early_stop.eta"), std::string::npos) << m;
   m = error_of(sweep_text("objective: {metric: eval.loss}\nearly_stop: {min_steps: 10, max_steps: 5}\n"
                           "executor: {kind: mpi}\n"));
-  EXPECT_NE(m.find("early_stop.max_steps: 5 is below early_stop.min_steps = 10"), std::string::npos) << m;
+  EXPECT_NE(m.find("early_stop.max_steps: 5 is not above early_stop.min_steps = 10"), std::string::npos) << m;
+  // max_steps == min_steps leaves no rung: refused here, with file:line, not by ASHA later.
+  m = error_of(sweep_text("objective: {metric: eval.loss}\nearly_stop: {min_steps: 10, max_steps: 10}\n"
+                          "executor: {kind: mpi}\n"));
+  EXPECT_NE(m.find("s.yaml:3:40: error: early_stop.max_steps: 10 is not above early_stop.min_steps = 10"),
+            std::string::npos) << m;
   m = error_of(sweep_text("objective: {metric: eval.loss}\nearly_stop: {min_steps: 10}\n"));
   EXPECT_NE(m.find("early_stop: ASHA stops trials inside one allocation: it needs executor.kind: mpi"),
             std::string::npos) << m;
@@ -254,6 +261,16 @@ TEST(SweepFile, EveryTrialConfigIsValidatedBeforeAnythingRuns) {
     EXPECT_NE(std::string(e.what()).find("e.yaml:4:13: error: early_stop: rungs up to step 400 but "
                                          "this trial trains 200 steps"), std::string::npos) << e.what();
   }
+  // max_steps 0 (each trial's train.steps) with the first rung at train.steps: no rung.
+  s = parse_sweep_text(sweep_text("objective: {metric: eval.loss}\nexecutor: {kind: mpi}\n"
+                                  "early_stop: {min_steps: 200}\n"), dir / "f.yaml");
+  try {
+    load_trial_configs(s, expand(s), dir / "sweep");
+    ADD_FAILURE() << "min_steps == train.steps was not refused";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("f.yaml:4:13: error: early_stop: min_steps 200 leaves no "
+                                         "rung below train.steps = 200"), std::string::npos) << e.what();
+  }
   // Good trials load, each with its own run dir.
   s = parse_sweep_text(sweep_text("parameters:\n  train.lr: [1.0e-3, 2.0e-3]\n"
                                   "objective: {metric: eval.add.loss}\n"), dir / "y.yaml");
@@ -279,8 +296,23 @@ TEST(SweepFile, InlineBaseKeepsItsRelativeTaskPaths) {
   EXPECT_TRUE(s.base_file.empty());
   EXPECT_NE(s.base_inline.find((dir / "tasks/add.yaml").string()), std::string::npos) << s.base_inline;
   write_inline_base(s, dir / "sweep");
-  EXPECT_EQ(trial_config_file(s, dir / "sweep"), dir / "sweep" / "base.yaml");
-  EXPECT_TRUE(fs::exists(dir / "sweep" / "base.yaml"));
+  const fs::path base = dir / "sweep" / "base.yaml";
+  EXPECT_EQ(trial_config_file(s, dir / "sweep"), base);
+  EXPECT_TRUE(fs::exists(base));
+  // Trials read base.yaml while every Slurm array task / mpi rank writes it again: the same text
+  // leaves the file untouched (no truncation under a reader) ...
+  const auto old_time = fs::file_time_type::clock::now() - std::chrono::hours(1);
+  fs::last_write_time(base, old_time);
+  write_inline_base(s, dir / "sweep");
+  EXPECT_EQ(fs::last_write_time(base), old_time);
+  // ... and another text replaces it whole.
+  std::string changed_text = text;
+  changed_text.replace(changed_text.find("steps: 2,"), 9, "steps: 3,");
+  const SweepSpec changed = parse_sweep_text(changed_text, dir / "inline.yaml");
+  write_inline_base(changed, dir / "sweep");
+  std::ifstream in(base);
+  const std::string written((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(written.find("steps: 3,"), std::string::npos) << written;
 }
 
 }  // namespace
