@@ -75,7 +75,8 @@ void describe(V& v, EarlyStop& c) {
   v.field("rule", c.rule, "asha", one_of({"asha"}));
   v.field("eta", c.eta, "reduction factor", at_least(2));
   v.field("min_steps", c.min_steps, "first rung", at_least(1));
-  v.field("max_steps", c.max_steps, "last rung; 0 = train.steps", at_least(0));
+  v.field("max_steps", c.max_steps, "rungs lie below it; 0 = the longest trial's train.steps",
+          at_least(0));
 }
 
 template <class V>

@@ -66,13 +66,13 @@ struct Objective {
 };
 
 // Early stopping of bad trials (ASHA at evaluation rungs), used by the mpi executor only.
-// Rungs are at min_steps * eta^k up to max_steps (0 = each trial's train.steps).
+// Rungs are at min_steps * eta^k below max_steps (0 = the longest trial's train.steps).
 struct EarlyStop {
   bool enabled = false;   // the section is present
   std::string rule = "asha";
   int64_t eta = 3;        // keep the top 1/eta of a rung
   int64_t min_steps = 1;  // the first rung
-  int64_t max_steps = 0;  // the last rung; 0 = train.steps
+  int64_t max_steps = 0;  // rungs lie below it; 0 = the longest trial's train.steps
   config::Source source;  // where early_stop was written
 };
 
