@@ -547,12 +547,6 @@ std::vector<Config> load_trial_configs(const SweepSpec& spec, const std::vector<
                      fmt::format("rungs up to step {} but this trial trains {} steps "
                                  "(train.steps); lower early_stop.max_steps",
                                  es.max_steps, c.train.steps));
-      // max_steps 0: rungs lie below train.steps (the Asha constructor's check, placed here).
-      if (es.enabled && es.max_steps == 0 && es.min_steps >= c.train.steps)
-        config::fail(es.source, "early_stop",
-                     fmt::format("min_steps {} leaves no rung below train.steps = {} of this "
-                                 "trial; lower early_stop.min_steps",
-                                 es.min_steps, c.train.steps));
       std::string error;
       if (!parse_metric_ref(spec.objective.key, names, &error))
         config::fail(spec.objective.source, "objective.metric", error);
@@ -562,6 +556,16 @@ std::vector<Config> load_trial_configs(const SweepSpec& spec, const std::vector<
                                    params_text(t), e.what()));
     }
   }
+  // max_steps 0: rungs lie below the longest trial's train.steps (the mpi executor's rule; the
+  // Asha constructor's check, placed here to name the file and line).
+  const EarlyStop& es = spec.early_stop;
+  int64_t longest = 0;
+  for (const Config& c : out) longest = std::max<int64_t>(longest, c.train.steps);
+  if (es.enabled && es.max_steps == 0 && !out.empty() && es.min_steps >= longest)
+    config::fail(es.source, "early_stop",
+                 fmt::format("min_steps {} leaves no rung below train.steps = {} (the longest "
+                             "trial's); lower early_stop.min_steps",
+                             es.min_steps, longest));
   return out;
 }
 
