@@ -24,8 +24,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       fuzz::expect_pft_error([&] {
         const auto bytes = file.bytes(t);
         uint64_t end = 0;
-        if (__builtin_add_overflow(file.data_offset(), t.offset, &end) ||
-            __builtin_add_overflow(end, uint64_t{bytes.size()}, &end) || end > file.file_size())
+        if ((!bytes.empty() || t.offset != 0) &&
+            (__builtin_add_overflow(file.data_offset(), t.offset, &end) ||
+             __builtin_add_overflow(end, uint64_t{bytes.size()}, &end) || end > file.file_size()))
           std::abort();
         out.resize(static_cast<size_t>(t.numel));
         file.dequantize(t, out.data());
