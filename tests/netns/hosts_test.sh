@@ -22,7 +22,9 @@ on node1 sh -c 'rm -f /dev/shm/pft-hosts-test "$TMPDIR/pft-hosts-test"'
 # Addresses only inside the namespaces.
 net="$(cat "$PFT_CLUSTER_DIR/net")"
 if ip -o addr show | grep -F " $net."; then fail "the machine's own namespace has a cluster address"; fi
-on node2 ip -o addr show dev eth0 | grep -qF " $net.2/24" || fail "node2's eth0 has no $net.2"
+# (grep without -q reads all of ip's output: with pipefail, an early exit of grep -q can fail the
+# pipeline by SIGPIPE to ip, which made this check flaky under load)
+on node2 ip -o addr show dev eth0 | grep -F " $net.2/24" > /dev/null || fail "node2's eth0 has no $net.2"
 
 # An MPI job from node1 over both hosts: two ranks per host, each sees its own hostname.
 out="$(on node1 "$PWD/launch/pft-mpirun" --hostfile "$PFT_CLUSTER_DIR/hostfile" -np 4 \

@@ -197,7 +197,7 @@ rank_pid() {
   local p
   for p in $(pgrep -f -- "run.dir=$dir"); do
     [[ "$(readlink "/proc/$p/exe" 2> /dev/null)" == "$pft" ]] || continue
-    if tr '\0' '\n' < "/proc/$p/environ" 2> /dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$1"; then
+    if tr '\0' '\n' < "/proc/$p/environ" 2> /dev/null | grep -x "OMPI_COMM_WORLD_RANK=$1" > /dev/null; then
       echo "$p"
       return
     fi

@@ -57,7 +57,7 @@ run_case() {  # POINT MESSAGE_REGEX: rank 0 stopped at PFT_TEST_DELAY point POIN
   grep -q "done: $steps steps" "$log" || fail "no 'done:' line before MPI_Finalize"
   for p in $(pgrep -f -- "run.dir=$dir"); do
     [[ "$(readlink "/proc/$p/exe")" == "$(readlink -f "$pft")" ]] || continue
-    tr '\0' '\n' < "/proc/$p/environ" 2> /dev/null | grep -qx "OMPI_COMM_WORLD_RANK=0" && stopped="$p"
+    tr '\0' '\n' < "/proc/$p/environ" 2> /dev/null | grep -x "OMPI_COMM_WORLD_RANK=0" > /dev/null && stopped="$p"
   done
   [[ -n "$stopped" ]] || fail "no process of rank 0 found"
   kill -STOP "$stopped"
