@@ -103,6 +103,17 @@ std::vector<json::object> events(const fs::path& sweep, const std::string& event
   return out;
 }
 
+// Writes DIR/sweep.yaml (tests/sweep/tiny.yaml as its base, then `body`) and runs `pft sweep
+// run` on it with `np` ranks into DIR/out.
+Result run_sweep_file(const fs::path& dir, const std::string& body, int np) {
+  fs::create_directories(dir);
+  const fs::path file = dir / "sweep.yaml";
+  std::ofstream(file) << "base: " << (fs::path(PFT_SOURCE_ROOT) / "tests/sweep/tiny.yaml").string()
+                      << "\n" << body;
+  return run(kMpirun + " -np " + std::to_string(np) + " " + PFT_BIN + " sweep run " +
+             file.string() + " --dir " + (dir / "out").string());
+}
+
 TEST(MpiSweep, TwoGroupsOfTwoTrainAtOnceAndEachAsItsOwnTwoRankRun) {
   const fs::path sweep = scratch("groups");
   const std::vector<std::string> lrs = {"3e-3", "1e-3"};
@@ -215,19 +226,15 @@ TEST(MpiSweep, AshaStopsTheDivergingTrialAtTheFirstRung) {
 // stopped at the first rung (step 6 of 12); `pft sweep status` reads the same directory.
 TEST(MpiSweep, PftSweepRunWithTheMpiExecutor) {
   const fs::path d = scratch("cli");
-  fs::create_directories(d);
-  const fs::path file = d / "sweep.yaml";
-  std::ofstream(file) << "base: " << (fs::path(PFT_SOURCE_ROOT) / "tests/sweep/tiny.yaml").string()
-                      << "\n"
-                         "parameters:\n"
-                         "  train.lr: [1.0e-3, 3.0e-3, 10]\n"
-                         "  train.micro_batch_size: [2]\n"
-                         "objective: {metric: eval.loss}\n"
-                         "early_stop: {rule: asha, eta: 2, min_steps: 6}\n"
-                         "executor: {kind: mpi, ranks_per_trial: 2}\n";
   const fs::path out = d / "out";
-  const Result r = run(kMpirun + " -np 2 " + PFT_BIN + " sweep run " + file.string() + " --dir " +
-                       out.string());
+  const Result r = run_sweep_file(d,
+                                  "parameters:\n"
+                                  "  train.lr: [1.0e-3, 3.0e-3, 10]\n"
+                                  "  train.micro_batch_size: [2]\n"
+                                  "objective: {metric: eval.loss}\n"
+                                  "early_stop: {rule: asha, eta: 2, min_steps: 6}\n"
+                                  "executor: {kind: mpi, ranks_per_trial: 2}\n",
+                                  2);
   ASSERT_EQ(r.code, 0) << r.out;
   std::map<std::string, std::string> decision, end;
   std::map<std::string, double> at_rung;
@@ -261,19 +268,15 @@ TEST(MpiSweep, PftSweepRunWithTheMpiExecutor) {
 // schedule over more steps keeps lr higher early, so t001 leads t000 at step 6 and goes on.
 TEST(MpiSweep, AshaRungsReachTheLongestTrial) {
   const fs::path d = scratch("rungs");
-  fs::create_directories(d);
-  const fs::path file = d / "sweep.yaml";
-  std::ofstream(file) << "base: " << (fs::path(PFT_SOURCE_ROOT) / "tests/sweep/tiny.yaml").string()
-                      << "\n"
-                         "set: [train.schedule=cosine]\n"
-                         "parameters:\n"
-                         "  train.steps: [6, 18]\n"
-                         "objective: {metric: eval.loss}\n"
-                         "early_stop: {rule: asha, eta: 2, min_steps: 6}\n"
-                         "executor: {kind: mpi, ranks_per_trial: 1}\n";
   const fs::path out = d / "out";
-  const Result r = run(kMpirun + " -np 1 " + PFT_BIN + " sweep run " + file.string() + " --dir " +
-                       out.string());
+  const Result r = run_sweep_file(d,
+                                  "set: [train.schedule=cosine]\n"
+                                  "parameters:\n"
+                                  "  train.steps: [6, 18]\n"
+                                  "objective: {metric: eval.loss}\n"
+                                  "early_stop: {rule: asha, eta: 2, min_steps: 6}\n"
+                                  "executor: {kind: mpi, ranks_per_trial: 1}\n",
+                                  1);
   ASSERT_EQ(r.code, 0) << r.out;
   std::map<std::string, std::vector<json::object>> rungs;
   for (json::object& e : events(out, "rung")) rungs[std::string(e.at("trial").as_string())].push_back(e);
@@ -330,17 +333,13 @@ TEST(MpiSweep, AFailingTrialIsRecordedAndTheSweepGoesOn) {
 // it, not `finished`. One rank, one trial per group.
 TEST(MpiSweep, ANonFiniteTrainingLossIsDivergedEvenWithAFiniteObjective) {
   const fs::path d = scratch("nan");
-  fs::create_directories(d);
-  const fs::path file = d / "sweep.yaml";
-  std::ofstream(file) << "base: " << (fs::path(PFT_SOURCE_ROOT) / "tests/sweep/tiny.yaml").string()
-                      << "\n"
-                         "parameters:\n"
-                         "  train.lr: [3.0e-3, 1.0e30]\n"
-                         "objective: {metric: eval.exact_match}\n"
-                         "executor: {kind: mpi, ranks_per_trial: 1}\n";
   const fs::path out = d / "out";
-  const Result r = run(kMpirun + " -np 1 " + PFT_BIN + " sweep run " + file.string() + " --dir " +
-                       out.string());
+  const Result r = run_sweep_file(d,
+                                  "parameters:\n"
+                                  "  train.lr: [3.0e-3, 1.0e30]\n"
+                                  "objective: {metric: eval.exact_match}\n"
+                                  "executor: {kind: mpi, ranks_per_trial: 1}\n",
+                                  1);
   ASSERT_EQ(r.code, 0) << r.out;
   std::map<std::string, json::object> end;
   for (json::object& e : lines(out / "sweep.jsonl"))
