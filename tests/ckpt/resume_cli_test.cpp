@@ -121,10 +121,20 @@ TEST(ResumeCli, SigkillAllRanksAtRandomStepResumesBitwise) {
   const int64_t kill_at = 3 + static_cast<int64_t>(rng() % 8);  // 3..10
   std::cout << "killing every rank at step >= " << kill_at << "\n";
   // SIGKILL to every process of this run: the ranks (found by their unique run dir), mpirun, sh.
+  // Saves are asynchronous (checkpoint.async), so step 2's file can land after step 3 is logged;
+  // the kill also waits for one checkpoint file, or there would be nothing to resume from.
+  const auto has_checkpoint = [&] {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(killed / "checkpoints", ec)) {
+      const std::string name = e.path().filename().string();
+      if (name.starts_with("step_") && name.ends_with(".h5")) return true;
+    }
+    return false;
+  };
   ASSERT_TRUE(pft::test::sigkill_job_when(
       kMpirun + " -np 2 " + train_cmd(killed), killed.string() + ".log", killed.string(),
-      [&] { return last_step(killed) >= kill_at; }))
-      << "the run never reached step " << kill_at;
+      [&] { return last_step(killed) >= kill_at && has_checkpoint(); }))
+      << "the run never reached step " << kill_at << " with a checkpoint written";
   const int64_t killed_at = last_step(killed);
   EXPECT_LT(killed_at, 12) << "the run finished before it was killed";
   // The checkpoints the killed run left (every 2 steps; the newest may be incomplete).
