@@ -136,6 +136,7 @@ herr_t collect_attr_name(hid_t, const char* name, const H5A_info_t*, void* data)
 Attrs read_attrs(const h5::Object& obj, const std::set<std::string>& skip) {
   std::vector<std::string> names;
   hsize_t idx = 0;
+  h5::check_attribute_messages(obj);
   PFT_H5_CHECK_AT(
       H5Aiterate2(obj.id(), H5_INDEX_NAME, H5_ITER_INC, &idx, collect_attr_name, &names),
       obj.describe());

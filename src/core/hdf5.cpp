@@ -177,6 +177,7 @@ std::string Object::describe() const {
 }
 
 bool Object::has_attribute(const std::string& name) const {
+  check_attribute_messages(*this);
   return PFT_H5_CHECK_AT(H5Aexists(id_, name.c_str()), describe()) > 0;
 }
 
@@ -191,6 +192,7 @@ Attribute create_attribute(const Object& obj, const std::string& name, hid_t typ
 }
 
 Attribute open_attribute(const Object& obj, const std::string& name) {
+  check_attribute_messages(obj);
   return Attribute(
       PFT_H5_CHECK_AT(H5Aopen(obj.id(), name.c_str(), H5P_DEFAULT), obj.describe() + " @" + name));
 }

@@ -193,6 +193,16 @@ class Object : public Handle {
   std::string describe() const;
 };
 
+// Reads the raw object header of `obj` (every chunk) and checks each attribute message before
+// HDF5 1.10 decodes it, which it does trusting the sizes inside (Note [attribute messages] in
+// core/hdf5_attr_check.cpp): throws Hdf5Error naming the object for a message whose name,
+// datatype, dataspace or value does not fit in it (in the object header or, for dense storage,
+// in the attribute heap), and for shared attribute messages, shared datatypes or dataspaces,
+// filtered heaps and huge heap objects (pft never writes those). Files opened
+// read-write (pft's own, being written) are not checked. has_attribute and the attribute readers
+// call it; call it yourself before raw H5A calls (H5Aiterate2, H5Aopen).
+void check_attribute_messages(const Object& obj);
+
 class Dataset;
 class Group;
 
