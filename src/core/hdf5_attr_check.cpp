@@ -110,7 +110,10 @@ uint64_t datatype_size(const Context& c, std::string_view b, int depth) {
     case 9:                      // variable-length (string or sequence): base type follows
       if (depth > 0) refuse(c, "nested variable-length attribute datatype");
       datatype_size(c, b.substr(8), depth + 1);
-      elem = 4 + 4 + c.sizeof_addr;  // length + global heap address + index, as stored
+      // HDF5 1.10 keeps the stored size (the type's location is not yet set when the attribute
+      // decoder sizes the value): it must be what a reference into the global heap takes.
+      if (size != 4 + 4 + c.sizeof_addr)
+        refuse(c, fmt::format("a variable-length attribute datatype of {} bytes", size));
       break;
     default:
       refuse(c, fmt::format("attribute datatype class {} (pft writes integers, floats and strings)",
@@ -195,6 +198,7 @@ constexpr unsigned kMaxDepth = 8;       // of indirect blocks and of B-tree node
 constexpr uint64_t kMaxBlockBytes = 16u << 20;
 constexpr uint64_t kMaxNodeBytes = 64u << 10;   // B-tree nodes: HDF5 writes 512-byte ones here
 constexpr uint64_t kMaxAttributes = 65536;      // per object; pft writes a few dozen
+constexpr uint64_t kMaxObjectBytes = 64u << 10;  // managed heap objects: HDF5 writes <= 4 KiB ones
 
 // A little-endian reader over one structure's bytes that refuses (naming `what`) when it runs
 // past them.
@@ -238,6 +242,9 @@ unsigned floor_log2(uint64_t v) {
   return n;
 }
 
+// Bytes HDF5 uses to store a count up to `n` (H5VM_limit_enc_size).
+size_t count_size(uint64_t n) { return floor_log2(n) / 8 + 1; }
+
 struct Heap {
   uint64_t id_len = 0;
   unsigned flags = 0;
@@ -247,6 +254,8 @@ struct Heap {
   unsigned max_direct_rows = 0;
   size_t off_size = 0;  // bytes of a heap offset (in heap IDs and block headers)
   size_t len_size = 0;  // bytes of an object length in a heap ID
+  uint64_t addr = 0;         // of the heap header
+  uint64_t max_managed = 0;  // largest object stored in a direct block
   uint64_t root = 0;
   unsigned root_rows = 0;
   struct Block {
@@ -255,6 +264,7 @@ struct Heap {
     uint64_t addr;
   };
   std::vector<Block> direct;  // every allocated direct block
+  std::set<uint64_t> seen;     // addresses of the blocks walked (a crafted heap may alias them)
 
   uint64_t row_block_size(unsigned row) const { return row == 0 ? start : start << (row - 1); }
   uint64_t row_offset(unsigned row) const { return row == 0 ? 0 : (width * start) << (row - 1); }
@@ -272,7 +282,8 @@ Heap read_heap_header(const Context& c, RawFile& raw, uint64_t addr) {
   if (h.id_len < 2 || h.id_len > 64) refuse(c, "an attribute heap with impossible heap IDs");
   if (k.take(2) != 0) refuse(c, "a filtered attribute heap (pft never writes one)");
   h.flags = static_cast<unsigned>(k.take(1));
-  k.skip(4 + L + O + L + O + L + L + L + L + L + L + L + L);  // sizes, counts, free space
+  h.max_managed = k.take(4);
+  k.skip(L + O + L + O + L + L + L + L + L + L + L + L);  // huge objects, free space, counts
   h.width = k.take(2);
   h.start = k.take(L);
   h.max_direct = k.take(L);
@@ -280,16 +291,26 @@ Heap read_heap_header(const Context& c, RawFile& raw, uint64_t addr) {
   k.skip(2);  // starting rows of the root indirect block
   h.root = k.take(O);
   h.root_rows = static_cast<unsigned>(k.take(2));
+  h.addr = addr;
   const unsigned start_bits = log2_exact(c, h.start, "heap starting block size");
   const unsigned direct_bits = log2_exact(c, h.max_direct, "heap maximum direct block size");
   (void)log2_exact(c, h.width, "heap table width");
+  const unsigned width_bits = log2_exact(c, h.width, "heap table width");
+  // The root's rows must stay inside the heap's address space, or row offsets wrap and one block
+  // is reachable from several places.
   if (direct_bits < start_bits || h.max_direct > kMaxBlockBytes || h.width > 65536 ||
-      max_heap_bits < direct_bits || max_heap_bits > 64 || h.root_rows > 64)
+      max_heap_bits < direct_bits || max_heap_bits > 64 ||
+      uint64_t{h.root_rows} + start_bits + width_bits > max_heap_bits + 1)
     refuse(c, "an attribute heap with an impossible doubling table");
+  if (h.max_managed == 0 || h.max_managed > h.max_direct || h.max_managed > kMaxObjectBytes)
+    refuse(c, fmt::format("an attribute heap whose objects may take {} bytes", h.max_managed));
   h.max_direct_rows = direct_bits - start_bits + 2;
+  // Heap IDs as HDF5 sizes them (H5HF__hdr_finish_init_phase1): the offset in the heap's address
+  // space, then the length, in as few bytes as their largest values need.
   h.off_size = (max_heap_bits + 7) / 8;
-  if (h.off_size >= h.id_len - 1) refuse(c, "an attribute heap with impossible heap IDs");
-  h.len_size = std::min<size_t>((direct_bits + 7) / 8, h.id_len - 1 - h.off_size);
+  h.len_size = std::min<size_t>((direct_bits + 7) / 8, count_size(h.max_managed));
+  if (1 + h.off_size + h.len_size > 8)  // the name index's records hold 8-byte heap IDs
+    refuse(c, "an attribute heap with heap IDs longer than the name index holds");
   return h;
 }
 
@@ -298,6 +319,7 @@ void walk_indirect(const Context& c, RawFile& raw, Heap* h, uint64_t addr, unsig
                    uint64_t offset, unsigned depth, size_t* visited) {
   if (depth > kMaxDepth || ++*visited > kMaxBlocks)
     refuse(c, "an attribute heap deeper or larger than HDF5 writes for attributes");
+  if (!h->seen.insert(addr).second) refuse(c, "an attribute heap block reached twice");
   const size_t O = c.sizeof_addr;
   const uint64_t undef = O >= 8 ? UINT64_MAX : (uint64_t{1} << (8 * O)) - 1;
   const uint64_t entries = uint64_t{rows} * h->width;
@@ -314,6 +336,7 @@ void walk_indirect(const Context& c, RawFile& raw, Heap* h, uint64_t addr, unsig
       if (child == undef) continue;
       const uint64_t at = offset + h->row_offset(r) + col * h->row_block_size(r);
       if (r < h->max_direct_rows) {
+        if (!h->seen.insert(child).second) refuse(c, "an attribute heap block reached twice");
         h->direct.push_back({at, h->row_block_size(r), child});
       } else {
         const unsigned child_rows =
@@ -322,6 +345,24 @@ void walk_indirect(const Context& c, RawFile& raw, Heap* h, uint64_t addr, unsig
       }
     }
   }
+}
+
+// Checks the header of direct block `b` (signature, version, heap, stored offset); returns its
+// size, where the block's objects begin.
+uint64_t check_direct_block(const Context& c, RawFile& raw, const Heap& h, const Heap::Block& b) {
+  const size_t O = c.sizeof_addr;
+  const uint64_t header = 4 + 1 + O + h.off_size + ((h.flags & 0x02) ? 4 : 0);
+  if (b.size <= header) refuse(c, "an attribute heap block smaller than its header");
+  std::string bytes;
+  if (!raw.read(b.addr, header, &bytes)) refuse(c, "an attribute heap block past the end of the file");
+  Cursor k(c, bytes, "fractal heap direct block");
+  k.expect_signature("FHDB");
+  if (k.take(1) != 0) refuse(c, "a heap direct block of an unknown version");
+  if (k.take(O) != h.addr) refuse(c, "a heap direct block of another heap");
+  if (k.take(h.off_size) != b.offset)
+    refuse(c, fmt::format("a heap direct block that says it is at heap offset other than {}",
+                          b.offset));
+  return header;
 }
 
 // The attribute message the heap ID `id` names, checked (check_attribute).
@@ -340,8 +381,16 @@ void check_heap_object(const Context& c, RawFile& raw, const Heap& h, std::strin
   if (type != 0) refuse(c, "an attribute heap ID of an unknown type");
   const uint64_t off = le(id, 1, h.off_size);
   const uint64_t len = le(id, 1 + h.off_size, h.len_size);
+  if (len == 0 || len > h.max_managed)
+    refuse(c, fmt::format("an attribute of {} bytes in a heap of objects up to {}", len,
+                          h.max_managed));
   for (const Heap::Block& b : h.direct) {
     if (off < b.offset || off - b.offset >= b.size) continue;
+    // HDF5 finds the object through the offset stored in the block (H5HF__man_op_real), so that
+    // one must be the offset its place in the doubling table gives (checked once per block).
+    const uint64_t header = check_direct_block(c, raw, h, b);
+    if (off - b.offset < header)
+      refuse(c, fmt::format("an attribute at heap offset {} inside its block's header", off));
     if (len > b.size - (off - b.offset))
       refuse(c, fmt::format("an attribute of {} bytes at heap offset {} crosses the end of its "
                             "{}-byte block",
@@ -359,8 +408,10 @@ void check_heap_object(const Context& c, RawFile& raw, const Heap& h, std::strin
 void walk_btree_node(const Context& c, RawFile& raw, const Heap& heap, uint64_t node_size,
                      uint64_t rec_size, const std::vector<uint64_t>& max_nrec,
                      const std::vector<size_t>& cum_size, size_t nrec_size, uint64_t addr,
-                     uint64_t nrec, unsigned depth, size_t* visited, uint64_t* records) {
+                     uint64_t nrec, unsigned depth, size_t* visited, uint64_t* records,
+                     std::set<uint64_t>* nodes) {
   if (++*visited > kMaxBlocks) refuse(c, "an attribute name index larger than HDF5 writes");
+  if (!nodes->insert(addr).second) refuse(c, "an attribute name index node reached twice");
   if (nrec > max_nrec[depth]) refuse(c, "a name index node with more records than fit in it");
   if ((*records += nrec) > kMaxAttributes)
     refuse(c, fmt::format("more than {} attributes on one object", kMaxAttributes));
@@ -382,12 +433,10 @@ void walk_btree_node(const Context& c, RawFile& raw, const Heap& heap, uint64_t 
     const uint64_t child_nrec = k.take(nrec_size);
     if (depth > 1) k.skip(cum_size[depth - 1]);
     walk_btree_node(c, raw, heap, node_size, rec_size, max_nrec, cum_size, nrec_size, child,
-                    child_nrec, depth - 1, visited, records);
+                    child_nrec, depth - 1, visited, records, nodes);
   }
 }
 
-// Bytes HDF5 uses to store a count up to `n` (H5VM_limit_enc_size).
-size_t count_size(uint64_t n) { return floor_log2(n) / 8 + 1; }
 
 void check_dense_attributes(const Context& c, RawFile& raw, const DenseAttributes& d) {
   const size_t O = c.sizeof_addr, L = c.sizeof_size;
@@ -409,7 +458,7 @@ void check_dense_attributes(const Context& c, RawFile& raw, const DenseAttribute
   if (k.take(1) != 8) refuse(c, "an attribute name index of another B-tree type");
   const uint64_t node_size = k.take(4), rec_size = k.take(2), depth = k.take(2);
   k.skip(2);
-  const uint64_t root = k.take(O), root_nrec = k.take(2);
+  const uint64_t root = k.take(O), root_nrec = k.take(2), total = k.take(L);
   if (node_size < 64 || node_size > kMaxNodeBytes || rec_size < 9 || rec_size > node_size ||
       depth > kMaxDepth)
     refuse(c, "an attribute name index with impossible node sizes");
@@ -426,10 +475,19 @@ void check_dense_attributes(const Context& c, RawFile& raw, const DenseAttribute
     cum_max.push_back((max_nrec[u] + 1) * cum_max[u - 1] + max_nrec[u]);
     cum_size.push_back(count_size(cum_max[u]));
   }
-  if (root == undef) return;  // no attributes
+  if (root == undef) {  // no attributes
+    if (total != 0) refuse(c, "an empty attribute name index that says it holds records");
+    return;
+  }
   uint64_t records = 0;
+  std::set<uint64_t> nodes;
   walk_btree_node(c, raw, heap, node_size, rec_size, max_nrec, cum_size, nrec_size, root,
-                  root_nrec, static_cast<unsigned>(depth), &visited, &records);
+                  root_nrec, static_cast<unsigned>(depth), &visited, &records, &nodes);
+  // HDF5 sizes its table of the attributes from this count, then fills it from the walk
+  // (H5A__dense_build_table): a smaller count would be a heap overflow.
+  if (records != total)
+    refuse(c, fmt::format("an attribute name index that says it holds {} records but holds {}",
+                          total, records));
 }
 
 // Walks the messages of one chunk's message area `m`; appends continuation chunks to `more`.
@@ -500,6 +558,10 @@ void check_attribute_messages(const Object& obj) {
                           c.sizeof_size));
   H5O_info_t info;
   PFT_H5_CHECK_AT(H5Oget_info2(obj.id(), &info, H5O_INFO_BASIC), c.where);
+  // Checked objects, by HDF5's number of the open file (never reused in a process) and address:
+  // readers ask about one object's attributes many times.
+  thread_local std::set<std::pair<unsigned long, haddr_t>> checked;
+  if (checked.count({info.fileno, info.addr}) > 0) return;
   const ssize_t name_len = PFT_H5_CHECK(H5Fget_name(file.id(), nullptr, 0));
   std::string path(static_cast<size_t>(name_len) + 1, '\0');
   PFT_H5_CHECK(H5Fget_name(file.id(), path.data(), path.size()));
@@ -548,6 +610,8 @@ void check_attribute_messages(const Object& obj) {
   }
   if (dense.size() > 1) refuse(c, "more than one attribute info message");
   for (const DenseAttributes& d : dense) check_dense_attributes(c, raw, d);
+  if (checked.size() >= 65536) checked.clear();
+  checked.insert({info.fileno, info.addr});
 }
 
 }  // namespace pft::h5

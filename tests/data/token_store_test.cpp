@@ -3,6 +3,7 @@
 // rebuild on any input change, equality with direct rendering; the loader over real stores.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <random>
@@ -195,6 +196,21 @@ TEST(Hdf5, DenseAttributesAreCheckedInTheirHeap) {
   write_bytes(wide, b);
   expect_refused([&] { (void)h5::File::open(wide).open_group("meta").has_attribute("a"); },
                  "wide.h5:/meta", "attribute value");
+  // The name index's record count one short: HDF5 would size its table of attributes from it
+  // and write past the table while iterating.
+  const size_t bthd = bytes.find("BTHD");
+  ASSERT_NE(bthd, std::string::npos);
+  const size_t total_at = bthd + 4 + 1 + 1 + 4 + 2 + 2 + 1 + 1 + 8 + 2;  // after the root's count
+  b = bytes;
+  uint64_t total = 0;
+  std::memcpy(&total, b.data() + total_at, 8);
+  ASSERT_EQ(total, uint64_t{kAttrs + 1});
+  --total;
+  std::memcpy(b.data() + total_at, &total, 8);
+  const fs::path short_count = dir.path() / "short_count.h5";
+  write_bytes(short_count, b);
+  expect_refused([&] { (void)h5::File::open(short_count).open_group("meta").has_attribute("a"); },
+                 "short_count.h5:/meta", "holds 2000 records but holds 2001");
 }
 
 // Fuzz finding 7's reproducers (regression seeds of the token_store target): HDF5 1.10 read 8 bytes past a heap buffer
