@@ -5,8 +5,11 @@
 //                {"format": "pt", "pft_step": ..};
 //   hf:          the same plus OUT/config.json with the Hugging Face config keys of the
 //                architecture (GPT2LMHeadModel or LlamaForCausalLM), so
-//                `AutoModelForCausalLM.from_pretrained(OUT)` loads it. Tokenizer files are not
-//                copied (a path stored in a checkpoint is never followed).
+//                `AutoModelForCausalLM.from_pretrained(OUT)` loads it. No tokenizer files (a path
+//                stored in a checkpoint is never followed here): this is the private export of
+//                `pft generate --checkpoint`. `pft ckpt export --format hf` goes through
+//                train/hf_checkpoint.h, which adds generation_config.json and the run's
+//                tokenizer, and exports adapter checkpoints.
 //   gguf:        not here: a GGUF file needs the model mapping and quantization of the model
 //                floor (model/gguf_export.h); `pft ckpt export --format gguf` goes through
 //                train/gguf_checkpoint.h.
