@@ -8,12 +8,12 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/format.h"
 #include "core/gguf.h"
+#include "core/run_dir.h"
 #include "data/gguf_tokenizer.h"
 #include "data/hf_tokenizer_json.h"
 #include "data/tokenizer.h"
-#include "core/format.h"
-#include "core/run_dir.h"
 #include "model/hf_import.h"
 #include "model/safetensors.h"
 
