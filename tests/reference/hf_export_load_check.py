@@ -30,7 +30,8 @@ Checked, for every case (exit 1 on any difference, one line per case):
     task's block landed in its own directory);
   - AutoTokenizer.from_pretrained(model dir) encodes TEXT to pft's ids (add_special_tokens=False)
     and has an eos token; with --gguf-tokenizer also transformers' own GGUF tokenizer of BASE
-    does (the reference of the tokenizer.json pft builds from a GGUF file);
+    does (the reference of the tokenizer.json pft builds from a GGUF file), with the same special
+    tokens around PROMPT and the same chat template rendering;
   - greedy generation (no eos stop) from PROMPT: the ids pft generated, and their text; for
     models without a prompt adapter also through pipeline("text-generation", model=model dir).
 """
@@ -157,8 +158,16 @@ def check_case(a, spec, base_model, gguf_tok):
                         f"{text_ids[:12]}...")
     if tok.eos_token is None:
         problems.append(f"AutoTokenizer({model_dir}) has no eos token")
-    if gguf_tok is not None and gguf_tok(a.text, add_special_tokens=False).input_ids != got:
-        problems.append("transformers' GGUF tokenizer of the base encodes TEXT otherwise")
+    if gguf_tok is not None:
+        if gguf_tok(a.text, add_special_tokens=False).input_ids != got:
+            problems.append("transformers' GGUF tokenizer of the base encodes TEXT otherwise")
+        if gguf_tok(a.prompt).input_ids != tok(a.prompt).input_ids:
+            problems.append("transformers' GGUF tokenizer adds other special tokens to PROMPT")
+        chat = [{"role": "user", "content": a.prompt}]
+        if not tok.chat_template or tok.apply_chat_template(chat, tokenize=False) != \
+                gguf_tok.apply_chat_template(chat, tokenize=False):
+            problems.append("the export's chat template is not the GGUF file's")
+        figures.append("tokenizer = transformers' GGUF tokenizer (ids, BOS, chat template)")
 
     expect = gen["completion_ids"]
     prompt_ids = tok(a.prompt, return_tensors="pt").input_ids
