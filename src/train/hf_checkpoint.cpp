@@ -29,6 +29,13 @@ std::vector<fs::path> export_checkpoint_hf(const fs::path& file, const fs::path&
   const fs::path tokenizer = !request.tokenizer.empty() ? request.tokenizer
                              : config.data.tokenizer.empty() ? fs::path("byte")
                                                              : fs::path(config.data.tokenizer);
+  // Checked before anything is written, so that a moved tokenizer leaves no half export.
+  if (tokenizer != "byte" && !fs::exists(tokenizer))
+    throw InputError(fmt::format(
+        "{}: the tokenizer {} ({}) does not exist; pass --tokenizer PATH (a tokenizer.json, its "
+        "directory, a GGUF file or byte)",
+        request.tokenizer.empty() ? file.string() : "--tokenizer", tokenizer.string(),
+        request.tokenizer.empty() ? "the run's data.tokenizer" : "given"));
   if (is_peft(config.train.method)) {
     ckpt::check_export_dir(out_dir, ckpt::ExportLayout::kAdapter);
     return export_adapter_checkpoint(file, request.base, out_dir, tokenizer);

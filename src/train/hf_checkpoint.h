@@ -23,8 +23,9 @@
 // refused (ckpt::check_export_dir, InputError: exit 2).
 //
 // The tokenizer: `tokenizer` when given, else the run's data.tokenizer (`byte`, a tokenizer.json,
-// a directory, a GGUF file: for runs on a pretrained model its own). Rank 0 / single process; not
-// collective. InputError naming the file or flag for every bad input.
+// a directory, a GGUF file: for runs on a pretrained model its own); one that does not exist is
+// refused before anything is written. Rank 0 / single process; not collective. InputError naming
+// the file or flag for every bad input.
 #pragma once
 
 #include <filesystem>

@@ -11,8 +11,8 @@
 //     within 2e-4 (30 layers of fp32 rounding: its merged model, the same fp32 weights on both
 //     sides, differs by 6e-5), whose tokenizer.json pft builds from the GGUF metadata: it also
 //     encodes as transformers' own GGUF tokenizer;
-//   - an export into a directory of the other layout is refused (exit 2, naming the file in the
-//     way); `pft eval --adapter` takes the LoRA checkpoint; a per-task table without
+//   - an export into a directory of the other layout, or with a tokenizer that is not there, is
+//     refused (exit 2, naming the file in the way) and writes nothing; `pft eval --adapter` takes the LoRA checkpoint; a per-task table without
 //     --adapter-task names its tasks.
 #include <gtest/gtest.h>
 
@@ -175,6 +175,13 @@ void check_family(const std::string& fixture) {
   EXPECT_EQ(b.code, 2) << b.out;
   EXPECT_CONTAINS(b.out, "part of an adapter export");
   EXPECT_FALSE(fs::exists(root / "lora/export/model.safetensors"));
+  // A tokenizer that is not there is refused before anything is written.
+  const Result t = run(kPft + " ckpt export " + (root / "full/run/checkpoints/step_00000003.h5").string() +
+                       " --format hf --tokenizer " + (root / "gone").string() + " --out " +
+                       (root / "no-tokenizer").string());
+  EXPECT_EQ(t.code, 2) << t.out;
+  EXPECT_CONTAINS(t.out, "does not exist; pass --tokenizer PATH");
+  EXPECT_FALSE(fs::exists(root / "no-tokenizer"));
   // pft eval takes the LoRA adapter as it is (no task flag at all).
   const Result e = run(kPft + " eval " + (root / "lora/train.yaml").string() + " --adapter " +
                        (root / "lora/run/checkpoints/step_00000003.h5").string() +
