@@ -37,6 +37,30 @@ bool bool_key(const FlatConfig& arch, const std::string& k) { return key(arch, k
 
 }  // namespace
 
+void check_export_dir(const fs::path& out_dir, ExportLayout layout) {
+  std::error_code ec;
+  if (!fs::is_directory(out_dir, ec)) return;
+  for (const auto& entry : fs::directory_iterator(out_dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    const bool adapter_part = name == "merged" || name == "adapter" || name == "adapters";
+    const bool model_part = name == "config.json" || name.ends_with(".safetensors") ||
+                            name == "model.safetensors.index.json" ||
+                            name == "adapter_config.json";
+    if (layout == ExportLayout::kModel && (adapter_part || name == "adapter_config.json"))
+      throw InputError(fmt::format(
+          "--out {}: it holds `{}`, part of an adapter export (merged/, adapter/, adapters/); a "
+          "model export there would mix two layouts. Choose another --out, or remove the "
+          "directory first",
+          out_dir.string(), name));
+    if (layout == ExportLayout::kAdapter && model_part)
+      throw InputError(fmt::format(
+          "--out {}: it holds `{}`, a model directory's file; an adapter export writes merged/, "
+          "adapter/ and adapters/ and would mix two layouts there (transformers would read both). "
+          "Choose another --out, or remove the directory first",
+          out_dir.string(), name));
+  }
+}
+
 std::string hf_config_json(const FlatConfig& arch) {
   const std::string family = key(arch, "model.family");
   const int64_t d_model = int_key(arch, "model.d_model");
@@ -96,6 +120,7 @@ std::vector<fs::path> export_checkpoint(const fs::path& file, ExportFormat forma
   for (const Dataset* d : tensors)
     st.push_back({d->path.substr(std::string(kModel).size() + 1), d->dtype, d->shape, d->bytes});
 
+  check_export_dir(out_dir, ExportLayout::kModel);
   std::error_code ec;
   fs::create_directories(out_dir, ec);
   if (ec)

@@ -3,13 +3,17 @@
 // pft ckpt inspect FILE                                step, config summary, tensor table
 // pft ckpt verify FILE                                 exit 0 valid, 2 invalid (with the reason)
 // pft ckpt diff A B                                    exit 0 same state, 1 different (like cmp)
-// pft ckpt export FILE --format safetensors|hf --out DIR [--base DIR]
+// pft ckpt export FILE --format safetensors --out DIR
+// pft ckpt export FILE --format hf --out DIR [--base DIR] [--tokenizer P]
 // pft ckpt export FILE --format gguf [--dtype f32|f16|q8_0] --out DIR [--base DIR] [--tokenizer P]
 //
-// An adapter checkpoint (a PEFT run: /trainable/base_model_hash set) exports as --format hf (or gguf, below):
-// the base with LoRA merged, plus the adapter in Hugging Face PEFT's format
-// (train/adapter_checkpoint.h); --base names the base model when the run's model.from_pretrained
-// is not where it was. --format gguf writes DIR/model-<dtype>.gguf from a full fine-tuning or a
+// --format hf (train/hf_checkpoint.h): a full fine-tuning checkpoint makes DIR a Hugging Face
+// model directory (weights, config, generation config, tokenizer files); an adapter checkpoint (a
+// PEFT run: /trainable/base_model_hash set) makes DIR/merged/ (the base with LoRA merged in),
+// DIR/adapter/ (LoRA in PEFT's format) and DIR/adapters/<task>/ (prompt / prefix blocks in PEFT's
+// format): Note [export layouts] in ckpt/export.h. --base names the base model when the run's
+// model.from_pretrained is not where it was; --tokenizer the tokenizer when the run's
+// data.tokenizer moved. --format gguf writes DIR/model-<dtype>.gguf from a full fine-tuning or a
 // LoRA checkpoint (train/gguf_checkpoint.h); prompt / prefix tuning are refused.
 // Single-process tools over ckpt/tools.h and ckpt/export.h (docs/checkpoint-format.md). They
 // never write a checkpoint. --file-locking turns HDF5 file locks on (off by default, as in
@@ -23,8 +27,8 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/format.h"
-#include "train/adapter_checkpoint.h"
 #include "train/gguf_checkpoint.h"
+#include "train/hf_checkpoint.h"
 
 namespace pft::cli {
 
@@ -64,8 +68,8 @@ Command add_ckpt_command(CLI::App& app) {
   exp->add_option("--dtype", args->dtype, "gguf: f32 (default) | f16 | q8_0")
       ->check(CLI::IsMember({"f32", "f16", "q8_0"}));
   exp->add_option("--tokenizer", args->tokenizer,
-                  "gguf: the tokenizer (tokenizer.json or its directory; default: the run's "
-                  "data.tokenizer)");
+                  "hf, gguf: the tokenizer (tokenizer.json, its directory, a GGUF file or byte; "
+                  "default: the run's data.tokenizer)");
   exp->add_option("--out", args->out, "Output directory")->required();
   exp->add_option("--base", args->base,
                   "Adapter checkpoints: the base model directory (default: the run's "
@@ -106,8 +110,10 @@ Command add_ckpt_command(CLI::App& app) {
       std::cout << r.text << std::flush;
       return r.same ? 0 : kCheckpointsDiffer;
     }
-    if (args->format != "gguf" && (!args->dtype.empty() || !args->tokenizer.empty()))
-      throw InputError("--dtype and --tokenizer go with --format gguf only");
+    if (args->format != "gguf" && !args->dtype.empty())
+      throw InputError("--dtype goes with --format gguf only");
+    if (args->format == "safetensors" && !args->tokenizer.empty())
+      throw InputError("--tokenizer goes with --format hf or gguf (safetensors writes weights only)");
     if (args->format == "gguf") {
       GgufCheckpointExport request;
       request.dtype = parse_gguf_dtype(args->dtype.empty() ? "f32" : args->dtype);
@@ -119,21 +125,26 @@ Command add_ckpt_command(CLI::App& app) {
                                r.file.string(), r.tensors, r.tensor_types, r.bytes / 1e6, r.pre);
       return 0;
     }
+    if (args->format == "hf") {
+      HfCheckpointExport request;
+      request.base = args->base;
+      request.tokenizer = args->tokenizer;
+      request.file_locking = args->file_locking;
+      for (const auto& f : export_checkpoint_hf(args->file, args->out, request))
+        std::cout << "wrote " << f.string() << "\n";
+      return 0;
+    }
     const ckpt::Contents meta = ckpt::read_checkpoint_meta(args->file, ro);
     const bool adapter = meta.has_group(ckpt::kTrainable) &&
                          meta.group_attrs(ckpt::kTrainable).count("base_model_hash") > 0 &&
                          !ckpt::attr_string(meta.group_attrs(ckpt::kTrainable), "base_model_hash",
                                             ckpt::kTrainable)
                               .empty();
-    if (adapter) {
-      if (args->format != "hf")
-        throw InputError(fmt::format("{} holds a PEFT adapter: export it with --format hf (the "
-                                     "merged model and the adapter in PEFT's format)",
-                                     args->file));
-      for (const auto& f : export_adapter_checkpoint(args->file, args->base, args->out))
-        std::cout << "wrote " << f.string() << "\n";
-      return 0;
-    }
+    if (adapter)
+      throw InputError(fmt::format("{} holds a PEFT adapter: export it with --format hf (DIR/merged/: "
+                                   "the merged model, DIR/adapter/ and DIR/adapters/<task>/: the "
+                                   "adapter in PEFT's format)",
+                                   args->file));
     if (!args->base.empty())
       throw InputError("--base: only adapter checkpoints (PEFT runs) take a base model");
     for (const auto& f : ckpt::export_checkpoint(

@@ -181,6 +181,19 @@ bool split_rule_for_pattern(std::string_view pattern, SplitRule* rule) {
   return true;
 }
 
+std::string_view split_rule_pattern(SplitRule rule) {
+  switch (rule) {
+    case SplitRule::kGpt2:
+      return kGpt2Pattern;
+    case SplitRule::kLlama3:
+      return kLlama3Pattern;
+    case SplitRule::kQwen2:
+      return kQwen2Pattern;
+    default:
+      return {};
+  }
+}
+
 void split_pieces(SplitRule rule, std::string_view text, std::vector<uint32_t>& ends) {
   const auto* s = reinterpret_cast<const unsigned char*>(text.data());
   const size_t n = text.size();

@@ -42,6 +42,10 @@ enum class SplitRule : uint8_t {
 // Which rule, if any, a Split pre-tokenizer's regex is; false for a pattern pft cannot scan.
 bool split_rule_for_pattern(std::string_view pattern, SplitRule* rule);
 
+// The regex of kGpt2 / kLlama3 / kQwen2 as tokenizer.json spells it (JSON-unescaped); empty for
+// the Digits rules (they are not regexes).
+std::string_view split_rule_pattern(SplitRule rule);
+
 // Appends to `ends` the end offset (bytes, relative to text.data()) of each piece `rule` cuts
 // `text` into, in order; the last end is text.size(). Nothing is appended for empty text.
 void split_pieces(SplitRule rule, std::string_view text, std::vector<uint32_t>& ends);

@@ -9,7 +9,11 @@
 
 #include "core/error.h"
 #include "core/format.h"
+#include "core/gguf.h"
 #include "core/run_dir.h"
+#include "data/gguf_tokenizer.h"
+#include "data/hf_tokenizer_json.h"
+#include "data/tokenizer.h"
 #include "model/hf_import.h"
 #include "model/safetensors.h"
 
@@ -98,11 +102,54 @@ void copy_atomically(const fs::path& from, const fs::path& to) {
         fmt::format("cannot copy {} to {}: {}", from.string(), to.string(), ec.message()));
 }
 
-// Copies the tokenizer files of `source` into `out`; returns whether any was copied.
-bool copy_tokenizer(const fs::path& source, const fs::path& out) {
-  if (source.empty() || source == "byte") return false;
+// tokenizer_config.json for a tokenizer.json pft wrote itself: the fast tokenizer class, the
+// special tokens by their text, the chat template when there is one.
+std::string synthesized_tokenizer_config(const BpeTokenizerConfig& c, std::optional<int32_t> bos,
+                                         bool add_bos, const std::string& chat_template) {
+  const auto text = [&](std::optional<int32_t> id) -> json::value {
+    if (!id || *id < 0 || static_cast<size_t>(*id) >= c.vocab.size()) return nullptr;
+    return json::string(c.vocab[static_cast<size_t>(*id)]);
+  };
+  json::object tc;
+  tc["tokenizer_class"] = "PreTrainedTokenizerFast";
+  tc["clean_up_tokenization_spaces"] = false;
+  tc["bos_token"] = text(bos);
+  tc["eos_token"] = text(c.eos_id >= 0 ? std::optional<int32_t>(c.eos_id) : std::nullopt);
+  tc["pad_token"] = text(c.pad_id);
+  tc["unk_token"] = text(c.unk_id);
+  tc["add_bos_token"] = add_bos;
+  tc["add_eos_token"] = false;
+  if (!chat_template.empty()) tc["chat_template"] = chat_template;
+  return pretty(tc);
+}
+
+// Writes the tokenizer of `source` into `out` (see HfExportOptions::tokenizer); returns whether
+// there was one.
+bool write_tokenizer(const fs::path& source, const fs::path& out) {
+  if (source.empty()) return false;
+  if (source == "byte") {  // pft's byte tokenizer, spelt as a BPE HF reads
+    const BpeTokenizerConfig c = byte_tokenizer_as_bpe();
+    RunDir::write_file_atomic(out / "tokenizer.json", hf_tokenizer_json(c));
+    RunDir::write_file_atomic(out / "tokenizer_config.json",
+                              synthesized_tokenizer_config(c, std::nullopt, false, ""));
+    return true;
+  }
   if (!fs::exists(source))
-    throw InputError(fmt::format("tokenizer {}: no such file or directory", source.string()));
+    throw InputError(fmt::format("tokenizer {}: no such file or directory; pass --tokenizer PATH "
+                                 "(a tokenizer.json, its directory or a GGUF file)",
+                                 source.string()));
+  if (fs::is_regular_file(source) && gguf::is_gguf_file(source)) {
+    // The tokenizer embedded in a GGUF file, as transformers' GGUF converter would build it.
+    GgufTokenizerInfo info;
+    const BpeTokenizerConfig c = read_gguf_tokenizer(source.string(), &info);
+    RunDir::write_file_atomic(out / "tokenizer.json",
+                              hf_tokenizer_json(c, info.prompt_prefix_ids));
+    RunDir::write_file_atomic(
+        out / "tokenizer_config.json",
+        synthesized_tokenizer_config(c, info.bos_id, !info.prompt_prefix_ids.empty(),
+                                     info.chat_template));
+    return true;
+  }
   // (source name, name in the export)
   std::vector<std::pair<fs::path, std::string>> files;
   if (fs::is_directory(source)) {
@@ -116,7 +163,7 @@ bool copy_tokenizer(const fs::path& source, const fs::path& out) {
       files.emplace_back(source / "vocab.bpe", "merges.txt");
   } else {
     files.emplace_back(source, "tokenizer.json");
-    for (const char* f : {"tokenizer_config.json", "special_tokens_map.json"})
+    for (const char* f : {"tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"})
       if (fs::exists(source.parent_path() / f)) files.emplace_back(source.parent_path() / f, f);
   }
   if (files.empty())
@@ -132,6 +179,14 @@ bool copy_tokenizer(const fs::path& source, const fs::path& out) {
     tc["tokenizer_class"] =
         fs::exists(out / "tokenizer.json") ? "PreTrainedTokenizerFast" : "GPT2Tokenizer";
     tc["clean_up_tokenization_spaces"] = false;
+    // The special tokens, so that AutoTokenizer knows its eos (pft reads them from the files).
+    // A tokenizer pft cannot read (a sentencepiece tokenizer.model) is copied without them.
+    try {
+      const std::unique_ptr<Tokenizer> t = load_tokenizer(source.string());
+      if (t->eos_id() >= 0) tc["eos_token"] = t->id_to_token(t->eos_id());
+      if (t->pad_id()) tc["pad_token"] = t->id_to_token(*t->pad_id());
+    } catch (const InputError&) {
+    }
     RunDir::write_file_atomic(out / "tokenizer_config.json", pretty(tc));
   }
   return true;
@@ -279,7 +334,7 @@ void export_hf_model(const ModelSpec& spec,
     g["pad_token_id"] = id_value(options.pad_token_id);
     RunDir::write_file_atomic(out_dir / "generation_config.json", pretty(g));
   }
-  copy_tokenizer(options.tokenizer, out_dir);
+  write_tokenizer(options.tokenizer, out_dir);
 }
 
 void export_hf_model(const TransformerImpl& model, const fs::path& out_dir,

@@ -8,9 +8,14 @@
 //   generation_config.json       bos / eos / pad ids (copied from the source model when it has one)
 //   tokenizer files              copied from the tokenizer source (tokenizer.json,
 //                                tokenizer_config.json, special_tokens_map.json, vocab.json,
-//                                merges.txt, ...; GPT-2's encoder.json / vocab.bpe are written
-//                                as vocab.json / merges.txt); a minimal tokenizer_config.json is
-//                                added when the source has none, so AutoTokenizer loads it.
+//                                merges.txt, chat_template.jinja, ...; GPT-2's encoder.json /
+//                                vocab.bpe are written as vocab.json / merges.txt); a
+//                                tokenizer_config.json (class, eos / pad tokens) is added when
+//                                the source has none, so AutoTokenizer loads it. pft's `byte`
+//                                tokenizer and a GGUF file's embedded tokenizer have no file to
+//                                copy: tokenizer.json and tokenizer_config.json (special tokens,
+//                                add_bos_token, chat template) are written for them
+//                                (data/hf_tokenizer_json.h), encoding as pft does.
 //
 // Files are written atomically one by one (temporary file + rename). Weight files a previous
 // export left in the directory (model*.safetensors, the index) are removed first so a stale
@@ -35,8 +40,8 @@ namespace pft {
 
 struct HfExportOptions {
   at::ScalarType dtype = at::kFloat;  // stored dtype: kFloat, kBFloat16 or kHalf
-  // Where tokenizer files come from: a model / tokenizer directory or a tokenizer.json file;
-  // empty (or pft's `byte` tokenizer) = none copied.
+  // Where tokenizer files come from: a model / tokenizer directory, a tokenizer.json file, a
+  // GGUF file or "byte" (pft's byte tokenizer); empty = no tokenizer files.
   std::filesystem::path tokenizer;
   // A source model directory whose generation_config.json is copied (optional).
   std::filesystem::path source_model;

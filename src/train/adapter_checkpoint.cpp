@@ -44,7 +44,12 @@ LoadedAdapter attach_adapter_checkpoint(const std::filesystem::path& file, Trans
 
 int64_t adapter_block(const LoadedAdapter& loaded, const std::string& task) {
   const AdapterSpec& s = loaded.adapters->spec();
-  if (s.blocks == 1) return 0;
+  // LoRA is shared by every task; a shared (or one-task) table has one block.
+  if (!(s.prompt || s.prefix) || s.blocks == 1) return 0;
+  if (task.empty())
+    throw InputError(fmt::format("--adapter-task is required: the adapter's {} table has one "
+                                 "block per task; name one of: {}",
+                                 loaded.method, fmt::join(loaded.task_names, ", ")));
   for (size_t k = 0; k < loaded.task_names.size(); ++k)
     if (loaded.task_names[k] == task) return static_cast<int64_t>(k);
   throw InputError(fmt::format("--adapter-task `{}`: the adapter has one block per task; name one "
@@ -82,7 +87,7 @@ void write_peft_dir(const fs::path& dir, const std::vector<std::pair<std::string
 }  // namespace
 
 std::vector<fs::path> export_adapter_checkpoint(const fs::path& file, const fs::path& base_dir,
-                                                const fs::path& out_dir) {
+                                                const fs::path& out_dir, const fs::path& tokenizer) {
   const ckpt::Contents meta = ckpt::read_checkpoint_meta(file);
   const Config config = parse_config(meta.at(ckpt::kMetaConfig).text(), file.string() + ":/meta/config");
   const fs::path base = base_dir.empty() ? fs::path(config.model.from_pretrained) : base_dir;
@@ -97,13 +102,15 @@ std::vector<fs::path> export_adapter_checkpoint(const fs::path& file, const fs::
   const ModelSpec& m = model->spec();
   std::vector<fs::path> written;
   at::NoGradGuard no_grad;
+  const fs::path merged_dir = out_dir / "merged";
   const auto common = [&](const char* type) {
     boost::json::object c;
     c["peft_type"] = type;
     c["task_type"] = "CAUSAL_LM";
-    // With LoRA merged into the exported model, a prompt/prefix adapter belongs on that model.
+    // LoRA goes on the base; a prompt / prefix adapter on merged/ (the base with LoRA merged in,
+    // or the base itself: either way the model it was trained with).
     c["base_model_name_or_path"] =
-        fs::absolute(spec.lora && std::string(type) != "LORA" ? out_dir : base).string();
+        fs::absolute(std::string(type) == "LORA" ? base : merged_dir).string();
     c["inference_mode"] = true;
     c["revision"] = nullptr;
     return c;
@@ -146,22 +153,29 @@ std::vector<fs::path> export_adapter_checkpoint(const fs::path& file, const fs::
       c["encoder_hidden_size"] = m.n_kv_heads * m.head_dim;
       c["prefix_projection"] = false;  // folded
     }
-    for (int64_t b = 0; b < spec.blocks; ++b) {
-      const fs::path dir = spec.blocks == 1 ? out_dir
-                                            : out_dir / "adapters" / loaded.task_names.at(static_cast<size_t>(b));
-      write_peft_dir(dir, {{"prompt_embeddings", table.narrow(0, b * n, n).contiguous()}}, c, written);
+    // One directory per task of the run (a shared table: its one block in each).
+    std::vector<std::string> names = loaded.task_names;
+    if (names.empty()) names.push_back("default");
+    if (spec.blocks > 1 && static_cast<int64_t>(names.size()) != spec.blocks)
+      throw InputError(fmt::format("{}: {} table blocks but {} task names in /data/task_names",
+                                   file.string(), spec.blocks, names.size()));
+    for (size_t k = 0; k < names.size(); ++k) {
+      const int64_t b = spec.blocks == 1 ? 0 : static_cast<int64_t>(k);
+      write_peft_dir(out_dir / "adapters" / names[k],
+                     {{"prompt_embeddings", table.narrow(0, b * n, n).contiguous()}}, c, written);
     }
-  } else if (spec.lora) {
-    write_peft_dir(out_dir, lora_tensors, lora_config, written);
   }
+  if (spec.lora) write_peft_dir(out_dir / "adapter", lora_tensors, lora_config, written);
   // The merged model (LoRA folded into the weights; the base itself otherwise).
   if (spec.lora) model->merge_lora();
   HfExportOptions options;
   options.source_model = base;
   options.eos_token_ids = info.eos_token_ids;
-  export_hf_model(*model, out_dir, options);
-  written.push_back(out_dir / "config.json");
-  written.push_back(out_dir / "model.safetensors");
+  options.bos_token_id = info.bos_token_id;
+  options.pad_token_id = info.pad_token_id;
+  options.tokenizer = tokenizer;
+  export_hf_model(*model, merged_dir, options);
+  for (const auto& entry : fs::directory_iterator(merged_dir)) written.push_back(entry.path());
   return written;
 }
 

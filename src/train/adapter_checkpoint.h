@@ -29,21 +29,21 @@ struct LoadedAdapter {
 // is not its base.
 LoadedAdapter attach_adapter_checkpoint(const std::filesystem::path& file, TransformerImpl& model);
 
-// The block of task `task` in `loaded` (prompt and prefix tables): its index, or 0 when the
-// table is shared or `task` is empty and there is a single block. Throws InputError listing the
-// tasks otherwise.
+// The block of task `task` in `loaded` (prompt and prefix tables): its index; 0 when there is
+// no per-task block (LoRA alone, a shared or one-task table), whatever `task` says. Throws
+// InputError listing the tasks when the table has one block per task and `task` is empty
+// ("--adapter-task is required") or names none of them.
 int64_t adapter_block(const LoadedAdapter& loaded, const std::string& task);
 
-// `pft ckpt export ADAPTER --format hf [--base DIR]`: writes, under `out_dir`,
-//   - the base with every LoRA update merged in, as a Hugging Face model directory (config.json +
-//     model.safetensors) that needs no adapter code at all;
-//   - the adapter in Hugging Face PEFT's format, adapter_config.json + adapter_model.safetensors
-//     (PeftModel.from_pretrained(base, dir) loads it): for one block directly in `out_dir`, for a
-//     table of several task blocks one directory per task, `out_dir/adapters/<task>/`. Prefix
-//     tuning's MLP is folded (PEFT stores the folded prefixes too).
-// `base_dir` empty = the run's model.from_pretrained. Returns the files written.
+// The adapter layout of `pft ckpt export ADAPTER --format hf` (train/hf_checkpoint.h says what
+// each directory holds): out_dir/merged/ (the base, LoRA merged in, with `tokenizer`'s files:
+// model/hf_export.h), out_dir/adapter/ (LoRA in Hugging Face PEFT's format) and
+// out_dir/adapters/<task>/ (prompt / prefix blocks in PEFT's format). `base_dir` empty = the
+// run's model.from_pretrained. The caller checks out_dir (ckpt::check_export_dir). Returns the
+// files written.
 std::vector<std::filesystem::path> export_adapter_checkpoint(const std::filesystem::path& file,
                                                              const std::filesystem::path& base_dir,
-                                                             const std::filesystem::path& out_dir);
+                                                             const std::filesystem::path& out_dir,
+                                                             const std::filesystem::path& tokenizer);
 
 }  // namespace pft

@@ -134,7 +134,7 @@ int run_generate(const GenerateRequest& a) {
     const AdapterSpec& spec = adapter->adapters->spec();
     // Only prompt and prefix tables have a block per task; LoRA is shared by every task.
     const bool per_task = (spec.prompt || spec.prefix) && spec.blocks > 1;
-    if (spec.prompt || spec.prefix) block = adapter_block(*adapter, a.adapter_task);
+    block = adapter_block(*adapter, a.adapter_task);
     if (spec.lora) model->merge_lora();
     adapter->adapters->to(at::Device(env.device));
     log::info("adapter: {} ({}){}", a.adapter, adapter->method,

@@ -14,7 +14,8 @@
 //                       merged into the weights, prompt tuning's virtual tokens of the block go
 //                       before every prompt (ids V + block * n + j, as training put them,
 //                       model/adapters.h), prefix tuning's keys and values fill the first cache
-//                       slots. `adapter_task` picks the task's block of a per-task table.
+//                       slots. `adapter_task` picks the task's block of a per-task table (required
+//                       there only: LoRA and shared tables have no per-task block).
 // Output: plain text, one completion per prompt, for --prompt; JSON lines (index, id, prompt,
 // completion, completion_ids, finish_reason, prompt_tokens, new_tokens) with --input, --jsonl or
 // --output FILE. The load and tokens/s lines go to the log (stderr).

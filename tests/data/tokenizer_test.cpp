@@ -1,5 +1,6 @@
 // Tokenizer unit tests: known GPT-2 encodings, round trips, the byte tokenizer, invalid UTF-8,
-// the pre-tokenizer scanners, small hand-written tokenizer.json files, and error reporting.
+// the pre-tokenizer scanners, small hand-written tokenizer.json files, tokenizer.json files pft
+// writes (data/hf_tokenizer_json.h) read back, and error reporting.
 // Parity with Hugging Face on >= 10,000 strings is tests/reference/tokenizer_parity.py.
 #include <gtest/gtest.h>
 
@@ -17,8 +18,10 @@
 #include "core/format.h"
 #include "data/bpe.h"
 #include "data/bpe_tokenizer.h"
+#include "data/hf_tokenizer_json.h"
 #include "data/pretokenizer.h"
 #include "data/tokenizer.h"
+#include "data/tokenizer_files.h"
 
 namespace pft {
 namespace {
@@ -399,6 +402,65 @@ BpeTokenizerConfig config_missing(const std::vector<int>& missing,
   for (const auto& [l, r] : merges) config.merges.push_back({id(l), id(r), id(l + r)});
   config.pre_tokenizer = {{PreTokenizerStep::Kind::kSplit, SplitRule::kGpt2}};
   return config;
+}
+
+// ---- tokenizer.json written by pft (data/hf_tokenizer_json.h), read back ----------------------
+// Hugging Face reading them is tests/model/hf_export_load_test.cpp; here pft's own reader must
+// rebuild the same tokenizer (the same ids on every sample, specials included).
+
+const std::vector<std::string> kRoundTripSamples = {
+    "", "Add the two numbers: 12 + 30 = 42.", "  spaces   and\ttabs\nnewlines\r\n",
+    "caf\303\251 na\303\257ve \342\234\223 \360\237\230\200", "x<|endoftext|>y<|pad|>",
+    "1234567 \302\262\302\263 don't I'll", "<|endoftext|>"};
+
+void expect_same_encoding(const Tokenizer& a, const Tokenizer& b) {
+  for (const std::string& s : kRoundTripSamples) {
+    EXPECT_EQ(a.encode(s), b.encode(s)) << s;
+    EXPECT_EQ(a.encode_with_specials(s), b.encode_with_specials(s)) << s;
+  }
+}
+
+TEST(TokenizerJsonWritten, ByteTokenizerEncodesAsBytes) {
+  TempDir dir;
+  const auto written = load_tokenizer(dir.file("byte.json", hf_tokenizer_json(byte_tokenizer_as_bpe())));
+  const auto byte = load_tokenizer("byte");
+  expect_same_encoding(*written, *byte);
+  EXPECT_EQ(written->eos_id(), 256);
+  EXPECT_EQ(written->encode("\303\251"), (std::vector<int32_t>{0xC3, 0xA9}));
+}
+
+TEST(TokenizerJsonWritten, Gpt2FilesRoundTrip) {
+  TempDir dir;
+  const BpeTokenizerConfig c = read_gpt2_files(kGpt2Dir + "/encoder.json", kGpt2Dir + "/vocab.bpe");
+  const auto written = load_tokenizer(dir.file("gpt2.json", hf_tokenizer_json(c)));
+  expect_same_encoding(*written, gpt2());
+}
+
+TEST(TokenizerJsonWritten, PreTokenizerStepsUnkAndPrefixRoundTrip) {
+  TempDir dir;
+  BpeTokenizerConfig c = config_missing({0xA9}, {"12", "<unk>", "<s>"}, {{"1", "2"}});
+  c.pre_tokenizer = {{PreTokenizerStep::Kind::kSplit, SplitRule::kLlama3},
+                     {PreTokenizerStep::Kind::kSplit, SplitRule::kDigitsIsolated},
+                     {PreTokenizerStep::Kind::kPrefixSpace, SplitRule::kGpt2},
+                     {PreTokenizerStep::Kind::kSplit, SplitRule::kGpt2}};
+  c.unk_id = static_cast<int32_t>(c.vocab.size()) - 2;
+  c.fuse_unk = true;
+  c.added_tokens.push_back({"<s>", static_cast<int32_t>(c.vocab.size()) - 1, /*special=*/true});
+  const std::string path = dir.file("t.json", hf_tokenizer_json(c, {c.unk_id.value() + 1}));
+  const BpeTokenizerConfig back = read_tokenizer_json(path);
+  ASSERT_EQ(back.pre_tokenizer.size(), c.pre_tokenizer.size());
+  for (size_t i = 0; i < c.pre_tokenizer.size(); ++i) {
+    EXPECT_EQ(back.pre_tokenizer[i].kind, c.pre_tokenizer[i].kind) << i;
+    EXPECT_EQ(back.pre_tokenizer[i].rule, c.pre_tokenizer[i].rule) << i;
+  }
+  EXPECT_EQ(back.unk_id, c.unk_id);
+  EXPECT_TRUE(back.fuse_unk);
+  const BpeTokenizer original(c), reread(back);
+  expect_same_encoding(original, reread);
+  // "12" stays apart (Digits after Llama-3), the missing byte of "é" is the unknown token.
+  EXPECT_EQ(reread.encode("12"), original.encode("12"));
+  const std::vector<int32_t> e_acute = reread.encode("\303\251");
+  EXPECT_NE(std::find(e_acute.begin(), e_acute.end(), *c.unk_id), e_acute.end());
 }
 
 // The expected ids were computed by `tokenizers` 0.22.1 on the equivalent tokenizer.json

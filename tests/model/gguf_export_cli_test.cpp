@@ -53,6 +53,8 @@ fs::path train(const fs::path& dir, const std::string& method, const std::string
 void export_and_check(const fs::path& dir, const fs::path& ckpt, const std::string& generate) {
   Result r = run(kPft + " ckpt export " + ckpt.string() + " --format hf --out " + (dir / "hf").string());
   ASSERT_EQ(r.code, 0) << r.out;
+  // A LoRA checkpoint exports as hf/merged/ (+ hf/adapter/); a full one as hf/ itself.
+  const fs::path hf = fs::exists(dir / "hf" / "merged") ? dir / "hf" / "merged" : dir / "hf";
   const fs::path jsonl = dir / "generated.jsonl";
   r = run(kPft + " generate " + generate + " --prompt '" + kPrompt +
           "' --max-new-tokens 8 --ignore-eos --threads 1 --output " + jsonl.string());
@@ -67,7 +69,7 @@ void export_and_check(const fs::path& dir, const fs::path& ckpt, const std::stri
     EXPECT_CONTAINS(r.out, "wrote " + file.string() + " (29 tensors");
     EXPECT_EQ(test::run_reference_script(
                   "gguf_export_check.py",
-                  {"--gguf", file.string(), "--hf", (dir / "hf").string(), "--tokenizer",
+                  {"--gguf", file.string(), "--hf", hf.string(), "--tokenizer",
                    kBase.string(), "--dtype", dtype, "--rtol", rtol, "--pft-jsonl", jsonl.string(),
                    "--prompt", kPrompt}),
               0)
@@ -104,7 +106,7 @@ TEST(GgufExportCli, PromptTuningIsRefusedNamingWhatToExport) {
   const Result d = run(kPft + " ckpt export " + ckpt.string() + " --format hf --dtype f16 --out " +
                        (dir / "hf").string());
   EXPECT_EQ(d.code, 2) << d.out;
-  EXPECT_CONTAINS(d.out, "--dtype and --tokenizer go with --format gguf only");
+  EXPECT_CONTAINS(d.out, "--dtype goes with --format gguf only");
 }
 
 }  // namespace

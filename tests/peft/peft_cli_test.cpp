@@ -7,8 +7,10 @@
 //     start (the base weights are bitwise unchanged), the checkpoint holds only the adapter
 //     (a small file) and resuming its middle checkpoint ends with the same parameter hash;
 //   - resuming an adapter checkpoint on another base is refused (exit 2, naming both hashes);
-//   - `pft generate --model BASE --adapter CKPT` and `pft ckpt export` of the adapter (the merged
-//     LoRA model generates the same text as base + adapter);
+//   - `pft generate --model BASE --adapter CKPT` (--adapter-task only for per-task tables) and
+//     `pft ckpt export` of the adapter: OUT/merged/ (the merged LoRA model generates the same
+//     text as base + adapter), OUT/adapter/ (LoRA), OUT/adapters/<task>/ (prompt / prefix
+//     blocks), never an adapter_config.json beside full weights;
 //   - a trained prompt table grows by a task (peft.init_from + peft.freeze_loaded): the rows of
 //     the tasks it had stay bitwise unchanged, the new task's rows learn.
 #include <gtest/gtest.h>
@@ -180,18 +182,24 @@ TEST_P(PeftMethod, LowersHeldOutLossWithFrozenBaseAndResumesBitwise) {
   const std::string gen_args =
       " --tokenizer byte --prompt 'Add the two numbers.' --prompt '12 + 30 =' --max-new-tokens 8"
       " --threads 1 2>/dev/null";
+  // LoRA alone has no per-task block: no --adapter-task (issue 22).
+  const std::string task_flag = method == "lora" ? "" : " --adapter-task add";
   const Result g = run(kPft + " generate --model " + base_hf + " --adapter " + last.string() +
-                       " --adapter-task add" + gen_args);
+                       task_flag + gen_args);
   ASSERT_EQ(g.code, 0) << g.out;
   EXPECT_FALSE(g.out.empty());
   const fs::path exported = root_ / (method + "-export");
   const Result x = run(kPft + " ckpt export " + last.string() + " --format hf --out " +
                        exported.string());
   ASSERT_EQ(x.code, 0) << x.out;
-  EXPECT_TRUE(fs::exists(exported / "model.safetensors")) << x.out;
+  EXPECT_TRUE(fs::exists(exported / "merged" / "model.safetensors")) << x.out;
+  EXPECT_FALSE(fs::exists(exported / "merged" / "adapter_config.json")) << x.out;
+  EXPECT_FALSE(fs::exists(exported / "model.safetensors")) << x.out;
+  EXPECT_EQ(fs::exists(exported / "adapter" / "adapter_model.safetensors"),
+            method.ends_with("lora"))
+      << x.out;
   if (method == "lora") {
-    EXPECT_TRUE(fs::exists(exported / "adapter_model.safetensors")) << x.out;
-    const Result merged = run(kPft + " generate --model " + exported.string() + gen_args);
+    const Result merged = run(kPft + " generate --model " + (exported / "merged").string() + gen_args);
     ASSERT_EQ(merged.code, 0) << merged.out;
     EXPECT_EQ(completions(merged.out), completions(g.out));
   } else {  // one PEFT adapter directory per task block
@@ -203,13 +211,13 @@ TEST_P(PeftMethod, LowersHeldOutLossWithFrozenBaseAndResumesBitwise) {
   const fs::path jsonl = root_ / (method + "-generated.jsonl");
   const std::string prompt = "Add the two numbers.\n21 + 34 =";
   const Result p = run(kPft + " generate --model " + base_hf + " --adapter " + last.string() +
-                       " --adapter-task add --tokenizer byte --prompt '" + prompt +
+                       task_flag + " --tokenizer byte --prompt '" + prompt +
                        "' --max-new-tokens 8 --ignore-eos --threads 1 --output " + jsonl.string());
   ASSERT_EQ(p.code, 0) << p.out;
   const bool lora_only = method == "lora";
   const Result check = run(std::string(PFT_PYTHON) + " tests/reference/peft_export_check.py --base " +
-                           (method.ends_with("+lora") ? exported.string() : base_hf) +
-                           " --adapter " + (lora_only ? exported : exported / "adapters" / "add").string() +
+                           (method.ends_with("+lora") ? (exported / "merged").string() : base_hf) +
+                           " --adapter " + (lora_only ? exported / "adapter" : exported / "adapters" / "add").string() +
                            " --prompt '" + prompt + "' --pft-jsonl " + jsonl.string() +
                            " --new-tokens 8 --virtual-tokens " + (lora_only ? "0" : "8"));
   EXPECT_EQ(check.code, 0) << check.out;
