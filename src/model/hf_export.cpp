@@ -127,6 +127,18 @@ std::string synthesized_tokenizer_config(const BpeTokenizerConfig& c, std::optio
 // there was one.
 bool write_tokenizer(const fs::path& source, const fs::path& out) {
   if (source.empty()) return false;
+  // The files of an earlier export's tokenizer go first: AutoTokenizer would read a stale
+  // special_tokens_map.json, chat template or vocab.json beside the new tokenizer.json.
+  std::error_code ec;
+  const fs::path source_dir = fs::is_directory(source) ? source : source.parent_path();
+  const bool gguf_source =
+      source != "byte" && fs::is_regular_file(source, ec) && gguf::is_gguf_file(source);
+  if (source != "byte" && !gguf_source && fs::equivalent(source_dir, out, ec))
+    return true;  // the export is the tokenizer's own folder: its files are there
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                        "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja",
+                        "chat_template.json", "tokenizer.model"})
+    fs::remove(out / f, ec);
   if (source == "byte") {  // pft's byte tokenizer, spelt as a BPE HF reads
     const BpeTokenizerConfig c = byte_tokenizer_as_bpe();
     RunDir::write_file_atomic(out / "tokenizer.json", hf_tokenizer_json(c));

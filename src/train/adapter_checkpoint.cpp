@@ -115,6 +115,17 @@ std::vector<fs::path> export_adapter_checkpoint(const fs::path& file, const fs::
     c["revision"] = nullptr;
     return c;
   };
+  // A re-export into an earlier adapter export: its PEFT folders go first, so that none of a
+  // task or method this checkpoint lacks is left pointing at the new merged/ (check_export_dir
+  // has refused any other layout; only folders holding an adapter_config.json are removed).
+  const auto remove_peft_dir = [](const fs::path& dir) {
+    if (fs::is_regular_file(dir / "adapter_config.json")) fs::remove_all(dir);
+  };
+  remove_peft_dir(out_dir / "adapter");
+  if (fs::is_directory(out_dir / "adapters")) {
+    for (const auto& entry : fs::directory_iterator(out_dir / "adapters"))
+      remove_peft_dir(entry.path());
+  }
   // PEFT adapters first (the LoRA weights before they are merged below).
   std::vector<std::pair<std::string, at::Tensor>> lora_tensors;
   boost::json::object lora_config = common("LORA");

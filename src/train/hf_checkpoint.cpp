@@ -36,6 +36,16 @@ std::vector<fs::path> export_checkpoint_hf(const fs::path& file, const fs::path&
         "directory, a GGUF file or byte)",
         request.tokenizer.empty() ? file.string() : "--tokenizer", tokenizer.string(),
         request.tokenizer.empty() ? "the run's data.tokenizer" : "given"));
+  // ... and must be one pft reads: the export's tokenizer has to encode as pft did.
+  if (tokenizer != "byte") {
+    try {
+      (void)load_tokenizer(tokenizer.string());
+    } catch (const InputError& e) {
+      throw InputError(fmt::format("{}: the tokenizer {} cannot be exported: {}",
+                                   request.tokenizer.empty() ? file.string() : "--tokenizer",
+                                   tokenizer.string(), e.what()));
+    }
+  }
   if (is_peft(config.train.method)) {
     ckpt::check_export_dir(out_dir, ckpt::ExportLayout::kAdapter);
     return export_adapter_checkpoint(file, request.base, out_dir, tokenizer);

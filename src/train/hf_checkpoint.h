@@ -23,8 +23,9 @@
 // refused (ckpt::check_export_dir, InputError: exit 2).
 //
 // The tokenizer: `tokenizer` when given, else the run's data.tokenizer (`byte`, a tokenizer.json,
-// a directory, a GGUF file: for runs on a pretrained model its own); one that does not exist is
-// refused before anything is written. Rank 0 / single process; not collective. InputError naming
+// a directory, a GGUF file: for runs on a pretrained model its own); one that does not exist or
+// that pft cannot read is refused before anything is written. A re-export into an OUT of the
+// same layout first removes the earlier export's PEFT folders and tokenizer files. Rank 0 / single process; not collective. InputError naming
 // the file or flag for every bad input.
 #pragma once
 

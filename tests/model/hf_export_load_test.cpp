@@ -182,6 +182,30 @@ void check_family(const std::string& fixture) {
   EXPECT_EQ(t.code, 2) << t.out;
   EXPECT_CONTAINS(t.out, "does not exist; pass --tokenizer PATH");
   EXPECT_FALSE(fs::exists(root / "no-tokenizer"));
+  // ... and so is one pft cannot read (the export's tokenizer must encode as pft did).
+  { std::ofstream(root / "junk.json") << "not a tokenizer"; }
+  const Result j = run(kPft + " ckpt export " + (root / "full/run/checkpoints/step_00000003.h5").string() +
+                       " --format hf --tokenizer " + (root / "junk.json").string() + " --out " +
+                       (root / "junk-tokenizer").string());
+  EXPECT_EQ(j.code, 2) << j.out;
+  EXPECT_CONTAINS(j.out, "cannot be exported");
+  EXPECT_FALSE(fs::exists(root / "junk-tokenizer"));
+  // A re-export into an earlier adapter export leaves none of its files behind: LoRA alone over
+  // prompt_tuning+lora removes adapters/<task>/, and stale tokenizer files go.
+  const fs::path again = root / "prompt_tuning_lora/export";
+  ASSERT_TRUE(fs::exists(again / "adapters/add/adapter_config.json"));
+  { std::ofstream(again / "merged/chat_template.jinja") << "stale"; }
+  const Result r = run(kPft + " ckpt export " + (root / "lora/run/checkpoints/step_00000003.h5").string() +
+                       " --format hf --out " + again.string());
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_FALSE(fs::exists(again / "adapters/add")) << r.out;
+  EXPECT_FALSE(fs::exists(again / "adapters/reverse")) << r.out;
+  EXPECT_TRUE(fs::exists(again / "adapter/adapter_config.json")) << r.out;
+  if (fs::exists(again / "merged/chat_template.jinja")) {
+    std::ifstream in(again / "merged/chat_template.jinja");
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_NE(text, "stale");
+  }
   // pft eval takes the LoRA adapter as it is (no task flag at all).
   const Result e = run(kPft + " eval " + (root / "lora/train.yaml").string() + " --adapter " +
                        (root / "lora/run/checkpoints/step_00000003.h5").string() +
