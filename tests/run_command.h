@@ -26,6 +26,10 @@
 #include <thread>
 #include <vector>
 
+// Expects `hay` (anything a std::string is made from) to contain `needle`; prints `hay` if not.
+#define EXPECT_CONTAINS(hay, needle) \
+  EXPECT_NE(std::string(hay).find(needle), std::string::npos) << "in: " << (hay)
+
 namespace pft::test {
 
 struct Result {

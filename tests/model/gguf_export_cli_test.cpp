@@ -28,9 +28,6 @@ namespace fs = std::filesystem;
 using pft::test::Result;
 using pft::test::run;
 
-#define EXPECT_CONTAINS(hay, needle) \
-  EXPECT_NE(std::string(hay).find(needle), std::string::npos) << "in: " << (hay)
-
 const std::string kPft = PFT_BIN;
 const fs::path kBase = fs::path(PFT_HF_FIXTURES) / "smollm_bf16";
 const std::string kPrompt = "12 + 30 =";

@@ -27,9 +27,6 @@ namespace fs = std::filesystem;
 using pft::test::Result;
 using pft::test::run;
 
-#define EXPECT_CONTAINS(hay, needle) \
-  EXPECT_NE(std::string(hay).find(needle), std::string::npos) << "in: " << (hay)
-
 const std::string kPft = std::string(PFT_BIN) + " generate --device cpu --threads 1";
 
 // tokenizer.json: the 256 byte tokens and <|endoftext|> (256).

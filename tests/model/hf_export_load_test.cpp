@@ -43,9 +43,6 @@ namespace fs = std::filesystem;
 using pft::test::Result;
 using pft::test::run;
 
-#define EXPECT_CONTAINS(hay, needle) \
-  EXPECT_NE(std::string(hay).find(needle), std::string::npos) << "in: " << (hay)
-
 const std::string kPft = PFT_BIN;
 const fs::path kFixtures = PFT_HF_FIXTURES;
 const std::string kText = "Add the two numbers: 12 + 30 = 42. Déjà vu, naïve café!";

@@ -18,6 +18,7 @@
 #include "model/transformer.h"
 #include "model_test_util.h"
 #include "train/generate.h"
+#include "run_command.h"  // EXPECT_CONTAINS
 
 namespace pft {
 namespace {
@@ -35,9 +36,6 @@ std::string error_of(F&& f) {
   }
   return "";
 }
-
-#define EXPECT_CONTAINS(hay, needle) \
-  EXPECT_NE(std::string(hay).find(needle), std::string::npos) << "in: " << (hay)
 
 ModelSpec tiny_spec(ModelFamily family, bool tied, int64_t kv_heads = 4) {
   ModelSpec s;
