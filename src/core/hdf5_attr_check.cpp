@@ -52,6 +52,10 @@ struct Context {
   std::string where;  // the object, for messages
   size_t sizeof_addr = 8;
   size_t sizeof_size = 8;
+  // HDF5's "undefined address" (all bits set) in sizeof_addr bytes.
+  uint64_t undefined_address() const {
+    return sizeof_addr >= 8 ? UINT64_MAX : (uint64_t{1} << (8 * sizeof_addr)) - 1;
+  }
 };
 
 [[noreturn]] void refuse(const Context& c, const std::string& what) {
@@ -321,7 +325,7 @@ void walk_indirect(const Context& c, RawFile& raw, Heap* h, uint64_t addr, unsig
     refuse(c, "an attribute heap deeper or larger than HDF5 writes for attributes");
   if (!h->seen.insert(addr).second) refuse(c, "an attribute heap block reached twice");
   const size_t O = c.sizeof_addr;
-  const uint64_t undef = O >= 8 ? UINT64_MAX : (uint64_t{1} << (8 * O)) - 1;
+  const uint64_t undef = c.undefined_address();
   const uint64_t entries = uint64_t{rows} * h->width;
   std::string bytes;
   if (entries > kMaxBlocks || !raw.read(addr, 4 + 1 + O + h->off_size + entries * O, &bytes))
@@ -442,7 +446,7 @@ void check_dense_attributes(const Context& c, RawFile& raw, const DenseAttribute
   const size_t O = c.sizeof_addr, L = c.sizeof_size;
   Heap heap = read_heap_header(c, raw, d.heap);
   size_t visited = 0;
-  const uint64_t undef = O >= 8 ? UINT64_MAX : (uint64_t{1} << (8 * O)) - 1;
+  const uint64_t undef = c.undefined_address();
   if (heap.root != undef) {
     if (heap.root_rows == 0)
       heap.direct.push_back({0, heap.start, heap.root});
@@ -495,7 +499,7 @@ void check_dense_attributes(const Context& c, RawFile& raw, const DenseAttribute
 // 2 more bytes in each message header.
 void check_messages(const Context& c, std::string_view m, int header_version, bool creation_order,
                     std::vector<Chunk>* more, std::vector<DenseAttributes>* dense) {
-  const uint64_t undef = c.sizeof_addr >= 8 ? UINT64_MAX : (uint64_t{1} << (8 * c.sizeof_addr)) - 1;
+  const uint64_t undef = c.undefined_address();
   size_t at = 0;
   while (true) {
     const size_t head = header_version == 1 ? 8 : (creation_order ? 6 : 4);

@@ -4,6 +4,7 @@
 
 #include <boost/json.hpp>
 
+#include <array>
 #include <map>
 #include <set>
 
@@ -123,6 +124,13 @@ std::string synthesized_tokenizer_config(const BpeTokenizerConfig& c, std::optio
   return pretty(tc);
 }
 
+// The files a Hugging Face tokenizer may consist of (copied from a tokenizer folder; removed from
+// an export before a new tokenizer is written there).
+constexpr std::array<const char*, 9> kTokenizerFiles = {
+    "tokenizer.json",      "tokenizer_config.json", "special_tokens_map.json",
+    "vocab.json",          "merges.txt",            "added_tokens.json",
+    "chat_template.jinja", "chat_template.json",    "tokenizer.model"};
+
 // Writes the tokenizer of `source` into `out` (see HfExportOptions::tokenizer); returns whether
 // there was one.
 bool write_tokenizer(const fs::path& source, const fs::path& out) {
@@ -135,9 +143,7 @@ bool write_tokenizer(const fs::path& source, const fs::path& out) {
       source != "byte" && fs::is_regular_file(source, ec) && gguf::is_gguf_file(source);
   if (source != "byte" && !gguf_source && fs::equivalent(source_dir, out, ec))
     return true;  // the export is the tokenizer's own folder: its files are there
-  for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                        "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja",
-                        "chat_template.json", "tokenizer.model"})
+  for (const char* f : kTokenizerFiles)
     fs::remove(out / f, ec);
   if (source == "byte") {  // pft's byte tokenizer, spelt as a BPE HF reads
     const BpeTokenizerConfig c = byte_tokenizer_as_bpe();
@@ -165,9 +171,7 @@ bool write_tokenizer(const fs::path& source, const fs::path& out) {
   // (source name, name in the export)
   std::vector<std::pair<fs::path, std::string>> files;
   if (fs::is_directory(source)) {
-    for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                          "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja",
-                          "chat_template.json", "tokenizer.model"})
+    for (const char* f : kTokenizerFiles)
       if (fs::exists(source / f)) files.emplace_back(source / f, f);
     if (!fs::exists(source / "vocab.json") && fs::exists(source / "encoder.json"))
       files.emplace_back(source / "encoder.json", "vocab.json");  // GPT-2's original names
