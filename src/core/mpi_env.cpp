@@ -75,6 +75,15 @@ MpiEnvironment::MpiEnvironment() {
     MPI_Query_thread(&provided_);
     return;
   }
+  // Note [singleton without a daemon]: a process no launcher started (`pft train cfg` alone)
+  // is an MPI singleton, and Open MPI 4.1 then forks a local daemon (orted) through its rsh
+  // launcher, which needs `ssh` or `rsh` on the PATH even on one host: on an image without
+  // them (containers, the GPU check's bare image) MPI_Init fails with "plm_rsh_agent: ssh :
+  // rsh ... could not be found". pft never spawns processes through MPI, so a singleton needs
+  // no daemon: ask for an isolated one, unless the user set the parameter.
+  const bool launched = std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr ||
+                        std::getenv("PMIX_RANK") != nullptr || std::getenv("PMI_RANK") != nullptr;
+  if (!launched) setenv("OMPI_MCA_ess_singleton_isolated", "1", /*overwrite=*/0);
   PFT_MPI_CHECK(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided_));
   owns_ = true;
   // Errors come back as return codes (checked by PFT_MPI_CHECK) instead of aborting the job.

@@ -1,156 +1,253 @@
 #!/usr/bin/env bash
 # device_check.sh: everything pft checks on a GPU, in one call to the lent GPU machine (<= 8 min).
 #
-#   run(command="tests/gpu/device_check.sh", carry=[".cache/gpu-debs"], timeout_s=480)
+#   tests/gpu/prepare.sh                     # here (CPU machine): build + bundle, ~25 MB
+#   run(command="tests/gpu/device_check.sh", carry=[".cache/gpu-bundle"], timeout_s=540)
 #
-# The device image has torch 2.11 (CUDA 13) at /opt/torch/.venv, nvcc, CMake and a C++ compiler,
-# but no network and none of pft's C/C++ libraries. First, on a Debian 12 machine with network,
-#   cluster/fetch-gpu-debs.sh            # -> .cache/gpu-debs/*.deb (git-ignored, ~35 MB)
-# and carry that folder. Steps (each logged with its elapsed time; the log is also written to
-# $OUT/device_check.log):
-#   1. unpack the .debs with `dpkg -x` into a private prefix (no root, no dpkg database) and
-#      point PATH, LD_LIBRARY_PATH (runtime and link time), pkg-config, Open MPI (OPAL_PREFIX) and
-#      HDF5's h5cc at it;
-#   2. configure the `cuda` preset against /opt/torch/.venv's torch (reference tests off, GPU tests
-#      on) and build pft plus every test binary labelled gpu;
-#   3. run the gpu-labelled tests (ctest -L gpu);
-#   4. benchmark GPT-2 124M (bf16 autocast, seq 1024, synthetic packed data, AdamW, the largest
+# The device image has torch 2.11 (CUDA 13) at /opt/torch/.venv, nvcc and CMake, but no network
+# and none of pft's C/C++ libraries, and device time is scarce (15 minutes a session). So nothing
+# is compiled there: tests/gpu/prepare.sh builds pft and the GPU test programs here (the cpu
+# preset compiles and links the CUDA and NCCL paths against the same torch wheel) and bundles
+# them with the Debian packages of every library they, mpirun and Open MPI's plugins load. This
+# script then, each step logged with its elapsed time:
+#   1. unpacks the packages with `dpkg -x` into a private prefix (no root, no dpkg database) and
+#      points PATH, LD_LIBRARY_PATH (the prefix, torch's and CUDA's libraries from the venv),
+#      Open MPI (OPAL_PREFIX) and launch/pft-mpirun (its bind shim) at it; every program must
+#      resolve all its libraries there, or the check fails naming the missing ones;
+#   2. requires a GPU: when torch sees none the check fails (it never passes by skipping);
+#   3. runs the GPU tests: Model.CudaMatchesCpu, and the communicator and reducer cases on CUDA
+#      tensors under 1 and 2 MPI ranks (MPI backend with staging, NCCL backend). A skipped test
+#      fails the check, except the NCCL cases that need one GPU per rank on a one-GPU machine;
+#   4. training parity: 10 steps in fp32 of tiny GPT-2 (full fine-tuning) and Llama (LoRA, GQA,
+#      untied head) models on the CPU and on the GPU; every step's loss must agree within 1e-4
+#      relative, and 2 ranks sharing the GPU (MPI backend) must agree with 1 rank the same way;
+#   5. benchmarks GPT-2 124M (bf16 autocast, seq 1024, synthetic packed data, AdamW, the largest
 #      micro-batch of 32/16/8 that fits, one GPU) in pft and in PyTorch (tests/bench/ddp_bench.py:
 #      eager, then torch.compile), printing tokens/s, MFU and the ratios. MFU counts
 #      6N + 12*L*H*Q*T FLOPs per token (N parameters, L layers, H heads, Q head dim, T sequence
 #      length) against 989 TFLOP/s (H100 SXM dense bf16; the H200 has the same peak).
-# Lines `RESULT name=... pft=... baseline=... unit=tok/s ratio=...` end the benchmark part. Steps
+# Lines `RESULT name=... pft=... baseline=... unit=... ratio=...` end the benchmark part. Steps
 # that would overrun the budget (DEVICE_CHECK_BUDGET_S, default 470 s) are skipped and say so.
-# Exit status: 0 when the build and the gpu tests passed (benchmarks are informative), else 1.
+# Exit status: 0 when every check of steps 1-4 passed (benchmarks are informative), else 1.
 #
-# Knobs: PFT_GPU_DEBS (default .cache/gpu-debs), PFT_TORCH_VENV (default /opt/torch/.venv),
-# DEVICE_CHECK_STEPS (default "unpack,configure,build,test,bench"; e.g. "unpack,configure" to
-# try the packaging on a CPU machine), DEVICE_CHECK_BUILD_DIR (default build/cuda),
-# DEVICE_CHECK_BUDGET_S, and DEVICE_CHECK_BENCH / DEVICE_CHECK_BENCH_DEVICE (a smaller model on
-# the CPU, to try the benchmark part without a GPU; see step 4).
+# Run directories, checkpoints and logs live under DEVICE_CHECK_WORK (default
+# ${TMPDIR:-/tmp}/pft-device-check), not in $OUT: the tool brings back at most 8 files. $OUT gets
+# device_check.log (this output) and logs.tar.gz (every step's log and metrics, no checkpoints).
+#
+# DEVICE_CHECK_REHEARSAL=1 runs the same steps on a machine without a GPU (tests/gpu/rehearse.sh
+# does, in CI, on a root where the host's copies of the bundled packages are hidden): step 2
+# accepts no GPU, step 3 runs the test programs (their CUDA cases skip), step 4 compares CPU
+# with CPU, step 5 is skipped. It proves the bundle complete and this script's plumbing sound.
+# Knobs: PFT_GPU_BUNDLE (default .cache/gpu-bundle), PFT_TORCH_VENV (default /opt/torch/.venv),
+# DEVICE_CHECK_STEPS (default "unpack,gpu,test,parity,bench"), DEVICE_CHECK_BUDGET_S,
+# DEVICE_CHECK_WORK, and DEVICE_CHECK_BENCH / DEVICE_CHECK_BENCH_DEVICE (step 5 on a smaller
+# model, or on the CPU).
 set -uo pipefail
 t0=$SECONDS
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-debs="${PFT_GPU_DEBS:-$root/.cache/gpu-debs}"
+bundle="${PFT_GPU_BUNDLE:-$root/.cache/gpu-bundle}"
 venv="${PFT_TORCH_VENV:-/opt/torch/.venv}"
-steps="${DEVICE_CHECK_STEPS:-unpack,configure,build,test,bench}"
+rehearsal="${DEVICE_CHECK_REHEARSAL:-0}"
+steps="${DEVICE_CHECK_STEPS:-unpack,gpu,test,parity,bench}"
+((rehearsal)) && steps="${steps//bench/}"
 budget="${DEVICE_CHECK_BUDGET_S:-470}"
-build="${DEVICE_CHECK_BUILD_DIR:-$root/build/cuda}"
+work="${DEVICE_CHECK_WORK:-${TMPDIR:-/tmp}/pft-device-check}"
 out="${OUT:-$root/build/device-check-out}"
-prefix="${TMPDIR:-/tmp}/pft-gpu-prefix"
-mkdir -p "$out"
-exec > >(tee -a "$out/device_check.log") 2>&1
+prefix="$work/prefix"
+rm -rf "$work"
+mkdir -p "$out" "$work"
+exec > >(tee "$out/device_check.log") 2>&1
 
 log() { printf '[device_check %4ds] %s\n' $((SECONDS - t0)) "$*"; }
 want() { [[ ",$steps," == *",$1,"* ]]; }
 left() { echo $((budget - (SECONDS - t0))); }
 status=0
 fail() { log "FAILED: $*"; status=1; }
+finish() {
+  (cd "$work" && find . \( -name '*.log' -o -name '*.jsonl' -o -name '*.yaml' -o -name '*.json' \) \
+     -not -path './prefix/*' -print0 | tar -czf "$out/logs.tar.gz" --null -T -) 2>/dev/null
+  log "done: status $status$( ((rehearsal)) && echo ' (CPU rehearsal)')"
+  exit "$status"
+}
 
 cd "$root" || exit 1
 log "host $(hostname), $(nproc) cores; $(grep -m1 PRETTY_NAME /etc/os-release 2>/dev/null | cut -d= -f2)"
-command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | sed 's/^/[gpu] /'
+[[ -f "$bundle/MANIFEST" ]] || {
+  fail "no bundle at $bundle: run tests/gpu/prepare.sh here first and carry .cache/gpu-bundle"; finish; }
+log "bundle: $(head -1 "$bundle/MANIFEST"), $(du -sh "$bundle" | cut -f1)"
 py="$venv/bin/python3"
-[[ -x "$py" ]] || { log "no python at $py (set PFT_TORCH_VENV)"; exit 1; }
-"$py" -c 'import torch; print("[torch]", torch.__version__, "cuda", torch.version.cuda, "gpus", torch.cuda.device_count())'
+[[ -x "$py" ]] || { fail "no python at $py (set PFT_TORCH_VENV)"; finish; }
 
-# ---- 1. Unpack the Debian packages ---------------------------------------------------------
-if want unpack; then
-  compgen -G "$debs/*.deb" >/dev/null || { log "no .deb files in $debs: run cluster/fetch-gpu-debs.sh and carry .cache/gpu-debs"; exit 1; }
-  rm -rf "$prefix" && mkdir -p "$prefix"
-  for d in "$debs"/*.deb; do
-    if command -v dpkg >/dev/null; then
-      dpkg -x "$d" "$prefix"
-    else  # a .deb is an ar archive holding data.tar.{xz,zst,gz}
-      member="$(ar t "$d" | grep '^data.tar')"
-      case "$member" in
-        *.xz) z=-J ;;
-        *.zst) z=--zstd ;;
-        *) z=-z ;;
-      esac
-      ar p "$d" "$member" | tar -x "$z" -f - -C "$prefix"
-    fi
-  done
-  u="$prefix/usr"
-  # Links update-alternatives would have made.
-  for t in mpirun mpiexec mpicc mpicxx; do ln -sf "$t.openmpi" "$u/bin/$t"; done
-  # Scripts and .pc files that name /usr literally.
-  sed -i "s|^prefix=\"/usr\"|prefix=\"$u\"|" "$u/bin/h5cc"
-  find "$u" -name '*.pc' -exec sed -i "s|^prefix=/usr\$|prefix=$u|" {} +
-  log "unpacked $(find "$debs" -name '*.deb' | wc -l) packages into $prefix ($(du -sh "$prefix" | cut -f1))"
-fi
+# ---- 1. Unpack the Debian packages, point everything at them ---------------------------------
 u="$prefix/usr"
 lib="$u/lib/x86_64-linux-gnu"
+if want unpack; then
+  mkdir -p "$prefix"
+  for d in "$bundle"/debs/*.deb; do
+    if command -v dpkg-deb >/dev/null; then
+      dpkg-deb -x "$d" "$prefix"
+    else  # a .deb is an ar archive holding data.tar.{xz,zst,gz}
+      member="$(ar t "$d" | grep '^data.tar')"
+      case "$member" in *.xz) z=-J ;; *.zst) z=--zstd ;; *) z=-z ;; esac
+      ar p "$d" "$member" | tar -x "$z" -f - -C "$prefix"
+    fi || { fail "unpacking $d"; finish; }
+  done
+  # Links update-alternatives would have made.
+  for t in mpirun mpiexec; do ln -sf orterun "$u/bin/$t"; done
+  log "unpacked $(ls "$bundle"/debs/*.deb | wc -l) packages into $prefix ($(du -sh "$prefix" | cut -f1))"
+fi
+# torch's own libraries and the CUDA libraries of its wheels (no host CUDA toolkit needed).
+torch_lib="$("$py" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')"
+site="$(dirname "$(dirname "$torch_lib")")"
+nvidia_libs="$(find "$site/nvidia" -mindepth 2 -maxdepth 3 -type d -name lib 2>/dev/null | sort | paste -sd:)"
 export PATH="$u/bin:$PATH"
-export LD_LIBRARY_PATH="$lib:$lib/openmpi/lib:$lib/hdf5/serial${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export PKG_CONFIG_LIBDIR="$lib/pkgconfig:$u/share/pkgconfig"
+export LD_LIBRARY_PATH="$lib:$lib/openmpi/lib:$torch_lib${nvidia_libs:+:$nvidia_libs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export OPAL_PREFIX="$u"                                # Open MPI finds its plugins and help here
 export PMIX_MCA_mca_base_component_path="$lib/pmix2/lib/pmix"
 export OMPI_MCA_mca_base_component_show_load_errors=0  # plugins for fabrics this box lacks
 export PFT_OVERSUBSCRIBE=1 PFT_MPIRUN_LOOPBACK=1
-
-# ---- 2. Configure and build -----------------------------------------------------------------
-cxx="$(command -v g++-12 || command -v g++)"
-cc="$(command -v gcc-12 || command -v gcc)"
-if want configure; then
-  torch_prefix="$("$py" -c 'import torch; print(torch.utils.cmake_prefix_path)')"
-  export PFT_VENV="$venv"
-  export PFT_TORCH_PREFIX="$u;$torch_prefix"
-  log "configure: cuda preset, $($cxx --version | head -1), $(cmake --version | head -1)"
-  generator=()
-  command -v ninja >/dev/null || generator=(-G "Unix Makefiles")
-  if ! cmake --preset cuda -B "$build" "${generator[@]}" -DCMAKE_CXX_COMPILER="$cxx" \
-      -DCMAKE_C_COMPILER="$cc" -DPFT_GPU_TESTS=ON -DPFT_REFERENCE_TESTS=OFF \
-      >"$out/configure.log" 2>&1; then
-    tail -30 "$out/configure.log"
-    fail "configure (log: configure.log)"
-    exit 1
+export PFT_BIND_SHIM="$bundle/lib/libpft_bind_iface.so"
+bin="$bundle/bin"
+if want unpack; then
+  missing="$(for p in "$bin"/* "$PFT_BIND_SHIM" "$u/bin/orterun" "$u/bin/orted"; do
+               ldd "$p" 2>&1 | sed -n "s|^\s*\(\S*\) => not found|$(basename "$p"): \1|p"; done)"
+  if [[ -n "$missing" ]]; then
+    echo "$missing"; fail "libraries not found (add their packages in tests/gpu/prepare.sh)"; finish
   fi
-  grep -E "pft: CUDA|NCCL" "$out/configure.log" | sed 's/^/  /'
-  # Every dependency must come from the prefix or torch's venv, not from the host.
-  grep -E '^(MPI_C_HEADER_DIR|HDF5_C_LIBRARY_hdf5|yaml-cpp_DIR|spdlog_DIR|Boost_DIR|GTest_DIR|CLI11_DIR|Torch_DIR):' \
-    "$build/CMakeCache.txt" | sed 's/^/  /'
+  log "every program resolves its libraries: $("$bin/pft" --version 2>&1 | head -1)"
 fi
-if want build; then
-  # pft and every test binary a gpu-labelled test runs (the last argument under the build dir).
-  mapfile -t targets < <(echo pft; ctest --test-dir "$build" -L gpu --show-only=json-v1 2>/dev/null |
-    "$py" -c '
-import json, os, sys
-seen = set()
-for t in json.load(sys.stdin).get("tests", []):
-    for a in t.get("command", []):
-        if "/tests/" in a and os.path.basename(a) not in seen and not a.endswith(".sh"):
-            seen.add(os.path.basename(a)); print(os.path.basename(a))')
-  log "build: ${targets[*]} with $(nproc) jobs"
-  if ! cmake --build "$build" -j "$(nproc)" --target "${targets[@]}" >"$out/build.log" 2>&1; then
-    grep -E "error|Error" "$out/build.log" | head -30
-    fail "build (log: build.log)"
-    exit 1
+
+# ---- 2. A GPU, or a rehearsal --------------------------------------------------------------
+torch_line="$("$py" -c 'import torch; print(torch.__version__, "cuda", torch.version.cuda, "gpus", torch.cuda.device_count())')"
+echo "[torch] $torch_line"
+gpus="${torch_line##* }"
+[[ "$gpus" =~ ^[0-9]+$ ]] || gpus=0
+command -v nvidia-smi >/dev/null &&
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | sed 's/^/[gpu] /'
+if want gpu && ((gpus == 0)); then
+  if ((rehearsal)); then
+    log "no GPU: CPU rehearsal (CUDA cases skip, parity compares CPU with CPU, no benchmark)"
+  else
+    fail "torch sees no GPU (driver, CUDA_VISIBLE_DEVICES?): nothing here would test the GPU path"
+    finish
   fi
-  log "build done"
 fi
 
 # ---- 3. GPU tests ---------------------------------------------------------------------------
-if want test; then
-  if (($(left) < 60)); then
-    log "SKIPPED gpu tests: $(left) s of the budget left"
-  elif ctest --test-dir "$build" -L gpu --output-on-failure --timeout 150 >"$out/ctest.log" 2>&1; then
-    log "gpu tests: $(grep -E 'tests passed' "$out/ctest.log")"
+# run_tests NAME NP PROGRAM [gtest args]: one program under NP ranks (0: without mpirun); skips are
+# failures unless this is a rehearsal or the skip is the NCCL one-GPU-per-rank case.
+run_tests() {
+  local name="$1" np="$2" prog="$3"; shift 3
+  local logf="$work/$name.log" rc=0
+  if ((np == 0)); then  # not an MPI program
+    PFT_TEST_MARKER_DIR="$work" "$prog" --gtest_color=no "$@" >"$logf" 2>&1 || rc=$?
   else
-    grep -E "Failed|Passed|\*\*\*|Failure|tests passed" "$out/ctest.log" | head -40
-    fail "gpu tests (log: ctest.log)"
+    "$root/tests/mpi_run.sh" "$np" "$prog" --gtest_color=no "$@" >"$logf" 2>&1 || rc=$?
+  fi
+  local passed skipped bad done='[A-Za-z0-9_/.]+ \([0-9]+ ms\)$'
+  passed="$(grep -cE "^\[       OK \] $done" "$logf")"
+  skipped="$(grep -cE "^\[  SKIPPED \] $done" "$logf")"
+  # A skip's reason is the line before its "[  SKIPPED ]" line.
+  bad="$(grep -B1 -E "^\[  SKIPPED \] $done" "$logf" | grep -vE '^\[  SKIPPED|^--$' |
+         grep -vcE 'NCCL needs one GPU per rank' || true)"
+  if ((rc != 0)); then
+    grep -E '^\[  FAILED|Failure|error' "$logf" | head -20
+    fail "$name: exit $rc (log $name.log)"
+  elif ((passed + skipped == 0)); then
+    fail "$name: no test ran (log $name.log)"
+  elif ((!rehearsal && bad > 0)); then
+    grep -B1 -E "^\[  SKIPPED \] $done" "$logf" | head -20
+    fail "$name: $bad test(s) skipped on a GPU machine (log $name.log)"
+  else
+    log "$name: $passed passed, $skipped skipped (counted over its ranks)"
+  fi
+}
+if want test; then
+  run_tests model_cuda 0 "$bin/model_test" --gtest_filter='Model.CudaMatchesCpu'
+  for np in 1 2; do
+    run_tests "comm_gpu.np$np" "$np" "$bin/comm_gpu_test"
+    run_tests "reducer_gpu.np$np" "$np" "$bin/reducer_gpu_test"
+  done
+fi
+
+# ---- 4. Training parity: CPU vs GPU, 1 vs 2 ranks ------------------------------------------
+# losses A.jsonl B.jsonl TOL: every train step's loss of B within TOL relative of A's.
+losses() {
+  "$py" - "$@" <<'EOF'
+import json, sys
+def read(p):
+    return {r["step"]: r["loss"] for r in map(json.loads, open(p)) if r.get("kind") == "train"}
+a, b, tol = read(sys.argv[1]), read(sys.argv[2]), float(sys.argv[3])
+if not a or a.keys() != b.keys():
+    print(f"steps differ: {sorted(a)} vs {sorted(b)}"); sys.exit(1)
+worst = max(abs(b[s] - a[s]) / max(abs(a[s]), 1e-12) for s in a)
+print(f"{len(a)} steps, loss {a[min(a)]:.5f} -> {a[max(a)]:.5f}, max relative difference {worst:.2e}")
+sys.exit(0 if worst <= tol else 1)
+EOF
+}
+parity_cfg() {  # name family method -> $work/$name.yaml
+  local model
+  case "$2" in
+    gpt2) model="{family: gpt2, vocab_size: 258, d_model: 64, n_layers: 2, n_heads: 4, max_seq_len: 64}" ;;
+    llama) model="{family: llama, vocab_size: 258, d_model: 64, n_layers: 2, n_heads: 4, n_kv_heads: 2, max_seq_len: 64, tie_embeddings: false}" ;;
+  esac
+  cat >"$work/$1.yaml" <<EOF
+run: {dir: $work/runs/$1, seed: 7, log_every: 5}
+model: $model
+data: {seq_len: 64, source: synthetic, tokenizer: byte}
+train: {method: $3, steps: 10, global_batch_size: 8, micro_batch_size: 4, lr: 1.0e-3,
+        schedule: constant, warmup_steps: 0, weight_decay: 0.1, grad_clip: 1.0, precision: fp32}
+peft: {lora_rank: 4, lora_targets: [q_proj, v_proj, down_proj]}
+dist: {backend: auto}
+checkpoint: {every_steps: 0}
+EOF
+}
+train() {  # name cfg where(cpu|gpu) np [--set ...]
+  local name="$1" cfg="$2" where="$3" np="$4"; shift 4
+  local cmd=("$bin/pft" train "$cfg" --set "run.dir=$work/runs/$name" "$@")
+  ((np > 1)) && cmd=("$root/launch/pft-mpirun" -np "$np" "${cmd[@]}")
+  if [[ "$where" == cpu ]]; then
+    CUDA_VISIBLE_DEVICES="" "${cmd[@]}" >"$work/$name.log" 2>&1
+  else
+    "${cmd[@]}" >"$work/$name.log" 2>&1
+  fi || { tail -5 "$work/$name.log"; fail "training run $name (log $name.log)"; return 1; }
+  local device=cpu
+  ((gpus > 0)) && [[ "$where" == gpu ]] && device=cuda
+  if ! grep -qE "rank\(s\) on $device" "$work/$name.log"; then
+    fail "$name did not run on $device: $(grep -m1 'rank(s) on' "$work/$name.log")"; return 1
+  fi
+}
+if want parity; then
+  for case in "gpt2 full" "llama lora"; do
+    read -r fam method <<<"$case"
+    n="parity-$fam-$method"
+    parity_cfg "$n" "$fam" "$method"
+    train "$n-cpu" "$work/$n.yaml" cpu 1 && train "$n-gpu" "$work/$n.yaml" gpu 1 || continue
+    if r="$(losses "$work/runs/$n-cpu/metrics.jsonl" "$work/runs/$n-gpu/metrics.jsonl" 1e-4)"; then
+      log "parity $fam $method, CPU vs GPU: $r"
+    else
+      fail "parity $fam $method, CPU vs GPU: $r"
+    fi
+  done
+  n="parity-gpt2-full"
+  if train "$n-gpu-np2" "$work/$n.yaml" gpu 2 --set dist.backend=mpi; then
+    if r="$(losses "$work/runs/$n-gpu/metrics.jsonl" "$work/runs/$n-gpu-np2/metrics.jsonl" 1e-4)"; then
+      log "parity gpt2 full, 1 GPU rank vs 2 ranks sharing it (MPI backend): $r"
+    else
+      fail "parity gpt2 full, 1 vs 2 ranks: $r"
+    fi
   fi
 fi
 
-# ---- 4. GPT-2 124M: pft vs PyTorch eager vs torch.compile -----------------------------------
+# ---- 5. GPT-2 124M: pft vs PyTorch eager vs torch.compile -----------------------------------
 if want bench; then
-  pft="$build/bin/pft"
+  pft="$bin/pft"
   # DEVICE_CHECK_BENCH="seq layers heads d_model vocab steps warmup micro-batches" shrinks the
   # model to try this part on a CPU machine (with DEVICE_CHECK_BENCH_DEVICE=cpu).
   read -r seq layers heads d vocab nsteps warmup micro_candidates <<<"${DEVICE_CHECK_BENCH:-1024 12 12 768 50257 25 5 32,16,8}"
   bench_device="${DEVICE_CHECK_BENCH_DEVICE:-cuda}"
-  cfg="$out/gpt2-124m.yaml"
+  cfg="$work/gpt2-124m.yaml"
   write_cfg() {  # micro_batch steps run_dir
     cat >"$cfg" <<EOF
 run: {dir: $3, seed: 1234, log_every: 1000}
@@ -159,6 +256,7 @@ data: {seq_len: $seq, source: synthetic, tokenizer: byte}
 train: {steps: $2, global_batch_size: $1, micro_batch_size: $1, lr: 6.0e-4, schedule: constant,
         warmup_steps: 0, weight_decay: 0.1, grad_clip: 1.0, precision: bf16}
 dist: {backend: auto}
+checkpoint: {every_steps: 0}
 EOF
   }
   rate() {  # metrics.jsonl -> tok/s over steps after warmup
@@ -173,51 +271,45 @@ print(v * d + T * d + L * (12 * d * d + 13 * d) + 2 * d)")"  # tied head counted
   flops_per_token=$((6 * params + 12 * layers * heads * (d / heads) * seq))
   mfu() { "$py" -c "print(f'{$1 * $flops_per_token / 989e12 * 100:.1f}')"; }
   micro=""
-  if [[ ! -x "$pft" ]]; then
-    fail "no $pft to benchmark"
-  else
-    for b in ${micro_candidates//,/ }; do  # the largest micro-batch that fits: 3 steps each
-      (($(left) < 150)) && break
-      write_cfg "$b" 3 "$out/probe-$b"
-      if "$pft" train "$cfg" >"$out/probe-$b.log" 2>&1; then micro=$b; break; fi
-      log "micro-batch $b does not fit (or failed): $(grep -m1 -iE 'out of memory|error' "$out/probe-$b.log" | cut -c1-160)"
-    done
-  fi
+  for b in ${micro_candidates//,/ }; do  # the largest micro-batch that fits: 3 steps each
+    (($(left) < 150)) && break
+    write_cfg "$b" 3 "$work/runs/probe-$b"
+    if "$pft" train "$cfg" >"$work/probe-$b.log" 2>&1; then micro=$b; break; fi
+    log "micro-batch $b does not fit (or failed): $(grep -m1 -iE 'out of memory|error' "$work/probe-$b.log" | cut -c1-160)"
+  done
   if [[ -z "$micro" ]]; then
     log "SKIPPED benchmark: no micro-batch ran ($(left) s left)"
   else
     log "GPT-2 (d $d, $layers layers, vocab $vocab): $params parameters, $flops_per_token FLOPs/token, micro-batch $micro x $seq, bf16, $nsteps steps ($warmup untimed)"
-    write_cfg "$micro" "$nsteps" "$out/pft-bench"
-    rm -rf "$out/pft-bench"
-    if "$pft" train "$cfg" >"$out/pft-bench.log" 2>&1; then
-      p="$(rate "$out/pft-bench/metrics.jsonl")"
+    write_cfg "$micro" "$nsteps" "$work/runs/pft-bench"
+    if "$pft" train "$cfg" >"$work/pft-bench.log" 2>&1; then
+      p="$(rate "$work/runs/pft-bench/metrics.jsonl")"
       log "pft:            $p tok/s, MFU $(mfu "$p")%"
     else
-      tail -5 "$out/pft-bench.log"; fail "pft benchmark run"
+      tail -5 "$work/pft-bench.log"; log "pft benchmark run failed"
     fi
     base_args=(--vocab "$vocab" --d-model "$d" --layers "$layers" --heads "$heads" --seq "$seq"
                --global-batch "$micro" --micro-batch "$micro" --steps "$nsteps" --warmup "$warmup"
                --device "$bench_device" --dtype bf16 --threads 4)
     e=""; c=""
-    if "$py" "$root/tests/bench/ddp_bench.py" "${base_args[@]}" >"$out/eager.log" 2>&1; then
-      e="$(sed -n 's/^BASELINE tok_per_s=\([0-9.]*\).*/\1/p' "$out/eager.log")"
+    if "$py" "$root/tests/bench/ddp_bench.py" "${base_args[@]}" >"$work/eager.log" 2>&1; then
+      e="$(sed -n 's/^BASELINE tok_per_s=\([0-9.]*\).*/\1/p' "$work/eager.log")"
       log "torch eager:    $e tok/s, MFU $(mfu "$e")%"
     else
-      tail -5 "$out/eager.log"; log "torch eager run failed"
+      tail -5 "$work/eager.log"; log "torch eager run failed"
     fi
     if (($(left) < 150)); then
       log "SKIPPED torch.compile: $(left) s of the budget left"
     elif timeout "$(($(left) - 20))" "$py" "$root/tests/bench/ddp_bench.py" "${base_args[@]}" --compile \
-        >"$out/compile.log" 2>&1; then
-      c="$(sed -n 's/^BASELINE tok_per_s=\([0-9.]*\).*/\1/p' "$out/compile.log")"
+        >"$work/compile.log" 2>&1; then
+      c="$(sed -n 's/^BASELINE tok_per_s=\([0-9.]*\).*/\1/p' "$work/compile.log")"
       log "torch.compile:  $c tok/s, MFU $(mfu "$c")%"
     else
-      tail -5 "$out/compile.log"; log "torch.compile run failed or ran out of time"
+      tail -5 "$work/compile.log"; log "torch.compile run failed or ran out of time"
     fi
     ratio() { "$py" -c "print(f'{$1 / $2:.3f}')"; }
     [[ -n "${p:-}" && -n "$e" ]] && echo "RESULT name=gpt2_124m_bf16_vs_eager pft=$p baseline=$e unit=tok/s ratio=$(ratio "$p" "$e")"
     [[ -n "${p:-}" && -n "$c" ]] && echo "RESULT name=gpt2_124m_bf16_vs_compile pft=$p baseline=$c unit=tok/s ratio=$(ratio "$p" "$c")"
   fi
 fi
-log "done: status $status"
-exit "$status"
+finish
