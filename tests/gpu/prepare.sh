@@ -3,6 +3,8 @@
 # machine, into one folder the device tool carries: .cache/gpu-bundle (git-ignored).
 #
 #   tests/gpu/prepare.sh [--no-build] [bundle_dir]
+#   tests/gpu/prepare.sh --source-hash      # prints the hash MANIFEST records (device_check.sh
+#                                           # refuses a bundle whose sources differ from its tree)
 #   run(command="tests/gpu/device_check.sh", carry=[".cache/gpu-bundle"], timeout_s=540)
 #
 # Why binaries and not sources: the device image has torch 2.11 (CUDA 13) at /opt/torch/.venv,
@@ -21,13 +23,22 @@
 #           fresh clone or CI downloads them once), minus the C/C++ runtime every image has
 #           (libc6, libstdc++6, libgcc-s1); plus openmpi-bin/-common, libopenmpi3 and libpmix2
 #           whole (mpirun, plugins, help texts);
-#   MANIFEST  the commit, the programs and the packages.
+#   MANIFEST  the commit, a hash of the sources (src/, tests/, launch/, CMake files), the torch
+#           and CUDA versions built against, the programs and the packages.
 # device_check.sh unpacks debs/ with `dpkg -x` into a private prefix and runs from it; its CPU
 # rehearsal (tests/gpu/rehearse.sh, in CI) proves the bundle complete on a root where the host's
 # copies of those packages are hidden.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
+# The sources the programs are built from, hashed the same way here and on the device (no git
+# there): a stale bundle must not pass for this checkout's.
+source_hash() {
+  (cd "$root" && find src tests launch CMakeLists.txt CMakePresets.json -type f \
+     ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 | LC_ALL=C sort -z |
+     xargs -0 sha256sum | sha256sum | cut -c1-16)
+}
+if [[ "${1:-}" == --source-hash ]]; then source_hash; exit 0; fi
 build_it=1
 if [[ "${1:-}" == --no-build ]]; then build_it=0; shift; fi
 bundle="${1:-$root/.cache/gpu-bundle}"
@@ -113,12 +124,16 @@ done
 for p in "${names[@]}"; do cp "$(cached "$p")" "$bundle/debs/"; done
 
 {
-  echo "commit $(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)"
+  echo "commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)$(
+    git -C "$root" diff --quiet HEAD -- 2>/dev/null || echo ' (with uncommitted changes)')"
+  echo "sources $(source_hash)"
+  venv="${PFT_VENV:-$HOME/.cache/pft/venv-torch2.11.0}"
+  echo "torch $("$venv/bin/python3" -c 'import torch; print(torch.__version__.split("+")[0], "cuda", torch.version.cuda)')"
   echo "programs ${!programs[*]}"
   echo "packages ${names[*]}"
 } >"$bundle/MANIFEST"
 size=$(du -sb "$bundle" | cut -f1)
-tree=$(git -C "$root" ls-files -z | (cd "$root" && xargs -0 du -cb 2>/dev/null) | awk 'END {print $1}')
+tree=$(cd "$root" && git ls-files -co --exclude-standard -z | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1)
 log "bundle $bundle: ${#names[@]} packages, $((size / 1048576)) MiB; with the checkout $(((size + tree) / 1048576)) MiB of the 64 MiB the device tool carries"
 if ((size + tree > 60 * 1048576)); then
   log "too large to carry (keep under 60 MiB with the checkout)"

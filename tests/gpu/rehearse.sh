@@ -15,7 +15,8 @@
 #      /opt/torch/.venv and hides its original folder (where the programs' RPATH points), the
 #      CUDA toolkit (torch's wheels carry the CUDA libraries), the build tree and the checkout; checks the hiding took (no mpirun, srun, g++ or libmpi);
 #   4. runs `DEVICE_CHECK_REHEARSAL=1 tests/gpu/device_check.sh` there from the copy, and checks
-#      that it passed and that every step it should have run reported.
+#      that it passed and that every step it should have run reported;
+#   5. leaves the bundle that passed in .cache/gpu-bundle, ready to carry.
 # Exit status: 0 when the rehearsal passed, 1 when it failed, 2 when this machine cannot make the
 # namespace (not root, no overlayfs).
 set -euo pipefail
@@ -53,13 +54,13 @@ unshare -m --propagation private bash -euo pipefail -c '
   # The device image has a CUDA toolkit too, but the programs must need only the venv'"'"'s.
   [[ -d /usr/local/cuda ]] && mount -t tmpfs -o size=1m pft-hide /usr/local/cuda
   mount -t tmpfs -o size=1m pft-hide "$root"
-  for t in mpirun srun g++ gcc cmake; do
+  for t in mpirun srun ssh rsh g++ gcc cmake; do
     if command -v "$t" >/dev/null; then echo "[gpu-rehearse] $t is still visible" >&2; exit 1; fi
   done
   if ls /usr/lib/x86_64-linux-gnu/libmpi.so* /usr/lib/x86_64-linux-gnu/libhdf5_serial.so* 2>/dev/null; then
     echo "[gpu-rehearse] libmpi or libhdf5 is still visible" >&2; exit 1
   fi
-  echo "[gpu-rehearse] hidden: mpirun, srun, g++, cmake, libmpi, libhdf5; venv at /opt/torch/.venv" >&2
+  echo "[gpu-rehearse] hidden: mpirun, srun, ssh, g++, cmake, libmpi, libhdf5; venv at /opt/torch/.venv" >&2
   cd "$stage/repo"
   DEVICE_CHECK_REHEARSAL=1 PFT_TORCH_VENV=/opt/torch/.venv OUT="$stage/out" \
     DEVICE_CHECK_WORK="$stage/work" tests/gpu/device_check.sh
@@ -80,4 +81,8 @@ for e in "${expect[@]}"; do
   grep -qF "$e" "$logf" || { log "the rehearsal's log lacks: $e"; exit 1; }
 done
 [[ -s "$stage/out/logs.tar.gz" ]] || { log "no logs.tar.gz in OUT"; exit 1; }
-log "passed: the bundle runs on a root without the host's packages"
+# The bundle that passed is the one to carry.
+rm -rf "$root/.cache/gpu-bundle"
+mkdir -p "$root/.cache"
+mv "$stage/repo/.cache/gpu-bundle" "$root/.cache/gpu-bundle"
+log "passed: the bundle runs on a root without the host's packages; carry $root/.cache/gpu-bundle"
