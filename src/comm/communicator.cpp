@@ -55,6 +55,33 @@ std::string describe_tensor(const at::Tensor& t) {
                      t.is_cuda() ? " on " + t.device().str() : std::string());
 }
 
+namespace {
+
+// The Work of a call that already completed (the blocking defaults of the async forms).
+class CompletedWork final : public Work {
+ public:
+  explicit CompletedWork(Deadline deadline) : Work(deadline) {}
+  bool is_completed() override { return true; }
+
+ protected:
+  void do_wait(Deadline) override {}
+};
+
+}  // namespace
+
+std::unique_ptr<Work> Communicator::reduce_scatter_async(const at::Tensor& out,
+                                                         const at::Tensor& in, ReduceOp op) {
+  const Deadline deadline = deadline_from_now();
+  reduce_scatter(out, in, op);
+  return std::make_unique<CompletedWork>(deadline);
+}
+
+std::unique_ptr<Work> Communicator::all_gather_async(const at::Tensor& out, const at::Tensor& in) {
+  const Deadline deadline = deadline_from_now();
+  all_gather(out, in);
+  return std::make_unique<CompletedWork>(deadline);
+}
+
 std::unique_ptr<Communicator> make_communicator(const RankEnv& env, const DistConfig& dist) {
   if (env.backend == "mpi") return std::make_unique<MpiCommunicator>(env, dist);
   if (env.backend == "nccl") {

@@ -31,6 +31,7 @@
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -97,6 +98,15 @@ class Communicator {
   double timeout_s() const { return timeout_s_; }
   // True after a failure: every later call throws.
   bool failed() const { return latch_.tripped(); }
+  // Bytes this rank has sent to other ranks in all_reduce(_async), reduce_scatter(_async) and
+  // all_gather(_async) since construction (the collectives that carry gradients), counted per
+  // call from the tensors' element counts and wire dtype under the bandwidth-optimal schedule of
+  // each collective: all-reduce 2 (W-1)/W N elements (ring: reduce-scatter, then all-gather),
+  // reduce-scatter and all-gather (W-1) blocks of N/W. Backends whose library picks another
+  // algorithm (a tree for small messages) move a little more; the count is the same for every
+  // algorithm choice, so runs compare fairly. 0 with one rank. Counted by the MPI backend (the
+  // NCCL backend does not count yet: 0). Local, thread-safe.
+  int64_t bytes_sent() const { return bytes_sent_.load(std::memory_order_relaxed); }
 
   // ---- Tensor collectives (blocking unless named _async) -------------------------------------
   // In place: `tensor` (any shape, numel N on every rank) becomes the element-wise reduction
@@ -122,8 +132,21 @@ class Communicator {
   virtual at::Tensor all_gather_v(const at::Tensor& in, std::vector<int64_t>* counts = nullptr) = 0;
 
   // out (N elements) <- the reduction over ranks of block r (elements [r*N, (r+1)*N)) of every
-  // rank's in (size() * N elements), on rank r. Not in place.
+  // rank's in (size() * N elements), on rank r. Not in place. bfloat16/float16 on the MPI
+  // backend: the blocks cross the wire in 16 bits and are reduced in float32 on the receiving
+  // rank in rank order, then rounded once into `out` (Note [reduced-precision reduce-scatter] in
+  // mpi_communicator.cpp); the NCCL backend reduces CUDA 16-bit tensors in their own dtype.
   virtual void reduce_scatter(const at::Tensor& out, const at::Tensor& in, ReduceOp op) = 0;
+
+  // The async forms of reduce_scatter and all_gather (the building blocks of sharded gradient
+  // reduction: dist.grad_comm_dtype bf16 in comm/reducer.h, and ZeRO): same arguments and
+  // results; they return at once and neither tensor may be touched until the Work's wait()
+  // returns. They run in one issue-ordered lane with all_reduce_async (several may be in flight;
+  // they complete in issue order). The defaults (backends without an async form: NCCL) run the
+  // blocking call and return a completed Work.
+  virtual std::unique_ptr<Work> reduce_scatter_async(const at::Tensor& out, const at::Tensor& in,
+                                                     ReduceOp op);
+  virtual std::unique_ptr<Work> all_gather_async(const at::Tensor& out, const at::Tensor& in);
 
   // Returns once every rank has called it. Host-side: does not wait for outstanding async Work
   // (wait on that first) nor for queued GPU work.
@@ -147,12 +170,17 @@ class Communicator {
   // Throws if an earlier call failed; called first by every collective.
   void check_usable(std::string_view op) const { latch_.check(id_, op); }
   Deadline deadline_from_now() const { return deadline_after(timeout_s_); }
+  // For bytes_sent(): `elements` of `element_size` bytes sent to peers.
+  void count_sent(int64_t elements, size_t element_size) {
+    bytes_sent_.fetch_add(elements * static_cast<int64_t>(element_size), std::memory_order_relaxed);
+  }
 
  private:
   CommIdentity id_;
   c10::Device device_;
   double timeout_s_;
   FailureLatch latch_;
+  std::atomic<int64_t> bytes_sent_{0};
 };
 
 // The backend env.backend names ("mpi" or "nccl", resolved by discover_rank_env from

@@ -2,6 +2,8 @@
 #include "comm/mpi_communicator.h"
 
 #include <ATen/ops/empty.h>
+#include <ATen/ops/maximum.h>
+#include <ATen/ops/minimum.h>
 
 #include <algorithm>
 #include <climits>
@@ -56,6 +58,19 @@ namespace pft {
 // by the progress thread; on one communicator their relative order could differ between ranks
 // (MPI matches collectives by issue order per communicator). With one communicator per lane
 // each lane keeps its program order, which is the same on every rank.
+
+// Note [reduced-precision reduce-scatter]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// A reduction of bfloat16/float16 data in MPI (or NCCL) sums in that dtype at every step of the
+// algorithm: a ring rounds the partial sum to 8 mantissa bits at each of its W-1 hops, so the
+// error grows with W and depends on the ring position. Upcasting before the call (what
+// all_reduce does here) keeps float32 accuracy but sends float32. reduce_scatter of a 16-bit
+// float does neither: it is an all-to-all of the raw 16-bit words (block r of every rank's `in`
+// goes to rank r: (W-1) N words sent per rank, exactly what a ring reduce-scatter sends), then
+// rank r adds the W blocks it received in float32, in rank order 0, 1, ..., W-1 (deterministic
+// and identical whatever the network did), and rounds once into `out`. The inputs are rounded
+// once by whoever made them 16-bit; the sum adds one more rounding, so the result is within about
+// 2^-8 relative of the float32 sum of the float32 originals, for any W.
 
 namespace {
 
@@ -358,6 +373,7 @@ std::shared_ptr<MpiCommunicator::ReduceJob> MpiCommunicator::prepare_all_reduce(
   job->buffer = stage(*staging_, tensor, as, /*copy_in=*/true);
   job->op = op;
   job->size = size();
+  count_sent(2 * (size() - 1) * tensor.numel() / size(), c10::elementSize(as));  // ring
   void* data = job->buffer.data();
   const int count = static_cast<int>(tensor.numel());
   const MPI_Datatype type = mpi_type(as);
@@ -407,9 +423,9 @@ void MpiCommunicator::broadcast(const at::Tensor& tensor, int root) {
   if (rank() != root) buffer->unstage();
 }
 
-void MpiCommunicator::all_gather(const at::Tensor& out, const at::Tensor& in) {
-  const Deadline deadline = deadline_from_now();
-  const char* name = "all_gather";
+MpiCommunicator::Job MpiCommunicator::prepare_all_gather(const at::Tensor& out,
+                                                         const at::Tensor& in, MPI_Comm comm,
+                                                         const char* name) {
   check_usable(name);
   check_tensor(identity(), name, in, "in");
   check_tensor(identity(), name, out, "out");
@@ -421,19 +437,36 @@ void MpiCommunicator::all_gather(const at::Tensor& out, const at::Tensor& in) {
   const at::ScalarType t = in.scalar_type();
   auto buffers = std::make_shared<std::pair<Staged, Staged>>(
       stage(*staging_, in, t, /*copy_in=*/true), stage(*staging_, out, t, /*copy_in=*/false));
+  count_sent((size() - 1) * in.numel(), c10::elementSize(t));
   void* send = buffers->first.data();
   void* recv = buffers->second.data();
   const int count = static_cast<int>(in.numel());
   const MPI_Datatype type = mpi_type(t);
-  const MPI_Comm comm = comm_;
-  run(make_op(
-          fmt::format("all_gather({} per rank)", describe_tensor(in)),
-          [=](MPI_Request* r) {
-            return MPI_Iallgather(send, count, type, recv, count, type, comm, r);
-          },
-          buffers),
-      deadline);
-  buffers->second.unstage();
+  Job job;
+  job.mpi = make_op(
+      fmt::format("{}({} per rank)", name, describe_tensor(in)),
+      [=](MPI_Request* r) { return MPI_Iallgather(send, count, type, recv, count, type, comm, r); },
+      buffers);
+  job.finish = [buffers] { buffers->second.unstage(); };
+  return job;
+}
+
+void MpiCommunicator::all_gather(const at::Tensor& out, const at::Tensor& in) {
+  const Deadline deadline = deadline_from_now();
+  Job job = prepare_all_gather(out, in, comm_, "all_gather");
+  run(job.mpi, deadline);
+  job.finish();
+}
+
+std::unique_ptr<Work> MpiCommunicator::all_gather_async(const at::Tensor& out,
+                                                        const at::Tensor& in) {
+  return submit(prepare_all_gather(out, in, async_comm_, "all_gather_async"));
+}
+
+std::unique_ptr<Work> MpiCommunicator::submit(Job job) {
+  const Deadline deadline = deadline_from_now();
+  progress_->submit(job.mpi);
+  return std::make_unique<MpiWork>(*progress_, std::move(job.finish), job.mpi, deadline);
 }
 
 at::Tensor MpiCommunicator::all_gather_v(const at::Tensor& in, std::vector<int64_t>* counts) {
@@ -502,9 +535,9 @@ at::Tensor MpiCommunicator::all_gather_v(const at::Tensor& in, std::vector<int64
   return out;
 }
 
-void MpiCommunicator::reduce_scatter(const at::Tensor& out, const at::Tensor& in, ReduceOp op) {
-  const Deadline deadline = deadline_from_now();
-  const char* name = "reduce_scatter";
+MpiCommunicator::Job MpiCommunicator::prepare_reduce_scatter(const at::Tensor& out,
+                                                             const at::Tensor& in, ReduceOp op,
+                                                             MPI_Comm comm, const char* name) {
   check_usable(name);
   check_tensor(identity(), name, in, "in");
   check_tensor(identity(), name, out, "out");
@@ -514,24 +547,88 @@ void MpiCommunicator::reduce_scatter(const at::Tensor& out, const at::Tensor& in
     throw_contract(identity(), name,
                    fmt::format("`in` has {} elements, expected size() * out.numel() = {} * {}",
                                in.numel(), size(), out.numel()));
-  const at::ScalarType as = is_16bit_float(in.scalar_type()) ? at::kFloat : in.scalar_type();
+  const int count = static_cast<int>(out.numel());
+  const int world = size();
+  const std::string what =
+      fmt::format("{}({}, {} per rank)", name, to_string(op), describe_tensor(out));
+  Job job;
+  if (is_16bit_float(in.scalar_type())) {
+    // Note [reduced-precision reduce-scatter]: 16-bit words out, float32 sum in rank order.
+    struct Buffers {
+      Staged send;
+      std::shared_ptr<StagingPool::Lease> recv_lease;
+      at::Tensor recv;  // (world, count) host: block q is rank q's block rank()
+    };
+    auto b = std::make_shared<Buffers>();
+    b->send = stage(*staging_, in, in.scalar_type(), /*copy_in=*/true);
+    const int64_t recv_bytes = in.numel() * static_cast<int64_t>(in.element_size());
+    b->recv_lease = staging_->acquire(recv_bytes, /*pinned=*/in.is_cuda());
+    b->recv = b->recv_lease->bytes()
+                  .narrow(0, 0, recv_bytes)
+                  .view(in.scalar_type())
+                  .view({world, out.numel()});
+    count_sent((world - 1) * out.numel(), in.element_size());
+    void* send = b->send.data();
+    void* recv = b->recv.data_ptr();
+    job.mpi = make_op(
+        what,
+        [=](MPI_Request* r) {
+          return MPI_Ialltoall(send, count, MPI_UINT16_T, recv, count, MPI_UINT16_T, comm, r);
+        },
+        b);
+    job.finish = [b, out, op, world] {
+      at::Tensor acc = b->recv[0].to(at::kFloat);
+      for (int q = 1; q < world; ++q) {
+        const at::Tensor x = b->recv[q].to(at::kFloat);
+        switch (op) {
+          case ReduceOp::kSum:
+          case ReduceOp::kAvg:
+            acc.add_(x);
+            break;
+          case ReduceOp::kMax:
+            acc = at::maximum(acc, x);
+            break;
+          case ReduceOp::kMin:
+            acc = at::minimum(acc, x);
+            break;
+        }
+      }
+      if (op == ReduceOp::kAvg) acc.div_(world);
+      out.view({-1}).copy_(acc);  // the one rounding (and the copy to the GPU for CUDA tensors)
+    };
+    return job;
+  }
+  const at::ScalarType t = in.scalar_type();
   auto buffers = std::make_shared<std::pair<Staged, Staged>>(
-      stage(*staging_, in, as, /*copy_in=*/true), stage(*staging_, out, as, /*copy_in=*/false));
+      stage(*staging_, in, t, /*copy_in=*/true), stage(*staging_, out, t, /*copy_in=*/false));
+  count_sent((world - 1) * out.numel(), c10::elementSize(t));  // ring reduce-scatter
   void* send = buffers->first.data();
   void* recv = buffers->second.data();
-  const int count = static_cast<int>(out.numel());
-  const MPI_Datatype type = mpi_type(as);
+  const MPI_Datatype type = mpi_type(t);
   const MPI_Op mop = mpi_op(op);
-  const MPI_Comm comm = comm_;
-  run(make_op(
-          fmt::format("reduce_scatter({}, {} per rank)", to_string(op), describe_tensor(out)),
-          [=](MPI_Request* r) {
-            return MPI_Ireduce_scatter_block(send, recv, count, type, mop, comm, r);
-          },
-          buffers),
-      deadline);
-  if (op == ReduceOp::kAvg) buffers->second.host.div_(size());
-  buffers->second.unstage();
+  job.mpi = make_op(
+      what,
+      [=](MPI_Request* r) {
+        return MPI_Ireduce_scatter_block(send, recv, count, type, mop, comm, r);
+      },
+      buffers);
+  job.finish = [buffers, op, world] {
+    if (op == ReduceOp::kAvg) buffers->second.host.div_(world);
+    buffers->second.unstage();
+  };
+  return job;
+}
+
+void MpiCommunicator::reduce_scatter(const at::Tensor& out, const at::Tensor& in, ReduceOp op) {
+  const Deadline deadline = deadline_from_now();
+  Job job = prepare_reduce_scatter(out, in, op, comm_, "reduce_scatter");
+  run(job.mpi, deadline);
+  job.finish();
+}
+
+std::unique_ptr<Work> MpiCommunicator::reduce_scatter_async(const at::Tensor& out,
+                                                            const at::Tensor& in, ReduceOp op) {
+  return submit(prepare_reduce_scatter(out, in, op, async_comm_, "reduce_scatter_async"));
 }
 
 void MpiCommunicator::barrier() {

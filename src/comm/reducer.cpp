@@ -84,9 +84,21 @@ Reducer::Reducer(FlatParameters& params, Communicator& comm, const ReducerOption
                        slots[i].offset * static_cast<int64_t>(buffer.element_size());
   }
   build_buckets(options);
+  PFT_ASSERT(options.grad_comm_dtype == at::kFloat || options.grad_comm_dtype == at::kBFloat16,
+             "grad_comm_dtype must be float32 or bfloat16");
+  sharded_ = options.grad_comm_dtype == at::kBFloat16 && comm_.size() > 1;
+  if (sharded_) {
+    const int64_t world = comm_.size();
+    for (Bucket& b : buckets_) {
+      const int64_t shard = (b.numel + world - 1) / world;  // padded: world * shard >= numel
+      b.wire = at::zeros({world * shard}, b.view.options().dtype(at::kBFloat16));
+      b.shard = at::empty({shard}, b.wire.options());
+    }
+  }
   slot_ready_.assign(slots.size(), 0);
   pending_.assign(buckets_.size(), 0);
   work_.resize(buckets_.size());
+  gather_work_.resize(buckets_.size());
   next_launch_ = buckets_.size();  // nothing to issue until prepare_for_backward(true)
   for (size_t i = 0; i < slots.size(); ++i)
     torch::autograd::impl::set_post_acc_grad_hooks(slots[i].param,
@@ -208,7 +220,14 @@ void Reducer::launch_ready_buckets() {
 
 void Reducer::launch(size_t bucket) {
   if (comm_.size() <= 1) return;  // the sum over one rank is the tensor itself
-  work_[bucket] = comm_.all_reduce_async(buckets_[bucket].view, ReduceOp::kSum);
+  Bucket& b = buckets_[bucket];
+  if (!sharded_) {
+    work_[bucket] = comm_.all_reduce_async(b.view, ReduceOp::kSum);
+    return;
+  }
+  at::NoGradGuard no_grad;
+  b.wire.narrow(0, 0, b.numel).copy_(b.view);  // rounds to bf16; the padding stays zero
+  work_[bucket] = comm_.reduce_scatter_async(b.shard, b.wire, ReduceOp::kSum);
 }
 
 double Reducer::finish() {
@@ -230,6 +249,17 @@ double Reducer::finish() {
     if (!w) continue;
     w->wait();
     w.reset();
+    if (!sharded_) continue;
+    // Phase 2 of this bucket (its reduce-scatter is done) while later ones still run.
+    const auto b = static_cast<size_t>(&w - work_.data());
+    gather_work_[b] = comm_.all_gather_async(buckets_[b].wire, buckets_[b].shard);
+  }
+  for (size_t b = 0; b < gather_work_.size(); ++b) {
+    if (!gather_work_[b]) continue;
+    gather_work_[b]->wait();
+    gather_work_[b].reset();
+    at::NoGradGuard no_grad;
+    buckets_[b].view.copy_(buckets_[b].wire.narrow(0, 0, buckets_[b].numel));
   }
   // One rank communicates nothing, so it waits for nothing (only bookkeeping ran).
   stats_.wait_s = comm_.size() <= 1

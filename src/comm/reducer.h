@@ -27,6 +27,21 @@
 // The gradients are SUMmed: the trainer normalises the loss by the global target-token count
 // (Note [loss normalisation] in train/train_step.h), so the sum is the global gradient.
 //
+// Reduced-precision communication (ReducerOptions::grad_comm_dtype = bfloat16, from
+// dist.grad_comm_dtype: bf16): a bucket is not all-reduced but split into W equal shards (its
+// numel padded with zeros to a multiple of W) and reduced in two collectives on the async lane:
+// a reduce-scatter of the bucket rounded to bf16 (each rank sums its shard of every rank's copy in
+// fp32, in rank order: Note [reduced-precision reduce-scatter] in mpi_communicator.cpp), then an
+// all-gather of the bf16-rounded shard sums. Every rank, the shard's owner included, takes the
+// bf16 values, so gradients are bitwise identical on every rank; each element is within about
+// 2^-8 relative of the fp32 sum (plus the rounding of each rank's input to bf16). Per rank and
+// bucket of N elements: 2 (W-1)/W N x 2 bytes sent instead of the fp32 all-reduce's
+// 2 (W-1)/W N x 4. The reduce-scatters start during backward as the all-reduces did; the
+// all-gathers are issued by finish(), bucket by bucket as each reduce-scatter completes (a
+// collective issued from a completion test would differ in order between ranks). Row-sparse
+// rows (below) stay fp32: they are a few rows, so nothing is worth saving. With one rank
+// nothing is communicated and nothing rounded.
+//
 // Frozen parameters (requires_grad false) are not in FlatParameters and never in a bucket. With
 // one rank nothing is communicated (the hooks still run, so the bookkeeping is the same).
 //
@@ -61,6 +76,8 @@ struct ReducerOptions {
   double bucket_cap_mb = 25.0;   // dist.bucket_cap_mb, MiB
   double first_bucket_mb = 1.0;  // dist.first_bucket_mb, MiB
   std::vector<size_t> row_sparse_slots;  // FlatParameters::slots() indices, see above
+  // dist.grad_comm_dtype: kFloat (all-reduce) or kBFloat16 (see "Reduced-precision" above).
+  at::ScalarType grad_comm_dtype = at::kFloat;
 };
 
 class Reducer {
@@ -71,6 +88,10 @@ class Reducer {
     int64_t numel = 0;           // elements, alignment padding between slots included
     std::vector<size_t> slots;   // indices into FlatParameters::slots(), reverse registration order
     at::Tensor view;             // grad(group)[offset : offset + numel], 1-D
+    // Reduced precision only (W > 1): (W * shard) the bucket in bf16, zero-padded; the
+    // reduce-scatter reads it and the all-gather writes the summed shards back into it.
+    at::Tensor wire;
+    at::Tensor shard;            // (shard) this rank's summed shard, bf16
   };
 
   // What the last step did (for tests and metrics).
@@ -136,6 +157,8 @@ class Reducer {
   std::vector<int64_t> pending_;            // (num buckets) slots not ready yet
   size_t next_launch_ = 0;                  // buckets [0, next_launch_) are issued
   std::vector<std::unique_ptr<Work>> work_; // (num buckets) in flight
+  std::vector<std::unique_ptr<Work>> gather_work_;  // (num buckets) reduced precision: phase 2
+  bool sharded_ = false;                    // reduced-precision communication over W > 1 ranks
   StepStats stats_;
   int64_t rebound_grads_ = 0;
 };

@@ -145,6 +145,7 @@ struct DistConfig {
   double timeout_s = 300.0;
   double bucket_cap_mb = 25.0;
   double first_bucket_mb = 1.0;
+  std::string grad_comm_dtype = "fp32";
   int64_t check_params_every = 0;
 };
 
@@ -305,6 +306,7 @@ void describe(V& v, DistConfig& c) {
   v.field("timeout_s", c.timeout_s, "Deadline of every collective, controller wait and start-up agreement, in seconds: a rank that has not joined within it (stalled, dead, or still busy, e.g. rank 0 building the data stores or writing a synchronous checkpoint while the others wait) ends the job with exit 3 naming the operation; raise it for slow start-up work, or build the stores first with `pft data prepare`.", greater_than(0));
   v.field("bucket_cap_mb", c.bucket_cap_mb, "Gradient bucket size for the overlapped all-reduce, in MiB (a parameter larger than this gets a bucket of its own).", greater_than(0));
   v.field("first_bucket_mb", c.first_bucket_mb, "Size of the first (smallest) bucket, in MiB, so communication starts early in the backward pass.", greater_than(0));
+  v.field("grad_comm_dtype", c.grad_comm_dtype, "Gradient communication precision: `fp32` (all-reduce of the fp32 buckets), or `bf16`: gradients cross the wire as bf16 (about half the bytes) and are summed in fp32 (a reduce-scatter done as an all-to-all plus a local fp32 sum in rank order, then an all-gather of the bf16-rounded sums), so every rank holds bitwise identical gradients, each within bf16 rounding (~2^-8 relative) of the fp32 sum; MPI backend only.", one_of({"fp32", "bf16"}));
   v.field("check_params_every", c.check_params_every, "Desync detector: every this many steps, compare a checksum of every parameter across ranks and stop naming the first tensor that differs; 0 = off.", at_least(0));
 }
 

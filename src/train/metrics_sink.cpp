@@ -79,6 +79,7 @@ void MetricsSink::train(const Train& t) {
   rec["step_time_s"] = t.step_time_s;
   rec["step_time_max_s"] = t.step_time_max_s;
   rec["comm_time_s"] = r.comm_time_s;
+  rec["comm_bytes"] = r.comm_bytes;
   rec["control_s"] = t.control_s;
   rec["world_size"] = t.world_size;
   json::array task_loss, task_tokens;

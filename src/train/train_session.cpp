@@ -127,6 +127,16 @@ TrainSession::TrainSession(const Config& config_in, const RankEnv& env_in)
     });
   }
   ReducerOptions reducer_options{config.dist.bucket_cap_mb, config.dist.first_bucket_mb, {}};
+  if (config.dist.grad_comm_dtype == "bf16") {
+    // The NCCL backend has no float32-accumulating reduce-scatter of bf16 yet (NCCL's own sums
+    // in bf16): refuse rather than silently accumulate in bf16.
+    if (comm->backend_name() != "mpi")
+      throw InputError(fmt::format(
+          "dist.grad_comm_dtype: bf16 is implemented for the MPI backend only (this run uses "
+          "{}); set dist.grad_comm_dtype: fp32, or dist.backend: mpi",
+          comm->backend_name()));
+    reducer_options.grad_comm_dtype = at::kBFloat16;
+  }
   if (tasks)
     for (size_t i = 0; i < params->slots().size(); ++i)
       if (const auto it = block_rows.find(params->slots()[i].name); it != block_rows.end()) {
@@ -248,8 +258,11 @@ void TrainSession::log_setup() const {
   log::info("batch: {} sequences x {} tokens per step = {} micro-batch(es) of {} per rank",
             config.train.global_batch_size, config.data.seq_len, accumulation,
             config.train.micro_batch_size);
-  log::info("gradients: {} bucket(s) (first {} MiB, then {} MiB) all-reduced over {}",
+  log::info("gradients: {} bucket(s) (first {} MiB, then {} MiB) {} over {}",
             reducer->buckets().size(), config.dist.first_bucket_mb, config.dist.bucket_cap_mb,
+            config.dist.grad_comm_dtype == "bf16"
+                ? "sent as bf16 (reduce-scatter summed in fp32, all-gather)"
+                : "all-reduced in fp32",
             comm->backend_name());
 }
 

@@ -5,6 +5,7 @@
 #include <limits>
 #include <numeric>
 
+#include "comm/communicator.h"
 #include "core/error.h"
 #include "core/logging.h"
 #include "train/loss.h"
@@ -43,6 +44,7 @@ StepResult TrainStep::run(const std::vector<Batch>& micro_batches,
   const double inv_total = total > 0 ? 1.0 / static_cast<double>(total) : 0.0;
 
   // 2. Forward/backward, gradients accumulating in the flat buffers.
+  const int64_t bytes_before = options_.comm != nullptr ? options_.comm->bytes_sent() : 0;
   params_.zero_grad();
   {
     at::NoGradGuard no_grad;
@@ -80,6 +82,7 @@ StepResult TrainStep::run(const std::vector<Batch>& micro_batches,
     for (const auto& [slot, row_numel] : options_.row_sparse)
       options_.reducer->reduce_rows(slot, row_numel, rows_in_use_);
   }
+  if (options_.comm != nullptr) result.comm_bytes = options_.comm->bytes_sent() - bytes_before;
   // After finish(): nothing may touch a bucket while its all-reduce runs (the reducer's hooks
   // already put back any gradient autograd replaced before sending it).
   if (const size_t fixed = params_.rebind_grads(); fixed > 0) {

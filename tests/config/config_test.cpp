@@ -90,6 +90,18 @@ TEST(Config, BadChoiceSuggests) {
       << msg;
 }
 
+// dist.grad_comm_dtype (issue 20, item 5): fp32 by default, bf16 accepted, anything else named.
+TEST(Config, GradCommDtype) {
+  EXPECT_EQ(parse_config(kMinimal, "cfg.yaml").dist.grad_comm_dtype, "fp32");
+  EXPECT_EQ(parse_config(std::string(kMinimal) + "dist:\n  grad_comm_dtype: bf16\n", "cfg.yaml")
+                .dist.grad_comm_dtype,
+            "bf16");
+  const std::string msg = error_of(std::string(kMinimal) + "dist:\n  grad_comm_dtype: fp16\n");
+  EXPECT_NE(msg.find("dist.grad_comm_dtype: 'fp16' is not one of: fp32, bf16"), std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("cfg.yaml:"), std::string::npos) << msg;
+}
+
 // Enum-valued keys are parsed once into enums (config/schema.h); a wrong word names the key,
 // the words and the closest one; the resolved YAML writes the words back.
 TEST(Config, EnumKeysParseIntoEnumsAndRoundTrip) {
