@@ -55,8 +55,10 @@ void parse_scalar(const Node& n, const std::string& path, ResumeFrom& out) {
 std::string type_name(const ResumeFrom&) { return "string"; }
 
 // Chunked cross entropy by default: the same loss within float rounding, no slower, and the
-// [tokens x vocab] logits never exist (docs/performance.md, "Chunked cross entropy").
-const int64_t kDefaultLossChunkRows = 0;
+// [tokens x vocab] logits never exist; 256 rows keep a chunk's logits small (128 MB at vocabulary
+// 128,256) while each chunk's matmul stays large (256 x d_model x V) (docs/performance.md,
+// "Chunked cross entropy").
+const int64_t kDefaultLossChunkRows = 256;
 
 std::string config_text(const ActivationCheckpointing& a) {
   if (a.every_k == 0) return "none";
