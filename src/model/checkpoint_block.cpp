@@ -37,11 +37,11 @@ namespace {
 // numbers) and clears the cast cache afterwards, as train/precision.h's AutocastScope does.
 struct Closure : torch::CustomClassHolder {
   BlockFn block;
-  std::vector<at::Tensor> inputs;   // detached; may hold undefined tensors
+  std::vector<at::Tensor> inputs;  // detached; may hold undefined tensors
   std::vector<bool> input_needs_grad;
-  std::vector<size_t> input_slot;   // slot of input i among the node's tensors (defined ones)
-  std::vector<at::Tensor> params;   // the leaves themselves
-  at::Tensor rng_state;             // of the default generator of the inputs' device
+  std::vector<size_t> input_slot;  // slot of input i among the node's tensors (defined ones)
+  std::vector<at::Tensor> params;  // the leaves themselves
+  at::Tensor rng_state;            // of the default generator of the inputs' device
   at::Device device = at::kCPU;
   bool autocast = false;
   at::ScalarType autocast_dtype = at::kBFloat16;
@@ -67,8 +67,9 @@ class CheckpointedBlock : public torch::autograd::Function<CheckpointedBlock> {
                                                  torch::autograd::variable_list grads) {
     auto it = ctx->saved_data.find("closure");
     if (it == ctx->saved_data.end())
-      throw RuntimeFailure("checkpointed block: back-propagated twice (no retain_graph with "
-                           "train.activation_checkpointing)");
+      throw RuntimeFailure(
+          "checkpointed block: back-propagated twice (no retain_graph with "
+          "train.activation_checkpointing)");
     auto closure = c10::static_intrusive_pointer_cast<Closure>(it->second.toCapsule());
     ctx->saved_data.erase(it);
     Closure& c = *closure;
@@ -80,8 +81,8 @@ class CheckpointedBlock : public torch::autograd::Function<CheckpointedBlock> {
     if (!grads[0].defined()) return result;
 
     std::vector<at::Tensor> leaves(n_in);
-    std::vector<at::Tensor> wrt;          // what grad() differentiates against
-    std::vector<size_t> wrt_slot;         // its slot in `result`
+    std::vector<at::Tensor> wrt;   // what grad() differentiates against
+    std::vector<size_t> wrt_slot;  // its slot in `result`
     for (size_t i = 0; i < n_in; ++i) {
       if (!c.inputs[i].defined()) continue;
       leaves[i] = c.inputs[i].detach().requires_grad_(c.input_needs_grad[i]);

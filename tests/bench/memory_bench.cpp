@@ -61,7 +61,8 @@ int main(int argc, char** argv) {
   try {
     if (mode == "loss" && argc == 8) {
       const std::string variant = argv[2];
-      const int64_t vocab = std::atoll(argv[3]), rows = std::atoll(argv[4]), c = std::atoll(argv[5]);
+      const int64_t vocab = std::atoll(argv[3]), rows = std::atoll(argv[4]),
+                    c = std::atoll(argv[5]);
       const int64_t chunk = std::atoll(argv[6]), repeats = std::atoll(argv[7]);
       const at::Tensor hidden = (at::randn({1, rows, c}) * 0.5).requires_grad_(true);
       const at::Tensor weight = (at::randn({vocab, c}) * 0.02).requires_grad_(true);
@@ -108,9 +109,9 @@ int main(int argc, char** argv) {
         const double t0 = now_s();
         pft::LossSums sums;
         if (loss_chunk > 0) {
-          sums = pft::chunked_cross_entropy(model->forward_hidden(batch.input_ids,
-                                                                  batch.position_ids, {}),
-                                            model->output_weight(), batch, 0, loss_chunk);
+          sums = pft::chunked_cross_entropy(
+              model->forward_hidden(batch.input_ids, batch.position_ids, {}),
+              model->output_weight(), batch, 0, loss_chunk);
         } else {
           at::Tensor logits = model->forward(batch.input_ids, batch.position_ids, {});
           sums = pft::masked_cross_entropy(logits, batch, 0, true);

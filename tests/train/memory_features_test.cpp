@@ -56,7 +56,8 @@ struct Rig {
   Batch batch;
   std::map<std::string, at::Tensor> trainable;
 
-  Rig(const std::string& family, bool tied, const std::string& method) : model(spec_of(family, tied)) {
+  Rig(const std::string& family, bool tied, const std::string& method)
+      : model(spec_of(family, tied)) {
     model->reset_parameters(3);
     model->train();
     at::manual_seed(11);
@@ -144,8 +145,7 @@ void expect_same_grads(const std::map<std::string, at::Tensor>& want,
 
 // ---- Chunked cross entropy ---------------------------------------------------------------
 
-class ChunkedLoss
-    : public ::testing::TestWithParam<std::tuple<std::string, bool, std::string>> {};
+class ChunkedLoss : public ::testing::TestWithParam<std::tuple<std::string, bool, std::string>> {};
 
 TEST_P(ChunkedLoss, EqualsTheFusedLossAndItsGradients) {
   const auto& [family, tied, method] = GetParam();
@@ -160,8 +160,8 @@ TEST_P(ChunkedLoss, EqualsTheFusedLossAndItsGradients) {
   const auto want = rig.grads();
   rig.zero_grad();
   at::manual_seed(21);
-  const LossSums chunked = chunked_cross_entropy(rig.hidden(), rig.model->output_weight(),
-                                                 rig.batch, kTasks, chunk);
+  const LossSums chunked =
+      chunked_cross_entropy(rig.hidden(), rig.model->output_weight(), rig.batch, kTasks, chunk);
   chunked.loss_sum.backward();
   EXPECT_LE(relative(fused.loss_sum, chunked.loss_sum), 1e-6);
   EXPECT_LE(relative(fused.task_loss_sum, chunked.task_loss_sum), 1e-6);
@@ -169,21 +169,25 @@ TEST_P(ChunkedLoss, EqualsTheFusedLossAndItsGradients) {
   expect_same_grads(want, rig.grads(), 1e-6);
   // Tied: the output projection's gradient went into the embedding's own .grad.
   if (method == "full" && tied) {
-    EXPECT_TRUE(rig.model->output_weight().is_same(rig.model->named_parameters()[
-        family == "gpt2" ? "transformer.wte.weight" : "model.embed_tokens.weight"]));
+    EXPECT_TRUE(rig.model->output_weight().is_same(
+        rig.model->named_parameters()[family == "gpt2" ? "transformer.wte.weight"
+                                                       : "model.embed_tokens.weight"]));
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    FamiliesAndHeads, ChunkedLoss,
-    ::testing::Values(std::make_tuple("gpt2", true, "full"), std::make_tuple("gpt2", false, "full"),
-                      std::make_tuple("llama", true, "full"), std::make_tuple("llama", false, "full"),
-                      std::make_tuple("gpt2", true, "prompt"), std::make_tuple("llama", false, "lora"),
-                      std::make_tuple("llama", true, "prefix")),
-    [](const auto& info) {
-      return std::get<0>(info.param) + (std::get<1>(info.param) ? "_tied_" : "_untied_") +
-             std::get<2>(info.param);
-    });
+INSTANTIATE_TEST_SUITE_P(FamiliesAndHeads, ChunkedLoss,
+                         ::testing::Values(std::make_tuple("gpt2", true, "full"),
+                                           std::make_tuple("gpt2", false, "full"),
+                                           std::make_tuple("llama", true, "full"),
+                                           std::make_tuple("llama", false, "full"),
+                                           std::make_tuple("gpt2", true, "prompt"),
+                                           std::make_tuple("llama", false, "lora"),
+                                           std::make_tuple("llama", true, "prefix")),
+                         [](const auto& info) {
+                           return std::get<0>(info.param) +
+                                  (std::get<1>(info.param) ? "_tied_" : "_untied_") +
+                                  std::get<2>(info.param);
+                         });
 
 TEST(ChunkedLossBf16, MatchesTheFusedLossWithinBf16Rounding) {
   Rig rig("llama", false, "full");
@@ -258,15 +262,14 @@ TEST_P(Checkpointing, GradientsEqualTheUncheckpointedRun) {
   EXPECT_EQ(stream_plain, stream_checkpointed) << "the recomputation left the RNG elsewhere";
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    FamiliesAndMethods, Checkpointing,
-    ::testing::Combine(::testing::Values("gpt2", "llama"),
-                       ::testing::Values("full", "prompt", "prefix", "lora"),
-                       ::testing::Values(int64_t{1}, int64_t{2})),
-    [](const auto& info) {
-      return std::get<0>(info.param) + "_" + std::get<1>(info.param) +
-             (std::get<2>(info.param) == 1 ? "_all" : "_every_k_2");
-    });
+INSTANTIATE_TEST_SUITE_P(FamiliesAndMethods, Checkpointing,
+                         ::testing::Combine(::testing::Values("gpt2", "llama"),
+                                            ::testing::Values("full", "prompt", "prefix", "lora"),
+                                            ::testing::Values(int64_t{1}, int64_t{2})),
+                         [](const auto& info) {
+                           return std::get<0>(info.param) + "_" + std::get<1>(info.param) +
+                                  (std::get<2>(info.param) == 1 ? "_all" : "_every_k_2");
+                         });
 
 TEST(CheckpointingNoGrad, EvaluationIsUnchanged) {
   Rig rig("llama", false, "full");
@@ -280,20 +283,25 @@ TEST(CheckpointingNoGrad, EvaluationIsUnchanged) {
 // ---- Config keys -------------------------------------------------------------------------
 
 Config with_train(const std::string& extra, const std::vector<std::string>& overrides = {}) {
-  return parse_config("train:\n  steps: 1\n  global_batch_size: 1\n  lr: 0.001\n" + extra,
-                      "t.yaml", overrides);
+  return parse_config("train:\n  steps: 1\n  global_batch_size: 1\n  lr: 0.001\n" + extra, "t.yaml",
+                      overrides);
 }
 
 TEST(MemoryConfig, ParsesCheckpointingForms) {
   EXPECT_EQ(with_train("").train.activation_checkpointing.every_k, 0);
-  EXPECT_EQ(with_train("  activation_checkpointing: none\n").train.activation_checkpointing.every_k, 0);
-  EXPECT_EQ(with_train("  activation_checkpointing: all\n").train.activation_checkpointing.every_k, 1);
+  EXPECT_EQ(with_train("  activation_checkpointing: none\n").train.activation_checkpointing.every_k,
+            0);
+  EXPECT_EQ(with_train("  activation_checkpointing: all\n").train.activation_checkpointing.every_k,
+            1);
   EXPECT_EQ(with_train("  activation_checkpointing: {every_k: 3}\n")
-                .train.activation_checkpointing.every_k, 3);
+                .train.activation_checkpointing.every_k,
+            3);
   EXPECT_EQ(with_train("  activation_checkpointing:\n    every_k: 2\n")
-                .train.activation_checkpointing.every_k, 2);
+                .train.activation_checkpointing.every_k,
+            2);
   EXPECT_EQ(with_train("", {"train.activation_checkpointing=every_k:4"})
-                .train.activation_checkpointing.every_k, 4);
+                .train.activation_checkpointing.every_k,
+            4);
   EXPECT_EQ(with_train("  loss_chunk_rows: 512\n").train.loss_chunk_rows, 512);
   // The resolved config round-trips.
   const Config c = with_train("  activation_checkpointing: {every_k: 3}\n");
@@ -313,10 +321,9 @@ TEST(MemoryConfig, RefusesBadValuesNamingTheKey) {
     }
     return std::string("(accepted)");
   };
-  for (const char* bad : {"  activation_checkpointing: some\n",
-                                 "  activation_checkpointing: {every_k: 0}\n",
-                                 "  activation_checkpointing: {every: 2}\n",
-                                 "  loss_chunk_rows: -1\n"}) {
+  for (const char* bad :
+       {"  activation_checkpointing: some\n", "  activation_checkpointing: {every_k: 0}\n",
+        "  activation_checkpointing: {every: 2}\n", "  loss_chunk_rows: -1\n"}) {
     const std::string m = message(bad);
     EXPECT_NE(m.find("train."), std::string::npos) << bad << " -> " << m;
     EXPECT_NE(m.find("t.yaml"), std::string::npos) << bad << " -> " << m;
