@@ -54,6 +54,50 @@ void parse_scalar(const Node& n, const std::string& path, ResumeFrom& out) {
 
 std::string type_name(const ResumeFrom&) { return "string"; }
 
+// Chunked cross entropy by default: the same loss within float rounding, no slower, and the
+// [tokens x vocab] logits never exist; 256 rows keep a chunk's logits small (128 MB at vocabulary
+// 128,256) while each chunk's matmul stays large (256 x d_model x V) (docs/performance.md,
+// "Chunked cross entropy").
+const int64_t kDefaultLossChunkRows = 256;
+
+std::string config_text(const ActivationCheckpointing& a) {
+  if (a.every_k == 0) return "none";
+  if (a.every_k == 1) return "all";
+  return fmt::format("every_k: {}", a.every_k);
+}
+
+void parse_scalar(const Node& n, const std::string& path, ActivationCheckpointing& out) {
+  constexpr const char* kForms = "use `none`, `all` or `{every_k: N}` (N >= 1; `every_k:N` with --set)";
+  const auto every_k = [&](const Node& value, const std::string& where) {
+    int64_t k = 0;
+    config::parse_scalar(value, where, k);
+    if (k < 1) config::fail(value.source(), where, fmt::format("must be at least 1, got {}", k));
+    out = ActivationCheckpointing{k};
+  };
+  if (n.is_map()) {
+    const Node* k = n.find("every_k");
+    if (k == nullptr || n.entries().size() != 1)
+      config::fail(n.source(), path, fmt::format("a mapping here holds one key, every_k; {}", kForms));
+    every_k(*k, path + ".every_k");
+    return;
+  }
+  std::string text;
+  config::parse_scalar(n, path, text);
+  if (text == "none") {
+    out = ActivationCheckpointing{};
+  } else if (text == "all") {
+    out = ActivationCheckpointing{1};
+  } else if (text.rfind("every_k:", 0) == 0) {
+    std::string number = text.substr(8);
+    number.erase(0, number.find_first_not_of(' '));
+    every_k(Node::scalar(number, n.source()), path);
+  } else {
+    config::fail(n.source(), path, fmt::format("`{}` is not a checkpointing choice; {}", text, kForms));
+  }
+}
+
+std::string type_name(const ActivationCheckpointing&) { return "string or {every_k: int}"; }
+
 int64_t resolved_kv_heads(const ModelConfig& m) { return m.n_kv_heads > 0 ? m.n_kv_heads : m.n_heads; }
 
 int64_t resolved_d_ff(const ModelConfig& m) {

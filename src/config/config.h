@@ -67,6 +67,23 @@ std::string config_text(const ResumeFrom& r);
 void parse_scalar(const config::Node& n, const std::string& path, ResumeFrom& out);
 std::string type_name(const ResumeFrom&);
 
+// train.activation_checkpointing: `none`, `all`, or `every_k: N` (a mapping; `every_k:N` as text
+// for --set): the blocks whose index is a multiple of N keep only their input and are recomputed
+// in backward (model/checkpoint_block.h). `all` is every_k 1.
+struct ActivationCheckpointing {
+  int64_t every_k = 0;  // 0 = none
+
+  bool operator==(const ActivationCheckpointing&) const = default;
+  bool checkpoints(int64_t block) const { return every_k > 0 && block % every_k == 0; }
+};
+// "none", "all" or "every_k: N".
+std::string config_text(const ActivationCheckpointing& a);
+void parse_scalar(const config::Node& n, const std::string& path, ActivationCheckpointing& out);
+std::string type_name(const ActivationCheckpointing&);
+
+// Default of train.loss_chunk_rows (defined in config.cpp, so that changing it rebuilds one file).
+extern const int64_t kDefaultLossChunkRows;
+
 struct RunConfig {
   std::string dir = "runs/default";
   int64_t seed = 1234;
@@ -122,6 +139,8 @@ struct TrainConfig {
   Precision precision = Precision::kFp32;
   std::vector<std::string> no_decay = {"bias", "norm", "ln_", "wte", "wpe", "embed_tokens"};
   ResumeFrom resume;
+  int64_t loss_chunk_rows = kDefaultLossChunkRows;  // 0 = the fused loss over full logits
+  ActivationCheckpointing activation_checkpointing;
 };
 
 struct PeftConfig {
@@ -279,6 +298,8 @@ void describe(V& v, TrainConfig& c) {
   v.field("precision", c.precision, "Compute precision: fp32, or bf16 / fp16 autocast with fp32 master weights (fp16 adds dynamic loss scaling).");
   v.field("no_decay", c.no_decay, "Parameters whose name contains any of these substrings get no weight decay.");
   v.field("resume", c.resume, "`none`, `auto` (newest valid checkpoint in run.dir) or a checkpoint path.");
+  v.field("loss_chunk_rows", c.loss_chunk_rows, "Cross entropy over chunks of this many target rows, fused with the output projection, so the [tokens x vocab] logits never exist (rows without a target get no logits at all); 0 = full logits and the fused loss. Same loss and gradients within float rounding (docs/performance.md, \"Chunked cross entropy\").", at_least(0));
+  v.field("activation_checkpointing", c.activation_checkpointing, "Recompute transformer blocks in backward instead of keeping their activations: `none`, `all`, or `{every_k: N}` (the blocks whose index is a multiple of N; `every_k:N` with --set). Same gradients; costs about one more forward (docs/performance.md, \"Activation checkpointing\").");
 }
 
 template <class V>

@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "core/format.h"
 #include "model/adapters.h"
+#include "model/checkpoint_block.h"
 #include "model/kv_cache.h"
 
 namespace pft {
@@ -390,6 +391,18 @@ torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos,
   return x * cos + rotate_half(x) * sin;
 }
 
+// The leaves a block reads (model/checkpoint_block.h): its weights and biases, and the LoRA
+// matrices attached to its projections.
+std::vector<torch::Tensor> block_leaves(torch::nn::Module& block) {
+  std::vector<torch::Tensor> out = block.parameters();
+  for (const auto& m : block.modules())
+    if (auto* w = dynamic_cast<detail::Weights*>(m.get()); w != nullptr && w->lora_a.defined()) {
+      out.push_back(w->lora_a);
+      out.push_back(w->lora_b);
+    }
+  return out;
+}
+
 }  // namespace
 
 // Note [prefix attention]
@@ -400,12 +413,12 @@ torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos,
 // attention, so blocks no token used get exactly zero gradient.
 namespace {
 
-std::pair<torch::Tensor, torch::Tensor> with_prefix(const torch::Tensor& prefix, size_t layer,
+// `prefix` (2, KV, P, D): one layer's prefix keys and values.
+std::pair<torch::Tensor, torch::Tensor> with_prefix(const torch::Tensor& prefix,
                                                     const torch::Tensor& k, const torch::Tensor& v) {
-  const auto l = static_cast<int64_t>(layer);
   const auto b = k.size(0);
-  auto pk = prefix[l][0].to(k.scalar_type()).unsqueeze(0);  // (1, KV, P, D)
-  auto pv = prefix[l][1].to(v.scalar_type()).unsqueeze(0);
+  auto pk = prefix[0].to(k.scalar_type()).unsqueeze(0);  // (1, KV, P, D)
+  auto pv = prefix[1].to(v.scalar_type()).unsqueeze(0);
   pk = pk.expand({b, pk.size(1), pk.size(2), pk.size(3)});
   pv = pv.expand({b, pv.size(1), pv.size(2), pv.size(3)});
   return {at::cat({pk, k}, 2), at::cat({pv, v}, 2)};
@@ -497,6 +510,7 @@ torch::Tensor TransformerImpl::forward(const torch::Tensor& input_ids,
     throw InputError(fmt::format("sequence of {} tokens exceeds model.max_seq_len = {}",
                                  input_ids.size(1), spec_.max_seq_len));
   AttentionPlan plan;
+  plan.hidden_only = hidden_only_;
   if (doc_ids.defined() && doc_ids.numel() > 0) {
     if (!doc_ids.sizes().equals(input_ids.sizes()))
       throw InputError("model doc_ids must be empty or have the shape of input_ids (B, T)");
@@ -530,6 +544,26 @@ torch::Tensor TransformerImpl::forward(const torch::Tensor& input_ids,
   const auto shifted = position_ids + n;
   return spec_.family == ModelFamily::Gpt2 ? gpt2_forward(input_ids, shifted, plan)
                                            : llama_forward(input_ids, shifted, plan);
+}
+
+torch::Tensor TransformerImpl::forward_hidden(const torch::Tensor& input_ids,
+                                              const torch::Tensor& position_ids,
+                                              const torch::Tensor& doc_ids,
+                                              const torch::Tensor& task_ids) {
+  hidden_only_ = true;
+  try {
+    torch::Tensor hidden = forward(input_ids, position_ids, doc_ids, task_ids);
+    hidden_only_ = false;
+    return hidden;
+  } catch (...) {
+    hidden_only_ = false;
+    throw;
+  }
+}
+
+const torch::Tensor& TransformerImpl::output_weight() const {
+  if (lm_head_) return lm_head_->weight;
+  return spec_.family == ModelFamily::Gpt2 ? gpt2_->wte->weight : llama_->embed_tokens->weight;
 }
 
 // Note [cached attention]
@@ -582,32 +616,49 @@ torch::Tensor TransformerImpl::forward_cached(const torch::Tensor& input_ids,
 torch::Tensor TransformerImpl::gpt2_forward(const torch::Tensor& input_ids,
                                             const torch::Tensor& position_ids,
                                             const AttentionPlan& plan) {
-  const int64_t c = spec_.d_model, h = spec_.n_heads, d = spec_.head_dim;
+  const int64_t c = spec_.d_model;
   const auto& body = *gpt2_;
   auto x = embed(body.wte->weight, input_ids) +
            at::embedding(body.wpe->weight, position_ids);  // (B, T, C)
+  const bool training = is_training();
   for (size_t layer = 0; layer < body.blocks.size(); ++layer) {
-    const auto& block = body.blocks[layer];
-    const auto& attn = *block->attn;
-    const auto& mlp = *block->mlp;
-    // Conv1D weights are (in, out): .t() gives at::linear its (out, in) view, no copy.
-    auto y = at::layer_norm(x, {c}, block->ln_1->weight, block->ln_1->bias, spec_.norm_eps);
-    const bool training = is_training();
-    auto qkv = project(y, *attn.c_attn, true, training).split(c, -1);
-    auto k = split_heads(qkv[1], h, d), v = split_heads(qkv[2], h, d);
-    if (plan.cache != nullptr)
-      std::tie(k, v) = plan.cache->append(static_cast<int64_t>(layer), k, v);
-    if (plan.prefix.defined()) std::tie(k, v) = with_prefix(plan.prefix, layer, k, v);
-    auto a = attend(split_heads(qkv[0], h, d), k, v, plan.mask, plan.causal,
-                    plan.cache != nullptr);  // (B, H, T, D)
-    x = x + project(merge_heads(a), *attn.c_proj, true, training);
-    y = at::layer_norm(x, {c}, block->ln_2->weight, block->ln_2->bias, spec_.norm_eps);
-    y = at::gelu(project(y, *mlp.c_fc, true, training), "tanh");  // (B, T, F)
-    x = x + project(y, *mlp.c_proj, true, training);
+    // Captures by value: a checkpointed block runs again in backward, after forward returned.
+    auto run = [this, layer, plan, training](const std::vector<torch::Tensor>& in) {
+      return gpt2_block(layer, in[0], in[1], plan, training);
+    };
+    const torch::Tensor prefix = plan.prefix.defined() ? plan.prefix[layer] : torch::Tensor();
+    if (plan.cache == nullptr && checkpointing_.checkpoints(static_cast<int64_t>(layer)))
+      x = checkpoint_block(run, {x, prefix}, block_leaves(*body.blocks[layer]));
+    else
+      x = run({x, prefix});
   }
   if (plan.last_only) x = x.narrow(1, x.size(1) - 1, 1);
   x = at::layer_norm(x, {c}, body.ln_f->weight, body.ln_f->bias, spec_.norm_eps);
+  if (plan.hidden_only) return x;                                       // (B, T, C)
   return at::linear(x, lm_head_ ? lm_head_->weight : body.wte->weight);  // (B, T, V)
+}
+
+torch::Tensor TransformerImpl::gpt2_block(size_t layer, const torch::Tensor& input,
+                                          const torch::Tensor& prefix, const AttentionPlan& plan,
+                                          bool training) {
+  const int64_t c = spec_.d_model, h = spec_.n_heads, d = spec_.head_dim;
+  const auto& block = gpt2_->blocks[layer];
+  const auto& attn = *block->attn;
+  const auto& mlp = *block->mlp;
+  torch::Tensor x = input;
+  // Conv1D weights are (in, out): .t() gives at::linear its (out, in) view, no copy.
+  auto y = at::layer_norm(x, {c}, block->ln_1->weight, block->ln_1->bias, spec_.norm_eps);
+  auto qkv = project(y, *attn.c_attn, true, training).split(c, -1);
+  auto k = split_heads(qkv[1], h, d), v = split_heads(qkv[2], h, d);
+  if (plan.cache != nullptr)
+    std::tie(k, v) = plan.cache->append(static_cast<int64_t>(layer), k, v);
+  if (prefix.defined()) std::tie(k, v) = with_prefix(prefix, k, v);
+  auto a = attend(split_heads(qkv[0], h, d), k, v, plan.mask, plan.causal,
+                  plan.cache != nullptr);  // (B, H, T, D)
+  x = x + project(merge_heads(a), *attn.c_proj, true, training);
+  y = at::layer_norm(x, {c}, block->ln_2->weight, block->ln_2->bias, spec_.norm_eps);
+  y = at::gelu(project(y, *mlp.c_fc, true, training), "tanh");  // (B, T, F)
+  return x + project(y, *mlp.c_proj, true, training);
 }
 
 std::pair<torch::Tensor, torch::Tensor> TransformerImpl::rope_cos_sin(
@@ -626,33 +677,51 @@ std::pair<torch::Tensor, torch::Tensor> TransformerImpl::rope_cos_sin(
 torch::Tensor TransformerImpl::llama_forward(const torch::Tensor& input_ids,
                                              const torch::Tensor& position_ids,
                                              const AttentionPlan& plan) {
-  const int64_t h = spec_.n_heads, kv = spec_.n_kv_heads, d = spec_.head_dim;
-  const double eps = spec_.norm_eps;
   const auto& body = *llama_;
   auto x = embed(body.embed_tokens->weight, input_ids);  // (B, T, C)
   const auto [cos, sin] = rope_cos_sin(position_ids, x.scalar_type());
+  const bool training = is_training();
   for (size_t layer = 0; layer < body.blocks.size(); ++layer) {
-    const auto& block = body.blocks[layer];
-    const auto& attn = *block->self_attn;
-    const auto& mlp = *block->mlp;
-    const bool training = is_training();
-    auto y = rms_norm(x, block->input_layernorm->weight, eps);
-    auto q = apply_rope(split_heads(project(y, *attn.q_proj, false, training), h, d), cos, sin);
-    auto k = apply_rope(split_heads(project(y, *attn.k_proj, false, training), kv, d), cos, sin);
-    auto v = split_heads(project(y, *attn.v_proj, false, training), kv, d);
-    if (plan.cache != nullptr)
-      std::tie(k, v) = plan.cache->append(static_cast<int64_t>(layer), k, v);
-    if (plan.prefix.defined()) std::tie(k, v) = with_prefix(plan.prefix, layer, k, v);
-    auto a = attend(q, k, v, plan.mask, plan.causal, plan.cache != nullptr);  // (B, H, T, D)
-    x = x + project(merge_heads(a), *attn.o_proj, false, training);
-    y = rms_norm(x, block->post_attention_layernorm->weight, eps);
-    auto gated = at::silu(project(y, *mlp.gate_proj, false, training)) *
-                 project(y, *mlp.up_proj, false, training);
-    x = x + project(gated, *mlp.down_proj, false, training);
+    // Captures by value: a checkpointed block runs again in backward, after forward returned.
+    auto run = [this, layer, plan, training, cos = cos,
+                sin = sin](const std::vector<torch::Tensor>& in) {
+      return llama_block(layer, in[0], in[1], cos, sin, plan, training);
+    };
+    const torch::Tensor prefix = plan.prefix.defined() ? plan.prefix[layer] : torch::Tensor();
+    if (plan.cache == nullptr && checkpointing_.checkpoints(static_cast<int64_t>(layer)))
+      x = checkpoint_block(run, {x, prefix}, block_leaves(*body.blocks[layer]));
+    else
+      x = run({x, prefix});
   }
   if (plan.last_only) x = x.narrow(1, x.size(1) - 1, 1);
-  x = rms_norm(x, body.norm->weight, eps);
+  x = rms_norm(x, body.norm->weight, spec_.norm_eps);
+  if (plan.hidden_only) return x;                                                // (B, T, C)
   return at::linear(x, lm_head_ ? lm_head_->weight : body.embed_tokens->weight);  // (B, T, V)
+}
+
+torch::Tensor TransformerImpl::llama_block(size_t layer, const torch::Tensor& input,
+                                           const torch::Tensor& prefix, const torch::Tensor& cos,
+                                           const torch::Tensor& sin, const AttentionPlan& plan,
+                                           bool training) {
+  const int64_t h = spec_.n_heads, kv = spec_.n_kv_heads, d = spec_.head_dim;
+  const double eps = spec_.norm_eps;
+  const auto& block = llama_->blocks[layer];
+  const auto& attn = *block->self_attn;
+  const auto& mlp = *block->mlp;
+  torch::Tensor x = input;
+  auto y = rms_norm(x, block->input_layernorm->weight, eps);
+  auto q = apply_rope(split_heads(project(y, *attn.q_proj, false, training), h, d), cos, sin);
+  auto k = apply_rope(split_heads(project(y, *attn.k_proj, false, training), kv, d), cos, sin);
+  auto v = split_heads(project(y, *attn.v_proj, false, training), kv, d);
+  if (plan.cache != nullptr)
+    std::tie(k, v) = plan.cache->append(static_cast<int64_t>(layer), k, v);
+  if (prefix.defined()) std::tie(k, v) = with_prefix(prefix, k, v);
+  auto a = attend(q, k, v, plan.mask, plan.causal, plan.cache != nullptr);  // (B, H, T, D)
+  x = x + project(merge_heads(a), *attn.o_proj, false, training);
+  y = rms_norm(x, block->post_attention_layernorm->weight, eps);
+  auto gated = at::silu(project(y, *mlp.gate_proj, false, training)) *
+               project(y, *mlp.up_proj, false, training);
+  return x + project(gated, *mlp.down_proj, false, training);
 }
 
 }  // namespace pft

@@ -8,7 +8,7 @@
 //          attention (n_kv_heads), SwiGLU MLP down(silu(gate(x)) * up(x)), no biases,
 //          tied or untied lm_head.
 // Attention goes through at::scaled_dot_product_attention; see Note [document masking] in
-// transformer.cpp. No dropout.
+// transformer.cpp. No dropout (but LoRA dropout on adapter inputs, model/adapters.h).
 //
 // Parameters, names and layout (Note [HF layout]):
 //   named_parameters() returns exactly the names and the order of Hugging Face's
@@ -130,6 +130,22 @@ class TransformerImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& position_ids,
                         const torch::Tensor& doc_ids, const torch::Tensor& task_ids = {});
 
+  // forward() without the output projection: the final hidden states (B, T, C) after the final
+  // norm, for the chunked loss (train/loss.h), which multiplies them by output_weight() chunk by
+  // chunk so that the (B, T, V) logits never exist. Same arguments and errors as forward().
+  torch::Tensor forward_hidden(const torch::Tensor& input_ids, const torch::Tensor& position_ids,
+                               const torch::Tensor& doc_ids, const torch::Tensor& task_ids = {});
+  // The output projection's weight (V, C): lm_head.weight, or the token embedding when tied
+  // (the same tensor, so its gradient lands in the embedding's).
+  const torch::Tensor& output_weight() const;
+
+  // Activation checkpointing (train.activation_checkpointing; model/checkpoint_block.h): the
+  // blocks it selects keep only their input in forward() and run again in backward. Same
+  // outputs and gradients; forward_cached() never checkpoints.
+  void set_activation_checkpointing(ActivationCheckpointing checkpointing) {
+    checkpointing_ = checkpointing;
+  }
+
   // Incremental decoding. Runs input_ids (B, T) at position_ids (B, T), writing their keys and
   // values to `cache` slots [cache.length(), cache.length() + T) and advancing it by T. Each new
   // token attends to the earlier slots the cache marks valid and causally within the chunk.
@@ -170,11 +186,20 @@ class TransformerImpl : public torch::nn::Module {
     KvCache* cache = nullptr;
     bool last_only = false;
     torch::Tensor prefix;  // prefix tuning: (L, 2, KV, P, D) keys/values put before each layer's
+    bool hidden_only = false;  // return the final hidden states (B, T, C), not the logits
   };
   torch::Tensor gpt2_forward(const torch::Tensor& input_ids, const torch::Tensor& position_ids,
                              const AttentionPlan& plan);
   torch::Tensor llama_forward(const torch::Tensor& input_ids, const torch::Tensor& position_ids,
                               const AttentionPlan& plan);
+  // One block: input (B, T, C) -> output (B, T, C); `prefix` (2, KV, P, D) this layer's prefix
+  // keys/values or undefined. A pure function of its arguments, the weights and the RNG (LoRA
+  // dropout), so that a checkpointed block can run again in backward.
+  torch::Tensor gpt2_block(size_t layer, const torch::Tensor& input, const torch::Tensor& prefix,
+                           const AttentionPlan& plan, bool training);
+  torch::Tensor llama_block(size_t layer, const torch::Tensor& input, const torch::Tensor& prefix,
+                            const torch::Tensor& cos, const torch::Tensor& sin,
+                            const AttentionPlan& plan, bool training);
   // RoPE cos/sin (B, 1, T, D) in `dtype`, shared by all layers of one forward.
   std::pair<torch::Tensor, torch::Tensor> rope_cos_sin(const torch::Tensor& position_ids,
                                                        at::ScalarType dtype);
@@ -185,6 +210,8 @@ class TransformerImpl : public torch::nn::Module {
   std::shared_ptr<detail::Weights> lm_head_;  // "lm_head" (untied only)
   torch::Tensor inv_freq_;                    // (D/2) fp32 RoPE frequencies, per device (cache)
   std::shared_ptr<Adapters> adapters_;        // or null
+  ActivationCheckpointing checkpointing_;     // none by default
+  bool hidden_only_ = false;                  // set by forward_hidden() for its forward()
 
   // Token embeddings, virtual tokens (ids >= V) from the prompt table.
   torch::Tensor embed(const torch::Tensor& table, const torch::Tensor& input_ids);

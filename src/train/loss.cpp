@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "core/format.h"
 
 namespace pft {
 
@@ -75,6 +76,114 @@ class FusedCrossEntropy : public torch::autograd::Function<FusedCrossEntropy> {
   }
 };
 
+// Note [chunked cross entropy]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// With the fused loss the (N, V) logits are still the largest tensor of a step (N = B*T rows, V
+// up to 128,256: 2 GB in fp32 for 4,096 rows), and the output projection's backward reads them
+// again as its gradient. Here the output projection and the loss are one node over chunks of
+// rows, and only rows with a target get logits (prompt tokens and padding have loss_mask 0: their
+// gradient is exactly zero in the fused loss too). Per chunk of n rows (h: (n, C) hidden, W: (V, C)):
+//   forward:  z = h W^T (n, V) in matmul_dtype; w = log_softmax(z) in fp32 (in place); nll;
+//             g = weight * (exp(w) - onehot(target)) = d loss / d z, as in the fused node;
+//             d h = g W   (written into the rows of an (N, C) buffer),
+//             d W += g^T h (an fp32 (V, C) accumulator);
+//   backward: scales the two buffers by the incoming gradient (a scalar) and returns them.
+// So the memory is (N x C) + (V x C) plus one chunk's (n x V), instead of N x V (twice, counting
+// the linear's gradient). The alternative - keep only h and recompute z in backward - costs one
+// more (n x V x C) matmul per chunk for the same peak (the chunk's logits), so it does not pay
+// when the gradients are needed anyway. The arithmetic is that of at::linear's forward and
+// backward on the same rows; only the summation order of d W differs (chunk by chunk), hence
+// equal within float rounding, not bitwise. Under autocast the loss runs after the autocast
+// scope closed, so the caller names the matmul dtype (the autocast dtype) instead of relying on
+// thread-local state; the bf16 gradient matmuls add into fp32 per chunk.
+class ChunkedCrossEntropy : public torch::autograd::Function<ChunkedCrossEntropy> {
+ public:
+  // hidden (N, C); weight (V, C); targets (N) int64 in [0, V); mask (N) float32. Returns
+  // {loss_sum (0-dim), nll (N; 0 where mask is 0), not differentiable}.
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx,
+                                                const at::Tensor& hidden, const at::Tensor& weight,
+                                                const at::Tensor& targets, const at::Tensor& mask,
+                                                int64_t chunk_rows, at::ScalarType matmul_dtype) {
+    const bool grad_hidden = hidden.requires_grad(), grad_weight = weight.requires_grad();
+    const at::Tensor rows = mask.ne(0).nonzero().squeeze(1);  // (M) rows with a target
+    const int64_t m = rows.size(0);
+    const auto f32 = hidden.options().dtype(at::kFloat);
+    at::Tensor nll_all = at::zeros({hidden.size(0)}, f32);
+    at::Tensor loss_sum = at::zeros({}, f32);
+    at::Tensor d_hidden = grad_hidden ? at::zeros_like(hidden) : at::Tensor();
+    at::Tensor d_weight = grad_weight ? at::zeros(weight.sizes(), f32) : at::Tensor();
+    const at::Tensor w = weight.detach().to(matmul_dtype);  // (V, C), cast once
+    for (int64_t start = 0; start < m; start += chunk_rows) {
+      const at::Tensor idx = rows.narrow(0, start, std::min(chunk_rows, m - start));
+      const at::Tensor h = hidden.detach().index_select(0, idx).to(matmul_dtype);  // (n, C)
+      at::Tensor work = at::mm(h, w.t());                                           // (n, V)
+      if (work.scalar_type() != at::kFloat) work = work.to(at::kFloat);
+      at::_log_softmax_out(work, work, /*dim=*/1, /*half_to_float=*/false);
+      const at::Tensor index = targets.index_select(0, idx).unsqueeze(1);
+      const at::Tensor nll = work.gather(1, index).squeeze(1).neg_();
+      const at::Tensor row_weight = mask.index_select(0, idx);
+      loss_sum.add_((nll * row_weight).sum());
+      nll_all.index_copy_(0, idx, nll);
+      if (!grad_hidden && !grad_weight) continue;
+      work.exp_();
+      work.scatter_add_(1, index, at::full({work.size(0), 1}, -1.0, work.options()));
+      work.mul_(row_weight.unsqueeze(1));  // g = d loss / d logits (n, V)
+      const at::Tensor g = work.scalar_type() == matmul_dtype ? work : work.to(matmul_dtype);
+      if (grad_hidden) d_hidden.index_copy_(0, idx, at::mm(g, w).to(hidden.scalar_type()));
+      if (grad_weight) {
+        if (matmul_dtype == at::kFloat) d_weight.addmm_(g.t(), h);
+        else d_weight.add_(at::mm(g.t(), h).to(at::kFloat));
+      }
+    }
+    if (grad_hidden) ctx->saved_data["d_hidden"] = d_hidden;
+    if (grad_weight) ctx->saved_data["d_weight"] = d_weight.to(weight.scalar_type());
+    ctx->saved_data["pending"] = true;
+    ctx->mark_non_differentiable({nll_all});
+    return {loss_sum, nll_all};
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto pending = ctx->saved_data.find("pending");
+    if (pending == ctx->saved_data.end())
+      throw RuntimeFailure("chunked_cross_entropy: the loss was back-propagated twice; its "
+                           "gradient buffers are consumed by the first backward (no retain_graph)");
+    ctx->saved_data.erase(pending);
+    const auto take = [&](const char* key) {
+      auto it = ctx->saved_data.find(key);
+      if (it == ctx->saved_data.end()) return at::Tensor();
+      at::Tensor t = it->second.toTensor();
+      ctx->saved_data.erase(it);
+      if (grads[0].defined()) t.mul_(grads[0]);
+      else t.zero_();
+      return t;
+    };
+    at::Tensor d_hidden = take("d_hidden");
+    at::Tensor d_weight = take("d_weight");
+    return {d_hidden, d_weight, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+// The per-task split of `nll` (N, detached; any value where mask is 0) into `out`.
+void add_task_sums(LossSums& out, const at::Tensor& nll, const at::Tensor& mask,
+                   const Batch& batch, int64_t num_tasks) {
+  const auto f32 = at::TensorOptions().dtype(at::kFloat).device(nll.device());
+  if (num_tasks <= 0 || !batch.task_ids.defined() || batch.task_ids.numel() == 0) {
+    out.task_loss_sum = at::zeros({std::max<int64_t>(num_tasks, 0)}, f32);
+    out.task_tokens = at::zeros({std::max<int64_t>(num_tasks, 0)}, f32);
+    return;
+  }
+  at::NoGradGuard no_grad;
+  const at::Tensor masked = nll * mask;
+  // Slot 0 collects tokens of no task (-1) and out-of-range ids; task k goes to slot k + 1.
+  at::Tensor slot = batch.task_ids.reshape({-1}) + 1;
+  slot = slot.masked_fill(slot.gt(num_tasks) | slot.lt(0), 0);
+  at::Tensor loss_by = at::zeros({num_tasks + 1}, f32).index_add_(0, slot, masked);
+  at::Tensor tokens_by = at::zeros({num_tasks + 1}, f32).index_add_(0, slot, mask);
+  out.task_loss_sum = loss_by.narrow(0, 1, num_tasks);
+  out.task_tokens = tokens_by.narrow(0, 1, num_tasks);
+}
+
 }  // namespace
 
 LossSums masked_cross_entropy(const at::Tensor& logits, const Batch& batch, int64_t num_tasks,
@@ -87,21 +196,28 @@ LossSums masked_cross_entropy(const at::Tensor& logits, const Batch& batch, int6
       FusedCrossEntropy::apply(logits.reshape({-1, vocab}), targets, mask, consume_logits);
   LossSums out;
   out.loss_sum = outputs[0];
-  const auto f32 = at::TensorOptions().dtype(at::kFloat).device(logits.device());
-  if (num_tasks <= 0 || !batch.task_ids.defined() || batch.task_ids.numel() == 0) {
-    out.task_loss_sum = at::zeros({std::max<int64_t>(num_tasks, 0)}, f32);
-    out.task_tokens = at::zeros({std::max<int64_t>(num_tasks, 0)}, f32);
-    return out;
-  }
-  at::NoGradGuard no_grad;
-  const at::Tensor masked = outputs[1] * mask;
-  // Slot 0 collects tokens of no task (-1) and out-of-range ids; task k goes to slot k + 1.
-  at::Tensor slot = batch.task_ids.reshape({-1}) + 1;
-  slot = slot.masked_fill(slot.gt(num_tasks) | slot.lt(0), 0);
-  at::Tensor loss_by = at::zeros({num_tasks + 1}, f32).index_add_(0, slot, masked);
-  at::Tensor tokens_by = at::zeros({num_tasks + 1}, f32).index_add_(0, slot, mask);
-  out.task_loss_sum = loss_by.narrow(0, 1, num_tasks);
-  out.task_tokens = tokens_by.narrow(0, 1, num_tasks);
+  add_task_sums(out, outputs[1], mask, batch, num_tasks);
+  return out;
+}
+
+LossSums chunked_cross_entropy(const at::Tensor& hidden, const at::Tensor& weight,
+                               const Batch& batch, int64_t num_tasks, int64_t chunk_rows,
+                               at::ScalarType matmul_dtype) {
+  if (chunk_rows < 1)
+    throw InputError(fmt::format("chunked_cross_entropy: chunk_rows must be at least 1, got {}",
+                                 chunk_rows));
+  if (hidden.dim() != 3 || weight.dim() != 2 || hidden.size(2) != weight.size(1))
+    throw InputError(fmt::format("chunked_cross_entropy: hidden (B, T, C) and weight (V, C) "
+                                 "expected, got ({}) and ({})",
+                                 fmt::join(hidden.sizes(), ", "), fmt::join(weight.sizes(), ", ")));
+  const int64_t vocab = weight.size(0);
+  const at::Tensor targets = batch.targets.reshape({-1}).clamp(0, vocab - 1).to(at::kLong);
+  const at::Tensor mask = batch.loss_mask.reshape({-1}).to(at::kFloat);
+  const torch::autograd::variable_list outputs = ChunkedCrossEntropy::apply(
+      hidden.reshape({-1, hidden.size(2)}), weight, targets, mask, chunk_rows, matmul_dtype);
+  LossSums out;
+  out.loss_sum = outputs[0];
+  add_task_sums(out, outputs[1], mask, batch, num_tasks);
   return out;
 }
 

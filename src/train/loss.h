@@ -31,4 +31,21 @@ struct LossSums {
 LossSums masked_cross_entropy(const at::Tensor& logits, const Batch& batch, int64_t num_tasks,
                               bool consume_logits = false);
 
+// The same sums as masked_cross_entropy(at::linear(hidden, weight), ...) without the (B, T, V)
+// logits (train.loss_chunk_rows; Note [chunked cross entropy] in loss.cpp):
+//   hidden  (B, T, C) the final hidden states (TransformerImpl::forward_hidden), fp32
+//   weight  (V, C) the output projection (TransformerImpl::output_weight(): the embedding when
+//           tied, so its gradient joins the embedding's)
+//   chunk_rows >= 1: rows per chunk, counting only rows whose loss_mask is nonzero (the other rows
+//           get no logits at all)
+//   matmul_dtype: the dtype of the logits matmul and of the gradient matmuls (fp32, or the
+//           autocast dtype: bf16/fp16 as autocast would run at::linear); log-softmax is fp32.
+// One autograd node: its forward also computes d loss / d hidden and d loss / d weight, so its
+// backward is a scale (and it may be back-propagated once). Gradients are computed only for the
+// inputs that require grad. Equal to the fused loss within float rounding (tests/train pin 1e-6
+// relative in fp32). Throws InputError on mismatched shapes or chunk_rows < 1.
+LossSums chunked_cross_entropy(const at::Tensor& hidden, const at::Tensor& weight,
+                               const Batch& batch, int64_t num_tasks, int64_t chunk_rows,
+                               at::ScalarType matmul_dtype = at::kFloat);
+
 }  // namespace pft

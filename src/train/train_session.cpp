@@ -162,6 +162,12 @@ TrainSession::TrainSession(const Config& config_in, const RankEnv& env_in)
   step_options.reducer = reducer.get();
   step_options.device = device;
   step_options.row_sparse = row_sparse;
+  step_options.loss_chunk_rows = tc.loss_chunk_rows;
+  step_options.hidden_forward = [this](const Batch& b) {
+    return std::make_pair(model->forward_hidden(b.input_ids, b.position_ids, b.doc_ids, b.task_ids),
+                          model->output_weight());
+  };
+  model->set_activation_checkpointing(tc.activation_checkpointing);
   train_step = std::make_unique<TrainStep>(
       [this](const Batch& b) {
         return model->forward(b.input_ids, b.position_ids, b.doc_ids, b.task_ids);

@@ -23,6 +23,12 @@ TrainStep::TrainStep(ForwardFn forward, FlatParameters& params, AdamW& optimizer
   report_ = at::zeros({1 + 2 * options.num_tasks}, at::kDouble);
   PFT_ASSERT((options.comm == nullptr) == (options.reducer == nullptr),
              "TrainStepOptions: set both comm and reducer, or neither");
+  PFT_ASSERT(options.loss_chunk_rows == 0 || options.hidden_forward,
+             "TrainStepOptions: loss_chunk_rows needs hidden_forward");
+  // The chunked loss's matmuls run in the dtype autocast gives at::linear.
+  matmul_dtype_ = options.precision == Precision::kBf16   ? at::kBFloat16
+                  : options.precision == Precision::kFp16 ? at::kHalf
+                                                          : at::kFloat;
 }
 
 StepResult TrainStep::run(const std::vector<Batch>& micro_batches,
@@ -57,14 +63,25 @@ StepResult TrainStep::run(const std::vector<Batch>& micro_batches,
     const Batch& batch = micro_batches[m];
     // Only the last backward completes the gradients: earlier ones just accumulate locally.
     if (options_.reducer != nullptr) options_.reducer->prepare_for_backward(m + 1 == micro_batches.size());
-    at::Tensor logits;
-    {
-      AutocastScope autocast(options_.precision, options_.device);
-      logits = forward_(batch);
+    LossSums sums;
+    if (options_.loss_chunk_rows > 0) {
+      std::pair<at::Tensor, at::Tensor> hidden_weight;
+      {
+        AutocastScope autocast(options_.precision, options_.device);
+        hidden_weight = options_.hidden_forward(batch);
+      }
+      sums = chunked_cross_entropy(hidden_weight.first, hidden_weight.second, batch,
+                                   options_.num_tasks, options_.loss_chunk_rows,
+                                   matmul_dtype_);
+    } else {
+      at::Tensor logits;
+      {
+        AutocastScope autocast(options_.precision, options_.device);
+        logits = forward_(batch);
+      }
+      // The logits are dead after the loss: it may reuse their storage (train/loss.h).
+      sums = masked_cross_entropy(logits, batch, options_.num_tasks, /*consume_logits=*/true);
     }
-    // The logits are dead after the loss: it may reuse their storage (train/loss.h).
-    LossSums sums = masked_cross_entropy(logits, batch, options_.num_tasks, /*consume_logits=*/true);
-    logits.reset();
     at::Tensor objective = sums.loss_sum * inv_total;
     if (scaler_) objective = objective * scaler_->scale();
     objective.backward();

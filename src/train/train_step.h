@@ -13,7 +13,8 @@
 //
 // Order of one step (all ranks, same order of collectives):
 //   1. total = allreduce(sum of target tokens)            [collective]
-//   2. zero grads; per micro-batch: forward under autocast, fp32 loss sum, backward of
+//   2. zero grads; per micro-batch: forward under autocast, fp32 loss sum (fused, or chunked
+//      with train.loss_chunk_rows), backward of
 //      sum * scale / total  (scale = fp16 loss scale, else 1); during the last backward the
 //      reducer all-reduces full buckets (SUM)               [collective]
 //   3. reducer.finish(): the remaining buckets, wait for all [collective]; then the rows in use
@@ -40,6 +41,10 @@
 
 namespace pft {
 
+// The chunked loss (train.loss_chunk_rows, train/loss.h): the final hidden states (B, T, C) of one
+// micro-batch and the output projection's weight (V, C); runs under the step's autocast scope.
+using HiddenForwardFn = std::function<std::pair<at::Tensor, at::Tensor>(const Batch&)>;
+
 struct TrainStepOptions {
   double grad_clip = 0.0;  // train.grad_clip; 0 = no clipping (the norm is still computed)
   Precision precision = Precision::kFp32;
@@ -52,6 +57,10 @@ struct TrainStepOptions {
   // Row-sparse tables (comm/reducer.h): (slot, elements per row) of each; their rows in use are
   // given per step by set_rows_in_use().
   std::vector<std::pair<size_t, int64_t>> row_sparse;
+  // train.loss_chunk_rows > 0: the loss is chunked_cross_entropy over hidden_forward's output
+  // (which must then be set) instead of masked_cross_entropy over the ForwardFn's logits.
+  int64_t loss_chunk_rows = 0;
+  HiddenForwardFn hidden_forward;
 };
 
 struct StepResult {
@@ -101,6 +110,7 @@ class TrainStep {
   at::Tensor report_;  // (1 + 2 * num_tasks) float64 on the host: the reporting all-reduce
   int64_t rebound_grads_ = 0;
   std::vector<int64_t> rows_in_use_;
+  at::ScalarType matmul_dtype_ = at::kFloat;  // of the chunked loss (autocast's for at::linear)
 };
 
 }  // namespace pft
