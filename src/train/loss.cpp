@@ -44,7 +44,9 @@ class FusedCrossEntropy : public torch::autograd::Function<FusedCrossEntropy> {
     at::Tensor work;
     if (in_place) {
       work = logits;
-      at::_log_softmax_out(work, work, /*dim=*/1, /*half_to_float=*/false);
+      // In place on the CPU only (Note [fused cross entropy]: not a documented guarantee on CUDA).
+      if (work.is_cpu()) at::_log_softmax_out(work, work, /*dim=*/1, /*half_to_float=*/false);
+      else work = at::_log_softmax(work, /*dim=*/1, /*half_to_float=*/false);
     } else {
       work = at::_log_softmax(logits.to(at::kFloat), /*dim=*/1, /*half_to_float=*/false);
     }
@@ -113,6 +115,11 @@ class ChunkedCrossEntropy : public torch::autograd::Function<ChunkedCrossEntropy
     at::Tensor d_hidden = grad_hidden ? at::zeros_like(hidden) : at::Tensor();
     at::Tensor d_weight = grad_weight ? at::zeros(weight.sizes(), f32) : at::Tensor();
     const at::Tensor w = weight.detach().to(matmul_dtype);  // (V, C), cast once
+    // The gradient matmuls: in the autocast dtype for bf16 (its range holds any d logits), but
+    // in fp32 for fp16, where small probabilities would flush to zero and a frequent target's
+    // d W row could overflow before the loss scale is applied (in backward).
+    const at::ScalarType grad_dtype = matmul_dtype == at::kHalf ? at::kFloat : matmul_dtype;
+    const at::Tensor w_grad = grad_dtype == matmul_dtype ? w : weight.detach().to(grad_dtype);
     for (int64_t start = 0; start < m; start += chunk_rows) {
       const at::Tensor idx = rows.narrow(0, start, std::min(chunk_rows, m - start));
       const at::Tensor h = hidden.detach().index_select(0, idx).to(matmul_dtype);  // (n, C)
@@ -128,11 +135,12 @@ class ChunkedCrossEntropy : public torch::autograd::Function<ChunkedCrossEntropy
       work.exp_();
       work.scatter_add_(1, index, at::full({work.size(0), 1}, -1.0, work.options()));
       work.mul_(row_weight.unsqueeze(1));  // g = d loss / d logits (n, V)
-      const at::Tensor g = work.scalar_type() == matmul_dtype ? work : work.to(matmul_dtype);
-      if (grad_hidden) d_hidden.index_copy_(0, idx, at::mm(g, w).to(hidden.scalar_type()));
+      const at::Tensor g = work.scalar_type() == grad_dtype ? work : work.to(grad_dtype);
+      if (grad_hidden) d_hidden.index_copy_(0, idx, at::mm(g, w_grad).to(hidden.scalar_type()));
       if (grad_weight) {
-        if (matmul_dtype == at::kFloat) d_weight.addmm_(g.t(), h);
-        else d_weight.add_(at::mm(g.t(), h).to(at::kFloat));
+        const at::Tensor hg = h.scalar_type() == grad_dtype ? h : h.to(grad_dtype);
+        if (grad_dtype == at::kFloat) d_weight.addmm_(g.t(), hg);
+        else d_weight.add_(at::mm(g.t(), hg));  // bf16 product added into fp32: no fp32 temporary
       }
     }
     if (grad_hidden) ctx->saved_data["d_hidden"] = d_hidden;

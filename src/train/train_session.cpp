@@ -129,13 +129,13 @@ TrainSession::TrainSession(const Config& config_in, const RankEnv& env_in)
   ReducerOptions reducer_options{config.dist.bucket_cap_mb, config.dist.first_bucket_mb, {}};
   if (config.dist.grad_comm_dtype == "bf16") {
     // The NCCL backend has no float32-accumulating reduce-scatter of bf16 yet (NCCL's own sums
-    // in bf16): refuse rather than silently accumulate in bf16.
-    if (comm->backend_name() != "mpi")
+    // in bf16): refuse rather than silently accumulate in bf16. One rank communicates nothing.
+    if (comm->backend_name() != "mpi" && env.world_size > 1)
       throw InputError(fmt::format(
           "dist.grad_comm_dtype: bf16 is implemented for the MPI backend only (this run uses "
           "{}); set dist.grad_comm_dtype: fp32, or dist.backend: mpi",
           comm->backend_name()));
-    reducer_options.grad_comm_dtype = at::kBFloat16;
+    if (comm->backend_name() == "mpi") reducer_options.grad_comm_dtype = at::kBFloat16;
   }
   if (tasks)
     for (size_t i = 0; i < params->slots().size(); ++i)

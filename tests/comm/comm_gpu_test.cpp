@@ -17,6 +17,7 @@
 #include "config/config.h"
 #include "core/error.h"
 #include "core/rank_env.h"
+#include "mpi_test_env.h"
 #ifdef PFT_HAVE_CUDA
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -27,10 +28,7 @@
 namespace pft {
 namespace {
 
-const RankEnv& env() {
-  static const RankEnv e = discover_rank_env({});
-  return e;
-}
+using test::env;
 
 bool have_gpu() { return torch::cuda::is_available(); }
 

@@ -9,25 +9,16 @@
 #include "comm_cases.h"
 #include "config/config.h"
 #include "core/rank_env.h"
+#include "mpi_test_env.h"
 
 namespace pft {
 namespace {
 
-// Discovered on first use, which is collective: every rank runs the same tests in order.
-const RankEnv& env() {
-  static const RankEnv e = discover_rank_env({});
-  return e;
-}
+using test::env;
 
 class MpiComm : public ::testing::TestWithParam<MpiProgressMode> {
  protected:
-  std::unique_ptr<MpiCommunicator> make() {
-    DistConfig dist;
-    dist.timeout_s = 120;
-    MpiProgressOptions progress;
-    progress.mode = GetParam();
-    return std::make_unique<MpiCommunicator>(env(), dist, progress);
-  }
+  std::unique_ptr<MpiCommunicator> make() { return test::make_mpi_communicator(GetParam()); }
   const at::Device cpu_{at::kCPU};
 };
 

@@ -21,6 +21,7 @@
 #include "comm/mpi_communicator.h"
 #include "config/config.h"
 #include "core/rank_env.h"
+#include "mpi_test_env.h"
 #include "reducer_cases.h"
 
 namespace pft {
@@ -28,20 +29,11 @@ namespace {
 
 using namespace reducer_cases;
 
-const RankEnv& env() {
-  static const RankEnv e = discover_rank_env({});
-  return e;
-}
+using test::env;
 
 class GradCommTest : public ::testing::TestWithParam<MpiProgressMode> {
  protected:
-  std::unique_ptr<MpiCommunicator> make() {
-    DistConfig dist;
-    dist.timeout_s = 120;
-    MpiProgressOptions progress;
-    progress.mode = GetParam();
-    return std::make_unique<MpiCommunicator>(env(), dist, progress);
-  }
+  std::unique_ptr<MpiCommunicator> make() { return test::make_mpi_communicator(GetParam()); }
 };
 
 // Rank r's gradient of parameter i at `step`: random, magnitudes spread over a few decades, not

@@ -12,6 +12,7 @@
 #include "comm/mpi_communicator.h"
 #include "config/config.h"
 #include "core/rank_env.h"
+#include "mpi_test_env.h"
 #include "reducer_cases.h"
 #ifdef PFT_HAVE_CUDA
 #include "comm/nccl_communicator.h"
@@ -22,10 +23,7 @@ namespace {
 
 using namespace reducer_cases;
 
-const RankEnv& env() {
-  static const RankEnv e = discover_rank_env({});
-  return e;
-}
+using test::env;
 
 bool have_gpu() { return torch::cuda::is_available(); }
 

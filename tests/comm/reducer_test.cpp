@@ -9,6 +9,7 @@
 #include "comm/mpi_communicator.h"
 #include "config/config.h"
 #include "core/rank_env.h"
+#include "mpi_test_env.h"
 #include "reducer_cases.h"
 
 namespace pft {
@@ -16,20 +17,11 @@ namespace {
 
 using namespace reducer_cases;
 
-const RankEnv& env() {
-  static const RankEnv e = discover_rank_env({});
-  return e;
-}
+using test::env;
 
 class ReducerTest : public ::testing::TestWithParam<MpiProgressMode> {
  protected:
-  std::unique_ptr<MpiCommunicator> make() {
-    DistConfig dist;
-    dist.timeout_s = 120;
-    MpiProgressOptions progress;
-    progress.mode = GetParam();
-    return std::make_unique<MpiCommunicator>(env(), dist, progress);
-  }
+  std::unique_ptr<MpiCommunicator> make() { return test::make_mpi_communicator(GetParam()); }
   const at::Device cpu_{at::kCPU};
 };
 
