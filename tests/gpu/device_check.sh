@@ -25,7 +25,9 @@
 #      needs 2 ranks; 2 NCCL ranks need 2 GPUs); each program must pass a minimum number;
 #   4. training parity: 10 steps in fp32 of tiny GPT-2 (full fine-tuning) and Llama (LoRA, GQA,
 #      untied head) models on the CPU and on the GPU; every step's loss must agree within 1e-4
-#      relative, and 2 ranks sharing the GPU (MPI backend) must agree with 1 rank the same way;
+#      relative, and 2 ranks sharing the GPU (MPI backend) must agree with 1 rank the same way
+#      (2e-3 with dist.grad_comm_dtype bf16), and the GPU runs with activation checkpointing
+#      and 64-row loss chunks must agree with the plain CPU runs (1e-4);
 #   5. benchmarks GPT-2 124M (bf16 autocast, seq 1024, synthetic packed data, AdamW, the largest
 #      micro-batch of 32/16/8 that fits, one GPU) in pft and in PyTorch (tests/bench/ddp_bench.py:
 #      eager, then torch.compile), printing tokens/s, MFU and the ratios. MFU counts
@@ -274,14 +276,30 @@ if want parity; then
       fail "parity $fam $method, CPU vs GPU: $r"
     fi
   done
-  n="parity-gpt2-full"
-  if train "$n-gpu-np2" "$work/$n.yaml" gpu 2 --set dist.backend=mpi; then
-    if r="$(losses "$work/runs/$n-gpu/metrics.jsonl" "$work/runs/$n-gpu-np2/metrics.jsonl" 1e-4)"; then
-      log "parity gpt2 full, 1 GPU rank vs 2 ranks sharing it (MPI backend): $r"
+  # Activation checkpointing and a small loss chunk on the GPU against the plain CPU run.
+  for fam in gpt2 llama; do
+    n="parity-$fam-$([[ $fam == gpt2 ]] && echo full || echo lora)"
+    [[ -f "$work/runs/$n-cpu/metrics.jsonl" ]] || continue
+    train "$n-gpu-ckpt" "$work/$n.yaml" gpu 1 --set train.activation_checkpointing=all \
+      --set train.loss_chunk_rows=64 || continue
+    if r="$(losses "$work/runs/$n-cpu/metrics.jsonl" "$work/runs/$n-gpu-ckpt/metrics.jsonl" 1e-4)"; then
+      log "parity $fam, CPU vs GPU with activation checkpointing and 64-row loss chunks: $r"
     else
-      fail "parity gpt2 full, 1 vs 2 ranks: $r"
+      fail "parity $fam, CPU vs GPU with activation checkpointing and loss chunks: $r"
     fi
-  fi
+  done
+  # 2 ranks sharing the GPU (MPI backend: NCCL needs a GPU per rank), fp32 and bf16 gradient
+  # communication (dist.grad_comm_dtype; bf16 rounds each rank's gradient: 2e-3).
+  n="parity-gpt2-full"
+  for v in "fp32 1e-4" "bf16 2e-3"; do
+    read -r dt tol <<<"$v"
+    train "$n-gpu-np2-$dt" "$work/$n.yaml" gpu 2 --set dist.backend=mpi --set "dist.grad_comm_dtype=$dt" || continue
+    if r="$(losses "$work/runs/$n-gpu/metrics.jsonl" "$work/runs/$n-gpu-np2-$dt/metrics.jsonl" "$tol")"; then
+      log "parity gpt2 full, 1 GPU rank vs 2 ranks sharing it (MPI backend, $dt gradients): $r"
+    else
+      fail "parity gpt2 full, 1 vs 2 ranks ($dt gradients): $r"
+    fi
+  done
 fi
 
 # ---- 5. GPT-2 124M: pft vs PyTorch eager vs torch.compile -----------------------------------

@@ -76,7 +76,9 @@ fi
 expect=("every program resolves its libraries" "no GPU: CPU rehearsal"
         "model_cuda: 0 passed, 1 skipped" "comm_gpu.np1:" "comm_gpu.np2:" "reducer_gpu.np1:"
         "reducer_gpu.np2:" "parity gpt2 full, CPU vs GPU" "parity llama lora, CPU vs GPU"
-        "parity gpt2 full, 1 GPU rank vs 2 ranks" "done: status 0 (CPU rehearsal)")
+        "parity gpt2, CPU vs GPU with activation checkpointing" "parity llama, CPU vs GPU with activation checkpointing"
+        "parity gpt2 full, 1 GPU rank vs 2 ranks sharing it (MPI backend, fp32"
+        "parity gpt2 full, 1 GPU rank vs 2 ranks sharing it (MPI backend, bf16" "done: status 0 (CPU rehearsal)")
 for e in "${expect[@]}"; do
   grep -qF "$e" "$logf" || { log "the rehearsal's log lacks: $e"; exit 1; }
 done
