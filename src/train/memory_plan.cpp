@@ -80,8 +80,12 @@ MemoryPlan plan_memory(const Config& config, int world_size) {
   // Activations of one micro-batch.
   const int64_t T = config.train.micro_batch_size * config.data.seq_len;
   plan.tokens = T;
-  const int64_t block_floats = gpt2 ? kGpt2BlockD * C + kGpt2BlockF * F
-                                    : kLlamaBlockD * C + kLlamaBlockKv * KV + kLlamaBlockF * F;
+  const bool frozen = is_peft(method);
+  const int64_t block_floats =
+      gpt2 ? (frozen ? kGpt2FrozenBlockD * C + kGpt2FrozenBlockF * F
+                     : kGpt2BlockD * C + kGpt2BlockF * F)
+           : (frozen ? kLlamaFrozenBlockD * C + kLlamaBlockKv * KV + kLlamaFrozenBlockF * F
+                     : kLlamaBlockD * C + kLlamaBlockKv * KV + kLlamaBlockF * F);
   const int64_t block_bytes = T * block_floats * kF32;
   const int64_t outside = T * 3 * C * kF32;  // embedding output, final norm input and output
   int64_t checkpointed = 0;
@@ -92,7 +96,7 @@ MemoryPlan plan_memory(const Config& config, int world_size) {
   // Logits and loss.
   const int64_t chunk = config.train.loss_chunk_rows;
   if (chunk == 0) {
-    plan.logits = 2 * T * V * kF32;
+    plan.logits = T * V * kF32;
   } else {
     const bool output_trained = !is_peft(method);
     plan.logits = std::min(chunk, T) * V * kF32 + T * C * kF32 + (output_trained ? V * C * kF32 : 0);

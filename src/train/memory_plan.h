@@ -10,11 +10,13 @@
 //   activations  what autograd keeps for one micro-batch (micro_batch_size x seq_len tokens):
 //                per transformer block a per-token count of saved d_model / d_ff / kv vectors
 //                (kGpt2BlockFloats / kLlamaBlockFloats below: layer norm inputs and outputs,
-//                q/k/v, attention output, MLP hidden states); with
+//                q/k/v, attention output, MLP hidden states; a PEFT method's frozen projections
+//                keep no input for a weight gradient: kGpt2FrozenBlock* / kLlamaFrozenBlock*); with
 //                train.activation_checkpointing only the input of a checkpointed block (B T C)
 //                plus one block's full activations while it is recomputed in backward;
 //                attention is assumed to take the fused SDPA path (no T x T scores kept);
-//   logits       train.loss_chunk_rows = 0: the (B T, V) fp32 logits and their gradient;
+//   logits       train.loss_chunk_rows = 0: the (B T, V) fp32 logits, whose storage then holds
+//                their gradient (masked_cross_entropy's consume_logits, train/loss.h);
 //                N > 0: one chunk's (N, V) logits plus the (B T, C) hidden-state gradient and,
 //                when the output projection is trained, the (V, C) weight-gradient accumulator
 //                (Note [chunked cross entropy] in train/loss.cpp);
@@ -54,6 +56,8 @@ struct MemoryPlan {
 // docs/performance.md, "Memory planner").
 inline constexpr int64_t kGpt2BlockD = 9, kGpt2BlockF = 2;                    // 9 C + 2 F
 inline constexpr int64_t kLlamaBlockD = 10, kLlamaBlockKv = 3, kLlamaBlockF = 4;  // 10 C + 3 KV + 4 F
+inline constexpr int64_t kGpt2FrozenBlockD = 7, kGpt2FrozenBlockF = 1;      // 7 C + F
+inline constexpr int64_t kLlamaFrozenBlockD = 8, kLlamaFrozenBlockF = 3;    // 8 C + 3 KV + 3 F
 
 MemoryPlan plan_memory(const Config& config, int world_size);
 

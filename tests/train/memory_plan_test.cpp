@@ -36,10 +36,10 @@ TEST(MemoryPlan, TinyGpt2FullByHand) {
   // (8 * 68 * 4 = 2176 B).
   EXPECT_EQ(p.tokens, 8);
   EXPECT_EQ(p.activations, 384 + 2 * 2176);
-  // Full logits and their gradient: 2 * 8 * 10 * 4.
-  EXPECT_EQ(p.logits, 640);
+  // Full logits, whose storage then holds their gradient: 8 * 10 * 4.
+  EXPECT_EQ(p.logits, 320);
   EXPECT_EQ(p.comm, 0);
-  EXPECT_EQ(p.total(), 2272 + 2272 + 4544 + 4736 + 640);
+  EXPECT_EQ(p.total(), 2272 + 2272 + 4544 + 4736 + 320);
 }
 
 TEST(MemoryPlan, CheckpointingLowersActivations) {
@@ -54,12 +54,18 @@ TEST(MemoryPlan, CheckpointingLowersActivations) {
 
 TEST(MemoryPlan, ChunkingLowersLogits) {
   Config c = tiny();
+  c.train.micro_batch_size = 8;  // 64 tokens: full logits 64 * 10 * 4 = 2560 B
+  const MemoryPlan full = plan_memory(c, 1);
+  EXPECT_EQ(full.logits, 2560);
   c.train.loss_chunk_rows = 4;
   const MemoryPlan p = plan_memory(c, 1);
-  // One chunk's (4, 10) logits + the (8, 4) hidden gradient + the (10, 4) weight accumulator.
-  EXPECT_EQ(p.logits, 160 + 128 + 160);
-  EXPECT_LT(p.logits, plan_memory(tiny(), 1).logits);
-  EXPECT_EQ(p.activations, plan_memory(tiny(), 1).activations);
+  // One chunk's (4, 10) logits + the (64, 4) hidden gradient + the (10, 4) weight accumulator.
+  EXPECT_EQ(p.logits, 160 + 1024 + 160);
+  EXPECT_LT(p.logits, full.logits);
+  EXPECT_EQ(p.activations, full.activations);
+  // A PEFT method trains no output weight: no accumulator.
+  c.train.method = Method::kLora;
+  EXPECT_EQ(plan_memory(c, 1).logits, 160 + 1024);
 }
 
 TEST(MemoryPlan, LoraDropsTheBaseGradientsAndOptimizerState) {
@@ -73,6 +79,8 @@ TEST(MemoryPlan, LoraDropsTheBaseGradientsAndOptimizerState) {
   EXPECT_EQ(p.gradients, 64 * 4);
   EXPECT_EQ(p.optimizer, 64 * 8);
   EXPECT_LT(p.optimizer, plan_memory(tiny(), 1).optimizer);
+  // The frozen projections keep no inputs: blocks 7C + F = 44 floats a token (8 * 44 * 4 B).
+  EXPECT_EQ(p.activations, 384 + 2 * 1408);
   c.peft.lora_targets = {"c_proj"};  // attn.c_proj (4 -> 4) and mlp.c_proj (16 -> 4)
   EXPECT_EQ(plan_memory(c, 1).trainable_params, 2 * 2 * (8 + 20));
 }
