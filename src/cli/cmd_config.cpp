@@ -44,9 +44,10 @@ Command add_config_command(CLI::App& app) {
   add_config_args(*show, *args);
   auto memory = std::make_shared<bool>(false);
   auto world = std::make_shared<int>(0);
-  auto* memory_flag = show->add_flag("--memory", *memory,
-                 "Print the per-rank memory estimate (parameters, gradients, optimizer, "
-                 "activations, logits, comm buffers) instead of the config");
+  auto* memory_flag =
+      show->add_flag("--memory", *memory,
+                     "Print the per-rank memory estimate (parameters, gradients, optimizer, "
+                     "activations, logits, comm buffers) instead of the config");
   show->add_option("--world", *world, "Ranks to plan --memory for (default 1)")
       ->check(CLI::PositiveNumber)
       ->needs(memory_flag);

@@ -30,8 +30,8 @@ MemoryPlan plan_memory(const Config& config, int world_size) {
   std::vector<std::tuple<std::string, int64_t, int64_t>> projections;
   int64_t base = 0;
   if (gpt2) {
-    projections = {{"attn.c_attn", C, 3 * C}, {"attn.c_proj", C, C}, {"mlp.c_fc", C, F},
-                   {"mlp.c_proj", F, C}};
+    projections = {
+        {"attn.c_attn", C, 3 * C}, {"attn.c_proj", C, C}, {"mlp.c_fc", C, F}, {"mlp.c_proj", F, C}};
     const int64_t block = 2 * 2 * C + (C * 3 * C + 3 * C) + (C * C + C) + (C * F + F) + (F * C + C);
     base = V * C + m.max_seq_len * C + L * block + 2 * C;
   } else {
@@ -62,7 +62,8 @@ MemoryPlan plan_memory(const Config& config, int world_size) {
   if (has_lora(method)) {
     std::vector<std::string> targets = p.lora_targets;
     if (targets.empty())
-      targets = gpt2 ? std::vector<std::string>{"c_attn"} : std::vector<std::string>{"q_proj", "v_proj"};
+      targets =
+          gpt2 ? std::vector<std::string>{"c_attn"} : std::vector<std::string>{"q_proj", "v_proj"};
     for (const auto& [name, in, out] : projections) {
       bool selected = false;
       for (const std::string& t : targets) selected = selected || name_matches(name, t);
@@ -89,7 +90,8 @@ MemoryPlan plan_memory(const Config& config, int world_size) {
   const int64_t block_bytes = T * block_floats * kF32;
   const int64_t outside = T * 3 * C * kF32;  // embedding output, final norm input and output
   int64_t checkpointed = 0;
-  for (int64_t i = 0; i < L; ++i) checkpointed += config.train.activation_checkpointing.checkpoints(i);
+  for (int64_t i = 0; i < L; ++i)
+    checkpointed += config.train.activation_checkpointing.checkpoints(i);
   plan.activations = outside + (L - checkpointed) * block_bytes + checkpointed * T * C * kF32 +
                      (checkpointed > 0 ? block_bytes : 0);
 
@@ -99,7 +101,8 @@ MemoryPlan plan_memory(const Config& config, int world_size) {
     plan.logits = T * V * kF32;
   } else {
     const bool output_trained = !is_peft(method);
-    plan.logits = std::min(chunk, T) * V * kF32 + T * C * kF32 + (output_trained ? V * C * kF32 : 0);
+    plan.logits =
+        std::min(chunk, T) * V * kF32 + T * C * kF32 + (output_trained ? V * C * kF32 : 0);
   }
 
   // Reducer buffers.

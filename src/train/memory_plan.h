@@ -54,10 +54,11 @@ struct MemoryPlan {
 
 // Saved floats per token per block, in units of the shapes named (fit against measured RSS in
 // docs/performance.md, "Memory planner").
-inline constexpr int64_t kGpt2BlockD = 9, kGpt2BlockF = 2;                    // 9 C + 2 F
-inline constexpr int64_t kLlamaBlockD = 10, kLlamaBlockKv = 3, kLlamaBlockF = 4;  // 10 C + 3 KV + 4 F
-inline constexpr int64_t kGpt2FrozenBlockD = 7, kGpt2FrozenBlockF = 1;      // 7 C + F
-inline constexpr int64_t kLlamaFrozenBlockD = 8, kLlamaFrozenBlockF = 3;    // 8 C + 3 KV + 3 F
+inline constexpr int64_t kGpt2BlockD = 9, kGpt2BlockF = 2;  // 9 C + 2 F
+inline constexpr int64_t kLlamaBlockD = 10, kLlamaBlockKv = 3,
+                         kLlamaBlockF = 4;                                // 10 C + 3 KV + 4 F
+inline constexpr int64_t kGpt2FrozenBlockD = 7, kGpt2FrozenBlockF = 1;    // 7 C + F
+inline constexpr int64_t kLlamaFrozenBlockD = 8, kLlamaFrozenBlockF = 3;  // 8 C + 3 KV + 3 F
 
 MemoryPlan plan_memory(const Config& config, int world_size);
 
