@@ -1,5 +1,8 @@
 // pft config show CONFIG [--set k=v ...]   print the resolved config (model.from_pretrained's
 //                                          architecture and tokenizer filled in, as in training)
+// pft config show CONFIG --memory [--world N]
+//                                          print the per-rank memory estimate instead
+//                                          (train/memory_plan.h); N defaults to 1
 // pft config docs                          print the key reference (docs/config.md's table)
 #include <iostream>
 
@@ -10,6 +13,7 @@
 #include "core/agree.h"
 #include "core/error.h"
 #include "model/hf_import.h"
+#include "train/memory_plan.h"
 
 namespace pft::cli {
 
@@ -38,11 +42,20 @@ Command add_config_command(CLI::App& app) {
   auto args = std::make_shared<ConfigArgs>();
   auto* show = sub->add_subcommand("show", "Print the resolved config (defaults filled, overrides applied)");
   add_config_args(*show, *args);
+  auto memory = std::make_shared<bool>(false);
+  auto world = std::make_shared<int>(0);
+  auto* memory_flag =
+      show->add_flag("--memory", *memory,
+                     "Print the per-rank memory estimate (parameters, gradients, optimizer, "
+                     "activations, logits, comm buffers) instead of the config");
+  show->add_option("--world", *world, "Ranks to plan --memory for (default 1)")
+      ->check(CLI::PositiveNumber)
+      ->needs(memory_flag);
   auto* docs = sub->add_subcommand("docs", "Print the Markdown reference of every config key");
 
   Command c;
   c.app = sub;
-  c.run = [show, docs, args]() -> int {
+  c.run = [show, docs, args, memory, world]() -> int {
     if (docs->parsed()) {
       std::cout << config_reference_markdown();
       return 0;
@@ -50,7 +63,13 @@ Command add_config_command(CLI::App& app) {
     (void)show;
     Session session;
     const Config config = load_resolved_config(*args);
-    if (session.world_rank() == 0) std::cout << to_yaml(config) << std::flush;
+    if (session.world_rank() != 0) return 0;
+    if (*memory) {
+      const int w = *world > 0 ? *world : 1;
+      std::cout << format_memory_plan(plan_memory(config, w), config, w) << std::flush;
+    } else {
+      std::cout << to_yaml(config) << std::flush;
+    }
     return 0;
   };
   return c;

@@ -1,0 +1,71 @@
+// Memory planner: the per-rank memory a training run of a config needs, estimated from the config
+// alone (no weights loaded, nothing allocated): `pft config show CONFIG --memory [--world N]`.
+//
+// What it counts (bytes per rank; pft keeps everything in fp32 today, autocast included: fp32
+// master weights, train/precision.h):
+//   parameters   every parameter of the model (frozen base included) and the adapters, 4 B each;
+//   gradients    the trainable parameters' flat gradient buffers (model/flat_params.h), 4 B each;
+//                a PEFT method's frozen base has none;
+//   optimizer    AdamW's two fp32 moments of the trainable parameters (8 B each);
+//   activations  what autograd keeps for one micro-batch (micro_batch_size x seq_len tokens):
+//                per transformer block a per-token count of saved d_model / d_ff / kv vectors
+//                (kGpt2BlockFloats / kLlamaBlockFloats below: layer norm inputs and outputs,
+//                q/k/v, attention output, MLP hidden states; a PEFT method's frozen projections
+//                keep no input for a weight gradient: kGpt2FrozenBlock* / kLlamaFrozenBlock*); with
+//                train.activation_checkpointing only the input of a checkpointed block (B T C)
+//                plus one block's full activations while it is recomputed in backward;
+//                attention is assumed to take the fused SDPA path (no T x T scores kept);
+//   logits       train.loss_chunk_rows = 0: the (B T, V) fp32 logits, whose storage then holds
+//                their gradient (masked_cross_entropy's consume_logits, train/loss.h);
+//                N > 0: one chunk's (N, V) logits plus the (B T, C) hidden-state gradient and,
+//                when the output projection is trained, the (V, C) weight-gradient accumulator
+//                (Note [chunked cross entropy] in train/loss.cpp);
+//   comm         the reducer's buffers (comm/reducer.h): fp32 buckets are views of the gradient
+//                buffers (0 extra); with dist.grad_comm_dtype bf16 on W > 1 ranks every bucket
+//                has a bf16 copy (half the gradient bytes) plus its 1/W shard; 1 rank: 0;
+//   total        the sum.
+// Not counted: libtorch's allocator slack, the data pipeline, the process itself (measured by
+// tests/bench/memory_plan_check.sh as the RSS of a process that only loads torch and the config).
+// Pure function of the config and the world size (the world size only changes comm). The
+// model's shape must be resolved first (apply_pretrained_architecture, as `pft config show`
+// does). Not modelled: ZeRO, a bf16 base (not in pft).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+
+namespace pft {
+
+struct MemoryPlan {
+  int64_t total_params = 0;      // elements, base + adapters
+  int64_t trainable_params = 0;  // elements
+  int64_t tokens = 0;            // micro_batch_size x seq_len
+  int64_t parameters = 0;        // bytes, as every field below
+  int64_t gradients = 0;
+  int64_t optimizer = 0;
+  int64_t activations = 0;
+  int64_t logits = 0;
+  int64_t comm = 0;
+  int64_t total() const { return parameters + gradients + optimizer + activations + logits + comm; }
+};
+
+// Saved floats per token per block, in units of the shapes named (fit against measured RSS in
+// docs/performance.md, "Memory planner").
+inline constexpr int64_t kGpt2BlockD = 9, kGpt2BlockF = 2;  // 9 C + 2 F
+inline constexpr int64_t kLlamaBlockD = 10, kLlamaBlockKv = 3,
+                         kLlamaBlockF = 4;                                // 10 C + 3 KV + 4 F
+inline constexpr int64_t kGpt2FrozenBlockD = 7, kGpt2FrozenBlockF = 1;    // 7 C + F
+inline constexpr int64_t kLlamaFrozenBlockD = 8, kLlamaFrozenBlockF = 3;  // 8 C + 3 KV + 3 F
+
+MemoryPlan plan_memory(const Config& config, int world_size);
+
+// "1.50 GiB" (binary units; "512 B" below 1 KiB).
+std::string human_bytes(int64_t bytes);
+
+// The table `pft config show --memory` prints: one line per component, then the total.
+std::string format_memory_plan(const MemoryPlan& plan, const Config& config, int world_size);
+
+}  // namespace pft
