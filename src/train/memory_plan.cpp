@@ -92,22 +92,30 @@ MemoryPlan plan_memory(const Config& config, int world_size) {
   int64_t checkpointed = 0;
   for (int64_t i = 0; i < L; ++i)
     checkpointed += config.train.activation_checkpointing.checkpoints(i);
+  // Training always passes document ids, so every attention builds an additive (B, 1, T, T)
+  // mask in fp32 that SDPA keeps for backward: one per block whose activations are kept.
+  const int64_t mask_bytes =
+      config.train.micro_batch_size * config.data.seq_len * config.data.seq_len * kF32;
+  const int64_t kept_blocks = (L - checkpointed) + (checkpointed > 0 ? 1 : 0);
   plan.activations = outside + (L - checkpointed) * block_bytes + checkpointed * T * C * kF32 +
-                     (checkpointed > 0 ? block_bytes : 0);
+                     (checkpointed > 0 ? block_bytes : 0) + kept_blocks * mask_bytes;
 
   // Logits and loss.
+  // Both paths also hold the (B T, C) hidden-state gradient and, when the output projection is
+  // trained, its (V, C) weight gradient while the logits (or a chunk of them) are alive.
   const int64_t chunk = config.train.loss_chunk_rows;
-  if (chunk == 0) {
-    plan.logits = T * V * kF32;
-  } else {
-    const bool output_trained = !is_peft(method);
-    plan.logits =
-        std::min(chunk, T) * V * kF32 + T * C * kF32 + (output_trained ? V * C * kF32 : 0);
-  }
+  const bool output_trained = !is_peft(method);
+  plan.logits = (chunk == 0 ? T : std::min(chunk, T)) * V * kF32 + T * C * kF32 +
+                (output_trained ? V * C * kF32 : 0);
 
   // Reducer buffers.
+  // bf16: each bucket's bf16 copy, the receive buffers of its reduce-scatter (as large, all in
+  // flight together, then pooled), and its 1/W shard.
   if (world_size > 1 && config.dist.grad_comm_dtype == "bf16")
-    plan.comm = plan.gradients / 2 + plan.gradients / 2 / world_size;
+    plan.comm = plan.gradients + plan.gradients / 2 / world_size;
+
+  // An asynchronous checkpoint clones the trainable parameters and both moments to the host.
+  if (config.checkpoint.async) plan.snapshot = 3 * plan.trainable_params * kF32;
   return plan;
 }
 
@@ -127,6 +135,11 @@ std::string format_memory_plan(const MemoryPlan& plan, const Config& config, int
       "tokens; activation_checkpointing {}; loss_chunk_rows {})\n",
       world_size, config_text(t.method), t.micro_batch_size, config.data.seq_len, plan.tokens,
       config_text(t.activation_checkpointing), t.loss_chunk_rows);
+  if (t.precision != Precision::kFp32)
+    out += fmt::format(
+        "  note: train.precision {} is not modelled (autocast's 16-bit weight copies and "
+        "16-bit activations): these are the fp32 figures\n",
+        config_text(t.precision));
   out += fmt::format("  params       {:>14} elements, {} trainable\n", plan.total_params,
                      plan.trainable_params);
   const auto line = [&](const char* name, int64_t bytes) {
@@ -139,6 +152,10 @@ std::string format_memory_plan(const MemoryPlan& plan, const Config& config, int
   line("logits", plan.logits);
   line("comm", plan.comm);
   line("total", plan.total());
+  if (plan.snapshot > 0)
+    out += fmt::format("  host snapshot of a checkpoint.async save: {} (host memory, not in the "
+                       "total)\n",
+                       human_bytes(plan.snapshot));
   return out;
 }
 

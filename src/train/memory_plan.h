@@ -9,21 +9,28 @@
 //   optimizer    AdamW's two fp32 moments of the trainable parameters (8 B each);
 //   activations  what autograd keeps for one micro-batch (micro_batch_size x seq_len tokens):
 //                per transformer block a per-token count of saved d_model / d_ff / kv vectors
-//                (kGpt2BlockFloats / kLlamaBlockFloats below: layer norm inputs and outputs,
+//                (kGpt2Block* / kLlamaBlock* below: layer norm inputs and outputs,
 //                q/k/v, attention output, MLP hidden states; a PEFT method's frozen projections
 //                keep no input for a weight gradient: kGpt2FrozenBlock* / kLlamaFrozenBlock*); with
 //                train.activation_checkpointing only the input of a checkpointed block (B T C)
 //                plus one block's full activations while it is recomputed in backward;
-//                attention is assumed to take the fused SDPA path (no T x T scores kept);
+//                attention takes the fused SDPA path (no T x T scores kept) but keeps the
+//                additive (B, 1, T, T) fp32 mask built from the document ids, per kept block;
 //   logits       train.loss_chunk_rows = 0: the (B T, V) fp32 logits, whose storage then holds
 //                their gradient (masked_cross_entropy's consume_logits, train/loss.h);
-//                N > 0: one chunk's (N, V) logits plus the (B T, C) hidden-state gradient and,
-//                when the output projection is trained, the (V, C) weight-gradient accumulator
-//                (Note [chunked cross entropy] in train/loss.cpp);
+//                N > 0: one chunk's (N, V) logits (Note [chunked cross entropy] in
+//                train/loss.cpp); both plus the (B T, C) hidden-state gradient and, when the
+//                output projection is trained, its (V, C) weight gradient;
 //   comm         the reducer's buffers (comm/reducer.h): fp32 buckets are views of the gradient
 //                buffers (0 extra); with dist.grad_comm_dtype bf16 on W > 1 ranks every bucket
-//                has a bf16 copy (half the gradient bytes) plus its 1/W shard; 1 rank: 0;
-//   total        the sum.
+//                has a bf16 copy and reduce-scatter receive buffers (half the gradient bytes
+//                each) plus its 1/W shard; 1 rank: 0;
+//   total        the sum of the above;
+//   snapshot     printed apart, not in the total: with checkpoint.async, the host copy of the
+//                trainable parameters and both moments a save takes (12 B each). Host memory:
+//                on the CPU it adds to the resident set while a save is in flight.
+// fp32 only: with train.precision bf16/fp16 the table says so (autocast's 16-bit weight copies
+// and activations are not modelled).
 // Not counted: libtorch's allocator slack, the data pipeline, the process itself (measured by
 // tests/bench/memory_plan_check.sh as the RSS of a process that only loads torch and the config).
 // Pure function of the config and the world size (the world size only changes comm). The
@@ -49,11 +56,12 @@ struct MemoryPlan {
   int64_t activations = 0;
   int64_t logits = 0;
   int64_t comm = 0;
+  int64_t snapshot = 0;  // host memory (not in total(): on a GPU it is not the device's)
   int64_t total() const { return parameters + gradients + optimizer + activations + logits + comm; }
 };
 
-// Saved floats per token per block, in units of the shapes named (fit against measured RSS in
-// docs/performance.md, "Memory planner").
+// Saved floats per token per block, in units of the shapes named (GPT-2's fit against measured RSS
+// in docs/performance.md, "Memory planner"; Llama's counted from the code, not yet measured).
 inline constexpr int64_t kGpt2BlockD = 9, kGpt2BlockF = 2;  // 9 C + 2 F
 inline constexpr int64_t kLlamaBlockD = 10, kLlamaBlockKv = 3,
                          kLlamaBlockF = 4;                                // 10 C + 3 KV + 4 F

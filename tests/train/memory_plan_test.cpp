@@ -33,21 +33,28 @@ TEST(MemoryPlan, TinyGpt2FullByHand) {
   EXPECT_EQ(p.gradients, 568 * 4);
   EXPECT_EQ(p.optimizer, 568 * 8);
   // 8 tokens: outside the blocks 3C = 12 floats each (384 B); each block 9C + 2F = 68 floats
-  // (8 * 68 * 4 = 2176 B).
+  // (8 * 68 * 4 = 2176 B) and its 8 x 8 fp32 attention mask (256 B).
   EXPECT_EQ(p.tokens, 8);
-  EXPECT_EQ(p.activations, 384 + 2 * 2176);
-  // Full logits, whose storage then holds their gradient: 8 * 10 * 4.
-  EXPECT_EQ(p.logits, 320);
+  EXPECT_EQ(p.activations, 384 + 2 * (2176 + 256));
+  // Full logits, whose storage then holds their gradient: 8 * 10 * 4; the hidden-state gradient
+  // 8 * 4 * 4; the output weight's gradient 10 * 4 * 4.
+  EXPECT_EQ(p.logits, 320 + 128 + 160);
   EXPECT_EQ(p.comm, 0);
-  EXPECT_EQ(p.total(), 2272 + 2272 + 4544 + 4736 + 320);
+  // The asynchronous save's host copy: parameters and two moments, 568 * 12.
+  EXPECT_EQ(p.snapshot, 6816);
+  EXPECT_EQ(p.total(), 2272 + 2272 + 4544 + 5248 + 608);  // the host snapshot apart
+  Config sync = tiny();
+  sync.checkpoint.async = false;
+  EXPECT_EQ(plan_memory(sync, 1).snapshot, 0);
 }
 
 TEST(MemoryPlan, CheckpointingLowersActivations) {
   Config c = tiny();
   c.train.activation_checkpointing.every_k = 1;
   const MemoryPlan p = plan_memory(c, 1);
-  // Two block inputs (8 * 4 * 4 B each) plus one block recomputed (2176 B) plus outside (384 B).
-  EXPECT_EQ(p.activations, 384 + 2 * 128 + 2176);
+  // Two block inputs (8 * 4 * 4 B each) plus one block recomputed (2176 B and its 256 B mask)
+  // plus outside (384 B).
+  EXPECT_EQ(p.activations, 384 + 2 * 128 + 2176 + 256);
   EXPECT_LT(p.activations, plan_memory(tiny(), 1).activations);
   EXPECT_EQ(p.parameters, plan_memory(tiny(), 1).parameters);
 }
@@ -56,7 +63,8 @@ TEST(MemoryPlan, ChunkingLowersLogits) {
   Config c = tiny();
   c.train.micro_batch_size = 8;  // 64 tokens: full logits 64 * 10 * 4 = 2560 B
   const MemoryPlan full = plan_memory(c, 1);
-  EXPECT_EQ(full.logits, 2560);
+  // + the (64, 4) hidden gradient and the (10, 4) weight gradient.
+  EXPECT_EQ(full.logits, 2560 + 1024 + 160);
   c.train.loss_chunk_rows = 4;
   const MemoryPlan p = plan_memory(c, 1);
   // One chunk's (4, 10) logits + the (64, 4) hidden gradient + the (10, 4) weight accumulator.
@@ -79,8 +87,11 @@ TEST(MemoryPlan, LoraDropsTheBaseGradientsAndOptimizerState) {
   EXPECT_EQ(p.gradients, 64 * 4);
   EXPECT_EQ(p.optimizer, 64 * 8);
   EXPECT_LT(p.optimizer, plan_memory(tiny(), 1).optimizer);
-  // The frozen projections keep no inputs: blocks 7C + F = 44 floats a token (8 * 44 * 4 B).
-  EXPECT_EQ(p.activations, 384 + 2 * 1408);
+  // The frozen projections keep no inputs: blocks 7C + F = 44 floats a token (8 * 44 * 4 B),
+  // plus the masks.
+  EXPECT_EQ(p.activations, 384 + 2 * (1408 + 256));
+  // Adapters only in the host snapshot: 64 * 12.
+  EXPECT_EQ(p.snapshot, 768);
   c.peft.lora_targets = {"c_proj"};  // attn.c_proj (4 -> 4) and mlp.c_proj (16 -> 4)
   EXPECT_EQ(plan_memory(c, 1).trainable_params, 2 * 2 * (8 + 20));
 }
@@ -89,8 +100,8 @@ TEST(MemoryPlan, Bf16CommBuffersOnlyWithSeveralRanks) {
   Config c = tiny();
   c.dist.grad_comm_dtype = "bf16";
   EXPECT_EQ(plan_memory(c, 1).comm, 0);
-  // bf16 copy of the 2272 gradient bytes (1136) plus a 1/2 shard (568).
-  EXPECT_EQ(plan_memory(c, 2).comm, 1136 + 568);
+  // bf16 copy of the 2272 gradient bytes (1136), receive buffers as large, a 1/2 shard (568).
+  EXPECT_EQ(plan_memory(c, 2).comm, 1136 + 1136 + 568);
   EXPECT_EQ(plan_memory(c, 2).gradients, plan_memory(tiny(), 2).gradients);
   c.dist.grad_comm_dtype = "fp32";
   EXPECT_EQ(plan_memory(c, 8).comm, 0);
