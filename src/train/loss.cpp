@@ -11,6 +11,14 @@ namespace pft {
 
 namespace {
 
+// Turns fp32 log-probabilities `work` (N, V) into d (sum_i weight_i nll_i) / d logits, in place:
+// softmax - onehot(target), scaled per row (exp_, one scatter, one row scale). Both loss nodes.
+void log_probs_to_grad_(at::Tensor& work, const at::Tensor& index, const at::Tensor& weight) {
+  work.exp_();
+  work.scatter_add_(1, index, at::full({work.size(0), 1}, -1.0, work.options()));
+  work.mul_(weight.unsqueeze(1));
+}
+
 // Note [fused cross entropy]
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~
 // The output layer's logits are the largest tensor of a step (tokens x vocabulary: 206 MB per
@@ -44,18 +52,14 @@ class FusedCrossEntropy : public torch::autograd::Function<FusedCrossEntropy> {
     at::Tensor work;
     if (in_place) {
       work = logits;
-      // In place on the CPU only (Note [fused cross entropy]: not a documented guarantee on CUDA).
-      if (work.is_cpu()) at::_log_softmax_out(work, work, /*dim=*/1, /*half_to_float=*/false);
-      else work = at::_log_softmax(work, /*dim=*/1, /*half_to_float=*/false);
+      at::_log_softmax_out(work, work, /*dim=*/1, /*half_to_float=*/false);
     } else {
       work = at::_log_softmax(logits.to(at::kFloat), /*dim=*/1, /*half_to_float=*/false);
     }
     const at::Tensor index = targets.unsqueeze(1);
     at::Tensor nll = work.gather(1, index).squeeze(1).neg_();
     at::Tensor loss_sum = (nll * weight).sum();
-    work.exp_();
-    work.scatter_add_(1, index, at::full({work.size(0), 1}, -1.0, work.options()));
-    work.mul_(weight.unsqueeze(1));
+    log_probs_to_grad_(work, index, weight);
     ctx->saved_data["grad"] = work;
     ctx->saved_data["dtype"] = static_cast<int64_t>(logits.scalar_type());
     ctx->mark_non_differentiable({nll});
@@ -125,16 +129,16 @@ class ChunkedCrossEntropy : public torch::autograd::Function<ChunkedCrossEntropy
       const at::Tensor h = hidden.detach().index_select(0, idx).to(matmul_dtype);  // (n, C)
       at::Tensor work = at::mm(h, w.t());                                           // (n, V)
       if (work.scalar_type() != at::kFloat) work = work.to(at::kFloat);
-      at::_log_softmax_out(work, work, /*dim=*/1, /*half_to_float=*/false);
+      // In place on the CPU only (Note [fused cross entropy]: not a documented guarantee on CUDA).
+      if (work.is_cpu()) at::_log_softmax_out(work, work, /*dim=*/1, /*half_to_float=*/false);
+      else work = at::_log_softmax(work, /*dim=*/1, /*half_to_float=*/false);
       const at::Tensor index = targets.index_select(0, idx).unsqueeze(1);
       const at::Tensor nll = work.gather(1, index).squeeze(1).neg_();
       const at::Tensor row_weight = mask.index_select(0, idx);
       loss_sum.add_((nll * row_weight).sum());
       nll_all.index_copy_(0, idx, nll);
       if (!grad_hidden && !grad_weight) continue;
-      work.exp_();
-      work.scatter_add_(1, index, at::full({work.size(0), 1}, -1.0, work.options()));
-      work.mul_(row_weight.unsqueeze(1));  // g = d loss / d logits (n, V)
+      log_probs_to_grad_(work, index, row_weight);  // g = d loss / d logits (n, V)
       const at::Tensor g = work.scalar_type() == grad_dtype ? work : work.to(grad_dtype);
       if (grad_hidden) d_hidden.index_copy_(0, idx, at::mm(g, w_grad).to(hidden.scalar_type()));
       if (grad_weight) {

@@ -61,9 +61,9 @@ def closure(pkgs, roots):
     for name, f in pkgs.items():
         for p in names(f.get("Provides", "")):
             provides.setdefault(p, []).append(name)
-    seen, todo = set(), [r for r in roots if r in pkgs]
-    while todo:
-        n = todo.pop()
+    seen, queue = set(), [r for r in roots if r in pkgs]
+    while queue:
+        n = queue.pop()
         if n in seen:
             continue
         seen.add(n)
@@ -71,7 +71,7 @@ def closure(pkgs, roots):
         for dep in names(f.get("Depends", "")) + names(f.get("Pre-Depends", "")):
             for m in ([dep] if dep in pkgs else provides.get(dep, [])):
                 if m not in seen:
-                    todo.append(m)
+                    queue.append(m)
     return seen
 
 
