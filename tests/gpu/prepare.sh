@@ -85,8 +85,10 @@ owner() {
 declare -A pkgs=([openmpi-bin]=1 [openmpi-common]=1 [libopenmpi3]=1 [libpmix2]=1)
 unowned=()
 for l in "${libs[@]}"; do
-  case "$l" in
-    "$HOME"/.cache/pft/*|/usr/local/cuda*|*/site-packages/*) continue ;;  # torch/CUDA: on the device
+  # torch and CUDA are on the device. Judge the link's target too: an image may link the
+  # toolkit's runtime into /usr/local/lib (libcudart.so.13 -> /usr/local/cuda-13.0/lib/...).
+  case "$(readlink -f "$l")" in
+    "$HOME"/.cache/pft/*|/usr/local/cuda*|*/site-packages/*) continue ;;
   esac
   p="$(owner "$l")" || { unowned+=("$l"); continue; }
   pkgs[$p]=1
