@@ -122,8 +122,10 @@ std::vector<AdamW::HostMoments> AdamW::gather_moments_to_root() const {
     const at::Tensor m = s.exp_avg.to(at::kCPU).contiguous();
     const at::Tensor v = s.exp_avg_sq.to(at::kCPU).contiguous();
     std::string blob(m.nbytes() + v.nbytes(), '\0');
-    std::memcpy(blob.data(), m.data_ptr(), m.nbytes());
-    std::memcpy(blob.data() + m.nbytes(), v.data_ptr(), v.nbytes());
+    if (m.nbytes() > 0) {  // an empty shard has no data pointer to copy from
+      std::memcpy(blob.data(), m.data_ptr(), m.nbytes());
+      std::memcpy(blob.data() + m.nbytes(), v.data_ptr(), v.nbytes());
+    }
     const std::vector<std::string> blobs = comm_->gather_bytes_to_root(blob, 0);
     if (blobs.empty()) continue;  // not the root
     const int64_t numel = params_.data(g).numel();
@@ -137,6 +139,7 @@ std::vector<AdamW::HostMoments> AdamW::gather_moments_to_root() const {
       PFT_ASSERT(b.size() == 2 * bytes, "gather_moments_to_root: a shard of unexpected size");
       auto* dst_m = static_cast<char*>(full.exp_avg.data_ptr()) + static_cast<size_t>(lo) * esize;
       auto* dst_v = static_cast<char*>(full.exp_avg_sq.data_ptr()) + static_cast<size_t>(lo) * esize;
+      if (bytes == 0) continue;
       std::memcpy(dst_m, b.data(), bytes);
       std::memcpy(dst_v, b.data() + bytes, bytes);
     }

@@ -1,9 +1,11 @@
 // ZeRO-1 (dist.zero: 1, Note [ZeRO-1] in train/optimizer.h), under mpirun -np 1, 2 and 4 (CPU,
 // fp32, MPI backend): the same data-parallel run with the optimizer state sharded and with it
 // replicated gives bitwise the same parameters after every step and bitwise the same losses, for
-// full fine-tuning (GPT-2, Llama) and for LoRA (whose small groups leave some ranks an empty
-// shard at 4 ranks); the parameters are bitwise identical across ranks; each rank holds only
-// its shard of the moments (about 1/W of the replicated bytes); shard_range's boundaries.
+// full fine-tuning (GPT-2, Llama) and for LoRA (rank 4, and a rank-1 LoRA of q_proj only whose
+// 64-element buffers leave every rank but the first an empty shard); the parameters are bitwise
+// identical across ranks; each rank holds only its shard of the moments (about 1/W of the
+// replicated bytes); the moments gathered to rank 0 for a checkpoint are bitwise the replicated
+// optimizer's; shard_range's boundaries.
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
@@ -71,19 +73,22 @@ struct Rig {
   std::unique_ptr<Reducer> reducer;
   std::unique_ptr<TrainStep> step;
 
-  Rig(const ModelConfig& mc, bool lora, bool zero) : model(model_spec_from_config(mc)) {
+  // `lora_rank` 0: full fine-tuning; 1: rank-1 LoRA of q_proj only (buffers of 64 elements, so
+  // every rank but the first has an empty shard); otherwise LoRA of that rank.
+  Rig(const ModelConfig& mc, int lora_rank, bool zero) : model(model_spec_from_config(mc)) {
     model->reset_parameters(kSeed);
     model->train();
-    if (lora) {
+    if (lora_rank > 0) {
       for (at::Tensor& p : model->parameters()) p.set_requires_grad(false);
       AdapterSpec a;
       a.blocks = SyntheticTokenSource::kNumTasks;
       a.lora = true;
-      a.lora_rank = 4;
+      a.lora_rank = lora_rank;
       a.lora_alpha = 8.0;
       a.lora_dropout = 0.1;  // each rank its own masks; both runs reseed the same way
-      a.lora_targets = mc.family == "gpt2" ? std::vector<std::string>{"c_attn", "mlp.c_proj"}
-                                           : std::vector<std::string>{"q_proj", "v_proj"};
+      a.lora_targets = lora_rank == 1            ? std::vector<std::string>{"q_proj"}
+                       : mc.family == "gpt2" ? std::vector<std::string>{"c_attn", "mlp.c_proj"}
+                                             : std::vector<std::string>{"q_proj", "v_proj"};
       adapters = std::make_shared<Adapters>(model->spec(), a, model->lora_candidates());
       adapters->reset_parameters(kSeed, "random", model->parameters().front(), {});
       model->attach_adapters(adapters);
@@ -118,9 +123,10 @@ struct RunResult {
   std::vector<int64_t> state_numel;  // exp_avg elements per group
   std::vector<int64_t> group_numel;
   bool sharded = false;
+  std::vector<AdamW::HostMoments> moments;  // whole (rank 0 when sharded: gathered)
 };
 
-RunResult train(const ModelConfig& mc, bool lora, bool zero) {
+RunResult train(const ModelConfig& mc, int lora, bool zero) {
   const int n = comm().size(), me = comm().rank();
   // One intra-op thread, as the CLI runs (run.threads=1): with several, OpenMP may hand a
   // reduction a different thread count under load, and two runs of the same process then differ
@@ -143,6 +149,14 @@ RunResult train(const ModelConfig& mc, bool lora, bool zero) {
     EXPECT_NO_THROW(rig.reducer->check_parameters_in_sync(s + 1)) << "step " << s + 1;
   }
   r.state_bytes = rig.optimizer->state_bytes();
+  if (rig.optimizer->sharded()) {
+    r.moments = rig.optimizer->gather_moments_to_root();  // collective
+    EXPECT_EQ(r.moments.size(), me == 0 ? rig.optimizer->num_groups() : 0u);
+  } else {
+    for (size_t g = 0; g < rig.optimizer->num_groups(); ++g)
+      r.moments.push_back({rig.optimizer->state(g).exp_avg.clone(),
+                           rig.optimizer->state(g).exp_avg_sq.clone()});
+  }
   r.sharded = rig.optimizer->sharded();
   for (size_t g = 0; g < rig.optimizer->num_groups(); ++g) {
     r.state_numel.push_back(rig.optimizer->state(g).exp_avg.numel());
@@ -158,7 +172,7 @@ bool bitwise_equal(const at::Tensor& a, const at::Tensor& b) {
   return a.sizes() == b.sizes() && at::equal(a.view(at::kInt), b.view(at::kInt));
 }
 
-class Zero : public ::testing::TestWithParam<std::tuple<std::string, bool>> {};
+class Zero : public ::testing::TestWithParam<std::tuple<std::string, int>> {};
 
 TEST_P(Zero, ShardedStateGivesBitwiseTheReplicatedRun) {
   const auto& [family, lora] = GetParam();
@@ -168,12 +182,26 @@ TEST_P(Zero, ShardedStateGivesBitwiseTheReplicatedRun) {
   const RunResult sharded = train(mc, lora, true);
   EXPECT_FALSE(replicated.sharded);
   EXPECT_EQ(sharded.sharded, n > 1);
+  if (lora == 1 && n > 1) {  // the case of empty shards: rank n-1 updates nothing
+    for (const int64_t numel : sharded.group_numel) {
+      const auto [lo, hi] = AdamW::shard_range(numel, n, n - 1);
+      EXPECT_EQ(lo, hi) << numel;
+    }
+  }
   ASSERT_EQ(sharded.params.size(), replicated.params.size());
   for (size_t s = 0; s < sharded.params.size(); ++s) {
     EXPECT_EQ(sharded.losses[s], replicated.losses[s]) << "step " << s + 1;  // bitwise
     for (size_t g = 0; g < sharded.params[s].size(); ++g)
       EXPECT_TRUE(bitwise_equal(sharded.params[s][g], replicated.params[s][g]))
           << "step " << s + 1 << ", group " << g;
+  }
+  if (me == 0 || n == 1) {
+    ASSERT_EQ(sharded.moments.size(), replicated.moments.size());
+    for (size_t g = 0; g < sharded.moments.size(); ++g) {
+      EXPECT_TRUE(bitwise_equal(sharded.moments[g].exp_avg, replicated.moments[g].exp_avg)) << g;
+      EXPECT_TRUE(bitwise_equal(sharded.moments[g].exp_avg_sq, replicated.moments[g].exp_avg_sq))
+          << g;
+    }
   }
   // It trained (the comparison is not of two untouched models).
   EXPECT_FALSE(bitwise_equal(sharded.params.front()[0], sharded.params.back()[0]));
@@ -202,17 +230,18 @@ TEST_P(Zero, ShardedStateGivesBitwiseTheReplicatedRun) {
   if (me == 0)
     std::printf("[ zero     ] %s%s world %d: optimizer state per rank %lld B (largest rank), "
                 "replicated %lld B, ratio %.4f (1/W = %.4f); %zu groups\n",
-                family.c_str(), lora ? "+lora" : "", n, static_cast<long long>(most),
+                family.c_str(), lora == 0 ? "" : lora == 1 ? "+lora1" : "+lora", n, static_cast<long long>(most),
                 static_cast<long long>(replicated.state_bytes),
                 static_cast<double>(most) / static_cast<double>(replicated.state_bytes), 1.0 / n,
                 sharded.group_numel.size());
 }
 
 INSTANTIATE_TEST_SUITE_P(Methods, Zero,
-                         ::testing::Values(std::make_tuple("gpt2", false),
-                                           std::make_tuple("llama", false),
-                                           std::make_tuple("gpt2", true),
-                                           std::make_tuple("llama", true)));
+                         ::testing::Values(std::make_tuple("gpt2", 0),
+                                           std::make_tuple("llama", 0),
+                                           std::make_tuple("gpt2", 4),
+                                           std::make_tuple("llama", 4),
+                                           std::make_tuple("llama", 1)));
 
 // Shards: aligned to 64 elements, contiguous, covering [0, numel), none longer than the first.
 TEST(ZeroShards, BoundariesAlignedAndCovering) {
