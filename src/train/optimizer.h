@@ -19,11 +19,11 @@
 // shard_range(): boundaries at multiples of kShardAlign elements, the last shard taking the rest,
 // a shard possibly empty. step() then runs the fused kernel on the shard's narrowed views of the
 // data and grad buffers, and all-gathers the updated shards so every rank holds the full
-// parameters again (collective). The kernel is element-wise: it splits its work into chunks of
-// 16 elements and runs a vectorised body with a scalar tail at the end of each call, so with
-// shard boundaries at multiples of 64 elements every element goes through the same code path
-// as in the replicated update, and the parameters are bitwise those of dist.zero: 0 (tests/
-// train/zero_test.cpp). The gradients are still all-reduced whole (comm/reducer.h), so they and
+// parameters again (collective). The kernel is element-wise but vectorised, with a scalar tail
+// where a piece of its work ends; shard boundaries at multiples of 64 elements (a multiple of
+// every vector width, and of the work units the CPU kernel splits a buffer into) keep every
+// element on the code path it takes in the replicated update, so the parameters are bitwise
+// those of dist.zero: 0 (checked, not assumed: tests/train/zero_test.cpp, zero_cli_test.cpp). The gradients are still all-reduced whole (comm/reducer.h), so they and
 // the clip norm are bitwise the replicated run's: a reduce-scatter of the buckets would send
 // about half the gradient bytes, but MPI's all-reduce does not sum in the order a reduce-scatter
 // does for W >= 3 (it picks its algorithm by size and rank count), so the shard a rank updates
