@@ -165,6 +165,7 @@ struct DistConfig {
   double bucket_cap_mb = 25.0;
   double first_bucket_mb = 1.0;
   std::string grad_comm_dtype = "fp32";
+  int64_t zero = 0;
   int64_t check_params_every = 0;
 };
 
@@ -328,6 +329,7 @@ void describe(V& v, DistConfig& c) {
   v.field("bucket_cap_mb", c.bucket_cap_mb, "Gradient bucket size for the overlapped all-reduce, in MiB (a parameter larger than this gets a bucket of its own).", greater_than(0));
   v.field("first_bucket_mb", c.first_bucket_mb, "Size of the first (smallest) bucket, in MiB, so communication starts early in the backward pass.", greater_than(0));
   v.field("grad_comm_dtype", c.grad_comm_dtype, "Gradient communication precision: `fp32` (all-reduce of the fp32 buckets), or `bf16`: gradients cross the wire as bf16 (about half the bytes) and are summed in fp32 (a reduce-scatter done as an all-to-all plus a local fp32 sum in rank order, then an all-gather of the bf16-rounded sums), so every rank holds bitwise identical gradients, each within bf16 rounding (~2^-8 relative) of the fp32 sum; MPI backend only.", one_of({"fp32", "bf16"}));
+  v.field("zero", c.zero, "Optimizer state sharding (ZeRO stage): `0` = every rank holds all of AdamW's moments; `1` = each rank holds the moments of 1/world of every parameter buffer, updates that part and all-gathers the updated parameters (optimizer memory / world; the parameters, gradients and losses are bitwise those of `0`; checkpoints have the same layout, so they resume under either value and any world size).", in_range(0, 1));
   v.field("check_params_every", c.check_params_every, "Desync detector: every this many steps, compare a checksum of every parameter across ranks and stop naming the first tensor that differs; 0 = off.", at_least(0));
 }
 

@@ -9,6 +9,7 @@
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 
+#include <algorithm>
 #include <cstring>
 #include <ctime>
 #include <memory>
@@ -99,7 +100,8 @@ std::vector<std::vector<uint8_t>> gather_rng_states(Communicator* comm, bool cud
 Contents checkpoint_contents(const Config& config, int world_size, const FlatParameters& params,
                              const AdamW& optimizer, LossScaler* scaler,
                              const TrainProgress& progress,
-                             const std::vector<std::vector<uint8_t>>& rng_states, bool snapshot) {
+                             const std::vector<std::vector<uint8_t>>& rng_states, bool snapshot,
+                             const std::vector<AdamW::HostMoments>& gathered_moments) {
   Contents c;
   ckpt::Attrs& meta = c.group(ckpt::kMeta);
   meta[ckpt::kAttrStep] = progress.step;
@@ -131,7 +133,18 @@ Contents checkpoint_contents(const Config& config, int world_size, const FlatPar
   opt["eps"] = o.eps;
   opt["weight_decay"] = o.weight_decay;
   const ckpt::Attrs step_attr{{ckpt::kAttrStep, optimizer.step_count()}};
+  // ZeRO-1: the moments gathered from every rank's shard (new host buffers, owned); the file is
+  // the same as a replicated run's (Note [ZeRO-1] in train/optimizer.h).
+  PFT_ASSERT(!optimizer.sharded() || gathered_moments.size() == optimizer.num_groups(),
+             "checkpoint_contents: a sharded optimizer's moments must be gathered first");
   for (size_t g = 0; g < optimizer.num_groups(); ++g) {
+    if (optimizer.sharded()) {
+      add_slots(c, ckpt::kOptimizerExpAvg, params, g, gathered_moments[g].exp_avg, true,
+                step_attr);
+      add_slots(c, ckpt::kOptimizerExpAvgSq, params, g, gathered_moments[g].exp_avg_sq, true,
+                step_attr);
+      continue;
+    }
     const AdamW::GroupState& s = optimizer.state(g);
     const bool owned = snapshot || !s.exp_avg.is_cpu();
     add_slots(c, ckpt::kOptimizerExpAvg, params, g, host_buffer(s.exp_avg, snapshot), owned,
@@ -240,12 +253,22 @@ TrainProgress restore_checkpoint(const Contents& c, const Config& config, const 
           fmt::format("parameter {} is not in it; the checkpoint does not fit this model", s.name));
     copy_dataset_into(*d, s.param.detach(), file);
     ++model_tensors;
-    const auto view = [&](at::Tensor& flat) {
-      return flat.narrow(0, s.offset, s.numel).view(s.shape);
-    };
+    // The moments cover elements [lo, hi) of the group buffer: all of it, or under ZeRO-1 this
+    // rank's shard, which holds a part of this slot or none of it (train/optimizer.h).
     AdamW::GroupState& st = optimizer.state(s.group);
-    copy_dataset_into(c.at(ckpt::child_path(ckpt::kOptimizerExpAvg, s.name)), view(st.exp_avg), file);
-    copy_dataset_into(c.at(ckpt::child_path(ckpt::kOptimizerExpAvgSq, s.name)), view(st.exp_avg_sq), file);
+    const int64_t from = std::max(s.offset, st.lo);
+    const int64_t to = std::min(s.offset + s.numel, st.hi);
+    const ckpt::Dataset& m = c.at(ckpt::child_path(ckpt::kOptimizerExpAvg, s.name));
+    const ckpt::Dataset& v = c.at(ckpt::child_path(ckpt::kOptimizerExpAvgSq, s.name));
+    if (from >= to) {  // still check that the datasets fit
+      copy_dataset_range_into(m, s.shape, 0, st.exp_avg.narrow(0, 0, 0), file);
+      copy_dataset_range_into(v, s.shape, 0, st.exp_avg_sq.narrow(0, 0, 0), file);
+      continue;
+    }
+    copy_dataset_range_into(m, s.shape, from - s.offset,
+                            st.exp_avg.narrow(0, from - st.lo, to - from), file);
+    copy_dataset_range_into(v, s.shape, from - s.offset,
+                            st.exp_avg_sq.narrow(0, from - st.lo, to - from), file);
   }
   if (c.under(ckpt::kModel).size() != model_tensors)
     for (const ckpt::Dataset* d : c.under(ckpt::kModel)) {

@@ -67,11 +67,14 @@ std::vector<std::vector<uint8_t>> gather_rng_states(Communicator* comm, bool cud
 // Rank 0: the checkpoint contents. `snapshot` = copy every tensor to host memory the Contents
 // owns (async saves, or device buffers); otherwise the CPU buffers are borrowed and must not
 // change until the write returns.
+// `gathered_moments`: for a sharded optimizer (ZeRO-1), what optimizer.gather_moments_to_root()
+// returned on rank 0 (collective: every rank calls it before); empty otherwise.
 ckpt::Contents checkpoint_contents(const Config& config, int world_size,
                                    const FlatParameters& params, const AdamW& optimizer,
                                    LossScaler* scaler, const TrainProgress& progress,
                                    const std::vector<std::vector<uint8_t>>& rng_states,
-                                   bool snapshot);
+                                   bool snapshot,
+                                   const std::vector<AdamW::HostMoments>& gathered_moments = {});
 
 // Every rank: loads `contents` into the live state. Throws InputError naming the file and the key
 // or dataset when the checkpoint does not fit this run (architecture, parameter names, shapes,

@@ -72,16 +72,32 @@ at::Tensor dataset_view(const ckpt::Dataset& d) {
                        at::TensorOptions().dtype(torch_dtype(d.dtype)));
 }
 
-void copy_dataset_into(const ckpt::Dataset& d, at::Tensor dst, const std::string& file) {
-  const std::vector<int64_t> shape(dst.sizes().begin(), dst.sizes().end());
-  if (d.dtype != checkpoint_dtype(dst.scalar_type()) || d.shape != shape)
+namespace {
+
+void check_fits(const ckpt::Dataset& d, c10::ScalarType dtype, const std::vector<int64_t>& shape,
+                const std::string& file) {
+  if (d.dtype != checkpoint_dtype(dtype) || d.shape != shape)
     throw InputError(
         fmt::format("checkpoint {}: dataset {} is {} {}, the run expects {} {}; the "
                     "checkpoint does not fit this model",
                     file, d.path, ckpt::dtype_name(d.dtype), fmt::join(d.shape, "x"),
-                    ckpt::dtype_name(checkpoint_dtype(dst.scalar_type())), fmt::join(shape, "x")));
+                    ckpt::dtype_name(checkpoint_dtype(dtype)), fmt::join(shape, "x")));
+}
+
+}  // namespace
+
+void copy_dataset_into(const ckpt::Dataset& d, at::Tensor dst, const std::string& file) {
+  check_fits(d, dst.scalar_type(), std::vector<int64_t>(dst.sizes().begin(), dst.sizes().end()),
+             file);
   at::NoGradGuard no_grad;
   dst.copy_(dataset_view(d));
+}
+
+void copy_dataset_range_into(const ckpt::Dataset& d, const std::vector<int64_t>& shape,
+                             int64_t begin, at::Tensor dst, const std::string& file) {
+  check_fits(d, dst.scalar_type(), shape, file);
+  at::NoGradGuard no_grad;
+  dst.copy_(dataset_view(d).reshape({-1}).narrow(0, begin, dst.numel()));
 }
 
 }  // namespace pft

@@ -4,7 +4,9 @@
 
 #include <ATen/ATen.h>
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "ckpt/contents.h"
 
@@ -21,5 +23,11 @@ at::Tensor dataset_view(const ckpt::Dataset& d);
 // Copies dataset `d` into `dst` (same dtype and shape; any device) without recording autograd.
 // Throws InputError naming checkpoint `file`, the dataset and both shapes when they differ.
 void copy_dataset_into(const ckpt::Dataset& d, at::Tensor dst, const std::string& file);
+
+// Copies elements [begin, begin + dst.numel()) of dataset `d` (flattened, row-major) into 1-D
+// `dst` after checking, as copy_dataset_into does, that `d` has dst's dtype and shape `shape`
+// (a ZeRO-1 restore: a rank's part of a parameter's optimizer moments, train/optimizer.h).
+void copy_dataset_range_into(const ckpt::Dataset& d, const std::vector<int64_t>& shape,
+                             int64_t begin, at::Tensor dst, const std::string& file);
 
 }  // namespace pft

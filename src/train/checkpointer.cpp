@@ -79,6 +79,8 @@ void Checkpointer::after_step(int64_t step, const std::function<TrainProgress()>
     TrainProgress progress = make_progress();
     const auto t0 = std::chrono::steady_clock::now();
     const std::vector<std::vector<uint8_t>> rng = gather_rng_states(&comm_, env_.is_cuda());
+    // ZeRO-1: every rank's optimizer shard to rank 0 (collective; nothing when replicated).
+    const std::vector<AdamW::HostMoments> moments = optimizer_.gather_moments_to_root();
     agree(env_, fmt::format("checkpoint save at step {} (rank 0 writes)", progress.step), [&] {
       test_stall_point("ckpt_save", env_.world_rank);
       test_delay_point("ckpt_save", env_.world_rank);
@@ -86,7 +88,7 @@ void Checkpointer::after_step(int64_t step, const std::function<TrainProgress()>
       progress.metrics_history = metrics_.history();
       const bool snapshot = config_.checkpoint.async;
       Contents contents = checkpoint_contents(config_, env_.world_size, params_, optimizer_,
-                                              scaler_, progress, rng, snapshot);
+                                              scaler_, progress, rng, snapshot, moments);
       const double snapshot_s =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       saver_->save(progress.step, std::move(contents), snapshot_s);

@@ -76,7 +76,11 @@ MemoryPlan plan_memory(const Config& config, int world_size) {
   plan.trainable_params = is_peft(method) ? adapters : base;
   plan.parameters = plan.total_params * kF32;
   plan.gradients = plan.trainable_params * kF32;
-  plan.optimizer = 2 * plan.trainable_params * kF32;
+  // dist.zero 1 on W ranks: each rank's shard of the moments, about 1/W (train/optimizer.h).
+  const bool zero = config.dist.zero == 1 && world_size > 1;
+  const int64_t shard_params =
+      zero ? (plan.trainable_params + world_size - 1) / world_size : plan.trainable_params;
+  plan.optimizer = 2 * shard_params * kF32;
 
   // Activations of one micro-batch.
   const int64_t T = config.train.micro_batch_size * config.data.seq_len;
@@ -113,9 +117,15 @@ MemoryPlan plan_memory(const Config& config, int world_size) {
   // flight together, then pooled), and its 1/W shard.
   if (world_size > 1 && config.dist.grad_comm_dtype == "bf16")
     plan.comm = plan.gradients + plan.gradients / 2 / world_size;
+  // ZeRO-1's all-gather of the updated shards: a receive buffer of W pieces and a send buffer,
+  // each piece at most 2^20 elements (kGatherChunk in train/optimizer.cpp).
+  if (zero) plan.comm += (world_size + 1) * std::min<int64_t>(shard_params, int64_t{1} << 20) * kF32;
 
   // An asynchronous checkpoint clones the trainable parameters and both moments to the host.
   if (config.checkpoint.async) plan.snapshot = 3 * plan.trainable_params * kF32;
+  // ZeRO-1: rank 0 gathers both moments whole for every save (the other ranks send their shard),
+  // so a synchronous save takes them too.
+  if (zero && !config.checkpoint.async) plan.snapshot = 2 * plan.trainable_params * kF32;
   return plan;
 }
 

@@ -6,7 +6,9 @@
 //   parameters   every parameter of the model (frozen base included) and the adapters, 4 B each;
 //   gradients    the trainable parameters' flat gradient buffers (model/flat_params.h), 4 B each;
 //                a PEFT method's frozen base has none;
-//   optimizer    AdamW's two fp32 moments of the trainable parameters (8 B each);
+//   optimizer    AdamW's two fp32 moments of the trainable parameters (8 B each); with
+//                dist.zero 1 on W > 1 ranks a rank's shard of them: ceil(trainable / W) x 8 B
+//                (train/optimizer.h; shard boundaries at 64 elements per group add a little);
 //   activations  what autograd keeps for one micro-batch (micro_batch_size x seq_len tokens):
 //                per transformer block a per-token count of saved d_model / d_ff / kv vectors
 //                (kGpt2Block* / kLlamaBlock* below: layer norm inputs and outputs,
@@ -24,18 +26,22 @@
 //   comm         the reducer's buffers (comm/reducer.h): fp32 buckets are views of the gradient
 //                buffers (0 extra); with dist.grad_comm_dtype bf16 on W > 1 ranks every bucket
 //                has a bf16 copy and reduce-scatter receive buffers (half the gradient bytes
-//                each) plus its 1/W shard; 1 rank: 0;
+//                each) plus its 1/W shard; with dist.zero 1 on W > 1 ranks the all-gather
+//                buffers of the updated shards, (W + 1) x min(shard, 2^20) x 4 B; 1 rank: 0;
 //   total        the sum of the above;
 //   snapshot     printed apart, not in the total: with checkpoint.async, the host copy of the
 //                trainable parameters and both moments a save takes (12 B each). Host memory:
-//                on the CPU it adds to the resident set while a save is in flight.
+//                on the CPU it adds to the resident set while a save is in flight. With
+//                dist.zero 1 on W > 1 ranks, rank 0 gathers both moments whole for every save,
+//                synchronous ones included (8 B each for those).
 // fp32 only: with train.precision bf16/fp16 the table says so (autocast's 16-bit weight copies
 // and activations are not modelled).
 // Not counted: libtorch's allocator slack, the data pipeline, the process itself (measured by
 // tests/bench/memory_plan_check.sh as the RSS of a process that only loads torch and the config).
-// Pure function of the config and the world size (the world size only changes comm). The
-// model's shape must be resolved first (apply_pretrained_architecture, as `pft config show`
-// does). Not modelled: ZeRO, a bf16 base (not in pft).
+// Pure function of the config and the world size (the world size changes comm, and with
+// dist.zero 1 the optimizer and snapshot). The model's shape must be resolved first
+// (apply_pretrained_architecture, as `pft config show` does). Not modelled: a bf16 base (not in
+// pft).
 #pragma once
 
 #include <cstdint>

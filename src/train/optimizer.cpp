@@ -1,22 +1,54 @@
 #include "train/optimizer.h"
 
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "comm/communicator.h"
 #include "core/error.h"
 
 namespace pft {
 
-AdamW::AdamW(FlatParameters& params, const AdamWOptions& options)
+namespace {
+
+// Elements per rank in one all-gather of the updated shards: the receive buffer holds world x
+// this many, so it stays small (4 MiB per rank in fp32) however large a group is.
+constexpr int64_t kGatherChunk = int64_t{1} << 20;
+
+}  // namespace
+
+std::pair<int64_t, int64_t> AdamW::shard_range(int64_t numel, int world, int rank) {
+  PFT_ASSERT(world >= 1 && rank >= 0 && rank < world, "shard_range: bad rank or world");
+  const int64_t per_rank = (numel + world - 1) / world;
+  const int64_t per = (per_rank + kShardAlign - 1) / kShardAlign * kShardAlign;
+  const int64_t lo = std::min(per * rank, numel);
+  const int64_t hi = rank == world - 1 ? numel : std::min(per * (rank + 1), numel);
+  return {lo, hi};
+}
+
+AdamW::AdamW(FlatParameters& params, const AdamWOptions& options, Communicator* shard_over)
     : params_(params), options_(options) {
+  if (shard_over != nullptr && shard_over->size() > 1) comm_ = shard_over;
   for (size_t g = 0; g < params.num_groups(); ++g) {
     const at::Tensor& data = params.data(g);
+    int64_t lo = 0, hi = data.numel();
+    if (comm_ != nullptr) std::tie(lo, hi) = shard_range(data.numel(), comm_->size(), comm_->rank());
     state_.push_back(GroupState{
-        at::zeros_like(data), at::zeros_like(data),
-        at::zeros({}, at::TensorOptions().dtype(at::kFloat).device(data.device()))});
+        at::zeros({hi - lo}, data.options()), at::zeros({hi - lo}, data.options()),
+        at::zeros({}, at::TensorOptions().dtype(at::kFloat).device(data.device())), lo, hi});
   }
 }
 
 void AdamW::set_step_count(int64_t n) {
   step_count_ = n;
   for (GroupState& s : state_) s.step.fill_(static_cast<double>(n));
+}
+
+int64_t AdamW::state_bytes() const {
+  int64_t bytes = 0;
+  for (const GroupState& s : state_)
+    bytes += static_cast<int64_t>(s.exp_avg.nbytes() + s.exp_avg_sq.nbytes() + s.step.nbytes());
+  return bytes;
 }
 
 void AdamW::step(double lr) {
@@ -26,11 +58,94 @@ void AdamW::step(double lr) {
     GroupState& s = state_[g];
     // The fused kernel reads the already-incremented count (torch.optim increments first too).
     s.step.add_(1.0);
+    if (s.hi == s.lo) continue;  // an empty shard (ZeRO-1): nothing to update here
     const double wd = params_.decay(g) ? options_.weight_decay : 0.0;
-    at::_fused_adamw_({params_.data(g)}, {params_.grad(g)}, {s.exp_avg}, {s.exp_avg_sq},
+    const int64_t n = s.hi - s.lo;
+    at::Tensor data = params_.data(g), grad = params_.grad(g);
+    if (n != data.numel()) {
+      data = data.narrow(0, s.lo, n);
+      grad = grad.narrow(0, s.lo, n);
+    }
+    at::_fused_adamw_({data}, {grad}, {s.exp_avg}, {s.exp_avg_sq},
                       /*max_exp_avg_sqs=*/{}, {s.step}, lr, options_.beta1, options_.beta2, wd,
                       options_.eps, /*amsgrad=*/false, /*maximize=*/false);
   }
+  if (sharded()) gather_parameters();
+}
+
+void AdamW::gather_parameters() {
+  const int world = comm_->size(), me = comm_->rank();
+  for (size_t g = 0; g < state_.size(); ++g) {
+    at::Tensor& data = params_.data(g);
+    const int64_t numel = data.numel();
+    // Every shard fits in the first one's length; the all-gather moves that many per rank.
+    const int64_t longest = shard_range(numel, world, 0).second;
+    const int64_t chunk = std::min(longest, kGatherChunk);
+    if (chunk == 0) continue;
+    if (!gather_recv_.defined() || gather_recv_.scalar_type() != data.scalar_type() ||
+        gather_recv_.device() != data.device() || gather_recv_.numel() < world * chunk) {
+      gather_recv_ = at::empty({world * chunk}, data.options());
+      gather_send_ = at::zeros({chunk}, data.options());
+    }
+    for (int64_t off = 0; off < longest; off += chunk) {
+      const int64_t c = std::min(chunk, longest - off);
+      // This rank's piece: a view of its shard, or (a short last piece) a zero-padded copy.
+      const int64_t mine_at = state_[g].lo + off;
+      const int64_t mine = std::clamp<int64_t>(state_[g].hi - mine_at, 0, c);
+      at::Tensor send;
+      if (mine == c) {
+        send = data.narrow(0, mine_at, c);
+      } else {
+        send = gather_send_.narrow(0, 0, c);
+        send.zero_();
+        if (mine > 0) send.narrow(0, 0, mine).copy_(data.narrow(0, mine_at, mine));
+      }
+      const at::Tensor recv = gather_recv_.narrow(0, 0, world * c);
+      comm_->all_gather(recv, send);
+      for (int q = 0; q < world; ++q) {
+        if (q == me) continue;
+        const auto [lo, hi] = shard_range(numel, world, q);
+        const int64_t n = std::clamp<int64_t>(hi - (lo + off), 0, c);
+        if (n > 0) data.narrow(0, lo + off, n).copy_(recv.narrow(0, q * c, n));
+      }
+    }
+  }
+}
+
+std::vector<AdamW::HostMoments> AdamW::gather_moments_to_root() const {
+  std::vector<HostMoments> out;
+  if (!sharded()) return out;
+  const int world = comm_->size();
+  for (size_t g = 0; g < state_.size(); ++g) {
+    const GroupState& s = state_[g];
+    // [exp_avg shard][exp_avg_sq shard], raw bytes of the host copies.
+    const at::Tensor m = s.exp_avg.to(at::kCPU).contiguous();
+    const at::Tensor v = s.exp_avg_sq.to(at::kCPU).contiguous();
+    std::string blob(m.nbytes() + v.nbytes(), '\0');
+    if (m.nbytes() > 0) {  // an empty shard has no data pointer to copy from
+      std::memcpy(blob.data(), m.data_ptr(), m.nbytes());
+      std::memcpy(blob.data() + m.nbytes(), v.data_ptr(), v.nbytes());
+    }
+    const std::vector<std::string> blobs = comm_->gather_bytes_to_root(blob, 0);
+    if (blobs.empty()) continue;  // not the root
+    const int64_t numel = params_.data(g).numel();
+    const auto host = at::TensorOptions().dtype(s.exp_avg.scalar_type()).device(at::kCPU);
+    HostMoments full{at::empty({numel}, host), at::empty({numel}, host)};
+    const size_t esize = full.exp_avg.element_size();
+    for (int q = 0; q < world; ++q) {
+      const auto [lo, hi] = shard_range(numel, world, q);
+      const size_t bytes = static_cast<size_t>(hi - lo) * esize;
+      const std::string& b = blobs.at(static_cast<size_t>(q));
+      PFT_ASSERT(b.size() == 2 * bytes, "gather_moments_to_root: a shard of unexpected size");
+      auto* dst_m = static_cast<char*>(full.exp_avg.data_ptr()) + static_cast<size_t>(lo) * esize;
+      auto* dst_v = static_cast<char*>(full.exp_avg_sq.data_ptr()) + static_cast<size_t>(lo) * esize;
+      if (bytes == 0) continue;
+      std::memcpy(dst_m, b.data(), bytes);
+      std::memcpy(dst_v, b.data() + bytes, bytes);
+    }
+    out.push_back(std::move(full));
+  }
+  return out;
 }
 
 double clip_grad_norm(const std::vector<at::Tensor>& grads, double max_norm) {

@@ -147,8 +147,11 @@ TrainSession::TrainSession(const Config& config_in, const RankEnv& env_in)
   reducer->broadcast_parameters();
 
   // 9. Optimizer, learning rate, micro-batches, the step.
+  // dist.zero 1: each rank keeps the moments of its shard only (Note [ZeRO-1] in
+  // train/optimizer.h); on one rank that is all of them, the replicated optimizer.
   optimizer = std::make_unique<AdamW>(*params,
-                                      AdamWOptions{tc.beta1, tc.beta2, tc.eps, tc.weight_decay});
+                                      AdamWOptions{tc.beta1, tc.beta2, tc.eps, tc.weight_decay},
+                                      config.dist.zero == 1 ? comm.get() : nullptr);
   lr_schedule = std::make_unique<LrSchedule>(LrScheduleOptions{
       parse_schedule(tc.schedule), tc.lr, tc.steps, tc.warmup_steps, tc.min_lr_ratio});
   for (int64_t m = 0; m < accumulation; ++m)
@@ -270,6 +273,13 @@ void TrainSession::log_setup() const {
                 ? "sent as bf16 (reduce-scatter summed in fp32, all-gather)"
                 : "all-reduced in fp32",
             comm->backend_name());
+  log::info("optimizer: AdamW state {} bytes ({:.2f} MiB) on this rank{}",
+            optimizer->state_bytes(),
+            static_cast<double>(optimizer->state_bytes()) / (1024.0 * 1024.0),
+            optimizer->sharded()
+                ? fmt::format(" (dist.zero 1: sharded over {} ranks, updated shards all-gathered)",
+                              env.world_size)
+                : std::string(" (replicated)"));
 }
 
 TrainSession::StartPoint TrainSession::resume() {

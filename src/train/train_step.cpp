@@ -99,7 +99,6 @@ StepResult TrainStep::run(const std::vector<Batch>& micro_batches,
     for (const auto& [slot, row_numel] : options_.row_sparse)
       options_.reducer->reduce_rows(slot, row_numel, rows_in_use_);
   }
-  if (options_.comm != nullptr) result.comm_bytes = options_.comm->bytes_sent() - bytes_before;
   // After finish(): nothing may touch a bucket while its all-reduce runs (the reducer's hooks
   // already put back any gradient autograd replaced before sending it).
   if (const size_t fixed = params_.rebind_grads(); fixed > 0) {
@@ -122,6 +121,8 @@ StepResult TrainStep::run(const std::vector<Batch>& micro_batches,
   result.skipped = !finite || total == 0;
   if (!result.skipped) optimizer_.step(lr);
   if (scaler_) scaler_->update();
+  // The gradients' bytes, and under ZeRO-1 the all-gather of the updated parameters.
+  if (options_.comm != nullptr) result.comm_bytes = options_.comm->bytes_sent() - bytes_before;
 
   // 7. Reporting sums over ranks.
   double* report = report_.data_ptr<double>();

@@ -70,7 +70,8 @@ struct StepResult {
   bool skipped = false;        // no update: non-finite gradients (fp16 overflow) or no targets
   double loss_scale = 0.0;     // fp16: the scale used this step; else 0
   double comm_time_s = 0.0;    // waiting for gradient all-reduces after the last backward
-  int64_t comm_bytes = 0;      // bytes this rank sent reducing gradients (Communicator::bytes_sent)
+  int64_t comm_bytes = 0;      // bytes this rank sent reducing gradients and, under ZeRO-1,
+                               // all-gathering the updated parameters (Communicator::bytes_sent)
   std::vector<double> task_loss_sum;  // (num_tasks) global sums
   std::vector<double> task_tokens;    // (num_tasks) global counts
 };

@@ -102,6 +102,14 @@ TEST(Config, GradCommDtype) {
   EXPECT_NE(msg.find("cfg.yaml:"), std::string::npos) << msg;
 }
 
+// dist.zero (ZeRO-1, train/optimizer.h): 0 by default, 1 accepted, 2 refused naming the key.
+TEST(Config, DistZero) {
+  EXPECT_EQ(parse_config(kMinimal, "cfg.yaml").dist.zero, 0);
+  EXPECT_EQ(parse_config(std::string(kMinimal) + "dist:\n  zero: 1\n", "cfg.yaml").dist.zero, 1);
+  const std::string msg = error_of(std::string(kMinimal) + "dist:\n  zero: 2\n");
+  EXPECT_NE(msg.find("dist.zero"), std::string::npos) << msg;
+}
+
 // Enum-valued keys are parsed once into enums (config/schema.h); a wrong word names the key,
 // the words and the closest one; the resolved YAML writes the words back.
 TEST(Config, EnumKeysParseIntoEnumsAndRoundTrip) {

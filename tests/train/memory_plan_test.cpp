@@ -107,6 +107,29 @@ TEST(MemoryPlan, Bf16CommBuffersOnlyWithSeveralRanks) {
   EXPECT_EQ(plan_memory(c, 8).comm, 0);
 }
 
+// dist.zero 1 (train/optimizer.h): the moments of 1/W of the 568 trainable parameters per rank;
+// the rest unchanged; one rank is the replicated plan.
+TEST(MemoryPlan, ZeroOneShardsTheOptimizerState) {
+  Config c = tiny();
+  c.dist.zero = 1;
+  EXPECT_EQ(plan_memory(c, 1).optimizer, 568 * 8);
+  EXPECT_EQ(plan_memory(c, 1).comm, 0);
+  EXPECT_EQ(plan_memory(c, 2).optimizer, 284 * 8);
+  EXPECT_EQ(plan_memory(c, 3).optimizer, 190 * 8);  // ceil(568 / 3)
+  EXPECT_EQ(plan_memory(c, 4).optimizer, 142 * 8);
+  EXPECT_EQ(plan_memory(c, 2).gradients, plan_memory(tiny(), 2).gradients);
+  EXPECT_EQ(plan_memory(c, 2).parameters, plan_memory(tiny(), 2).parameters);
+  // The all-gather buffers: 2 pieces received and one sent, of 284 fp32 elements.
+  EXPECT_EQ(plan_memory(c, 2).comm, 3 * 284 * 4);
+  // Rank 0 gathers both moments whole to save: async adds the parameters' copy as before.
+  EXPECT_EQ(plan_memory(c, 2).snapshot, 6816);
+  c.checkpoint.async = false;
+  EXPECT_EQ(plan_memory(c, 2).snapshot, 568 * 8);
+  c.dist.zero = 0;
+  EXPECT_EQ(plan_memory(c, 2).snapshot, 0);
+  EXPECT_EQ(plan_memory(c, 4).optimizer, 568 * 8);
+}
+
 TEST(MemoryPlan, LlamaGroupedQueryShapes) {
   Config c = tiny();
   c.model.family = "llama";
