@@ -9,7 +9,8 @@
 //     and the evaluations (loss and exact-match generation) run on the bf16 base;
 //   - the config refuses base_dtype bf16 with train.method full, and with another precision;
 //   - `pft ckpt export` of a LoRA checkpoint trained on a bf16 base: the base-hash check accepts
-//     the fp32 base it is exported from, and merged/ is fp32, the fp32 base plus (alpha / r) B A.
+//     the fp32 base it is exported from, and merged/ is fp32, the fp32 base plus (alpha / r) B A;
+//     `pft eval` of it with the fp32 config scores within bf16 of the run's own evaluation.
 #include <gtest/gtest.h>
 #include <mpi.h>
 #include <unistd.h>
@@ -31,6 +32,7 @@
 #include "model/safetensors.h"
 #include "model/transformer.h"
 #include "train/adapter_checkpoint.h"
+#include "train/eval_run.h"
 #include "train/train_session.h"
 #include "train/trainer.h"
 
@@ -256,6 +258,30 @@ TEST(LowPrecisionBase, MergedExportIsFp32BasePlusLoraUpdate) {
     EXPECT_TRUE(at::allclose(got, want, 1e-6, 1e-7)) << item.key();
   }
   EXPECT_EQ(adapted, 2 * 5);  // 2 layers x q, v, o, up, down
+
+  // `pft eval` of the checkpoint with the fp32 config: the adapter scores on the fp32 base
+  // (model.base_dtype is not part of the model it checks), within bf16 of the run's own score.
+  EvalRequest request;
+  request.checkpoint = (scratch() / "merge").string();
+  request.output = (scratch() / "merge-eval-fp32.jsonl").string();
+  const Config fp32 = parse_config(run_yaml("merge", "llama", "lora", "fp32", 3),
+                                   (scratch() / "merge.yaml").string(),
+                                   {"model.from_pretrained=" + base_dir.string()});
+  ASSERT_EQ(run_eval(fp32, env(), request), 0);
+  double run_loss = 0.0, eval_loss = 0.0;
+  for (const json::object& r : test::read_records(scratch() / "merge/metrics.jsonl"))
+    if (r.at("kind").as_string() == "eval" && r.at("step").as_int64() == 3 &&
+        r.at("template").is_string() && r.at("template").as_string() == "all")
+      run_loss = number(r, "loss");
+  for (const json::object& r : test::read_records(request.output))
+    if (r.at("kind").as_string() == "eval" && r.at("template").is_string() &&
+        r.at("template").as_string() == "all")
+      eval_loss = number(r, "loss");
+  std::cout << "held-out loss: bf16 base (the run) " << run_loss << ", fp32 base (pft eval) "
+            << eval_loss << "\n";
+  ASSERT_GT(run_loss, 0.0);
+  EXPECT_NE(eval_loss, run_loss);  // another base, so not bitwise
+  EXPECT_LT(std::abs(eval_loss - run_loss) / run_loss, 2e-2);
 }
 
 }  // namespace
