@@ -152,6 +152,7 @@ TEST(LowPrecisionBase, ConfigRefusesFullFineTuningAndAnotherPrecision) {
 
 struct RunCase {
   std::string family, method;
+  std::string dtype = "bf16";  // fp16 too: its loss scaling acts on the fp32 adapters only
 };
 
 class LowPrecisionRun : public ::testing::TestWithParam<RunCase> {};
@@ -183,17 +184,18 @@ TEST_P(LowPrecisionRun, TrainsAndStartsWithinBf16OfTheFp32Base) {
   const RunCase c = GetParam();
   constexpr int kSteps = 12;
   const std::string name = c.family + "-" + c.method;
-  const TrainSummary s16 = train(run_config(name + "-bf16", c.family, c.method, "bf16", kSteps), env());
-  const TrainSummary s32 = train(run_config(name + "-fp32", c.family, c.method, "fp32", kSteps), env());
+  const TrainSummary s16 =
+      train(run_config(name + "-" + c.dtype, c.family, c.method, c.dtype, kSteps), env());
+  train(run_config(name + "-fp32-vs-" + c.dtype, c.family, c.method, "fp32", kSteps), env());
   EXPECT_EQ(s16.steps, kSteps);
-  const RunLosses b = losses_of(scratch() / (name + "-bf16"), kSteps);
-  const RunLosses f = losses_of(scratch() / (name + "-fp32"), kSteps);
+  const RunLosses b = losses_of(scratch() / (name + "-" + c.dtype), kSteps);
+  const RunLosses f = losses_of(scratch() / (name + "-fp32-vs-" + c.dtype), kSteps);
   ASSERT_EQ(b.train.size(), static_cast<size_t>(kSteps));
   ASSERT_EQ(f.train.size(), static_cast<size_t>(kSteps));
   for (double l : b.train) EXPECT_TRUE(std::isfinite(l)) << l;
   // Step 1: the same adapters on the same batch; only bf16 rounding differs.
   const double rel = std::abs(b.train[0] - f.train[0]) / f.train[0];
-  std::cout << name << ": step-1 loss bf16 base " << b.train[0] << ", fp32 base " << f.train[0]
+  std::cout << name << ": step-1 loss " << c.dtype << " base " << b.train[0] << ", fp32 base " << f.train[0]
             << " (rel " << rel << "); held-out " << b.eval_start << " -> " << b.eval_end
             << " (fp32 base " << f.eval_start << " -> " << f.eval_end << ")\n";
   EXPECT_LT(rel, 2e-2);
@@ -209,9 +211,11 @@ INSTANTIATE_TEST_SUITE_P(Methods, LowPrecisionRun,
                                            RunCase{"gpt2", "prompt_tuning"},
                                            RunCase{"llama", "prompt_tuning"},
                                            RunCase{"gpt2", "prefix_tuning"},
-                                           RunCase{"llama", "prefix_tuning"}),
+                                           RunCase{"llama", "prefix_tuning"},
+                                           RunCase{"llama", "lora", "fp16"}),
                          [](const ::testing::TestParamInfo<RunCase>& info) {
-                           return info.param.family + "_" + info.param.method;
+                           return info.param.family + "_" + info.param.method +
+                                  (info.param.dtype == "bf16" ? "" : "_" + info.param.dtype);
                          });
 
 // The merged export of a bf16-base LoRA checkpoint is fp32: the fp32 base it is exported from
