@@ -37,8 +37,9 @@ struct Weights : torch::nn::Module {
       : init(init) {
     // Allocated in the final dtype: a bf16 base never exists in fp32 (Note [low-precision base]).
     const auto options = torch::TensorOptions().dtype(dtype);
-    weight = register_parameter("weight", init == Init::kOnes ? torch::ones(weight_shape, options)
-                                                              : torch::zeros(weight_shape, options));
+    weight = register_parameter("weight", init == Init::kOnes
+                                              ? torch::ones(weight_shape, options)
+                                              : torch::zeros(weight_shape, options));
     if (bias_size > 0) bias = register_parameter("bias", torch::zeros({bias_size}, options));
   }
   torch::Tensor weight;  // shape as given
@@ -58,26 +59,29 @@ std::shared_ptr<Weights> add(torch::nn::Module& parent, const std::string& name,
 
 struct Gpt2Attention : torch::nn::Module {
   explicit Gpt2Attention(const ModelSpec& s) {
+    const at::ScalarType dt = s.param_dtype;
     const int64_t c = s.d_model;
-    c_attn = add(*this, "c_attn", {c, 3 * c}, 3 * c, Init::kNormal, s.param_dtype);  // (C, 3C): [q | k | v]
-    c_proj = add(*this, "c_proj", {c, c}, c, Init::kResidual, s.param_dtype);        // (C, C)
+    c_attn = add(*this, "c_attn", {c, 3 * c}, 3 * c, Init::kNormal, dt);  // (C, 3C): [q | k | v]
+    c_proj = add(*this, "c_proj", {c, c}, c, Init::kResidual, dt);        // (C, C)
   }
   std::shared_ptr<Weights> c_attn, c_proj;
 };
 
 struct Gpt2Mlp : torch::nn::Module {
   explicit Gpt2Mlp(const ModelSpec& s) {
-    c_fc = add(*this, "c_fc", {s.d_model, s.d_ff}, s.d_ff, Init::kNormal, s.param_dtype);           // (C, F)
-    c_proj = add(*this, "c_proj", {s.d_ff, s.d_model}, s.d_model, Init::kResidual, s.param_dtype);  // (F, C)
+    const at::ScalarType dt = s.param_dtype;
+    c_fc = add(*this, "c_fc", {s.d_model, s.d_ff}, s.d_ff, Init::kNormal, dt);           // (C, F)
+    c_proj = add(*this, "c_proj", {s.d_ff, s.d_model}, s.d_model, Init::kResidual, dt);  // (F, C)
   }
   std::shared_ptr<Weights> c_fc, c_proj;
 };
 
 struct Gpt2Block : torch::nn::Module {
   explicit Gpt2Block(const ModelSpec& s) {
-    ln_1 = add(*this, "ln_1", {s.d_model}, s.d_model, Init::kOnes, s.param_dtype);
+    const at::ScalarType dt = s.param_dtype;
+    ln_1 = add(*this, "ln_1", {s.d_model}, s.d_model, Init::kOnes, dt);
     attn = register_module("attn", std::make_shared<Gpt2Attention>(s));
-    ln_2 = add(*this, "ln_2", {s.d_model}, s.d_model, Init::kOnes, s.param_dtype);
+    ln_2 = add(*this, "ln_2", {s.d_model}, s.d_model, Init::kOnes, dt);
     mlp = register_module("mlp", std::make_shared<Gpt2Mlp>(s));
   }
   std::shared_ptr<Weights> ln_1, ln_2;
@@ -87,14 +91,15 @@ struct Gpt2Block : torch::nn::Module {
 
 struct Gpt2Body : torch::nn::Module {  // HF GPT2Model, "transformer"
   explicit Gpt2Body(const ModelSpec& s) {
-    wte = add(*this, "wte", {s.vocab_size, s.d_model}, 0, Init::kNormal, s.param_dtype);   // (V, C)
-    wpe = add(*this, "wpe", {s.max_seq_len, s.d_model}, 0, Init::kNormal, s.param_dtype);  // (P, C)
+    const at::ScalarType dt = s.param_dtype;
+    wte = add(*this, "wte", {s.vocab_size, s.d_model}, 0, Init::kNormal, dt);   // (V, C)
+    wpe = add(*this, "wpe", {s.max_seq_len, s.d_model}, 0, Init::kNormal, dt);  // (P, C)
     auto list = register_module("h", torch::nn::ModuleList());
     for (int64_t i = 0; i < s.n_layers; ++i) {
       blocks.push_back(std::make_shared<Gpt2Block>(s));
       list->push_back(blocks.back());  // registered as "0", "1", ...
     }
-    ln_f = add(*this, "ln_f", {s.d_model}, s.d_model, Init::kOnes, s.param_dtype);
+    ln_f = add(*this, "ln_f", {s.d_model}, s.d_model, Init::kOnes, dt);
   }
   std::shared_ptr<Weights> wte, wpe, ln_f;
   std::vector<std::shared_ptr<Gpt2Block>> blocks;
@@ -102,31 +107,34 @@ struct Gpt2Body : torch::nn::Module {  // HF GPT2Model, "transformer"
 
 struct LlamaAttention : torch::nn::Module {  // "self_attn"
   explicit LlamaAttention(const ModelSpec& s) {
+    const at::ScalarType dt = s.param_dtype;
     const int64_t c = s.d_model, q = s.n_heads * s.head_dim, kv = s.n_kv_heads * s.head_dim;
-    q_proj = add(*this, "q_proj", {q, c}, 0, Init::kNormal, s.param_dtype);    // (H*D, C)
-    k_proj = add(*this, "k_proj", {kv, c}, 0, Init::kNormal, s.param_dtype);   // (KV*D, C)
-    v_proj = add(*this, "v_proj", {kv, c}, 0, Init::kNormal, s.param_dtype);   // (KV*D, C)
-    o_proj = add(*this, "o_proj", {c, q}, 0, Init::kResidual, s.param_dtype);  // (C, H*D)
+    q_proj = add(*this, "q_proj", {q, c}, 0, Init::kNormal, dt);    // (H*D, C)
+    k_proj = add(*this, "k_proj", {kv, c}, 0, Init::kNormal, dt);   // (KV*D, C)
+    v_proj = add(*this, "v_proj", {kv, c}, 0, Init::kNormal, dt);   // (KV*D, C)
+    o_proj = add(*this, "o_proj", {c, q}, 0, Init::kResidual, dt);  // (C, H*D)
   }
   std::shared_ptr<Weights> q_proj, k_proj, v_proj, o_proj;
 };
 
 struct LlamaMlp : torch::nn::Module {
   explicit LlamaMlp(const ModelSpec& s) {
-    gate_proj = add(*this, "gate_proj", {s.d_ff, s.d_model}, 0, Init::kNormal, s.param_dtype);    // (F, C)
-    up_proj = add(*this, "up_proj", {s.d_ff, s.d_model}, 0, Init::kNormal, s.param_dtype);        // (F, C)
-    down_proj = add(*this, "down_proj", {s.d_model, s.d_ff}, 0, Init::kResidual, s.param_dtype);  // (C, F)
+    const at::ScalarType dt = s.param_dtype;
+    gate_proj = add(*this, "gate_proj", {s.d_ff, s.d_model}, 0, Init::kNormal, dt);    // (F, C)
+    up_proj = add(*this, "up_proj", {s.d_ff, s.d_model}, 0, Init::kNormal, dt);        // (F, C)
+    down_proj = add(*this, "down_proj", {s.d_model, s.d_ff}, 0, Init::kResidual, dt);  // (C, F)
   }
   std::shared_ptr<Weights> gate_proj, up_proj, down_proj;
 };
 
 struct LlamaBlock : torch::nn::Module {
   explicit LlamaBlock(const ModelSpec& s) {
+    const at::ScalarType dt = s.param_dtype;
     self_attn = register_module("self_attn", std::make_shared<LlamaAttention>(s));
     mlp = register_module("mlp", std::make_shared<LlamaMlp>(s));
-    input_layernorm = add(*this, "input_layernorm", {s.d_model}, 0, Init::kOnes, s.param_dtype);
+    input_layernorm = add(*this, "input_layernorm", {s.d_model}, 0, Init::kOnes, dt);
     post_attention_layernorm =
-        add(*this, "post_attention_layernorm", {s.d_model}, 0, Init::kOnes, s.param_dtype);
+        add(*this, "post_attention_layernorm", {s.d_model}, 0, Init::kOnes, dt);
   }
   std::shared_ptr<LlamaAttention> self_attn;
   std::shared_ptr<LlamaMlp> mlp;
@@ -135,14 +143,14 @@ struct LlamaBlock : torch::nn::Module {
 
 struct LlamaBody : torch::nn::Module {  // HF LlamaModel, "model"
   explicit LlamaBody(const ModelSpec& s) {
-    embed_tokens =
-        add(*this, "embed_tokens", {s.vocab_size, s.d_model}, 0, Init::kNormal, s.param_dtype);
+    const at::ScalarType dt = s.param_dtype;
+    embed_tokens = add(*this, "embed_tokens", {s.vocab_size, s.d_model}, 0, Init::kNormal, dt);
     auto list = register_module("layers", torch::nn::ModuleList());
     for (int64_t i = 0; i < s.n_layers; ++i) {
       blocks.push_back(std::make_shared<LlamaBlock>(s));
       list->push_back(blocks.back());
     }
-    norm = add(*this, "norm", {s.d_model}, 0, Init::kOnes, s.param_dtype);
+    norm = add(*this, "norm", {s.d_model}, 0, Init::kOnes, dt);
   }
   std::shared_ptr<Weights> embed_tokens, norm;
   std::vector<std::shared_ptr<LlamaBlock>> blocks;
