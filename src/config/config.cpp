@@ -157,6 +157,23 @@ void validate(const Config& c) {
   }
   validate_data(c);
   const TrainConfig& t = c.train;
+  // Note [low-precision base]: a bf16/fp16 base exists only under a frozen base, and its matmuls
+  // run under the autocast of the same dtype (train/precision.h), so the two keys must agree:
+  // refusing a mismatch is clearer than one key silently overriding the other.
+  if (m.base_dtype != Precision::kFp32) {
+    const std::string dtype = config_text(m.base_dtype);
+    if (!is_peft(t.method))
+      fail("model.base_dtype",
+           fmt::format("`{}` stores the frozen base of a PEFT method, but train.method is `full`, "
+                       "which trains every weight (no frozen base); set model.base_dtype: fp32 "
+                       "(train.precision: {} runs the matmuls in {} with fp32 master weights)",
+                       dtype, dtype, dtype));
+    if (t.precision != m.base_dtype)
+      fail("model.base_dtype",
+           fmt::format("a {} base runs its frozen matmuls under {} autocast, but train.precision "
+                       "is `{}`; set train.precision: {} (or model.base_dtype: fp32)",
+                       dtype, dtype, config_text(t.precision), dtype));
+  }
   if (t.global_batch_size % t.micro_batch_size != 0)
     fail("train.global_batch_size",
          fmt::format("{} is not a multiple of train.micro_batch_size = {}", t.global_batch_size,

@@ -106,6 +106,7 @@ struct ModelConfig {
   bool tie_embeddings = true;
   double init_std = 0.02;
   std::string from_pretrained;
+  Precision base_dtype = Precision::kFp32;
 };
 
 struct DataConfig {
@@ -262,6 +263,7 @@ void describe(V& v, ModelConfig& c) {
   v.field("tie_embeddings", c.tie_embeddings, "Share the input embedding and the output head.");
   v.field("init_std", c.init_std, "Std of the normal init; residual projections are scaled by 1/sqrt(2*n_layers).", greater_than(0));
   v.field("from_pretrained", c.from_pretrained, "Pretrained model to start from: a Hugging Face model directory, a .gguf file or a known name (smollm2-135m-instruct; docs/models.md). Empty = random init.");
+  v.field("base_dtype", c.base_dtype, "Storage dtype of the frozen base weights of a PEFT method (train.method other than full): fp32, or bf16 / fp16 (half the bytes; cast once after loading, no fp32 copy kept), whose matmuls then run under train.precision's autocast, which must be the same dtype. Adapters, their gradients and optimizer state stay fp32 (docs/peft.md, \"Low-precision base\").");
 }
 
 template <class V>

@@ -3,6 +3,7 @@
 #include "model/transformer.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/autocast_mode.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/types.h>
 #include <torch/utils.h>
@@ -32,10 +33,14 @@ enum class Init { kNormal, kResidual, kOnes };
 // A leaf with "weight" and an optional "bias": HF's Embedding, Linear, Conv1D, LayerNorm and
 // RMSNorm reduced to their parameters (the math is in forward below).
 struct Weights : torch::nn::Module {
-  Weights(std::vector<int64_t> weight_shape, int64_t bias_size, Init init) : init(init) {
-    weight = register_parameter(
-        "weight", init == Init::kOnes ? torch::ones(weight_shape) : torch::zeros(weight_shape));
-    if (bias_size > 0) bias = register_parameter("bias", torch::zeros({bias_size}));
+  Weights(std::vector<int64_t> weight_shape, int64_t bias_size, Init init, at::ScalarType dtype)
+      : init(init) {
+    // Allocated in the final dtype: a bf16 base never exists in fp32 (Note [low-precision base]).
+    const auto options = torch::TensorOptions().dtype(dtype);
+    weight = register_parameter("weight", init == Init::kOnes
+                                              ? torch::ones(weight_shape, options)
+                                              : torch::zeros(weight_shape, options));
+    if (bias_size > 0) bias = register_parameter("bias", torch::zeros({bias_size}, options));
   }
   torch::Tensor weight;  // shape as given
   torch::Tensor bias;    // (bias_size) or undefined
@@ -46,32 +51,37 @@ struct Weights : torch::nn::Module {
 };
 
 std::shared_ptr<Weights> add(torch::nn::Module& parent, const std::string& name,
-                             std::vector<int64_t> shape, int64_t bias_size, Init init) {
-  return parent.register_module(name, std::make_shared<Weights>(std::move(shape), bias_size, init));
+                             std::vector<int64_t> shape, int64_t bias_size, Init init,
+                             at::ScalarType dtype) {
+  return parent.register_module(
+      name, std::make_shared<Weights>(std::move(shape), bias_size, init, dtype));
 }
 
 struct Gpt2Attention : torch::nn::Module {
   explicit Gpt2Attention(const ModelSpec& s) {
+    const at::ScalarType dt = s.param_dtype;
     const int64_t c = s.d_model;
-    c_attn = add(*this, "c_attn", {c, 3 * c}, 3 * c, Init::kNormal);  // (C, 3C): [q | k | v]
-    c_proj = add(*this, "c_proj", {c, c}, c, Init::kResidual);        // (C, C)
+    c_attn = add(*this, "c_attn", {c, 3 * c}, 3 * c, Init::kNormal, dt);  // (C, 3C): [q | k | v]
+    c_proj = add(*this, "c_proj", {c, c}, c, Init::kResidual, dt);        // (C, C)
   }
   std::shared_ptr<Weights> c_attn, c_proj;
 };
 
 struct Gpt2Mlp : torch::nn::Module {
   explicit Gpt2Mlp(const ModelSpec& s) {
-    c_fc = add(*this, "c_fc", {s.d_model, s.d_ff}, s.d_ff, Init::kNormal);           // (C, F)
-    c_proj = add(*this, "c_proj", {s.d_ff, s.d_model}, s.d_model, Init::kResidual);  // (F, C)
+    const at::ScalarType dt = s.param_dtype;
+    c_fc = add(*this, "c_fc", {s.d_model, s.d_ff}, s.d_ff, Init::kNormal, dt);           // (C, F)
+    c_proj = add(*this, "c_proj", {s.d_ff, s.d_model}, s.d_model, Init::kResidual, dt);  // (F, C)
   }
   std::shared_ptr<Weights> c_fc, c_proj;
 };
 
 struct Gpt2Block : torch::nn::Module {
   explicit Gpt2Block(const ModelSpec& s) {
-    ln_1 = add(*this, "ln_1", {s.d_model}, s.d_model, Init::kOnes);
+    const at::ScalarType dt = s.param_dtype;
+    ln_1 = add(*this, "ln_1", {s.d_model}, s.d_model, Init::kOnes, dt);
     attn = register_module("attn", std::make_shared<Gpt2Attention>(s));
-    ln_2 = add(*this, "ln_2", {s.d_model}, s.d_model, Init::kOnes);
+    ln_2 = add(*this, "ln_2", {s.d_model}, s.d_model, Init::kOnes, dt);
     mlp = register_module("mlp", std::make_shared<Gpt2Mlp>(s));
   }
   std::shared_ptr<Weights> ln_1, ln_2;
@@ -81,14 +91,15 @@ struct Gpt2Block : torch::nn::Module {
 
 struct Gpt2Body : torch::nn::Module {  // HF GPT2Model, "transformer"
   explicit Gpt2Body(const ModelSpec& s) {
-    wte = add(*this, "wte", {s.vocab_size, s.d_model}, 0, Init::kNormal);   // (V, C)
-    wpe = add(*this, "wpe", {s.max_seq_len, s.d_model}, 0, Init::kNormal);  // (P, C)
+    const at::ScalarType dt = s.param_dtype;
+    wte = add(*this, "wte", {s.vocab_size, s.d_model}, 0, Init::kNormal, dt);   // (V, C)
+    wpe = add(*this, "wpe", {s.max_seq_len, s.d_model}, 0, Init::kNormal, dt);  // (P, C)
     auto list = register_module("h", torch::nn::ModuleList());
     for (int64_t i = 0; i < s.n_layers; ++i) {
       blocks.push_back(std::make_shared<Gpt2Block>(s));
       list->push_back(blocks.back());  // registered as "0", "1", ...
     }
-    ln_f = add(*this, "ln_f", {s.d_model}, s.d_model, Init::kOnes);
+    ln_f = add(*this, "ln_f", {s.d_model}, s.d_model, Init::kOnes, dt);
   }
   std::shared_ptr<Weights> wte, wpe, ln_f;
   std::vector<std::shared_ptr<Gpt2Block>> blocks;
@@ -96,30 +107,34 @@ struct Gpt2Body : torch::nn::Module {  // HF GPT2Model, "transformer"
 
 struct LlamaAttention : torch::nn::Module {  // "self_attn"
   explicit LlamaAttention(const ModelSpec& s) {
+    const at::ScalarType dt = s.param_dtype;
     const int64_t c = s.d_model, q = s.n_heads * s.head_dim, kv = s.n_kv_heads * s.head_dim;
-    q_proj = add(*this, "q_proj", {q, c}, 0, Init::kNormal);    // (H*D, C)
-    k_proj = add(*this, "k_proj", {kv, c}, 0, Init::kNormal);   // (KV*D, C)
-    v_proj = add(*this, "v_proj", {kv, c}, 0, Init::kNormal);   // (KV*D, C)
-    o_proj = add(*this, "o_proj", {c, q}, 0, Init::kResidual);  // (C, H*D)
+    q_proj = add(*this, "q_proj", {q, c}, 0, Init::kNormal, dt);    // (H*D, C)
+    k_proj = add(*this, "k_proj", {kv, c}, 0, Init::kNormal, dt);   // (KV*D, C)
+    v_proj = add(*this, "v_proj", {kv, c}, 0, Init::kNormal, dt);   // (KV*D, C)
+    o_proj = add(*this, "o_proj", {c, q}, 0, Init::kResidual, dt);  // (C, H*D)
   }
   std::shared_ptr<Weights> q_proj, k_proj, v_proj, o_proj;
 };
 
 struct LlamaMlp : torch::nn::Module {
   explicit LlamaMlp(const ModelSpec& s) {
-    gate_proj = add(*this, "gate_proj", {s.d_ff, s.d_model}, 0, Init::kNormal);    // (F, C)
-    up_proj = add(*this, "up_proj", {s.d_ff, s.d_model}, 0, Init::kNormal);        // (F, C)
-    down_proj = add(*this, "down_proj", {s.d_model, s.d_ff}, 0, Init::kResidual);  // (C, F)
+    const at::ScalarType dt = s.param_dtype;
+    gate_proj = add(*this, "gate_proj", {s.d_ff, s.d_model}, 0, Init::kNormal, dt);    // (F, C)
+    up_proj = add(*this, "up_proj", {s.d_ff, s.d_model}, 0, Init::kNormal, dt);        // (F, C)
+    down_proj = add(*this, "down_proj", {s.d_model, s.d_ff}, 0, Init::kResidual, dt);  // (C, F)
   }
   std::shared_ptr<Weights> gate_proj, up_proj, down_proj;
 };
 
 struct LlamaBlock : torch::nn::Module {
   explicit LlamaBlock(const ModelSpec& s) {
+    const at::ScalarType dt = s.param_dtype;
     self_attn = register_module("self_attn", std::make_shared<LlamaAttention>(s));
     mlp = register_module("mlp", std::make_shared<LlamaMlp>(s));
-    input_layernorm = add(*this, "input_layernorm", {s.d_model}, 0, Init::kOnes);
-    post_attention_layernorm = add(*this, "post_attention_layernorm", {s.d_model}, 0, Init::kOnes);
+    input_layernorm = add(*this, "input_layernorm", {s.d_model}, 0, Init::kOnes, dt);
+    post_attention_layernorm =
+        add(*this, "post_attention_layernorm", {s.d_model}, 0, Init::kOnes, dt);
   }
   std::shared_ptr<LlamaAttention> self_attn;
   std::shared_ptr<LlamaMlp> mlp;
@@ -128,13 +143,14 @@ struct LlamaBlock : torch::nn::Module {
 
 struct LlamaBody : torch::nn::Module {  // HF LlamaModel, "model"
   explicit LlamaBody(const ModelSpec& s) {
-    embed_tokens = add(*this, "embed_tokens", {s.vocab_size, s.d_model}, 0, Init::kNormal);
+    const at::ScalarType dt = s.param_dtype;
+    embed_tokens = add(*this, "embed_tokens", {s.vocab_size, s.d_model}, 0, Init::kNormal, dt);
     auto list = register_module("layers", torch::nn::ModuleList());
     for (int64_t i = 0; i < s.n_layers; ++i) {
       blocks.push_back(std::make_shared<LlamaBlock>(s));
       list->push_back(blocks.back());
     }
-    norm = add(*this, "norm", {s.d_model}, 0, Init::kOnes);
+    norm = add(*this, "norm", {s.d_model}, 0, Init::kOnes, dt);
   }
   std::shared_ptr<Weights> embed_tokens, norm;
   std::vector<std::shared_ptr<LlamaBlock>> blocks;
@@ -200,8 +216,15 @@ ModelSpec model_spec_from_config(const ModelConfig& m) {
   s.rope_theta = m.rope_theta;
   s.tie_embeddings = m.tie_embeddings;
   s.init_std = m.init_std;
+  s.param_dtype = scalar_type_of(m.base_dtype);
   check_spec(s);
   return s;
+}
+
+at::ScalarType scalar_type_of(Precision precision) {
+  return precision == Precision::kBf16 ? at::kBFloat16
+         : precision == Precision::kFp16 ? at::kHalf
+                                         : at::kFloat;
 }
 
 std::string family_name(ModelFamily family) {
@@ -236,7 +259,8 @@ TransformerImpl::TransformerImpl(const ModelSpec& spec) : spec_(spec) {
     llama_ = register_module("model", std::make_shared<detail::LlamaBody>(spec_));
   if (!spec_.tie_embeddings)
     lm_head_ =
-        detail::add(*this, "lm_head", {spec_.vocab_size, spec_.d_model}, 0, detail::Init::kNormal);
+        detail::add(*this, "lm_head", {spec_.vocab_size, spec_.d_model}, 0, detail::Init::kNormal,
+                    spec_.param_dtype);
 }
 
 namespace {
@@ -373,6 +397,12 @@ torch::Tensor project(const torch::Tensor& x, const detail::Weights& w, bool con
   return y + at::linear(at::linear(in, w.lora_a), w.lora_b) * w.lora_scale;
 }
 
+// `t` in `x`'s dtype: a low-precision base's norm weights against the fp32 residual stream
+// (Note [low-precision base]); a no-op otherwise.
+torch::Tensor like(const torch::Tensor& x, const torch::Tensor& t) {
+  return t.scalar_type() == x.scalar_type() ? t : t.to(x.scalar_type());
+}
+
 // HF LlamaRMSNorm: normalise in fp32, cast back to the input dtype, then times the weight.
 torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
   auto xf = x.to(at::kFloat);
@@ -426,11 +456,30 @@ std::pair<torch::Tensor, torch::Tensor> with_prefix(const torch::Tensor& prefix,
 
 }  // namespace
 
+// Note [low-precision base]
+// With model.base_dtype bf16/fp16 every parameter of the frozen base is allocated in that dtype
+// (ModelSpec::param_dtype; the importers dequantise or read fp32 and copy_ into it, tensor by
+// tensor, so no fp32 copy of the model ever exists) and forward() runs under autocast of the same
+// dtype (config.cpp refuses a train.precision that differs). The design is that of train.precision
+// with an fp32 base, only without the per-step weight casts: the matmuls run in the low precision
+// (their weights already are), while the residual stream, the norms and the adapters stay fp32 -
+// embed() returns fp32 rows under autocast and the norm weights are cast up to the stream's dtype.
+// Without autocast (pft generate --dtype bf16 converts the whole model) the stream takes the
+// weights' dtype, as before. The adapters are fp32 leaves, so gradients and AdamW state stay fp32.
+// A bf16 base is a different base: its hash (adapter checkpoints' base_model_hash) is that of the
+// bf16 bytes, which train/adapter_checkpoint.cpp reproduces from an fp32 base by casting it.
+
 torch::Tensor TransformerImpl::embed(const torch::Tensor& table, const torch::Tensor& input_ids) {
-  if (!adapters_ || !adapters_->prompt().defined()) return at::embedding(table, input_ids);
+  const bool fp32_stream = table.scalar_type() != at::kFloat &&
+                           at::autocast::is_autocast_enabled(table.device().type());
+  if (!adapters_ || !adapters_->prompt().defined()) {
+    auto rows = at::embedding(table, input_ids);
+    return fp32_stream ? rows.to(at::kFloat) : rows;
+  }
   const int64_t v = spec_.vocab_size;
   auto is_virtual = input_ids.ge(v);
   auto words = at::embedding(table, input_ids.clamp_max(v - 1));
+  if (fp32_stream) words = words.to(at::kFloat);
   auto virtual_rows =
       at::embedding(adapters_->prompt(), (input_ids - v).clamp(0, adapters_->prompt().size(0) - 1));
   return at::where(is_virtual.unsqueeze(-1), virtual_rows.to(words.scalar_type()), words);
@@ -474,6 +523,9 @@ void TransformerImpl::merge_lora() {
   for (const auto& item : named_modules()) {
     auto* w = dynamic_cast<detail::Weights*>(item.value().get());
     if (w == nullptr || !w->lora_a.defined()) continue;
+    // Into fp32: rounding W + delta to a low-precision base's dtype would erase every update
+    // below half a unit in the last place of W (Note [low-precision base]).
+    if (w->weight.scalar_type() != at::kFloat) w->weight.set_data(w->weight.to(at::kFloat));
     auto delta = at::mm(w->lora_b, w->lora_a) * w->lora_scale;  // (out, in)
     w->weight.add_(spec_.family == ModelFamily::Gpt2 ? delta.t() : delta);
     w->lora_a = w->lora_b = torch::Tensor();
@@ -618,8 +670,8 @@ torch::Tensor TransformerImpl::gpt2_forward(const torch::Tensor& input_ids,
                                             const AttentionPlan& plan) {
   const int64_t c = spec_.d_model;
   const auto& body = *gpt2_;
-  auto x = embed(body.wte->weight, input_ids) +
-           at::embedding(body.wpe->weight, position_ids);  // (B, T, C)
+  auto x = embed(body.wte->weight, input_ids);  // (B, T, C)
+  x = x + like(x, at::embedding(body.wpe->weight, position_ids));
   const bool training = is_training();
   for (size_t layer = 0; layer < body.blocks.size(); ++layer) {
     // Captures by value: a checkpointed block runs again in backward, after forward returned.
@@ -633,7 +685,8 @@ torch::Tensor TransformerImpl::gpt2_forward(const torch::Tensor& input_ids,
       x = run({x, prefix});
   }
   if (plan.last_only) x = x.narrow(1, x.size(1) - 1, 1);
-  x = at::layer_norm(x, {c}, body.ln_f->weight, body.ln_f->bias, spec_.norm_eps);
+  x = at::layer_norm(x, {c}, like(x, body.ln_f->weight), like(x, body.ln_f->bias),
+                     spec_.norm_eps);
   if (plan.hidden_only) return x;                                       // (B, T, C)
   return at::linear(x, lm_head_ ? lm_head_->weight : body.wte->weight);  // (B, T, V)
 }
@@ -647,7 +700,8 @@ torch::Tensor TransformerImpl::gpt2_block(size_t layer, const torch::Tensor& inp
   const auto& mlp = *block->mlp;
   torch::Tensor x = input;
   // Conv1D weights are (in, out): .t() gives at::linear its (out, in) view, no copy.
-  auto y = at::layer_norm(x, {c}, block->ln_1->weight, block->ln_1->bias, spec_.norm_eps);
+  auto y = at::layer_norm(x, {c}, like(x, block->ln_1->weight), like(x, block->ln_1->bias),
+                          spec_.norm_eps);
   auto qkv = project(y, *attn.c_attn, true, training).split(c, -1);
   auto k = split_heads(qkv[1], h, d), v = split_heads(qkv[2], h, d);
   if (plan.cache != nullptr)
@@ -656,7 +710,8 @@ torch::Tensor TransformerImpl::gpt2_block(size_t layer, const torch::Tensor& inp
   auto a = attend(split_heads(qkv[0], h, d), k, v, plan.mask, plan.causal,
                   plan.cache != nullptr);  // (B, H, T, D)
   x = x + project(merge_heads(a), *attn.c_proj, true, training);
-  y = at::layer_norm(x, {c}, block->ln_2->weight, block->ln_2->bias, spec_.norm_eps);
+  y = at::layer_norm(x, {c}, like(x, block->ln_2->weight), like(x, block->ln_2->bias),
+                     spec_.norm_eps);
   y = at::gelu(project(y, *mlp.c_fc, true, training), "tanh");  // (B, T, F)
   return x + project(y, *mlp.c_proj, true, training);
 }

@@ -39,7 +39,8 @@
 //     lm_head.weight                                 (V, C), only when tie_embeddings is false
 //   So a safetensors checkpoint from the Hub copies tensor for tensor, with no transposes.
 //
-// Parameters are fp32 and live where the module was moved (`model->to(device)`). forward() reads
+// Parameters are fp32 (or spec.param_dtype, the low-precision frozen base of a PEFT method) and
+// live where the module was moved (`model->to(device)`). forward() reads
 // the registered tensors in place, so storage may be rebound with `param.set_data(view)` (what
 // Module::to does, and what flat parameter buffers do) or overwritten with `copy_`; never
 // re-register a parameter. Under autocast the matmuls run in the autocast dtype, norms and the
@@ -84,7 +85,13 @@ struct ModelSpec {
   double rope_theta = 10000.0;
   bool tie_embeddings = true;
   double init_std = 0.02;
+  // The dtype every parameter is allocated in: fp32, or model.base_dtype's bf16 / fp16 for the
+  // frozen base of a PEFT method (Note [low-precision base] in transformer.cpp).
+  at::ScalarType param_dtype = at::kFloat;
 };
+
+// kFloat, kBFloat16 or kHalf.
+at::ScalarType scalar_type_of(Precision precision);
 
 // Resolves a validated ModelConfig (n_kv_heads and d_ff through resolved_kv_heads/resolved_d_ff).
 // Throws InputError naming the model.* key when the shape is inconsistent (a config that went

@@ -35,8 +35,10 @@ LoadedAdapter attach_adapter_checkpoint(const std::filesystem::path& file, Trans
   const AdapterSpec spec = adapter_spec_from_config(
       config, model.spec(), std::max<int64_t>(1, static_cast<int64_t>(out.task_names.size())));
   out.adapters = std::make_shared<Adapters>(model.spec(), spec, model.lora_candidates());
-  init_adapters_from(meta, file, module_hash(model), out.adapters->named(), {}, out.task_names,
-                     "--adapter");
+  // An adapter trained on a bf16/fp16 base (model.base_dtype) recorded the hash of that base's
+  // bytes: an fp32 base (pft generate --model, the exports) matches when cast the same way.
+  init_adapters_from(meta, file, module_hash(model, scalar_type_of(config.model.base_dtype)),
+                     out.adapters->named(), {}, out.task_names, "--adapter");
   out.adapters->to(model.parameters().front().device());
   model.attach_adapters(out.adapters);
   return out;

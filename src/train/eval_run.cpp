@@ -66,6 +66,9 @@ void check_architecture(const ckpt::Contents& meta, const fs::path& file, const 
       ckpt::flat_from_json(meta.at(ckpt::kMetaArchitecture).text(), ckpt::kMetaArchitecture);
   std::vector<std::string> model_diffs;
   for (const ckpt::ConfigChange& ch : ckpt::diff_flat(saved, ckpt::architecture_keys(config))) {
+    // How the frozen base is stored is not the model: an adapter trained on a bf16 base scores on
+    // the fp32 one (the base-hash check casts it, train/adapter_checkpoint.cpp).
+    if (ch.key == "model.base_dtype") continue;
     if (ch.key.starts_with("model."))
       model_diffs.push_back(fmt::format("{} {} (checkpoint) vs {} (config)", ch.key, ch.saved,
                                         ch.current));

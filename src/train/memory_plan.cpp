@@ -74,7 +74,9 @@ MemoryPlan plan_memory(const Config& config, int world_size) {
   MemoryPlan plan;
   plan.total_params = base + adapters;
   plan.trainable_params = is_peft(method) ? adapters : base;
-  plan.parameters = plan.total_params * kF32;
+  // A PEFT method's frozen base is stored in model.base_dtype (2 bytes for bf16/fp16).
+  const int64_t base_bytes = is_peft(method) && m.base_dtype != Precision::kFp32 ? 2 : kF32;
+  plan.parameters = is_peft(method) ? base * base_bytes + adapters * kF32 : plan.total_params * kF32;
   plan.gradients = plan.trainable_params * kF32;
   // dist.zero 1 on W ranks: each rank's shard of the moments, about 1/W (train/optimizer.h).
   const bool zero = config.dist.zero == 1 && world_size > 1;

@@ -4,6 +4,7 @@
 // What it counts (bytes per rank; pft keeps everything in fp32 today, autocast included: fp32
 // master weights, train/precision.h):
 //   parameters   every parameter of the model (frozen base included) and the adapters, 4 B each;
+//                a PEFT method's frozen base 2 B each with model.base_dtype bf16/fp16;
 //   gradients    the trainable parameters' flat gradient buffers (model/flat_params.h), 4 B each;
 //                a PEFT method's frozen base has none;
 //   optimizer    AdamW's two fp32 moments of the trainable parameters (8 B each); with
@@ -40,8 +41,7 @@
 // tests/bench/memory_plan_check.sh as the RSS of a process that only loads torch and the config).
 // Pure function of the config and the world size (the world size changes comm, and with
 // dist.zero 1 the optimizer and snapshot). The model's shape must be resolved first
-// (apply_pretrained_architecture, as `pft config show` does). Not modelled: a bf16 base (not in
-// pft).
+// (apply_pretrained_architecture, as `pft config show` does).
 #pragma once
 
 #include <cstdint>

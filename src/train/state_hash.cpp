@@ -5,10 +5,12 @@
 
 namespace pft {
 
-std::string module_hash(torch::nn::Module& module) {
+std::string module_hash(torch::nn::Module& module, std::optional<at::ScalarType> as) {
   ckpt::Checksummer sum;
   for (const auto& item : module.named_parameters()) {
-    const at::Tensor t = item.value().detach().to(at::kCPU).contiguous();
+    at::Tensor t = item.value().detach().to(at::kCPU);
+    if (as && t.scalar_type() != *as) t = t.to(*as);
+    t = t.contiguous();
     sum.update({static_cast<const std::byte*>(t.data_ptr()),
                 static_cast<size_t>(t.numel()) * t.element_size()});
   }

@@ -4,6 +4,7 @@
 
 #include <torch/nn/module.h>
 
+#include <optional>
 #include <string>
 
 #include "model/flat_params.h"
@@ -15,7 +16,9 @@ namespace pft {
 std::string parameter_hash(const FlatParameters& params);
 
 // XXH3-64 of every parameter of `module` (named_parameters() order): the base-model hash adapter
-// checkpoints record (/trainable/base_model_hash).
-std::string module_hash(torch::nn::Module& module);
+// checkpoints record (/trainable/base_model_hash). With `as`, of each parameter cast to that
+// dtype first: the hash an fp32 base would have had stored as model.base_dtype bf16/fp16 (the
+// cast rounds as the import's copy_ does, so the bytes are the same).
+std::string module_hash(torch::nn::Module& module, std::optional<at::ScalarType> as = std::nullopt);
 
 }  // namespace pft

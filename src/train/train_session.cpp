@@ -255,12 +255,12 @@ void TrainSession::log_setup() const {
             family_name(model->spec().family), params->numel(), params->num_groups(),
             env.world_size, env.device, env.threads, precision_name(precision));
   if (adapter_spec.any())
-    log::info("method: {} | {} trainable parameters ({:.3f}% of the {} frozen base weights) | "
-              "base {}{}",
+    log::info("method: {} | {} trainable parameters ({:.3f}% of the {} frozen base weights, "
+              "stored as {}) | base {}{}",
               method_name(adapter_spec), params->numel(),
               100.0 * static_cast<double>(params->numel()) /
                   static_cast<double>(parameter_count(model->spec())),
-              parameter_count(model->spec()), base_hash,
+              parameter_count(model->spec()), precision_name(config.model.base_dtype), base_hash,
               row_sparse.empty() ? ""
                                  : fmt::format(" | {} task table(s) reduced row-sparse",
                                                row_sparse.size()));

@@ -2,7 +2,11 @@
 // and Llama with grouped-query attention), the same initial adapter, the same batch, one AdamW
 // step. tests/reference/peft_reference.py builds the PEFT model (LoraConfig, PromptTuningConfig,
 // PrefixTuningConfig) from the fixtures written here and checks the logits before the step and
-// every updated adapter tensor within 1e-4, and that no base weight moved.
+// every updated adapter tensor within 1e-4, and that no base weight moved. The `bf16` cases store
+// the frozen base in bf16 (model.base_dtype, Note [low-precision base] in model/transformer.cpp)
+// and run under bf16 autocast; PEFT gets the same bf16 base (model.to(torch.bfloat16) before
+// get_peft_model, which keeps the adapters fp32: autocast_adapter_dtype) at the bf16 tolerances
+// peft_reference.py derives from the measured differences.
 #include <gtest/gtest.h>
 #include <ATen/CPUGeneratorImpl.h>
 
@@ -13,6 +17,7 @@
 #include "model/flat_params.h"
 #include "model/transformer.h"
 #include "model_test_util.h"
+#include "train/precision.h"
 #include "train/train_step.h"
 
 namespace pft {
@@ -31,14 +36,18 @@ std::string peft_name(const std::string& name) {
 
 struct Case {
   std::string family, method;
+  bool bf16_base = false;
 };
 
 class PeftParity : public ::testing::TestWithParam<Case> {};
 
 TEST_P(PeftParity, OneStepMatchesHuggingFacePeft) {
   const Case c = GetParam();
-  const ModelSpec spec = test::parity_spec(c.family, 32);
-  const fs::path dir = test::fresh_temp_dir("peft-parity-" + c.family + "-" + c.method);
+  ModelSpec spec = test::parity_spec(c.family, 32);
+  if (c.bf16_base) spec.param_dtype = at::kBFloat16;  // rounded once, as an import's copy_ does
+  const Precision precision = c.bf16_base ? Precision::kBf16 : Precision::kFp32;
+  const fs::path dir = test::fresh_temp_dir("peft-parity-" + c.family + "-" + c.method +
+                                            (c.bf16_base ? "-bf16" : ""));
   const double lr = 1e-2;
 
   Transformer model(spec);
@@ -73,8 +82,10 @@ TEST_P(PeftParity, OneStepMatchesHuggingFacePeft) {
   test::write_text_file(dir / "peft.json",
              fmt::format("{{\"method\": \"{}\", \"num_virtual_tokens\": {}, \"lora_rank\": {}, "
                          "\"lora_alpha\": {:.17g}, \"target_modules\": {}, \"lr\": {:.17g}, "
-                         "\"beta1\": 0.9, \"beta2\": 0.999, \"eps\": 1e-08, \"weight_decay\": 0.0}}\n",
-                         c.method, kVirtual, a.lora_rank, a.lora_alpha, test::json_string_list(modules), lr));
+                         "\"beta1\": 0.9, \"beta2\": 0.999, \"eps\": 1e-08, \"weight_decay\": 0.0, "
+                         "\"base_dtype\": \"{}\"}}\n",
+                         c.method, kVirtual, a.lora_rank, a.lora_alpha, test::json_string_list(modules), lr,
+                         c.bf16_base ? "bf16" : "fp32"));
   test::save_tensors(dir / "params.pt", base);
   test::save_tensors(dir / "adapter_init.pt", init);
 
@@ -101,13 +112,17 @@ TEST_P(PeftParity, OneStepMatchesHuggingFacePeft) {
   at::Tensor logits;
   {
     at::NoGradGuard no_grad;
-    logits = model->forward(b.input_ids, b.position_ids, {}, b.task_ids).narrow(1, n, kSeqLen).contiguous();
+    AutocastScope autocast(precision, at::kCPU);
+    logits = model->forward(b.input_ids, b.position_ids, {}, b.task_ids).narrow(1, n, kSeqLen);
+    logits = logits.to(at::kFloat).contiguous();
   }
   FlatParameters params(adapters->named(), {});
   AdamW optimizer(params, AdamWOptions{0.9, 0.999, 1e-8, 0.0});
+  TrainStepOptions step_options;
+  step_options.precision = precision;
   TrainStep step([&model](const Batch& x) {
     return model->forward(x.input_ids, x.position_ids, x.doc_ids, x.task_ids);
-  }, params, optimizer, TrainStepOptions{});
+  }, params, optimizer, step_options);
   const StepResult r = step.run({b}, {}, lr);
   ASSERT_FALSE(r.skipped);
 
@@ -124,9 +139,12 @@ INSTANTIATE_TEST_SUITE_P(
     Methods, PeftParity,
     ::testing::Values(Case{"gpt2", "lora"}, Case{"gpt2", "prompt_tuning"},
                       Case{"gpt2", "prefix_tuning"}, Case{"llama", "lora"},
-                      Case{"llama", "prompt_tuning"}, Case{"llama", "prefix_tuning"}),
+                      Case{"llama", "prompt_tuning"}, Case{"llama", "prefix_tuning"},
+                      Case{"gpt2", "lora", true}, Case{"gpt2", "prompt_tuning", true},
+                      Case{"gpt2", "prefix_tuning", true}, Case{"llama", "lora", true},
+                      Case{"llama", "prompt_tuning", true}, Case{"llama", "prefix_tuning", true}),
     [](const ::testing::TestParamInfo<Case>& info) {
-      return info.param.family + "_" + info.param.method;
+      return info.param.family + "_" + info.param.method + (info.param.bf16_base ? "_bf16" : "");
     });
 
 }  // namespace

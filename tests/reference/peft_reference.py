@@ -12,6 +12,12 @@ Reads the fixtures written by pft's C++ PEFT parity test from --dir:
                       loss_mask (B, T) float32
     results.pt        pft's logits (B, T, V) at the real tokens before the step, loss (fp64
                       scalar) and final.<name> for every adapter tensor after one AdamW step
+peft.json's "base_dtype" "bf16" (default "fp32"): params.pt holds a bf16 base (pft's
+model.base_dtype, run under bf16 autocast); the HF model is cast with model.to(torch.bfloat16)
+before get_peft_model, whose autocast_adapter_dtype keeps the adapters fp32, so the forward runs
+entirely in bf16 but for the adapters (pft keeps the residual stream and norms fp32 and runs the
+adapters' matmuls under autocast: the two differ by bf16 rounding), and the BF16 tolerances
+below apply.
 wraps the Hugging Face model (model_reference.build_hf_model) with peft.get_peft_model, loads
 adapter_init with set_peft_model_state_dict, runs one forward (attention_mask of ones, no
 position_ids) and one torch.optim.AdamW step (foreach=False, no clipping) on the adapter, and
@@ -61,6 +67,20 @@ WEIGHT_RTOL = 1e-4
 WEIGHT_ATOL_LR = 1e-2  # times lr: Adam's fp32 noise, Note [Adam and fp32] in train_reference.py
 UPDATE_RTOL = 1e-3
 
+# A bf16 base. bf16 keeps 8 significant bits: one unit in the last place of a logit near 0.5 is
+# 2^-9 = 2e-3. pft (fp32 residual stream and norms, adapters under autocast) and PEFT (everything
+# bf16 but the adapters) round in different places, so they agree to bf16 rounding. Measured on
+# the six bf16 cases (peft 0.21.2, torch 2.11, max |logit| 0.39-0.60): logits max abs diff
+# 2.0e-3 to 3.9e-3 (1-2 units of the largest logit), loss rel diff 4e-6 to 3.8e-5, update-norm
+# diff up to 0.177 (a LoRA B). Adam's first step moves each element by about lr * sign(gradient),
+# so an element whose gradient is within the bf16 noise may flip and cost 2 lr: the elementwise
+# check is reported but not enforced, and the whole update (final - initial) is compared in norm
+# instead (an unrelated gradient would differ by ~1.4). Bounds: about 2.5x, 5x and 1.4x the
+# worst measured.
+BF16_LOGITS_ATOL = 1e-2
+BF16_LOSS_RTOL = 2e-4
+BF16_UPDATE_RTOL = 0.25
+
 
 def peft_config(p, spec):
     """The PEFT config object for peft.json."""
@@ -104,6 +124,7 @@ def main():
         print("peft_reference: weight_decay must be 0")
         return 1
 
+    bf16 = p.get("base_dtype", "fp32") == "bf16"
     model = build_hf_model(spec)
     base = dict(model.named_parameters())  # the same Parameter objects after wrapping
     if sorted(base) != sorted(params) or any(base[k].shape != params[k].shape for k in base):
@@ -112,8 +133,20 @@ def main():
     with torch.no_grad():
         for k, t in base.items():
             t.copy_(params[k])
+    if bf16:  # exact: params.pt's values are bf16 already
+        if any(params[k].dtype != torch.bfloat16 for k in params):
+            print("peft_reference: base_dtype bf16 but params.pt is not bf16")
+            return 1
+        model.to(torch.bfloat16)
+        base = dict(model.named_parameters())
+    logits_atol = BF16_LOGITS_ATOL if bf16 else LOGITS_ATOL
+    loss_rtol = BF16_LOSS_RTOL if bf16 else LOSS_RTOL
+    update_rtol = BF16_UPDATE_RTOL if bf16 else UPDATE_RTOL
     torch.manual_seed(0)  # PEFT's own random init, overwritten below
-    model = get_peft_model(model, peft_config(p, spec))
+    model = get_peft_model(model, peft_config(p, spec), autocast_adapter_dtype=True)
+    if bf16:
+        dtypes = {t.dtype for t in model.parameters() if t.requires_grad}
+        chk.check(dtypes == {torch.float32}, f"bf16 base: PEFT's adapters are {dtypes}")
     model.eval()  # no dropout anywhere
 
     want = {k: tuple(v.shape) for k, v in get_peft_model_state_dict(model).items()}
@@ -153,10 +186,10 @@ def main():
                                             targets.reshape(-1), reduction="none")
     loss = (nll * mask.reshape(-1)).sum() / mask.sum()
 
-    diff = (logits.detach() - ours["logits"]).abs().max().item()
-    chk.check(diff <= LOGITS_ATOL, f"logits max abs diff {diff:.3e} (<= {LOGITS_ATOL:g}) "
-              f"over {b}x{t} real tokens")
-    chk.close("loss", ours["loss"].item(), loss.item(), LOSS_RTOL, "peft")
+    diff = (logits.detach().float() - ours["logits"]).abs().max().item()
+    chk.check(diff <= logits_atol, f"logits max abs diff {diff:.3e} (<= {logits_atol:g}) "
+              f"over {b}x{t} real tokens (max |logit| {logits.detach().abs().max().item():.3g})")
+    chk.close("loss", ours["loss"].item(), loss.item(), loss_rtol, "peft")
 
     loss.backward()
     opt = torch.optim.AdamW(list(trainable.values()), lr=p["lr"], betas=(p["beta1"], p["beta2"]),
@@ -177,7 +210,7 @@ def main():
         excess = (d - WEIGHT_RTOL * ref.abs() - atol).max().item()
         if excess > worst:
             worst, worst_name = excess, k
-        if excess > 0:
+        if excess > 0 and not bf16:
             chk.check(False, f"{k}: max diff {d.max().item():.3e}, {excess:.3e} beyond "
                       f"{WEIGHT_RTOL:g} rel + {atol:.2e}")
         ref_upd = torch.linalg.vector_norm(ref - start)
@@ -186,10 +219,11 @@ def main():
             upd = (torch.linalg.vector_norm((got - start) - (ref - start)) / ref_upd).item()
             if upd > worst_upd:
                 worst_upd, worst_upd_name = upd, k
-            if upd > UPDATE_RTOL:
-                chk.check(False, f"{k}: update differs by {upd:.3e} (norm)")
+            if upd > update_rtol:
+                chk.check(False, f"{k}: update differs by {upd:.3e} (norm, <= {update_rtol:g})")
         print(f"    {k}: max abs diff {d.max().item():.3e}, update norm {ref_upd.item():.3e}")
-    chk.check(worst <= 0, f"{len(final)} adapter tensors after the step within {WEIGHT_RTOL:g} rel "
+    chk.check(worst <= 0 or bf16, f"{len(final)} adapter tensors after the step "
+              f"{'(bf16 base: not enforced) vs' if bf16 else 'within'} {WEIGHT_RTOL:g} rel "
               f"+ {atol:.1e}; closest call {worst_name} ({worst:+.2e}); {moved} moved, worst "
               f"update-norm diff {worst_upd:.2e} ({worst_upd_name})")
 

@@ -96,6 +96,18 @@ TEST(MemoryPlan, LoraDropsTheBaseGradientsAndOptimizerState) {
   EXPECT_EQ(plan_memory(c, 1).trainable_params, 2 * 2 * (8 + 20));
 }
 
+TEST(MemoryPlan, Bf16BaseHalvesTheFrozenParameters) {
+  Config c = tiny();
+  c.train.method = Method::kLora;
+  c.peft.lora_rank = 2;
+  EXPECT_EQ(plan_memory(c, 1).parameters, (568 + 64) * 4);
+  c.model.base_dtype = Precision::kBf16;
+  c.train.precision = Precision::kBf16;
+  // The 568 base weights at 2 B, the 64 adapter weights still at 4 B.
+  EXPECT_EQ(plan_memory(c, 1).parameters, 568 * 2 + 64 * 4);
+  EXPECT_EQ(plan_memory(c, 1).gradients, 64 * 4);
+}
+
 TEST(MemoryPlan, Bf16CommBuffersOnlyWithSeveralRanks) {
   Config c = tiny();
   c.dist.grad_comm_dtype = "bf16";
