@@ -5,6 +5,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
+#include <map>
 #include <set>
 
 #include "core/error.h"
@@ -114,9 +115,21 @@ std::vector<ConfigChange> diff_flat(const FlatConfig& saved, const FlatConfig& c
   return out;
 }
 
+// Architecture keys added after checkpoints were first written, with the value every file
+// written before them had (what they ran with, the key not existing yet). A file without the
+// key is read as holding this value, so an upgrade does not strand runs it can resume.
+static const std::map<std::string, std::string>& architecture_keys_added_later() {
+  static const std::map<std::string, std::string> added = {
+      {"model.base_dtype", "fp32"},  // issue 20: the frozen base's storage dtype
+  };
+  return added;
+}
+
 std::vector<ConfigChange> check_resume_config(const std::string& file, const FlatConfig& saved_arch,
                                               const FlatConfig& saved_flat, const Config& current) {
-  const std::vector<ConfigChange> arch = diff_flat(saved_arch, architecture_keys(current));
+  FlatConfig saved = saved_arch;
+  for (const auto& [key, value] : architecture_keys_added_later()) saved.emplace(key, value);
+  const std::vector<ConfigChange> arch = diff_flat(saved, architecture_keys(current));
   if (!arch.empty()) {
     std::string list;
     for (const ConfigChange& c : arch)
@@ -128,7 +141,7 @@ std::vector<ConfigChange> check_resume_config(const std::string& file, const Fla
   }
   std::vector<ConfigChange> other;
   for (ConfigChange& c : diff_flat(saved_flat, flatten_config(current)))
-    if (saved_arch.count(c.key) == 0 && c.key != "train.resume") other.push_back(std::move(c));
+    if (saved.count(c.key) == 0 && c.key != "train.resume") other.push_back(std::move(c));
   return other;
 }
 

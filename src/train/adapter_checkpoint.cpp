@@ -36,7 +36,17 @@ LoadedAdapter attach_adapter_checkpoint(const std::filesystem::path& file, Trans
       config, model.spec(), std::max<int64_t>(1, static_cast<int64_t>(out.task_names.size())));
   out.adapters = std::make_shared<Adapters>(model.spec(), spec, model.lora_candidates());
   // An adapter trained on a bf16/fp16 base (model.base_dtype) recorded the hash of that base's
-  // bytes: an fp32 base (pft generate --model, the exports) matches when cast the same way.
+  // bytes: an fp32 base (pft generate --model, the exports) matches when cast the same way. A
+  // base held in another low precision cannot be cast back to those bytes: say so by key rather
+  // than let the hash call it another model.
+  const at::ScalarType saved_dtype = scalar_type_of(config.model.base_dtype);
+  const at::ScalarType have_dtype = model.parameters().front().scalar_type();
+  if (have_dtype != saved_dtype && have_dtype != at::kFloat)
+    throw InputError(fmt::format(
+        "--adapter {}: it was trained on a base stored as model.base_dtype: {}, and this base is "
+        "held as {}; load the base with model.base_dtype: {} (or fp32)",
+        file.string(), config::config_text(config.model.base_dtype),
+        c10::toString(have_dtype), config::config_text(config.model.base_dtype)));
   init_adapters_from(meta, file, module_hash(model, scalar_type_of(config.model.base_dtype)),
                      out.adapters->named(), {}, out.task_names, "--adapter");
   out.adapters->to(model.parameters().front().device());

@@ -143,14 +143,15 @@ std::string human_bytes(int64_t bytes) {
 std::string format_memory_plan(const MemoryPlan& plan, const Config& config, int world_size) {
   const auto& t = config.train;
   std::string out = fmt::format(
-      "memory plan per rank (estimate; fp32; world {}; method {}; micro-batch {} x seq {} = {} "
-      "tokens; activation_checkpointing {}; loss_chunk_rows {})\n",
-      world_size, config_text(t.method), t.micro_batch_size, config.data.seq_len, plan.tokens,
-      config_text(t.activation_checkpointing), t.loss_chunk_rows);
+      "memory plan per rank (estimate; world {}; method {}; base_dtype {}; micro-batch {} x seq "
+      "{} = {} tokens; activation_checkpointing {}; loss_chunk_rows {}; dist.zero {})\n",
+      world_size, config_text(t.method), config_text(config.model.base_dtype),
+      t.micro_batch_size, config.data.seq_len, plan.tokens,
+      config_text(t.activation_checkpointing), t.loss_chunk_rows, config.dist.zero);
   if (t.precision != Precision::kFp32)
     out += fmt::format(
-        "  note: train.precision {} is not modelled (autocast's 16-bit weight copies and "
-        "16-bit activations): these are the fp32 figures\n",
+        "  note: train.precision {}'s autocast is not modelled (its 16-bit copies of fp32 "
+        "weights, its 16-bit activations): activations are the fp32 figures\n",
         config_text(t.precision));
   out += fmt::format("  params       {:>14} elements, {} trainable\n", plan.total_params,
                      plan.trainable_params);

@@ -1,7 +1,6 @@
 #include "train/optimizer.h"
 
 #include <algorithm>
-#include <cstring>
 #include <string>
 
 #include "comm/communicator.h"
@@ -74,40 +73,46 @@ void AdamW::step(double lr) {
 }
 
 void AdamW::gather_parameters() {
-  const int world = comm_->size(), me = comm_->rank();
+  const int me = comm_->rank();
   for (size_t g = 0; g < state_.size(); ++g) {
     at::Tensor& data = params_.data(g);
-    const int64_t numel = data.numel();
-    // Every shard fits in the first one's length; the all-gather moves that many per rank.
-    const int64_t longest = shard_range(numel, world, 0).second;
-    const int64_t chunk = std::min(longest, kGatherChunk);
-    if (chunk == 0) continue;
-    if (!gather_recv_.defined() || gather_recv_.scalar_type() != data.scalar_type() ||
-        gather_recv_.device() != data.device() || gather_recv_.numel() < world * chunk) {
-      gather_recv_ = at::empty({world * chunk}, data.options());
-      gather_send_ = at::zeros({chunk}, data.options());
+    const GroupState& s = state_[g];
+    all_gather_shards(data.narrow(0, s.lo, s.hi - s.lo), data.numel(), data, me);
+  }
+}
+
+void AdamW::all_gather_shards(const at::Tensor& mine, int64_t numel, const at::Tensor& dest,
+                              int skip_rank) const {
+  const int world = comm_->size();
+  // Every shard fits in the first one's length; the all-gather moves that many per rank.
+  const int64_t longest = shard_range(numel, world, 0).second;
+  const int64_t chunk = std::min(longest, kGatherChunk);
+  if (chunk == 0) return;
+  if (!gather_recv_.defined() || gather_recv_.scalar_type() != mine.scalar_type() ||
+      gather_recv_.device() != mine.device() || gather_recv_.numel() < world * chunk) {
+    gather_recv_ = at::empty({world * chunk}, mine.options());
+    gather_send_ = at::zeros({chunk}, mine.options());
+  }
+  for (int64_t off = 0; off < longest; off += chunk) {
+    const int64_t c = std::min(chunk, longest - off);
+    // This rank's piece: a view of its shard, or (a short last piece) a zero-padded copy.
+    const int64_t have = std::clamp<int64_t>(mine.numel() - off, 0, c);
+    at::Tensor send;
+    if (have == c) {
+      send = mine.narrow(0, off, c);
+    } else {
+      send = gather_send_.narrow(0, 0, c);
+      send.zero_();
+      if (have > 0) send.narrow(0, 0, have).copy_(mine.narrow(0, off, have));
     }
-    for (int64_t off = 0; off < longest; off += chunk) {
-      const int64_t c = std::min(chunk, longest - off);
-      // This rank's piece: a view of its shard, or (a short last piece) a zero-padded copy.
-      const int64_t mine_at = state_[g].lo + off;
-      const int64_t mine = std::clamp<int64_t>(state_[g].hi - mine_at, 0, c);
-      at::Tensor send;
-      if (mine == c) {
-        send = data.narrow(0, mine_at, c);
-      } else {
-        send = gather_send_.narrow(0, 0, c);
-        send.zero_();
-        if (mine > 0) send.narrow(0, 0, mine).copy_(data.narrow(0, mine_at, mine));
-      }
-      const at::Tensor recv = gather_recv_.narrow(0, 0, world * c);
-      comm_->all_gather(recv, send);
-      for (int q = 0; q < world; ++q) {
-        if (q == me) continue;
-        const auto [lo, hi] = shard_range(numel, world, q);
-        const int64_t n = std::clamp<int64_t>(hi - (lo + off), 0, c);
-        if (n > 0) data.narrow(0, lo + off, n).copy_(recv.narrow(0, q * c, n));
-      }
+    const at::Tensor recv = gather_recv_.narrow(0, 0, world * c);
+    comm_->all_gather(recv, send);
+    if (!dest.defined()) continue;
+    for (int q = 0; q < world; ++q) {
+      if (q == skip_rank) continue;
+      const auto [lo, hi] = shard_range(numel, world, q);
+      const int64_t n = std::clamp<int64_t>(hi - (lo + off), 0, c);
+      if (n > 0) dest.narrow(0, lo + off, n).copy_(recv.narrow(0, q * c, n));
     }
   }
 }
@@ -115,35 +120,21 @@ void AdamW::gather_parameters() {
 std::vector<AdamW::HostMoments> AdamW::gather_moments_to_root() const {
   std::vector<HostMoments> out;
   if (!sharded()) return out;
-  const int world = comm_->size();
+  const bool root = comm_->rank() == 0;
   for (size_t g = 0; g < state_.size(); ++g) {
     const GroupState& s = state_[g];
-    // [exp_avg shard][exp_avg_sq shard], raw bytes of the host copies.
-    const at::Tensor m = s.exp_avg.to(at::kCPU).contiguous();
-    const at::Tensor v = s.exp_avg_sq.to(at::kCPU).contiguous();
-    std::string blob(m.nbytes() + v.nbytes(), '\0');
-    if (m.nbytes() > 0) {  // an empty shard has no data pointer to copy from
-      std::memcpy(blob.data(), m.data_ptr(), m.nbytes());
-      std::memcpy(blob.data() + m.nbytes(), v.data_ptr(), v.nbytes());
-    }
-    const std::vector<std::string> blobs = comm_->gather_bytes_to_root(blob, 0);
-    if (blobs.empty()) continue;  // not the root
     const int64_t numel = params_.data(g).numel();
-    const auto host = at::TensorOptions().dtype(s.exp_avg.scalar_type()).device(at::kCPU);
-    HostMoments full{at::empty({numel}, host), at::empty({numel}, host)};
-    const size_t esize = full.exp_avg.element_size();
-    for (int q = 0; q < world; ++q) {
-      const auto [lo, hi] = shard_range(numel, world, q);
-      const size_t bytes = static_cast<size_t>(hi - lo) * esize;
-      const std::string& b = blobs.at(static_cast<size_t>(q));
-      PFT_ASSERT(b.size() == 2 * bytes, "gather_moments_to_root: a shard of unexpected size");
-      auto* dst_m = static_cast<char*>(full.exp_avg.data_ptr()) + static_cast<size_t>(lo) * esize;
-      auto* dst_v = static_cast<char*>(full.exp_avg_sq.data_ptr()) + static_cast<size_t>(lo) * esize;
-      if (bytes == 0) continue;
-      std::memcpy(dst_m, b.data(), bytes);
-      std::memcpy(dst_v, b.data() + bytes, bytes);
+    // In pieces of at most kGatherChunk elements per rank through the reused buffers: no message
+    // near MPI's 2^31-byte count limit however large a group is, and nothing full-size on a rank
+    // but the root's result (Note [ZeRO-1]).
+    HostMoments full;
+    if (root) {
+      const auto host = at::TensorOptions().dtype(s.exp_avg.scalar_type()).device(at::kCPU);
+      full = HostMoments{at::empty({numel}, host), at::empty({numel}, host)};
     }
-    out.push_back(std::move(full));
+    all_gather_shards(s.exp_avg, numel, full.exp_avg, /*skip_rank=*/-1);
+    all_gather_shards(s.exp_avg_sq, numel, full.exp_avg_sq, /*skip_rank=*/-1);
+    if (root) out.push_back(std::move(full));
   }
   return out;
 }

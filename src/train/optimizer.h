@@ -86,9 +86,9 @@ class AdamW {
   bool sharded() const { return comm_ != nullptr; }
   // Bytes of optimizer state (moments and step counters) this rank holds.
   int64_t state_bytes() const;
-  // Collective when sharded() (one gather_bytes_to_root per group): rank 0 gets every group's
-  // moments over the whole buffer (new host tensors); the other ranks send only their shard (a
-  // host copy of it, nothing full-size) and get an empty vector. Not sharded: an empty vector
+  // Collective when sharded() (chunked all-gathers, as step() gathers the parameters): rank 0
+  // gets every group's moments over the whole buffer (new host tensors); the other ranks keep
+  // nothing full-size and get an empty vector. Not sharded: an empty vector
   // on every rank, nothing sent (state() already covers the whole buffers).
   std::vector<HostMoments> gather_moments_to_root() const;
 
@@ -102,13 +102,20 @@ class AdamW {
  private:
   // All-gathers every group's updated shards (Note [ZeRO-1]).
   void gather_parameters();
+  // All-gathers the shards of a buffer of `numel` elements, this rank's being `mine` (its
+  // shard_range's length), in pieces of at most 2^20 elements per rank through the reused
+  // buffers; copies each received piece into `dest` (the whole buffer, any device) at its
+  // owner's range, except rank `skip_rank`'s (-1: none). `dest` undefined: this rank keeps
+  // nothing. Collective.
+  void all_gather_shards(const at::Tensor& mine, int64_t numel, const at::Tensor& dest,
+                         int skip_rank) const;
 
   FlatParameters& params_;
   AdamWOptions options_;
   Communicator* comm_ = nullptr;  // set when sharded
   std::vector<GroupState> state_;
   int64_t step_count_ = 0;
-  at::Tensor gather_send_, gather_recv_;  // reused all-gather buffers (sharded)
+  mutable at::Tensor gather_send_, gather_recv_;  // reused all-gather buffers (sharded)
 };
 
 // Global L2 norm of all `grads` taken together (computed in fp32 or wider); when max_norm > 0,

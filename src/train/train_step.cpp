@@ -118,6 +118,11 @@ StepResult TrainStep::run(const std::vector<Batch>& micro_batches,
   } else {
     result.grad_norm = std::numeric_limits<double>::infinity();
   }
+  // Every rank decides alike without a collective: the gradients are bitwise identical on every
+  // rank after the reducer (fp32 all-reduce, or the bf16 path's all-gather of the same sums), so
+  // the norm and `finite` are too, and `total` is global. That matters more under ZeRO-1, whose
+  // step() is collective: a rank that skipped alone would pair its next collective with the
+  // others' all-gather.
   result.skipped = !finite || total == 0;
   if (!result.skipped) optimizer_.step(lr);
   if (scaler_) scaler_->update();

@@ -64,6 +64,24 @@ TEST(CkptConfig, ArchitectureChangeRefusedNamingKeys) {
   }
 }
 
+// A file written before model.base_dtype existed has no such key in /meta/architecture: it
+// resumes as the fp32 base it was, and is refused (naming the key) under a bf16 base.
+TEST(CkptConfig, ArchitectureKeyAddedLaterReadsAsItsOldValue) {
+  const Config saved = parse_config(kYaml, "a.yaml", {"train.method=lora"});
+  FlatConfig old_arch = architecture_keys(saved);
+  ASSERT_EQ(old_arch.erase("model.base_dtype"), 1u);
+  EXPECT_NO_THROW(check_resume_config("old.h5", old_arch, flatten_config(saved), saved));
+  const Config bf16 = parse_config(
+      kYaml, "b.yaml", {"train.method=lora", "model.base_dtype=bf16", "train.precision=bf16"});
+  try {
+    check_resume_config("old.h5", old_arch, flatten_config(saved), bf16);
+    FAIL() << "a bf16 base resumed an fp32 base's file";
+  } catch (const InputError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("model.base_dtype fp32 -> bf16"), std::string::npos) << m;
+  }
+}
+
 TEST(CkptConfig, HyperparameterChangesAllowedAndListed) {
   const Config saved = parse_config(kYaml, "a.yaml");
   const Config changed =

@@ -50,10 +50,15 @@ Communicator& comm() {
   return *c;
 }
 
-ModelConfig tiny_model(const std::string& family) {
+// "gpt2_wide": a 140,000-token vocabulary, so the tied embedding's group (4.48M elements) has
+// shards longer than the 2^20-element pieces the all-gathers move (2 to 3 pieces at 2 and 4
+// ranks): the multi-piece path of the parameter and moment gathers.
+ModelConfig tiny_model(const std::string& name) {
+  const bool wide = name == "gpt2_wide";
+  const std::string family = wide ? "gpt2" : name;
   ModelConfig m;
   m.family = family;
-  m.vocab_size = 64;
+  m.vocab_size = wide ? 140000 : 64;
   m.d_model = 32;
   m.n_layers = 2;
   m.n_heads = 4;
@@ -241,7 +246,8 @@ INSTANTIATE_TEST_SUITE_P(Methods, Zero,
                                            std::make_tuple("llama", 0),
                                            std::make_tuple("gpt2", 4),
                                            std::make_tuple("llama", 4),
-                                           std::make_tuple("llama", 1)));
+                                           std::make_tuple("llama", 1),
+                                           std::make_tuple("gpt2_wide", 0)));
 
 // Shards: aligned to 64 elements, contiguous, covering [0, numel), none longer than the first.
 TEST(ZeroShards, BoundariesAlignedAndCovering) {
