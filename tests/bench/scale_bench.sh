@@ -2,8 +2,10 @@
 # scale_bench.sh: issue 20's memory features on real model sizes, each off and on, side by side
 # in one run (not a test). Every configuration is `pft train` on 2 ranks (pft-mpirun -np 2, one
 # torch thread each, synthetic tokens, no evaluation, no checkpoint), and reports from its
-# metrics.jsonl the peak resident set of the largest rank (the end record's peak_rss_mb) and the
-# training throughput (tokens over step time, the first step left out: it allocates).
+# metrics.jsonl the peak resident set of the largest rank (the end record's peak_rss_mb), the
+# smallest rank's (/usr/bin/time around each rank: under ZeRO-1 rank 0 also holds the gathered
+# moments while it writes the final checkpoint, which the others never do) and the training
+# throughput (tokens over step time, the first step left out: it allocates).
 #
 # Cases (BENCH_CASES, default "smollm2_lora smollm2_full"; add llama05b for the 0.5B model):
 #   smollm2_lora  SmolLM2-135M-Instruct (model.from_pretrained, the GGUF the setup installs),
@@ -57,26 +59,32 @@ eval: {every_steps: 0, max_batches: 1}
 checkpoint: {every_steps: 0, async: false}
 YAML
   # shellcheck disable=SC2086
-  PFT_OVERSUBSCRIBE=1 "$root/launch/pft-mpirun" -np 2 ${BENCH_MPIRUN_ARGS:-} "$pft" train "$cfg" \
+  # Each rank under /usr/bin/time: its own peak resident set (the end record has the largest).
+  PFT_OVERSUBSCRIBE=1 "$root/launch/pft-mpirun" -np 2 ${BENCH_MPIRUN_ARGS:-} \
+    /usr/bin/time -f "rank_peak_kib %M" "$pft" train "$cfg" \
     "$@" >"$work/$name.log" 2>&1 || { echo "scale_bench.sh: $name failed:" >&2; tail -30 "$work/$name.log" >&2; exit 3; }
-  python3 - "$work/run-$name/metrics.jsonl" "$name" <<'EOF'
-import json, sys
+  python3 - "$work/run-$name/metrics.jsonl" "$name" "$work/$name.log" <<'EOF'
+import json, re, sys
 recs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 train = [r for r in recs if r["kind"] == "train"][1:]
 end = [r for r in recs if r["kind"] == "end"][-1]
 tok_s = sum(r["tokens"] for r in train) / sum(r["step_time_s"] for r in train)
 loss = [r["loss"] for r in recs if r["kind"] == "train"]
-print(f"{sys.argv[2]} {end['peak_rss_mb']:.1f} {tok_s:.1f} {loss[0]:.6f} {loss[-1]:.6f}")
+ranks = [int(k) / 1024 for k in re.findall(r"rank_peak_kib (\d+)", open(sys.argv[3]).read())]
+assert len(ranks) == 2, f"expected 2 ranks' peaks in {sys.argv[3]}, got {ranks}"
+print(f"{sys.argv[2]} {end['peak_rss_mb']:.1f} {tok_s:.1f} {loss[0]:.6f} {loss[-1]:.6f} {min(ranks):.1f}")
 EOF
 }
 
-declare -A peak tput
+declare -A peak tput low
 report() {  # case baseline_name name...
   local c=$1 b=$2
   shift 2
   for n in "$@"; do
     awk -v n="${n}" -v p="${peak[$n]}" -v b="${peak[$b]}" \
       'BEGIN { printf "RESULT name=scale_%s_peak pft=%.1f baseline=%.1f unit=MiB ratio=%.3f\n", n, p, b, p / b }'
+    awk -v n="${n}" -v p="${low[$n]}" -v b="${low[$b]}" \
+      'BEGIN { printf "RESULT name=scale_%s_peak_smallest_rank pft=%.1f baseline=%.1f unit=MiB ratio=%.3f\n", n, p, b, p / b }'
     awk -v n="${n}" -v p="${tput[$n]}" -v b="${tput[$b]}" \
       'BEGIN { printf "RESULT name=scale_%s_throughput pft=%.1f baseline=%.1f unit=tok/s ratio=%.3f\n", n, p, b, p / b }'
   done
@@ -84,8 +92,8 @@ report() {  # case baseline_name name...
 measure() {  # name args-for-run...
   local line
   line=$(run "$@")
-  echo "# $line  (name peak_MiB tok/s first_loss last_loss)"
-  read -r _ peak[$1] tput[$1] _ _ <<<"$line"
+  echo "# $line  (name peak_MiB_largest_rank tok/s first_loss last_loss peak_MiB_smallest_rank)"
+  read -r _ peak[$1] tput[$1] _ _ low[$1] <<<"$line"
 }
 
 plain='precision: fp32, loss_chunk_rows: 0, activation_checkpointing: none'
