@@ -3,6 +3,7 @@
 #include <ATen/autocast_mode.h>
 
 #include "core/error.h"
+#include "model/transformer.h"  // scalar_type_of
 
 namespace pft {
 
@@ -15,7 +16,7 @@ AutocastScope::AutocastScope(Precision precision, at::Device device) {
   prev_enabled_ = at::autocast::is_autocast_enabled(device_type_);
   prev_dtype_ = at::autocast::get_autocast_dtype(device_type_);
   at::autocast::set_autocast_enabled(device_type_, true);
-  at::autocast::set_autocast_dtype(device_type_, precision == Precision::kBf16 ? at::kBFloat16 : at::kHalf);
+  at::autocast::set_autocast_dtype(device_type_, scalar_type_of(precision));
   at::autocast::increment_nesting();
 }
 
