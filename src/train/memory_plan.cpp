@@ -123,6 +123,8 @@ MemoryPlan plan_memory(const Config& config, int world_size) {
   // each piece at most 2^20 elements (kGatherChunk in train/optimizer.cpp).
   if (zero) plan.comm += (world_size + 1) * std::min<int64_t>(shard_params, int64_t{1} << 20) * kF32;
 
+  plan.slack = kSlackFixed + (plan.activations + plan.logits) / kSlackDivisor;
+
   // An asynchronous checkpoint clones the trainable parameters and both moments to the host.
   if (config.checkpoint.async) plan.snapshot = 3 * plan.trainable_params * kF32;
   // ZeRO-1: rank 0 gathers both moments whole for every save (the other ranks send their shard),
@@ -164,6 +166,7 @@ std::string format_memory_plan(const MemoryPlan& plan, const Config& config, int
   line("activations", plan.activations);
   line("logits", plan.logits);
   line("comm", plan.comm);
+  line("slack", plan.slack);
   line("total", plan.total());
   if (plan.snapshot > 0)
     out += fmt::format("  host snapshot of a checkpoint.async save: {} (host memory, not in the "
