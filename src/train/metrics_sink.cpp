@@ -78,6 +78,12 @@ void MetricsSink::train(const Train& t) {
   rec["tokens_per_s"] = t.step_time_s > 0 ? static_cast<double>(t.tokens) / t.step_time_s : 0.0;
   rec["step_time_s"] = t.step_time_s;
   rec["step_time_max_s"] = t.step_time_max_s;
+  // Per rank: what one device did (Note [model FLOPs] in train/flops.h).
+  const double per_rank =
+      t.step_time_s > 0 ? static_cast<double>(t.tokens) / t.step_time_s / t.world_size : 0.0;
+  rec["tokens_per_s_per_rank"] = per_rank;
+  rec["model_tflops_per_rank"] = per_rank * t.flops_per_token / 1e12;
+  if (t.peak_flops) rec["mfu"] = per_rank * t.flops_per_token / *t.peak_flops;
   rec["comm_time_s"] = r.comm_time_s;
   rec["comm_bytes"] = r.comm_bytes;
   rec["control_s"] = t.control_s;

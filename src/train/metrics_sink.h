@@ -75,6 +75,8 @@ class MetricsSink {
     double control_s = 0.0;        // the controller's step boundary, collectives included
     int world_size = 1;
     std::optional<int32_t> phase;  // the schedule's phase (data.source: tasks)
+    double flops_per_token = 0.0;  // model FLOPs per training token (train/flops.h)
+    std::optional<double> peak_flops;  // the device's peak FLOP/s, when known: "mfu"
   };
   // Also kept in history() for the checkpoints' /metrics/history.
   void train(const Train& t);

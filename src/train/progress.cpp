@@ -27,9 +27,13 @@ std::string format_duration(double seconds) {
 }
 
 std::string format_progress_line(const ProgressFields& f) {
-  std::string line = fmt::format("step {}/{} | loss {:.3f} | lr {:.1e} | grad_norm {:.2f} | {} tok/s | ETA {}",
+  std::string line = fmt::format("step {}/{} | loss {:.3f} | lr {:.1e} | grad_norm {:.2f} | {} tok/s",
                                  f.step, f.total_steps, f.loss, f.lr, f.grad_norm,
-                                 format_rate(f.tokens_per_s), format_duration(f.eta_s));
+                                 format_rate(f.tokens_per_s));
+  if (f.world_size > 1)
+    line += fmt::format(" ({}/rank)", format_rate(f.tokens_per_s / f.world_size));
+  if (f.mfu >= 0) line += fmt::format(" | MFU {:.1f}%", 100.0 * f.mfu);
+  line += fmt::format(" | ETA {}", format_duration(f.eta_s));
   if (f.loss_scale > 0) line += fmt::format(" | scale {:g}", f.loss_scale);
   if (f.skipped) line += " | skipped (non-finite gradients)";
   return line;

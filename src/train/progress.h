@@ -2,6 +2,10 @@
 //
 //   step 50/200 | loss 2.345 | lr 3.0e-04 | grad_norm 0.91 | 12.3k tok/s | ETA 1m05s
 //
+// and on more ranks, with a GPU whose peak is known (train/flops.h), the per-rank rate and MFU:
+//
+//   step 50/200 | loss 2.345 | lr 3.0e-04 | grad_norm 0.91 | 98.3k tok/s (12.3k/rank) | MFU 41.2% | ETA 1m05s
+//
 // and the small formatters it is made of. Pure functions (no torch, no I/O), unit-tested.
 #pragma once
 
@@ -17,7 +21,9 @@ struct ProgressFields {
   double loss = 0.0;
   double lr = 0.0;
   double grad_norm = 0.0;
-  double tokens_per_s = 0.0;
+  double tokens_per_s = 0.0;  // all ranks together
+  int world_size = 1;         // > 1: the per-rank rate is shown too
+  double mfu = -1.0;          // model FLOPs utilisation in [0, 1]; < 0: unknown (not shown)
   double eta_s = 0.0;       // seconds left, estimated from the mean step time so far
   bool skipped = false;     // fp16 overflow: the update was skipped
   double loss_scale = 0.0;  // > 0: shown (fp16)

@@ -20,6 +20,7 @@
 #include "data/tokenizer.h"
 #include "model/hf_import.h"
 #include "model/transformer.h"
+#include "train/flops.h"
 #include "train/lr_schedule.h"
 #include "train/precision.h"
 #include "train/progress.h"
@@ -93,8 +94,32 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// Model FLOPs per token and the device's peak, for MFU (train/flops.h).
+struct FlopsModel {
+  double per_token = 0.0;
+  std::optional<double> peak;
+};
+
+FlopsModel flops_model(const TrainSession& s, const RankEnv& env) {
+  FlopsModel f;
+  f.per_token = training_flops_per_token(s.config.model, s.config.data.seq_len,
+                                         s.config.train.method);
+  if (env.is_cuda()) {
+    const std::string name = device_name(env.device);
+    f.peak = gpu_peak_flops(name, s.config.train.precision);
+    if (f.peak)
+      log::info("MFU: {:.3g} model GFLOPs per token against {}'s {:.0f} TFLOP/s ({})",
+                f.per_token / 1e9, name, *f.peak / 1e12, config_text(s.config.train.precision));
+    else
+      log::info("MFU: {} is not in pft's table of peaks (train/flops.cpp); metrics.jsonl has "
+                "model_tflops_per_rank but no mfu", name);
+  }
+  return f;
+}
+
 void log_progress(const TrainSession& s, int64_t step, double lr, const StepResult& r,
-                  double step_time, int64_t start_step, Clock::time_point run_start) {
+                  double step_time, int64_t start_step, Clock::time_point run_start,
+                  const FlopsModel& flops) {
   const int64_t total = s.config.train.steps;
   if (step % s.config.run.log_every != 0 && step != total && step != 1) return;
   ProgressFields f;
@@ -104,6 +129,8 @@ void log_progress(const TrainSession& s, int64_t step, double lr, const StepResu
   f.lr = lr;
   f.grad_norm = r.grad_norm;
   f.tokens_per_s = static_cast<double>(s.tokens_per_step) / step_time;
+  f.world_size = s.env.world_size;
+  if (flops.peak) f.mfu = f.tokens_per_s / f.world_size * flops.per_token / *flops.peak;
   f.eta_s = seconds_since(run_start) / static_cast<double>(step - start_step) *
             static_cast<double>(total - step);
   f.skipped = r.skipped;
@@ -209,6 +236,7 @@ TrainSummary train(const Config& config, const RankEnv& env, const TrainOptions&
   agree(env, "start-up: the last check before the first step", [] {});
   preemption_at_step_boundaries();
   TaskSummary task_summary(s.task_names, start.step, tc.steps);
+  const FlopsModel flops = flops_model(s, env);
   const Clock::time_point run_start = Clock::now();
   for (int64_t step = start.step; step < last_step; ++step) {
     const Clock::time_point t0 = Clock::now();
@@ -248,8 +276,10 @@ TrainSummary train(const Config& config, const RankEnv& env, const TrainOptions&
     record.control_s = control_s;
     record.world_size = env.world_size;
     if (s.tasks) record.phase = phase;
+    record.flops_per_token = flops.per_token;
+    record.peak_flops = flops.peak;
     s.metrics.train(record);
-    log_progress(s, step + 1, lr, r, step_time, start.step, run_start);
+    log_progress(s, step + 1, lr, r, step_time, start.step, run_start, flops);
 
     if (decision.evaluate) {
       const Decision after = s.controller->after_eval(step + 1, s.evaluate(step + 1));

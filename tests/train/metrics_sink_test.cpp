@@ -79,6 +79,8 @@ void write_every_kind(pft::MetricsSink& sink) {
   t.control_s = 1e-4;
   t.world_size = 2;
   t.phase = 1;
+  t.flops_per_token = 1e9;
+  t.peak_flops = 1e12;
   sink.train(t);
 
   pft::TaskEval gen;
@@ -204,6 +206,10 @@ TEST(MetricsSink, EveryRecordMatchesThePageAndEveryDocumentedFieldIsWritten) {
   // Values, not only shapes: a few fields computed by the sink.
   const json::object& train = records[2];
   EXPECT_DOUBLE_EQ(train.at("tokens_per_s").as_double(), 256.0);
+  // 128 tokens in 0.5 s on 2 ranks: 128 tok/s per rank x 1 GFLOP = 0.128 TFLOP/s of a 1 TFLOP/s peak.
+  EXPECT_DOUBLE_EQ(train.at("tokens_per_s_per_rank").as_double(), 128.0);
+  EXPECT_DOUBLE_EQ(train.at("model_tflops_per_rank").as_double(), 0.128);
+  EXPECT_DOUBLE_EQ(train.at("mfu").as_double(), 0.128);
   EXPECT_DOUBLE_EQ(train.at("task_loss").as_array()[0].as_double(), 2.5);
   EXPECT_TRUE(train.at("task_loss").as_array()[1].is_null());
   const json::object& all = records[5];

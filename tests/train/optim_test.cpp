@@ -93,6 +93,13 @@ TEST(Progress, LineAndFormatters) {
   f.eta_s = 65;
   EXPECT_EQ(format_progress_line(f),
             "step 50/200 | loss 2.345 | lr 3.0e-04 | grad_norm 0.91 | 12.3k tok/s | ETA 1m05s");
+  // More ranks: the per-rank rate; a GPU with a known peak: MFU.
+  f.world_size = 8;
+  f.tokens_per_s = 98400;
+  f.mfu = 0.4123;
+  EXPECT_EQ(format_progress_line(f),
+            "step 50/200 | loss 2.345 | lr 3.0e-04 | grad_norm 0.91 | 98.4k tok/s (12.3k/rank) | "
+            "MFU 41.2% | ETA 1m05s");
   f.skipped = true;
   f.loss_scale = 32768;
   EXPECT_NE(format_progress_line(f).find("scale 32768 | skipped"), std::string::npos);
