@@ -5,9 +5,11 @@
 //     killed with SIGKILL in mid-run, it is failed (exit 3: the holder's process is gone);
 //   - a finished run (exit 0): the last step, evaluation, phase, mixture and checkpoint are those
 //     of its metrics.jsonl and checkpoints/latest; the default stall deadline follows the rule;
+//   - preempted (SIGUSR1: checkpoint, exit 75): exit 75 until the resumed run finishes;
 //   - a directory that is not a run: exit 2 naming it.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <boost/json/parse.hpp>
@@ -198,6 +200,51 @@ TEST(StatusCli, FinishedRunMatchesItsFiles) {
   EXPECT_CONTAINS(text.out, "checkpoint: " + (dir / "checkpoints" / name).string() + " (step 10");
   EXPECT_CONTAINS(text.out, "lock: released");
   fs::remove_all(dir);
+}
+
+// Preempted (SIGUSR1 to one rank: a checkpoint, exit 75): status exits 75 until the requeued job
+// resumes; after the resumed run ends it is finished again.
+TEST(StatusCli, PreemptedUntilResumedThenFinished) {
+  const fs::path dir = scratch("preempted");
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    setpgid(0, 0);
+    const std::string cmd = "PFT_TEST_DELAY=step:0.2 " + train_cmd(dir, 40) + " > " +
+                            dir.string() + ".log 2>&1";
+    execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(240);
+  while (of_kind(dir, "train").size() < 5 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  pid_t rank = -1;  // a process of this run whose command line starts with the pft binary
+  for (pid_t p : pft::test::pids_mentioning(dir.string())) {
+    std::ifstream f("/proc/" + std::to_string(p) + "/cmdline", std::ios::binary);
+    std::string argv0;
+    std::getline(f, argv0, '\0');
+    if (argv0 == PFT_BIN) rank = p;
+  }
+  ASSERT_GT(rank, 0) << "no rank process found";
+  ASSERT_EQ(kill(rank, SIGUSR1), 0);
+  const int wait = pft::test::wait_child(child, std::chrono::seconds(240), "the SIGUSR1ed run");
+  ASSERT_TRUE(wait >= 0 && WIFEXITED(wait) && WEXITSTATUS(wait) == 75);
+  const int64_t at = of_kind(dir, "preempted").at(0).at("step").as_int64();
+
+  const Status p = pft_status(dir);
+  EXPECT_EQ(p.code, 75) << p.out;
+  EXPECT_EQ(p.o.at("state").as_string(), "preempted") << p.out;
+  EXPECT_CONTAINS(p.o.at("detail").as_string(), "SIGUSR1 at step " + std::to_string(at));
+  EXPECT_EQ(p.o.at("checkpoint").at("step").as_int64(), at) << p.out;
+
+  const Result resumed = run(train_cmd(dir, 40, "--set train.resume=auto"));
+  ASSERT_EQ(resumed.code, 0) << resumed.out;
+  const Status f = pft_status(dir);
+  EXPECT_EQ(f.code, 0) << f.out;
+  EXPECT_EQ(f.o.at("state").as_string(), "finished") << f.out;
+  EXPECT_EQ(f.o.at("step").as_int64(), 40) << f.out;
+  fs::remove_all(dir);
+  fs::remove(dir.string() + ".log");
 }
 
 TEST(StatusCli, NotARunDirectoryIsBadInput) {
