@@ -22,6 +22,7 @@
 // Times are the records' wall clocks (the writer's host) against this host's: across hosts,
 // clock skew adds to the age. A holder of run.lock on this host whose process is gone makes the
 // run failed whatever the deadline says; on another host only the deadline can tell.
+#include <sys/stat.h>
 #include <yaml-cpp/yaml.h>
 
 #include <boost/json/parse.hpp>
@@ -31,9 +32,7 @@
 #include <chrono>
 #include <fstream>
 #include <iostream>
-#include <map>
 #include <optional>
-#include <sys/stat.h>
 
 #include "ckpt/run_checkpoints.h"
 #include "cli/commands.h"
@@ -52,14 +51,13 @@ namespace json = boost::json;
 constexpr int kStalled = 1;
 constexpr int kFailed = 3;
 constexpr int kPreempted = 75;
-constexpr size_t kWindow = 50;            // step records the rates and the deadline look at
-constexpr double kStallFactor = 5.0;      // Note [stall deadline]
+constexpr size_t kWindow = 50;        // step records the rates and the deadline look at
+constexpr double kStallFactor = 5.0;  // Note [stall deadline]
 constexpr double kMinStallS = 120.0;
 constexpr double kStartupStallS = 1800.0;
 
 double now_s() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 double num(const json::object& o, std::string_view key, double fallback = 0.0) {
@@ -80,13 +78,12 @@ std::string str(const json::object& o, std::string_view key) {
 struct Reading {
   int64_t total_steps = 0;
   int world_size = 0;
-  double start_time = 0;                     // the last start record's
-  std::vector<json::object> steps;           // the last kWindow train records of this process
-  std::optional<json::object> last_train;    // the run's, across resumes
-  std::optional<json::object> phase, mixture, checkpoint, end, preempted, stopped;
+  double start_time = 0;                   // the last start record's
+  std::vector<json::object> steps;         // the last kWindow train records of this process
+  std::optional<json::object> last_train;  // the run's, across resumes
+  std::optional<json::object> phase, mixture, end, preempted;
   int64_t eval_step = -1;
-  std::vector<json::object> eval;            // the "all" records of the last evaluation
-  double last_time = 0;                      // any record's
+  std::vector<json::object> eval;  // the "all" records of the last evaluation
 };
 
 Reading read_metrics(const fs::path& file) {
@@ -99,7 +96,6 @@ Reading read_metrics(const fs::path& file) {
     if (ec || !v.is_object()) continue;  // a line cut by a kill (Note [a line cut by a kill])
     json::object& o = v.as_object();
     const std::string kind = str(o, "kind");
-    r.last_time = std::max(r.last_time, num(o, "time"));
     if (kind == "start") {
       r.total_steps = static_cast<int64_t>(num(o, "steps"));
       r.world_size = static_cast<int>(num(o, "world_size"));
@@ -107,7 +103,6 @@ Reading read_metrics(const fs::path& file) {
       r.steps.clear();
       r.end.reset();
       r.preempted.reset();
-      r.stopped.reset();
     } else if (kind == "train") {
       r.steps.push_back(o);
       if (r.steps.size() > kWindow) r.steps.erase(r.steps.begin());
@@ -121,14 +116,10 @@ Reading read_metrics(const fs::path& file) {
       r.phase = o;
     } else if (kind == "mixture") {
       r.mixture = o;
-    } else if (kind == "checkpoint") {
-      r.checkpoint = o;
     } else if (kind == "end") {
       r.end = o;
     } else if (kind == "preempted") {
       r.preempted = o;
-    } else if (kind == "stopped") {
-      r.stopped = o;
     }
   }
   return r;
@@ -138,7 +129,7 @@ struct Status {
   std::string state;  // starting | running | stalled | finished | preempted | failed
   std::string why;
   int code = 0;
-  json::object out;   // --json
+  json::object out;  // --json
 };
 
 std::string percent(double x) { return fmt::format("{:.1f}%", 100.0 * x); }
@@ -158,8 +149,7 @@ Status compute(const fs::path& dir, double stall_after_flag) {
     } catch (const YAML::Exception&) {
     }
   }
-  const int64_t step =
-      r.last_train ? static_cast<int64_t>(num(*r.last_train, "step")) : 0;
+  const int64_t step = r.last_train ? static_cast<int64_t>(num(*r.last_train, "step")) : 0;
   out["step"] = step;
   out["total_steps"] = total;
   out["world_size"] = r.world_size;
@@ -187,9 +177,9 @@ Status compute(const fs::path& dir, double stall_after_flag) {
   const double last_step_time = r.steps.empty() ? r.start_time : num(r.steps.back(), "time");
   const double age = last_step_time > 0 ? std::max(0.0, now - last_step_time) : 0.0;
   const double stall_after =
-      stall_after_flag > 0 ? stall_after_flag
-                           : (r.steps.empty() ? kStartupStallS
-                                          : std::max(kMinStallS, kStallFactor * longest_gap));
+      stall_after_flag > 0
+          ? stall_after_flag
+          : (r.steps.empty() ? kStartupStallS : std::max(kMinStallS, kStallFactor * longest_gap));
   out["tokens_per_s"] = tok_s;
   out["step_time_s"] = step_time;
   out["seconds_per_step"] = interval;
@@ -199,8 +189,8 @@ Status compute(const fs::path& dir, double stall_after_flag) {
   // The lock, and the state.
   const RunLockInfo lock = read_run_lock(dir);
   json::object lock_json;
-  std::string lock_process = !lock.present          ? "absent"
-                             : lock.holder.empty()  ? "released"
+  std::string lock_process = !lock.present                                  ? "absent"
+                             : lock.holder.empty()                          ? "released"
                              : lock.process == RunLockInfo::Process::kAlive ? "alive"
                              : lock.process == RunLockInfo::Process::kGone  ? "gone"
                                                                             : "unknown";
@@ -296,7 +286,8 @@ void print_human(const Status& st) {
   const auto total = static_cast<int64_t>(n("total_steps"));
   const auto step = static_cast<int64_t>(n("step"));
   std::string line = fmt::format("step {}/{}", step, total);
-  if (total > 0) line += " (" + percent(static_cast<double>(step) / static_cast<double>(total)) + ")";
+  if (total > 0)
+    line += " (" + percent(static_cast<double>(step) / static_cast<double>(total)) + ")";
   if (o.contains("loss")) line += fmt::format(" | loss {:.4f}", n("loss"));
   if (n("tokens_per_s") > 0)
     line += fmt::format(" | {} tok/s | {:.3f} s/step", format_rate(n("tokens_per_s")),
@@ -304,10 +295,9 @@ void print_human(const Status& st) {
   if (o.contains("eta_s")) line += " | ETA " + format_duration(n("eta_s"));
   std::cout << line << "\n";
   if (st.state == "running" || st.state == "stalled" || st.state == "starting")
-    std::cout << fmt::format("last step {} ago (stalled after {}{})\n",
-                             format_duration(n("last_step_age_s")),
-                             format_duration(n("stall_after_s")),
-                             st.state == "starting" ? "; no step yet" : "");
+    std::cout << fmt::format(
+        "last step {} ago (stalled after {}{})\n", format_duration(n("last_step_age_s")),
+        format_duration(n("stall_after_s")), st.state == "starting" ? "; no step yet" : "");
   if (const json::value* p = o.if_contains("phase"))
     std::cout << fmt::format("phase: {} (index {}, since step {})\n", str(p->as_object(), "name"),
                              num(p->as_object(), "index"), num(p->as_object(), "since_step"));
@@ -332,7 +322,8 @@ void print_human(const Status& st) {
     const json::object& co = c->as_object();
     std::cout << "checkpoint: " << str(co, "file");
     if (co.contains("step")) std::cout << fmt::format(" (step {}", num(co, "step"));
-    if (co.contains("age_s")) std::cout << ", written " << format_duration(num(co, "age_s")) << " ago";
+    if (co.contains("age_s"))
+      std::cout << ", written " << format_duration(num(co, "age_s")) << " ago";
     if (co.contains("missing")) std::cout << ", missing";
     std::cout << ")\n";
   } else {
@@ -344,9 +335,9 @@ void print_human(const Status& st) {
             << (process == "absent"     ? "no run.lock"
                 : process == "released" ? "released (no run holds the directory)"
                 : process == "alive"    ? "held by " + str(lock, "holder")
-                : process == "gone"     ? "stale: " + str(lock, "holder") + " (that process is gone)"
-                                        : "held by " + str(lock, "holder") +
-                                              " (another host: cannot check its process)")
+                : process == "gone" ? "stale: " + str(lock, "holder") + " (that process is gone)"
+                                    : "held by " + str(lock, "holder") +
+                                          " (another host: cannot check its process)")
             << "\n";
 }
 

@@ -31,7 +31,8 @@ std::optional<double> number_of(const json::value& v) {
 
 // prefix/<field> for every numeric field but step and time (and `skip`).
 void add_fields(const json::object& record, const std::string& prefix,
-                std::vector<TensorBoardScalar>& out, std::initializer_list<std::string_view> skip = {}) {
+                std::vector<TensorBoardScalar>& out,
+                std::initializer_list<std::string_view> skip = {}) {
   for (const auto& kv : record) {
     const std::string_view key = kv.key();
     if (key == "step" || key == "time" || key == "kind") continue;
@@ -59,8 +60,8 @@ std::optional<TensorBoardPoint> tensorboard_scalars(const json::object& record,
   if (kind == "train") {
     add_fields(record, "train", p.scalars);
     // The per-task arrays, in data.tasks order (the synthetic tasks' names otherwise).
-    for (const auto& [field, tag] : {std::pair{"task_loss", "loss"},
-                                     std::pair{"task_tokens", "target_tokens"}}) {
+    for (const auto& [field, tag] :
+         {std::pair{"task_loss", "loss"}, std::pair{"task_tokens", "target_tokens"}}) {
       const json::value* a = record.if_contains(field);
       if (a == nullptr || !a->is_array()) continue;
       const json::array& values = a->get_array();
@@ -72,8 +73,8 @@ std::optional<TensorBoardPoint> tensorboard_scalars(const json::object& record,
     const std::string task = string_field(record, "task");
     const json::value* tmpl = record.if_contains("template");
     const bool all = tmpl != nullptr && tmpl->is_string();  // "all"; else the template's index
-    add_fields(record, all ? "eval/" + task : "eval/" + task + "/" +
-                                                  string_field(record, "template_name"),
+    add_fields(record,
+               all ? "eval/" + task : "eval/" + task + "/" + string_field(record, "template_name"),
                p.scalars, {"template"});
   } else if (kind == "mixture") {
     const json::value* w = record.if_contains("weights");
@@ -101,8 +102,7 @@ uint32_t tfrecord_masked_crc32c(std::string_view bytes) {
 namespace {
 
 double now_s() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 template <class T>
@@ -125,8 +125,8 @@ EventFileWriter::EventFileWriter(const fs::path& dir) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec)
-    throw InputError(fmt::format("run.tensorboard: cannot create '{}': {}", dir.string(),
-                                 ec.message()));
+    throw InputError(
+        fmt::format("run.tensorboard: cannot create '{}': {}", dir.string(), ec.message()));
   // Note [TensorBoard and resume]: a new file per process, named by its start time (TensorBoard
   // reads a directory's event files in name order); the pid tells apart two starts in a second.
   const auto seconds = static_cast<int64_t>(now_s());

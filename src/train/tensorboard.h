@@ -109,7 +109,7 @@ class TensorBoardWriter {
   void flush() { file_.flush(); }
 
  private:
-  bool continues_ = false;          // the directory held event files before this process's
+  bool continues_ = false;  // the directory held event files before this process's
   EventFileWriter file_;
   std::vector<std::string> task_names_;
   std::optional<int64_t> resumed_at_;  // the step of the checkpoint this process resumed from

@@ -35,8 +35,8 @@ const std::string kMpirun =
     std::string("PFT_OVERSUBSCRIBE=1 PFT_MPIRUN_LOOPBACK=1 PFT_TAG_OUTPUT=0 ") + PFT_MPIRUN;
 
 fs::path scratch(const std::string& tag) {
-  const fs::path d = fs::temp_directory_path() /
-                     ("pft-status-" + tag + "-" + std::to_string(getpid()));
+  const fs::path d =
+      fs::temp_directory_path() / ("pft-status-" + tag + "-" + std::to_string(getpid()));
   fs::remove_all(d);
   return d;
 }
@@ -91,8 +91,9 @@ Status pft_status(const fs::path& dir, const std::string& extra = "") {
 
 TEST(StatusCli, RunningThenStalledThenKilled) {
   const fs::path dir = scratch("live");
-  const std::string log = (fs::temp_directory_path() / ("pft-status-live-" +
-                                                        std::to_string(getpid()) + ".log")).string();
+  const std::string log =
+      (fs::temp_directory_path() / ("pft-status-live-" + std::to_string(getpid()) + ".log"))
+          .string();
   // Slow steps (0.3 s each) so that the job is still running while it is looked at.
   const std::string cmd = "PFT_TEST_DELAY=step:0.3 " + train_cmd(dir, 400);
   Status running, stalled;
@@ -210,8 +211,8 @@ TEST(StatusCli, PreemptedUntilResumedThenFinished) {
   ASSERT_GE(child, 0);
   if (child == 0) {
     setpgid(0, 0);
-    const std::string cmd = "PFT_TEST_DELAY=step:0.2 " + train_cmd(dir, 40) + " > " +
-                            dir.string() + ".log 2>&1";
+    const std::string cmd =
+        "PFT_TEST_DELAY=step:0.2 " + train_cmd(dir, 40) + " > " + dir.string() + ".log 2>&1";
     execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }

@@ -34,9 +34,9 @@ namespace json = boost::json;
 
 fs::path scratch(const std::string& tag) {
   static int counter = 0;
-  const fs::path d = fs::temp_directory_path() /
-                     ("pft-tensorboard-" + tag + "-" + std::to_string(getpid()) + "-" +
-                      std::to_string(counter++));
+  const fs::path d =
+      fs::temp_directory_path() /
+      ("pft-tensorboard-" + tag + "-" + std::to_string(getpid()) + "-" + std::to_string(counter++));
   fs::remove_all(d);
   return d;
 }
@@ -69,13 +69,22 @@ TEST(TensorBoard, RecordsMapToTheDocumentedTags) {
       R"("task_loss":[3.0,null],"task_tokens":[40,0],"phase":0,"skipped":true,"time":1.5})",
       tasks, &step);
   EXPECT_EQ(step, 7);
-  const std::map<std::string, double> want_train = {
-      {"train/loss", 2.5},           {"train/lr", 0.001},          {"train/grad_norm", 1.25},
-      {"train/tokens", 768},         {"train/target_tokens", 40},  {"train/tokens_per_s", 1000.5},
-      {"train/step_time_s", 0.75},   {"train/step_time_max_s", 0.8},
-      {"train/comm_time_s", 0.0},    {"train/comm_bytes", 123},    {"train/control_s", 0.01},
-      {"train/world_size", 2},       {"train/phase", 0},           {"train/loss/add", 3.0},
-      {"train/target_tokens/add", 40}, {"train/target_tokens/sentiment", 0}};
+  const std::map<std::string, double> want_train = {{"train/loss", 2.5},
+                                                    {"train/lr", 0.001},
+                                                    {"train/grad_norm", 1.25},
+                                                    {"train/tokens", 768},
+                                                    {"train/target_tokens", 40},
+                                                    {"train/tokens_per_s", 1000.5},
+                                                    {"train/step_time_s", 0.75},
+                                                    {"train/step_time_max_s", 0.8},
+                                                    {"train/comm_time_s", 0.0},
+                                                    {"train/comm_bytes", 123},
+                                                    {"train/control_s", 0.01},
+                                                    {"train/world_size", 2},
+                                                    {"train/phase", 0},
+                                                    {"train/loss/add", 3.0},
+                                                    {"train/target_tokens/add", 40},
+                                                    {"train/target_tokens/sentiment", 0}};
   EXPECT_EQ(train, want_train);  // no train/loss/sentiment (null), no skipped (a boolean)
 
   EXPECT_EQ(scalars_of(R"({"kind":"eval","step":4,"task":"add","template":1,"template_name":"q",)"
@@ -98,8 +107,8 @@ TEST(TensorBoard, RecordsMapToTheDocumentedTags) {
                        tasks, &step),
             (std::map<std::string, double>{{"mixture/add", 0.75}, {"mixture/sentiment", 0.25}}));
   EXPECT_EQ(step, 4);
-  EXPECT_EQ(scalars_of(R"({"kind":"phase","step":4,"phase":"p","index":1,"reason":"steps"})",
-                       tasks, nullptr),
+  EXPECT_EQ(scalars_of(R"({"kind":"phase","step":4,"phase":"p","index":1,"reason":"steps"})", tasks,
+                       nullptr),
             (std::map<std::string, double>{{"schedule/phase", 1}}));
   EXPECT_EQ(scalars_of(R"({"kind":"checkpoint","step":4,"file":"f","bytes":10,"file_bytes":20,)"
                        R"("write_s":0.5,"mb_per_s":2.0,"stall_s":0.1,"async":false,"deleted":[]})",
@@ -131,7 +140,8 @@ TEST(TensorBoard, WriteFailureThrowsNamingTheFile) {
   // fails with EFBIG as it would with ENOSPC).
   rlimit old{};
   ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old), 0);
-  struct sigaction ignore {}, previous {};
+  struct sigaction ignore {
+  }, previous{};
   ignore.sa_handler = SIG_IGN;
   ASSERT_EQ(sigaction(SIGXFSZ, &ignore, &previous), 0);
   rlimit small = old;
@@ -200,10 +210,10 @@ TEST(TensorBoardCli, EventFilesHoldWhatMetricsJsonlHoldsAcrossAResume) {
   const pft::test::Result first = check(dir, 1);
   EXPECT_EQ(first.code, 0) << first.out;
   // Every family of tags is there: per task, per template, mixture, schedule, checkpoint, end.
-  for (const char* tag : {"train/loss:", "train/lr:", "train/grad_norm:", "train/tokens_per_s:",
-                          "train/comm_time_s:", "train/loss/add:", "eval/add/loss:",
-                          "eval/sentiment/accuracy:", "mixture/add:", "schedule/phase:",
-                          "checkpoint/write_s:", "end/tokens_seen:"})
+  for (const char* tag :
+       {"train/loss:", "train/lr:", "train/grad_norm:", "train/tokens_per_s:", "train/comm_time_s:",
+        "train/loss/add:", "eval/add/loss:", "eval/sentiment/accuracy:", "mixture/add:",
+        "schedule/phase:", "checkpoint/write_s:", "end/tokens_seen:"})
     EXPECT_CONTAINS(first.out, tag);
   // Per template: eval/<task>/<template>/<metric>, one point per evaluation (steps 0, 4, 8, 10).
   std::ifstream in(dir / "metrics.jsonl");
@@ -219,8 +229,8 @@ TEST(TensorBoardCli, EventFilesHoldWhatMetricsJsonlHoldsAcrossAResume) {
 
   // Resumed from step 4 into the same run.dir, to 12 steps: steps 5..10 written again (the
   // second run's ones count), a second event file, and TensorBoard shows each step once.
-  const pft::test::Result b = pft::test::run(
-      train_cmd(dir, 12, "--set train.resume=" + (dir / "checkpoints" / "step_00000004.h5").string()));
+  const pft::test::Result b = pft::test::run(train_cmd(
+      dir, 12, "--set train.resume=" + (dir / "checkpoints" / "step_00000004.h5").string()));
   ASSERT_EQ(b.code, 0) << b.out;
   const pft::test::Result second = check(dir, 2);
   EXPECT_EQ(second.code, 0) << second.out;
