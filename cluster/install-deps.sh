@@ -5,7 +5,8 @@
 #   PFT_SKIP_APT=1 cluster/install-deps.sh   # venv only (no root)
 #
 # System packages come from Debian: build tools, Open MPI 4.1.4, serial HDF5 1.10, yaml-cpp 0.7,
-# Boost 1.81 (Boost.JSON), spdlog/fmt, CLI11, xxHash, Slurm + munge (for the cluster tests),
+# Boost 1.81 (Boost.JSON; Boost.CRC for TensorBoard's record checksums), spdlog/fmt, CLI11,
+# xxHash, protobuf 3.21 and protoc (TensorBoard event files), Slurm + munge (for the cluster tests),
 # clang 14 with its sanitizer and libFuzzer runtimes (libclang-rt-14-dev ships
 # libclang_rt.fuzzer) and llvm-symbolizer (llvm-14) for the fuzz targets (tests/fuzz/).
 # The Python venv (torch==2.11.0 and the test-only packages pinned in
@@ -32,6 +33,7 @@ apt_packages=(
   libyaml-cpp-dev
   libboost1.81-dev libboost-json1.81-dev
   libspdlog-dev libfmt-dev libcli11-dev libxxhash-dev
+  libprotobuf-dev protobuf-compiler
   libgtest-dev libgmock-dev
   slurm-wlm slurm-client munge
   iproute2 util-linux procps

@@ -90,6 +90,7 @@ struct RunConfig {
   int threads = 0;
   std::string log_level = "info";
   int64_t log_every = 10;
+  bool tensorboard = false;
 };
 
 struct ModelConfig {
@@ -245,6 +246,7 @@ void describe(V& v, RunConfig& c) {
   v.field("threads", c.threads, "Torch intra-op threads per rank; 0 = the node's usable cores / ranks on the node.", at_least(0));
   v.field("log_level", c.log_level, "Log verbosity.", one_of({"debug", "info", "warn", "error"}));
   v.field("log_every", c.log_every, "Print a progress line every this many steps.", at_least(1));
+  v.field("tensorboard", c.tensorboard, "Rank 0 also writes every metrics.jsonl number as TensorBoard scalars to run.dir/tensorboard/ (a new event file per process start; flushed at each progress line, evaluation and the end). Open with `tensorboard --logdir <run.dir>/tensorboard`; tags in docs/observability.md.");
 }
 
 template <class V>

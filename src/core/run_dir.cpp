@@ -117,6 +117,33 @@ bool holder_gone(const LockHolder& h) {
 
 }  // namespace
 
+RunLockInfo read_run_lock(const fs::path& run_dir) {
+  RunLockInfo info;
+  // O_NOFOLLOW: never read through a link planted at the name (as lock() refuses one).
+  const int fd = ::open((run_dir / "run.lock").c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return info;
+  info.present = true;
+  const LockHolder h = parse_holder(read_from_start(fd));
+  ::close(fd);
+  if (h.empty()) return info;
+  info.holder = h.describe();
+  info.host = h.host;
+  info.pid = h.pid;
+  if (h.pid > 0 && h.host == host_name()) {
+    // A killed process is a zombie until its parent reaps it: its pid exists, but it has closed
+    // its files (the flock is free) and will never write again.
+    std::ifstream stat("/proc/" + std::to_string(h.pid) + "/stat");
+    std::string line;
+    std::getline(stat, line);
+    const size_t paren = line.rfind(')');
+    const bool zombie = paren != std::string::npos && paren + 2 < line.size() &&
+                        (line[paren + 2] == 'Z' || line[paren + 2] == 'X');
+    info.process = holder_gone(h) || zombie ? RunLockInfo::Process::kGone
+                                            : RunLockInfo::Process::kAlive;
+  }
+  return info;
+}
+
 std::string RunDir::lock(const std::string& job) {
   const fs::path path = lock_file();
   // O_NOFOLLOW: a link named run.lock would have the holder line written over its target.

@@ -88,6 +88,18 @@ class RunDir {
   std::shared_ptr<Lock> lock_;  // shared by copies; released with the last one
 };
 
+// What RUN_DIR/run.lock says, for readers that never take the lock (`pft status`): nothing is
+// locked or written. The holder line is empty when the last run ended and emptied it.
+struct RunLockInfo {
+  bool present = false;  // run.lock exists
+  std::string holder;    // "pid P on host H since T[, job J]"; empty when released
+  std::string host;
+  long pid = 0;
+  // Only a holder on this host can be judged: its pid exists (kAlive) or not (kGone).
+  enum class Process { kUnknown, kAlive, kGone } process = Process::kUnknown;
+};
+RunLockInfo read_run_lock(const std::filesystem::path& run_dir);
+
 // Appends JSON lines to metrics.jsonl. Each line is flushed as written, so a killed job keeps
 // every line it wrote; a line cut by a killed writer is ended first (Note [a line cut by a
 // kill]). A disabled writer (ranks other than 0) ignores writes. Not thread-safe.

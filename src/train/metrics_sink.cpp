@@ -3,11 +3,13 @@
 #include <boost/json/array.hpp>
 #include <boost/json/serialize.hpp>
 
+#include <chrono>
 #include <cmath>
 
 #include "ckpt/saver.h"
 #include "control/schedule.h"
 #include "train/evaluate.h"
+#include "train/tensorboard.h"
 #include "train/train_step.h"
 
 namespace pft {
@@ -15,6 +17,24 @@ namespace pft {
 namespace json = boost::json;
 
 MetricsSink::MetricsSink(const std::filesystem::path& path) : writer_(path) {}
+MetricsSink::MetricsSink() = default;
+MetricsSink::MetricsSink(MetricsSink&&) noexcept = default;
+MetricsSink& MetricsSink::operator=(MetricsSink&&) noexcept = default;
+MetricsSink::~MetricsSink() = default;  // ~EventFileWriter flushes
+
+void MetricsSink::enable_tensorboard(const std::filesystem::path& dir,
+                                     std::vector<std::string> task_names) {
+  if (!enabled()) return;
+  tensorboard_ = std::make_unique<TensorBoardWriter>(dir, std::move(task_names));
+}
+
+std::filesystem::path MetricsSink::tensorboard_file() const {
+  return tensorboard_ ? tensorboard_->path() : std::filesystem::path();
+}
+
+void MetricsSink::flush() {
+  if (tensorboard_) tensorboard_->flush();
+}
 
 namespace {
 
@@ -35,7 +55,15 @@ void null_non_finite(json::value& v) {
 void MetricsSink::write(json::object record) {
   if (!writer_.enabled()) return;
   for (auto& kv : record) null_non_finite(kv.value());
-  writer_.write(std::move(record));
+  if (!tensorboard_) {
+    writer_.write(std::move(record));
+    return;
+  }
+  // One time for both (MetricsWriter keeps a "time" that is there); metrics.jsonl first.
+  record["time"] = std::chrono::duration<double>(
+                       std::chrono::system_clock::now().time_since_epoch()).count();
+  writer_.write(record);
+  tensorboard_->add(record);
 }
 
 void MetricsSink::start(const Start& s) {
@@ -144,6 +172,7 @@ void MetricsSink::eval(int64_t step, const std::vector<TaskEval>& evals) {
     rec["documents"] = e.documents;
     write(std::move(rec));
   }
+  flush();
 }
 
 void MetricsSink::eval_summary(const EvalSummary& s, const std::vector<TaskEval>& evals) {
@@ -214,6 +243,7 @@ void MetricsSink::preempted(int64_t step, std::string_view signal) {
   rec["step"] = step;
   rec["signal"] = signal;
   write(std::move(rec));
+  flush();
 }
 
 void MetricsSink::stopped(int64_t step, std::string_view reason) {
@@ -223,6 +253,7 @@ void MetricsSink::stopped(int64_t step, std::string_view reason) {
   rec["step"] = step;
   rec["reason"] = reason;
   write(std::move(rec));
+  flush();
 }
 
 void MetricsSink::end(const End& e) {
@@ -236,6 +267,7 @@ void MetricsSink::end(const End& e) {
   if (!e.stopped.empty()) rec["stopped"] = e.stopped;
   if (!e.base_model_hash.empty()) rec["base_model_hash"] = e.base_model_hash;
   write(std::move(rec));
+  flush();
 }
 
 }  // namespace pft

@@ -20,6 +20,9 @@
 //
 // Rank 0 owns the file; on other ranks the sink is disabled and every call is a no-op, so callers
 // need no rank checks. Not thread-safe; not collective.
+//
+// With run.tensorboard, every record also goes to a TensorBoard event file (train/tensorboard.h,
+// Note [TensorBoard tags]): one writer of the schema feeds both, so they hold the same numbers.
 #pragma once
 
 #include <boost/json/object.hpp>
@@ -27,6 +30,7 @@
 #include <cstdint>
 #include <deque>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -43,14 +47,29 @@ struct SaveReport;
 struct ScheduleEvent;
 struct StepResult;
 struct TaskEval;
+class TensorBoardWriter;
 
 class MetricsSink {
  public:
-  MetricsSink() = default;  // disabled: every call is a no-op
+  MetricsSink();  // disabled: every call is a no-op
   // Appends to `path` (created when missing); each line is flushed as written.
   explicit MetricsSink(const std::filesystem::path& path);
+  MetricsSink(MetricsSink&&) noexcept;
+  MetricsSink& operator=(MetricsSink&&) noexcept;
+  ~MetricsSink();  // flushes the TensorBoard events (a failure there is logged)
 
   bool enabled() const { return writer_.enabled(); }
+
+  // run.tensorboard: every record written from here on also goes to a new event file in `dir`
+  // (created when missing); `task_names` name the train records' per-task arrays. Throws
+  // InputError naming the file when it cannot be created. No-op when disabled.
+  void enable_tensorboard(const std::filesystem::path& dir, std::vector<std::string> task_names);
+  // The event file, empty without TensorBoard.
+  std::filesystem::path tensorboard_file() const;
+  // Writes the buffered TensorBoard events out: the trainer calls it at each progress line
+  // (run.log_every); eval, stopped, preempted and end records flush by themselves. A failed
+  // write throws RuntimeFailure naming the file, as a failed metrics.jsonl append does.
+  void flush();
 
   struct Start {
     int world_size = 1;
@@ -124,6 +143,7 @@ class MetricsSink {
   void write(boost::json::object record);
 
   MetricsWriter writer_;
+  std::unique_ptr<TensorBoardWriter> tensorboard_;
   std::deque<std::string> history_;
 };
 

@@ -92,6 +92,17 @@ TrainSession::TrainSession(const Config& config_in, const RankEnv& env_in)
     tasks = std::make_unique<TaskTokenSource>(config, env, *comm, device);
     task_names = tasks->task_names();
   }
+  // run.tensorboard: the event file beside metrics.jsonl, once the per-task arrays' names are
+  // known (the synthetic tasks are numbered).
+  agree(env, [&] {
+    if (!env.is_root() || !config.run.tensorboard) return;
+    std::vector<std::string> names = task_names;
+    if (!tasks)
+      for (int64_t k = 0; k < SyntheticTokenSource::kNumTasks; ++k)
+        names.push_back(fmt::format("synthetic{}", k));
+    metrics.enable_tensorboard(run_dir->root() / "tensorboard", std::move(names));
+    log::info("tensorboard: writing {}", metrics.tensorboard_file().string());
+  });
   if (!tasks)
     synthetic = std::make_unique<SyntheticTokenSource>(
         SyntheticDataOptions{seed, config.model.vocab_size, config.data.seq_len,

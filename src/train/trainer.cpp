@@ -117,11 +117,15 @@ FlopsModel flops_model(const TrainSession& s, const RankEnv& env) {
   return f;
 }
 
+// A progress line every run.log_every steps, and at the first and the last.
+bool progress_due(const TrainSession& s, int64_t step) {
+  return step % s.config.run.log_every == 0 || step == s.config.train.steps || step == 1;
+}
+
 void log_progress(const TrainSession& s, int64_t step, double lr, const StepResult& r,
                   double step_time, int64_t start_step, Clock::time_point run_start,
                   const FlopsModel& flops) {
   const int64_t total = s.config.train.steps;
-  if (step % s.config.run.log_every != 0 && step != total && step != 1) return;
   ProgressFields f;
   f.step = step;
   f.total_steps = total;
@@ -279,7 +283,10 @@ TrainSummary train(const Config& config, const RankEnv& env, const TrainOptions&
     record.flops_per_token = flops.per_token;
     record.peak_flops = flops.peak;
     s.metrics.train(record);
-    log_progress(s, step + 1, lr, r, step_time, start.step, run_start, flops);
+    if (progress_due(s, step + 1)) {
+      log_progress(s, step + 1, lr, r, step_time, start.step, run_start, flops);
+      s.metrics.flush();  // TensorBoard's events, at the same interval
+    }
 
     if (decision.evaluate) {
       const Decision after = s.controller->after_eval(step + 1, s.evaluate(step + 1));
