@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "core/format.h"
 #include "core/logging.h"
+#include "core/trace.h"
 
 namespace pft::ckpt {
 
@@ -36,7 +37,10 @@ SaveReport CheckpointSaver::run_save(int64_t step, const Contents& contents) {
   SaveReport r;
   r.step = step;
   r.path = options_.dir / checkpoint_file_name(step);
-  r.stats = write_checkpoint(r.path, contents, options_.write);
+  {
+    trace::Span span(trace::Lane::kCheckpointWrite, "write checkpoint", step);
+    r.stats = write_checkpoint(r.path, contents, options_.write);
+  }
   write_latest(options_.dir, r.path.filename().string());
   test_kill_point("latest", r.path.filename().string());
   r.deleted = apply_retention(options_.dir, options_.retention, protect_);

@@ -13,6 +13,7 @@
 #include "comm/communicator.h"
 #include "core/error.h"
 #include "core/format.h"
+#include "core/trace.h"
 #include "model/flat_params.h"
 
 namespace pft {
@@ -220,6 +221,10 @@ void Reducer::launch_ready_buckets() {
 
 void Reducer::launch(size_t bucket) {
   if (comm_.size() <= 1) return;  // the sum over one rank is the tensor itself
+  if (trace::enabled()) {
+    if (launch_us_.size() != buckets_.size()) launch_us_.assign(buckets_.size(), 0);
+    launch_us_[bucket] = trace::now_us();
+  }
   Bucket& b = buckets_[bucket];
   if (!sharded_) {
     work_[bucket] = comm_.all_reduce_async(b.view, ReduceOp::kSum);
@@ -249,9 +254,12 @@ double Reducer::finish() {
     if (!w) continue;
     w->wait();
     w.reset();
+    const auto b = static_cast<size_t>(&w - work_.data());
+    // From launch to the moment this step saw it done (MPI completes a request when waited on).
+    if (trace::enabled() && b < launch_us_.size())
+      trace::record(trace::Lane::kComm, fmt::format("bucket {}", b), launch_us_[b], trace::now_us());
     if (!sharded_) continue;
     // Phase 2 of this bucket (its reduce-scatter is done) while later ones still run.
-    const auto b = static_cast<size_t>(&w - work_.data());
     gather_work_[b] = comm_.all_gather_async(buckets_[b].wire, buckets_[b].shard);
   }
   for (size_t b = 0; b < gather_work_.size(); ++b) {

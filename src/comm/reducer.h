@@ -158,6 +158,7 @@ class Reducer {
   size_t next_launch_ = 0;                  // buckets [0, next_launch_) are issued
   std::vector<std::unique_ptr<Work>> work_; // (num buckets) in flight
   std::vector<std::unique_ptr<Work>> gather_work_;  // (num buckets) reduced precision: phase 2
+  std::vector<int64_t> launch_us_;  // run.trace: when each bucket was launched (core/trace.h)
   bool sharded_ = false;                    // reduced-precision communication over W > 1 ranks
   StepStats stats_;
   int64_t rebound_grads_ = 0;

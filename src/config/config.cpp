@@ -133,6 +133,10 @@ void validate(const Config& c) {
   const auto fail = [&](const std::string& path, const std::string& what) {
     config::fail(c.source_of(path), path, what);
   };
+  if (c.run.trace_to > 0 && c.run.trace_to <= c.run.trace_from)
+    fail("run.trace_to", fmt::format("{} is not after run.trace_from = {}: the range [from, to) "
+                                     "would trace no step; raise it, or 0 for the end of the run",
+                                     c.run.trace_to, c.run.trace_from));
   const ModelConfig& m = c.model;
   // With model.from_pretrained its config.json decides the model.* keys; they are checked when
   // it is read (model/hf_import.h: apply_pretrained_architecture).

@@ -91,6 +91,9 @@ struct RunConfig {
   std::string log_level = "info";
   int64_t log_every = 10;
   bool tensorboard = false;
+  bool trace = false;
+  int64_t trace_from = 0;  // first traced step (0-based, as `step` in metrics.jsonl minus 1)
+  int64_t trace_to = 0;    // one past the last; 0 = to the end
 };
 
 struct ModelConfig {
@@ -247,6 +250,9 @@ void describe(V& v, RunConfig& c) {
   v.field("log_level", c.log_level, "Log verbosity.", one_of({"debug", "info", "warn", "error"}));
   v.field("log_every", c.log_every, "Print a progress line every this many steps.", at_least(1));
   v.field("tensorboard", c.tensorboard, "Rank 0 also writes every metrics.jsonl number as TensorBoard scalars to run.dir/tensorboard/ (a new event file per process start; flushed at each progress line, evaluation and the end). Open with `tensorboard --logdir <run.dir>/tensorboard`; tags in docs/observability.md.");
+  v.field("trace", c.trace, "Write a timeline of every rank (forward, backward, each gradient bucket's all-reduce, optimizer, data wait, controller, evaluation, checkpoints) to RUN_DIR/trace.json, a Chrome trace that Perfetto and chrome://tracing open (docs/observability.md).");
+  v.field("trace_from", c.trace_from, "With run.trace: the first traced step (0-based; metrics.jsonl's `step` minus 1).", at_least(0));
+  v.field("trace_to", c.trace_to, "With run.trace: trace steps before this one; 0 = to the end of the run.", at_least(0));
 }
 
 template <class V>

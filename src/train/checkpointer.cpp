@@ -13,6 +13,7 @@
 #include "core/format.h"
 #include "core/logging.h"
 #include "core/test_hooks.h"
+#include "core/trace.h"
 #include "train/resume.h"
 
 namespace pft {
@@ -76,6 +77,7 @@ void Checkpointer::after_step(int64_t step, const std::function<TrainProgress()>
                               bool save, bool last) {
   const bool due = save && step != last_saved_step_;
   if (due) {
+    trace::Span span(trace::Lane::kCheckpoint, "save (snapshot)", step);
     TrainProgress progress = make_progress();
     const auto t0 = std::chrono::steady_clock::now();
     const std::vector<std::vector<uint8_t>> rng = gather_rng_states(&comm_, env_.is_cuda());

@@ -4,10 +4,12 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <optional>
 
 #include "comm/communicator.h"
 #include "core/error.h"
 #include "core/logging.h"
+#include "core/trace.h"
 #include "train/loss.h"
 
 namespace pft {
@@ -66,6 +68,7 @@ StepResult TrainStep::run(const std::vector<Batch>& micro_batches,
     LossSums sums;
     if (options_.loss_chunk_rows > 0) {
       std::pair<at::Tensor, at::Tensor> hidden_weight;
+      trace::Span span(trace::Lane::kForward, "forward + loss");
       {
         AutocastScope autocast(options_.precision, options_.device);
         hidden_weight = options_.hidden_forward(batch);
@@ -74,6 +77,7 @@ StepResult TrainStep::run(const std::vector<Batch>& micro_batches,
                                    options_.num_tasks, options_.loss_chunk_rows,
                                    matmul_dtype_);
     } else {
+      trace::Span span(trace::Lane::kForward, "forward + loss");
       at::Tensor logits;
       {
         AutocastScope autocast(options_.precision, options_.device);
@@ -84,7 +88,10 @@ StepResult TrainStep::run(const std::vector<Batch>& micro_batches,
     }
     at::Tensor objective = sums.loss_sum * inv_total;
     if (scaler_) objective = objective * scaler_->scale();
-    objective.backward();
+    {
+      trace::Span span(trace::Lane::kBackward, "backward");
+      objective.backward();
+    }
     at::NoGradGuard no_grad;
     loss_acc_.add_(sums.loss_sum.detach());
     if (options_.num_tasks > 0) {
@@ -95,6 +102,7 @@ StepResult TrainStep::run(const std::vector<Batch>& micro_batches,
 
   // 3. Sum gradients over ranks: wait for the buckets the last backward started.
   if (options_.reducer != nullptr) {
+    trace::Span span(trace::Lane::kComm, "wait for all-reduces");
     result.comm_time_s = options_.reducer->finish();
     for (const auto& [slot, row_numel] : options_.row_sparse)
       options_.reducer->reduce_rows(slot, row_numel, rows_in_use_);
@@ -109,6 +117,8 @@ StepResult TrainStep::run(const std::vector<Batch>& micro_batches,
   }
 
   // 4-6. Unscale, clip, update.
+  std::optional<trace::Span> optimizer_span;
+  optimizer_span.emplace(trace::Lane::kOptimizer, "unscale, clip, update");
   const std::vector<at::Tensor> grads = params_.grads();
   bool finite = true;
   if (scaler_) finite = scaler_->unscale(grads);
@@ -126,6 +136,7 @@ StepResult TrainStep::run(const std::vector<Batch>& micro_batches,
   result.skipped = !finite || total == 0;
   if (!result.skipped) optimizer_.step(lr);
   if (scaler_) scaler_->update();
+  optimizer_span.reset();
   // The gradients' bytes, and under ZeRO-1 the all-gather of the updated parameters.
   if (options_.comm != nullptr) result.comm_bytes = options_.comm->bytes_sent() - bytes_before;
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,7 @@
 #include "core/logging.h"
 #include "core/signals.h"
 #include "core/test_hooks.h"
+#include "core/trace.h"
 #include "data/tokenizer.h"
 #include "model/hf_import.h"
 #include "model/transformer.h"
@@ -24,6 +26,7 @@
 #include "train/lr_schedule.h"
 #include "train/precision.h"
 #include "train/progress.h"
+#include "train/trace_merge.h"
 #include "train/train_session.h"
 
 namespace pft {
@@ -241,15 +244,26 @@ TrainSummary train(const Config& config, const RankEnv& env, const TrainOptions&
   preemption_at_step_boundaries();
   TaskSummary task_summary(s.task_names, start.step, tc.steps);
   const FlopsModel flops = flops_model(s, env);
+  // run.trace (core/trace.h): the ranks' clock offsets first (collective), then spans of the
+  // steps in [trace_from, trace_to).
+  const RunConfig& rc = s.config.run;
+  const int64_t trace_offset_us = rc.trace ? trace_clock_offset_us(*s.comm) : 0;
   const Clock::time_point run_start = Clock::now();
   for (int64_t step = start.step; step < last_step; ++step) {
+    trace::set_enabled(rc.trace && step >= rc.trace_from && (rc.trace_to == 0 || step < rc.trace_to));
     const Clock::time_point t0 = Clock::now();
+    std::optional<trace::Span> step_span;
+    step_span.emplace(trace::Lane::kStep, "step", step + 1);
     const StepPlan& plan = s.controller->plan(step);
     const int32_t phase = plan.phase;
-    s.fill_batches(step, plan);
+    {
+      trace::Span data(trace::Lane::kData, "batches", step + 1);
+      s.fill_batches(step, plan);
+    }
     const double lr = s.lr_schedule->lr(step);
     const StepResult r = s.run_step(step, lr);
     test_delay_point("step", env.world_rank);
+    step_span.reset();
     const double step_time = seconds_since(t0);
     if (s.config.dist.check_params_every > 0 && (step + 1) % s.config.dist.check_params_every == 0)
       s.reducer->check_parameters_in_sync(step + 1);
@@ -258,8 +272,11 @@ TrainSummary train(const Config& config, const RankEnv& env, const TrainOptions&
     // rank (core/signals.h), a background checkpoint save that failed (every rank stops here,
     // exit 3), evaluation, checkpoint, the schedule's end.
     const Clock::time_point c0 = Clock::now();
+    std::optional<trace::Span> control_span;
+    control_span.emplace(trace::Lane::kControl, "step boundary", step + 1);
     Decision decision = s.controller->after_step(step + 1, preemption_signal(), step_time,
                                                  s.checkpointer->save_failed());
+    control_span.reset();
     const double control_s = seconds_since(c0);
     s.report_events();
     if (decision.checkpoint_failed) s.checkpointer->stop_on_failed_save(step + 1);
@@ -289,7 +306,11 @@ TrainSummary train(const Config& config, const RankEnv& env, const TrainOptions&
     }
 
     if (decision.evaluate) {
-      const Decision after = s.controller->after_eval(step + 1, s.evaluate(step + 1));
+      std::optional<trace::Span> eval_span;
+      eval_span.emplace(trace::Lane::kEval, "evaluation", step + 1);
+      const MetricTable table = s.evaluate(step + 1);
+      eval_span.reset();
+      const Decision after = s.controller->after_eval(step + 1, table);
       s.report_events();
       decision.checkpoint = decision.checkpoint || after.checkpoint;
       if (decision.stop == StopReason::kNone) decision.stop = after.stop;
@@ -309,6 +330,15 @@ TrainSummary train(const Config& config, const RankEnv& env, const TrainOptions&
   }
   // A run resumed from its final checkpoint takes no step: it ended at start.step.
   summary.steps = std::max(summary.steps, start.step);
+  if (rc.trace) {
+    trace::set_enabled(false);
+    const std::filesystem::path path = std::filesystem::path(rc.dir) / "trace.json";
+    const int64_t events = write_merged_trace(*s.comm, trace_offset_us, env.rank_hosts, path);
+    if (env.is_root())
+      log::info("trace: {} spans of {} rank(s) -> {} (open it in https://ui.perfetto.dev or "
+                "chrome://tracing)",
+                events, env.world_size, path.string());
+  }
   finish(s, summary, start.step, tokens_seen, seconds_since(run_start), task_summary);
   return summary;
 }

@@ -13,6 +13,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <set>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -204,6 +207,99 @@ TEST(TrainCli, TwoRanksGiveTheSameLossesAsOne) {
     EXPECT_NEAR(b[i], a[i], 1e-5 * a[i]) << "step " << i + 1;
   fs::remove_all(one);
   fs::remove_all(two);
+}
+
+// run.trace: a 2-rank run writes one Chrome trace with a process per rank, a track per lane,
+// only the steps of [trace_from, trace_to), every span of a step inside that step's span, and
+// the ranks' clocks aligned: the step boundary is a collective, so the ranks' spans of it overlap.
+TEST(TrainCli, TraceOfTwoRanksHasEveryLaneAndAlignedClocks) {
+  namespace json = boost::json;
+  const fs::path dir = fresh_dir("trace");
+  const Result r = run(kMpirun2 + kPft + " train configs/quickstart.yaml --set train.steps=6" +
+                       " --set train.warmup_steps=1" +
+                       " --set run.threads=1 --set train.global_batch_size=4" +
+                       " --set train.micro_batch_size=1 --set eval.every_steps=3" +
+                       " --set eval.max_batches=1 --set checkpoint.every_steps=3" +
+                       " --set checkpoint.async=true --set dist.bucket_cap_mb=0.05" +
+                       " --set dist.first_bucket_mb=0.05 --set run.trace=true" +
+                       " --set run.trace_from=1 --set run.trace_to=5 --set run.dir=" + dir.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("trace: "), std::string::npos) << r.out;
+  std::ifstream in(dir / "trace.json");
+  ASSERT_TRUE(in) << "no trace.json";
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const json::array events = json::parse(text).as_object().at("traceEvents").as_array();
+
+  struct Span { int64_t lane, begin, end, step; std::string name; };
+  std::map<int64_t, std::vector<Span>> by_rank;
+  std::map<int64_t, std::string> process_names;
+  std::map<std::pair<int64_t, int64_t>, std::string> lane_names;
+  for (const json::value& v : events) {
+    const json::object& e = v.as_object();
+    const int64_t pid = e.at("pid").as_int64(), tid = e.at("tid").as_int64();
+    const std::string name(e.at("name").as_string());
+    if (e.at("ph").as_string() == "M") {
+      if (name == "process_name") process_names[pid] = e.at("args").at("name").as_string().c_str();
+      if (name == "thread_name") lane_names[{pid, tid}] = e.at("args").at("name").as_string().c_str();
+      continue;
+    }
+    ASSERT_EQ(e.at("ph").as_string(), "X");
+    const int64_t ts = e.at("ts").as_int64(), dur = e.at("dur").as_int64();
+    ASSERT_GE(ts, 0);
+    ASSERT_GE(dur, 0);
+    const int64_t step = e.contains("args") ? e.at("args").at("step").as_int64() : -1;
+    by_rank[pid].push_back({tid, ts, ts + dur, step, name});
+  }
+  ASSERT_EQ(process_names.size(), 2u);
+  EXPECT_EQ(process_names[0].rfind("rank 0 (", 0), 0u) << process_names[0];
+  EXPECT_EQ(process_names[1].rfind("rank 1 (", 0), 0u) << process_names[1];
+  EXPECT_EQ(lane_names[std::make_pair(int64_t{1}, int64_t{4})], "gradient all-reduce");
+  ASSERT_EQ(by_rank.size(), 2u);
+  for (auto& [rank, spans] : by_rank) {
+    std::set<std::string> lanes;
+    std::map<int64_t, Span> steps;
+    for (const Span& s : spans) {
+      lanes.insert(lane_names[std::make_pair(rank, s.lane)]);
+      if (s.lane == 0) steps[s.step] = s;
+    }
+    // Steps 2..5 (0-based 1..4), each once.
+    ASSERT_EQ(steps.size(), 4u) << "rank " << rank;
+    EXPECT_EQ(steps.begin()->first, 2);
+    EXPECT_EQ(steps.rbegin()->first, 5);
+    for (const char* lane : {"step", "data wait", "forward", "backward", "gradient all-reduce",
+                             "optimizer", "controller", "evaluation", "checkpoint snapshot"})
+      EXPECT_TRUE(lanes.contains(lane)) << "rank " << rank << " has no " << lane << " span";
+    if (rank == 0) {
+      EXPECT_TRUE(lanes.contains("checkpoint write"));  // rank 0 writes
+    }
+    // Buckets: several per step with 0.05 MB buckets, named "bucket N".
+    int buckets = 0;
+    for (const Span& s : spans) buckets += s.name.rfind("bucket ", 0) == 0;
+    EXPECT_GE(buckets, 2 * 4) << "rank " << rank;
+    // Forward, backward and the optimizer of a step lie inside it (the spans without a step
+    // number belong to the step whose span holds them).
+    for (const Span& s : spans) {
+      if (s.lane != 2 && s.lane != 3 && s.lane != 5) continue;
+      bool inside = false;
+      for (const auto& [n, st] : steps) inside = inside || (s.begin >= st.begin && s.end <= st.end);
+      EXPECT_TRUE(inside) << "rank " << rank << ": " << s.name << " at " << s.begin
+                          << " is in no traced step";
+    }
+  }
+  // Aligned clocks: each step boundary of rank 0 overlaps rank 1's (both wait in its collective).
+  for (int64_t step = 2; step <= 5; ++step) {
+    const auto boundary = [&](int64_t rank) {
+      for (const Span& s : by_rank[rank])
+        if (s.lane == 6 && s.step == step) return s;
+      ADD_FAILURE() << "rank " << rank << " has no step boundary of step " << step;
+      return Span{};
+    };
+    const Span a = boundary(0), b = boundary(1);
+    EXPECT_LE(std::max(a.begin, b.begin), std::min(a.end, b.end) + 1000)
+        << "step " << step << ": rank 0's boundary [" << a.begin << ", " << a.end << "] and rank 1's ["
+        << b.begin << ", " << b.end << "] do not overlap (us)";
+  }
+  fs::remove_all(dir);
 }
 
 TEST(TrainCli, ConfigsTheTrainerCannotRunExitTwo) {

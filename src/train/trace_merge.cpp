@@ -1,0 +1,113 @@
+#include "train/trace_merge.h"
+
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <fstream>
+#include <limits>
+#include <string>
+
+#include "comm/communicator.h"
+#include "core/error.h"
+#include "core/format.h"
+#include "core/trace.h"
+
+namespace pft {
+
+namespace json = boost::json;
+
+int64_t trace_clock_offset_us(Communicator& comm) {
+  if (comm.size() <= 1) return 0;
+  // Rank 0 reads its clock right before each broadcast, a rank right after it arrives: the
+  // difference is the offset plus that broadcast's latency, so the smallest of a few is the best
+  // estimate. The barrier first keeps a late rank's arrival out of it.
+  constexpr int kRounds = 8;
+  int64_t best = std::numeric_limits<int64_t>::max();
+  for (int i = 0; i < kRounds; ++i) {
+    comm.barrier();
+    std::string root_us = comm.rank() == 0 ? std::to_string(trace::now_us()) : std::string();
+    comm.broadcast_bytes(root_us, 0);
+    const int64_t local = trace::now_us();
+    best = std::min<int64_t>(best, local - static_cast<int64_t>(std::stoll(root_us)));
+  }
+  return comm.rank() == 0 ? 0 : best;
+}
+
+namespace {
+
+// One rank's events as JSON: [[lane, name, begin, end, step], ...], times already on rank 0's clock.
+std::string encode(const std::vector<trace::Event>& events, int64_t offset_us) {
+  json::array a;
+  a.reserve(events.size());
+  for (const trace::Event& e : events)
+    a.push_back(json::array{static_cast<int>(e.lane), e.name, e.begin_us - offset_us,
+                            e.end_us - offset_us, e.step});
+  return json::serialize(a);
+}
+
+}  // namespace
+
+int64_t write_merged_trace(Communicator& comm, int64_t clock_offset_us,
+                           const std::vector<std::string>& rank_hosts,
+                           const std::filesystem::path& path) {
+  const std::vector<std::string> parts =
+      comm.gather_bytes_to_root(encode(trace::take_events(), clock_offset_us), 0);
+  if (comm.rank() != 0) return 0;
+
+  std::vector<json::array> ranks;
+  int64_t origin = std::numeric_limits<int64_t>::max();
+  for (const std::string& p : parts) {
+    ranks.push_back(json::parse(p).as_array());
+    for (const json::value& e : ranks.back()) origin = std::min(origin, e.as_array()[2].as_int64());
+  }
+  if (origin == std::numeric_limits<int64_t>::max()) origin = 0;
+
+  json::array out;
+  int64_t written = 0;
+  for (size_t r = 0; r < ranks.size(); ++r) {
+    const int pid = static_cast<int>(r);
+    const std::string host = r < rank_hosts.size() ? rank_hosts[r] : std::string("?");
+    out.push_back(json::object{{"ph", "M"}, {"name", "process_name"}, {"pid", pid}, {"tid", 0},
+                               {"args", json::object{{"name", fmt::format("rank {} ({})", r, host)}}}});
+    out.push_back(json::object{{"ph", "M"}, {"name", "process_sort_index"}, {"pid", pid},
+                               {"tid", 0}, {"args", json::object{{"sort_index", pid}}}});
+    for (int lane = 0; lane < trace::kLanes; ++lane) {
+      out.push_back(json::object{
+          {"ph", "M"}, {"name", "thread_name"}, {"pid", pid}, {"tid", lane},
+          {"args", json::object{{"name", trace::lane_name(static_cast<trace::Lane>(lane))}}}});
+      out.push_back(json::object{{"ph", "M"}, {"name", "thread_sort_index"}, {"pid", pid},
+                                 {"tid", lane}, {"args", json::object{{"sort_index", lane}}}});
+    }
+    for (const json::value& v : ranks[r]) {
+      const json::array& e = v.as_array();
+      const int64_t begin = e[2].as_int64() - origin, end = e[3].as_int64() - origin;
+      json::object ev{{"ph", "X"},
+                      {"name", e[1].as_string()},
+                      {"pid", pid},
+                      {"tid", e[0].as_int64()},
+                      {"ts", begin},
+                      {"dur", std::max<int64_t>(end - begin, 0)}};
+      if (e[4].as_int64() >= 0) ev["args"] = json::object{{"step", e[4].as_int64()}};
+      out.push_back(std::move(ev));
+      ++written;
+    }
+  }
+  const json::object doc{{"traceEvents", std::move(out)},
+                         {"displayTimeUnit", "ms"},
+                         {"otherData", json::object{{"producer", "pft run.trace"},
+                                                    {"clock", "rank 0's steady clock, us"}}}};
+  const std::filesystem::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    f << json::serialize(doc);
+    f.close();
+    if (!f)
+      throw RuntimeFailure(fmt::format("run.trace: cannot write {} (disk full?); the training "
+                                       "itself finished and its checkpoints are written",
+                                       tmp.string()));
+  }
+  std::filesystem::rename(tmp, path);
+  return written;
+}
+
+}  // namespace pft
