@@ -48,5 +48,7 @@ Command add_ckpt_command(CLI::App& app);
 Command add_eval_command(CLI::App& app);
 // `pft sweep run|status` (cli/cmd_sweep.cpp, docs/sweeps.md).
 Command add_sweep_command(CLI::App& app);
+// `pft report RUN_DIR` (cli/cmd_report.cpp, docs/observability.md).
+Command add_report_command(CLI::App& app);
 
 }  // namespace pft::cli

@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   commands.push_back(pft::cli::add_data_command(app));
   commands.push_back(pft::cli::add_ckpt_command(app));
   commands.push_back(pft::cli::add_sweep_command(app));
+  commands.push_back(pft::cli::add_report_command(app));
 
   try {
     app.parse(argc, argv);
