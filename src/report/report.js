@@ -53,7 +53,9 @@
   }
   for (const w of mixture.values()) Object.keys(w).forEach(addTask);
   const trainSteps = [...train.keys()].sort((a, b) => a - b);
-  const lastStep = Math.max(0, ...trainSteps, ...evalSteps, ...checkpoints);
+  // (No Math.max(...spread): a long run has more steps than a call takes arguments.)
+  const lastStep = [trainSteps, evalSteps, checkpoints].reduce(
+      (m, xs) => { for (const x of xs) if (x > m) m = x; return m; }, 0);
 
   // Phase bands: each phase from its first step to the next phase's (the run's last step).
   const phaseStarts = [...phases.entries()].sort((a, b) => a[0] - b[0]);
@@ -147,7 +149,7 @@
 
   // 1. Training loss, overall and per task.
   chart('loss', 'Training loss', 'loss', [series('loss', points(trainSteps, (s) => train.get(s).loss), 0)]);
-  const nTaskLoss = Math.max(0, ...trainSteps.map((s) => (train.get(s).task_loss || []).length));
+  const nTaskLoss = trainSteps.reduce((m, s) => Math.max(m, (train.get(s).task_loss || []).length), 0);
   const taskName = (k) => (k < tasks.length && nTaskLoss === tasks.length ? tasks[k] : 'task ' + k);
   const perTask = [];
   for (let k = 0; k < nTaskLoss; ++k)
