@@ -8,7 +8,8 @@
 #   3. a copy of metrics.jsonl with a line cut in two and a record whose string holds
 #      "</script><script>": the cut line is skipped and named (stderr and page), the page loads
 #      with the same charts and no error (the JSON blob's escaping, Note [report page]);
-#   4. exit 2 naming what is missing: a directory without metrics.jsonl, an empty metrics.jsonl.
+#   4. exit 2 naming what is missing: a directory without metrics.jsonl (or none at all, or a
+#      sweep directory: pointed to its trials), an empty metrics.jsonl.
 set -euo pipefail
 pft="$1"; chromium="$2"; python="$3"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -73,4 +74,6 @@ expect_exit2 "no metrics.jsonl" "has no metrics.jsonl" "$tmp/empty_dir"
 expect_exit2 "no such directory" "no such run directory" "$tmp/absent"
 : > "$tmp/empty_dir/metrics.jsonl"
 expect_exit2 "empty metrics.jsonl" "no record to report" "$tmp/empty_dir"
+mkdir -p "$tmp/sweep" && : > "$tmp/sweep/sweep.jsonl"
+expect_exit2 "a sweep directory" "is a sweep directory" "$tmp/sweep"
 echo "report_browser_test: OK"
