@@ -9,11 +9,27 @@
 //   #pft-errors            one <li> per error (window.onerror, console.error: the head's hook)
 // Note [report resume]: a resumed run appends to metrics.jsonl and redoes the steps after its
 // checkpoint, so a later record for the same step (and task, template) replaces an earlier one;
-// tests/report/report_browser_test.sh counts points the same way.
+// tests/report/check_report.py counts points the same way (and Note [report runs] below).
 (function () {
   'use strict';
   const data = JSON.parse(document.getElementById('pft-data').textContent);
-  const records = data.records;
+  // Note [report runs]: a `start` record not followed by `resume` began a fresh run from step 0
+  // (train.resume: none, or no checkpoint to resume from) appended to an older run's records;
+  // the page shows the last such run (with its resumes), the older ones would draw over it.
+  let first = 0;
+  data.records.forEach((r, i) => {
+    const next = data.records[i + 1];
+    if (r.kind === 'start' && !(next && next.kind === 'resume')) first = i;
+  });
+  const records = data.records.slice(first);
+  if (first > 0) {
+    const p = document.createElement('p');
+    p.className = 'note';
+    p.id = 'pft-earlier-runs';
+    p.textContent = 'metrics.jsonl also holds an earlier run in this directory (started from step 0, ' +
+        'not resumed): its ' + first + ' records are left out; this page shows the last run.';
+    document.getElementById('pft-charts').before(p);
+  }
 
   const tasks = [];  // in the order the run names them: eval records, then mixture keys
   const addTask = (t) => { if (!tasks.includes(t)) tasks.push(t); };

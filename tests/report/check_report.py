@@ -57,30 +57,35 @@ class Dom(HTMLParser):
 
 
 def expected_counts(metrics_path):
-    train, evals, mixture, start_mixture = {}, {}, {}, None
-    info, task_order = {}, []
+    records = []
     with open(metrics_path) as f:
         for line in f:
             try:
                 r = json.loads(line)
             except ValueError:
                 continue
-            if not isinstance(r, dict):
-                continue
-            k = r.get("kind")
-            if k == "train":
-                train[r["step"]] = r
-            elif k == "eval":
-                if r["task"] not in task_order:
-                    task_order.append(r["task"])
-                tmpl = "all" if r["template"] == "all" else r["template_name"]
-                evals.setdefault(r["task"], {}).setdefault(tmpl, {})[r["step"]] = r
-                if tmpl != "all":
-                    info.setdefault(r["task"], {})[tmpl] = (r["template"], r["held_out"])
-            elif k == "mixture":
-                mixture[r["step"]] = r["weights"]
-            elif k == "start" and "mixture" in r and start_mixture is None and not train:
-                start_mixture = r["mixture"]
+            if isinstance(r, dict) and isinstance(r.get("kind"), str):
+                records.append(r)
+    # Only the last run started from step 0 (a start record without a resume record after it).
+    first = max([i for i, r in enumerate(records) if r["kind"] == "start" and
+                 (i + 1 == len(records) or records[i + 1]["kind"] != "resume")] or [0])
+    train, evals, mixture, start_mixture = {}, {}, {}, None
+    info, task_order = {}, []
+    for r in records[first:]:
+        k = r.get("kind")
+        if k == "train":
+            train[r["step"]] = r
+        elif k == "eval":
+            if r["task"] not in task_order:
+                task_order.append(r["task"])
+            tmpl = "all" if r["template"] == "all" else r["template_name"]
+            evals.setdefault(r["task"], {}).setdefault(tmpl, {})[r["step"]] = r
+            if tmpl != "all":
+                info.setdefault(r["task"], {})[tmpl] = (r["template"], r["held_out"])
+        elif k == "mixture":
+            mixture[r["step"]] = r["weights"]
+        elif k == "start" and "mixture" in r and start_mixture is None and not train:
+            start_mixture = r["mixture"]
     if start_mixture is not None and 0 not in mixture:
         mixture[0] = start_mixture
     count = lambda rows, f: sum(1 for r in rows if finite(f(r)))

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # report_browser_test.sh PFT CHROMIUM PYTHON: `pft report` end to end, in a real headless browser.
 #   1. a short real `pft train` (tests/report/tiny_tasks.yaml: 2 tasks with held-out templates,
-#      two phases, evaluations, checkpoints) on 2 ranks under launch/pft-mpirun;
+#      two phases, evaluations, checkpoints) on 2 ranks under launch/pft-mpirun, resumed once;
 #   2. `pft report RUN_DIR`, then Debian's chromium loads the page (--dump-dom after its scripts
 #      ran, --screenshot) and check_report.py checks: no error, every chart has the series and
 #      points metrics.jsonl holds, the held-out and worst templates, a screenshot that is not blank;
@@ -31,11 +31,15 @@ browse() {  # browse PAGE OUT_PREFIX [shot]: the page's DOM after its scripts ra
   [[ -s "$2.png" ]] || { echo "chromium wrote no screenshot:"; cat "$2.browser.log"; exit 1; }
 }
 
-echo "== 1. pft train"
+echo "== 1. pft train: 8 steps, then resumed to 12"
 run="$tmp/run"
-PFT_OVERSUBSCRIBE=1 PFT_MPIRUN_LOOPBACK=1 PFT_TAG_OUTPUT=0 \
-  launch/pft-mpirun -np 2 "$pft" train tests/report/tiny_tasks.yaml --set run.dir="$run" \
-  > "$tmp/train.log" 2>&1 || { cat "$tmp/train.log"; exit 1; }
+for steps in 8 12; do
+  PFT_OVERSUBSCRIBE=1 PFT_MPIRUN_LOOPBACK=1 PFT_TAG_OUTPUT=0 \
+    launch/pft-mpirun -np 2 "$pft" train tests/report/tiny_tasks.yaml --set run.dir="$run" \
+    --set train.steps=$steps --set train.resume=auto > "$tmp/train.log" 2>&1 \
+    || { cat "$tmp/train.log"; exit 1; }
+done
+grep -q '"kind":"resume"' "$run/metrics.jsonl" || { echo "the second run did not resume"; exit 1; }
 
 echo "== 2. pft report, chromium"
 "$pft" report "$run"
