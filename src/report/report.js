@@ -145,7 +145,7 @@
         maintainAspectRatio: false,
         scales: {x: {type: 'linear', title: {display: true, text: 'step'}, min: 0, max: Math.max(lastStep, 1)},
                  y: Object.assign({title: {display: true, text: yLabel}}, yRange || {})},
-        plugins: {legend: {position: 'right'}},
+        plugins: {legend: {position: 'right', maxWidth: 320, labels: {boxWidth: 24}}},
       },
       plugins: [marks],
     });
