@@ -8,7 +8,8 @@
 # Boost 1.81 (Boost.JSON; Boost.CRC for TensorBoard's record checksums), spdlog/fmt, CLI11,
 # xxHash, protobuf 3.21 and protoc (TensorBoard event files), Slurm + munge (for the cluster tests),
 # clang 14 with its sanitizer and libFuzzer runtimes (libclang-rt-14-dev ships
-# libclang_rt.fuzzer) and llvm-symbolizer (llvm-14) for the fuzz targets (tests/fuzz/).
+# libclang_rt.fuzzer) and llvm-symbolizer (llvm-14) for the fuzz targets (tests/fuzz/), and
+# chromium, the headless browser that loads `pft report`'s page in its test (tests/report/).
 # The Python venv (torch==2.11.0 and the test-only packages pinned in
 # tests/reference/requirements.txt) lives outside the checkout, in $PFT_VENV
 # (default ~/.cache/pft/venv-torch2.11.0), and is reused when its pins match: a second run takes
@@ -38,6 +39,7 @@ apt_packages=(
   slurm-wlm slurm-client munge
   iproute2 util-linux procps
   clang-14 libclang-rt-14-dev llvm-14
+  chromium
 )
 
 if [[ "${PFT_SKIP_APT:-0}" != 1 ]]; then

@@ -50,5 +50,7 @@ Command add_eval_command(CLI::App& app);
 Command add_sweep_command(CLI::App& app);
 // `pft status RUN_DIR` (cli/cmd_status.cpp, docs/observability.md).
 Command add_status_command(CLI::App& app);
+// `pft report RUN_DIR` (cli/cmd_report.cpp, docs/observability.md).
+Command add_report_command(CLI::App& app);
 
 }  // namespace pft::cli

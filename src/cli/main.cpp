@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
   commands.push_back(pft::cli::add_ckpt_command(app));
   commands.push_back(pft::cli::add_sweep_command(app));
   commands.push_back(pft::cli::add_status_command(app));
+  commands.push_back(pft::cli::add_report_command(app));
 
   try {
     app.parse(argc, argv);

@@ -27,9 +27,9 @@ const std::string kPft = PFT_BIN;
 TEST(Cli, HelpAndVersion) {
   Result r = run(kPft + " --help");
   EXPECT_EQ(r.code, 0) << r.out;
-  for (const char* sub : {"train", "generate", "eval", "data", "ckpt", "config", "sweep", "status"})
+  for (const char* sub : {"train", "generate", "eval", "data", "ckpt", "config", "sweep", "status", "report"})
     EXPECT_NE(r.out.find(std::string("  ") + sub + " "), std::string::npos) << sub << "\n" << r.out;
-  for (const char* sub : {"train", "generate", "eval", "data", "ckpt", "config", "sweep", "status"}) {
+  for (const char* sub : {"train", "generate", "eval", "data", "ckpt", "config", "sweep", "status", "report"}) {
     r = run(kPft + " " + sub + " --help");
     EXPECT_EQ(r.code, 0) << sub << ": " << r.out;
     EXPECT_NE(r.out.find("Usage"), std::string::npos) << sub << ": " << r.out;

@@ -1,0 +1,46 @@
+// pft report RUN_DIR [-o FILE]   one self-contained HTML page of the run's metrics.jsonl
+//                                (default RUN_DIR/report.html; docs/observability.md)
+//
+// A single-process reader, like `pft ckpt`: no MPI, never the run's lock, so it may run while
+// the job is still writing (the page shows what metrics.jsonl held then). Lines that do not parse
+// are skipped with a warning naming the line (Note [a line cut by a kill], core/run_dir.h);
+// exit 2 when there is no metrics.jsonl or nothing in it parses.
+#include <iostream>
+
+#include "cli/commands.h"
+#include "core/error.h"
+#include "core/format.h"
+#include "core/run_dir.h"
+#include "report/report.h"
+
+namespace pft::cli {
+
+Command add_report_command(CLI::App& app) {
+  auto* sub = app.add_subcommand(
+      "report", "Write an offline HTML page of a run's metrics (loss, evaluations, mixture, throughput)");
+  struct Args {
+    std::string run_dir, out;
+  };
+  auto args = std::make_shared<Args>();
+  sub->add_option("run_dir", args->run_dir, "Run directory (run.dir of a `pft train` run)")->required();
+  sub->add_option("-o,--output", args->out, "The HTML file to write (default RUN_DIR/report.html)");
+
+  Command c;
+  c.app = sub;
+  c.run = [args]() -> int {
+    const std::filesystem::path run_dir(args->run_dir);
+    const report::Report r = report::render_report(run_dir);
+    for (const report::SkippedLine& s : r.skipped)
+      std::cerr << fmt::format("pft report: warning: {}:{}: skipped: {}\n",
+                               (run_dir / "metrics.jsonl").string(), s.line, s.reason);
+    const std::filesystem::path out =
+        args->out.empty() ? run_dir / "report.html" : std::filesystem::path(args->out);
+    RunDir::write_file_atomic(out, r.html);  // InputError naming the file when it cannot
+    std::cout << fmt::format("wrote {} ({} records of {}; {:.0f} KB)\n", out.string(), r.records,
+                             (run_dir / "metrics.jsonl").string(), r.html.size() / 1024.0);
+    return 0;
+  };
+  return c;
+}
+
+}  // namespace pft::cli

@@ -1,0 +1,45 @@
+// `pft report RUN_DIR [-o FILE]`: one self-contained HTML page of a run's metrics.jsonl
+// (docs/observability.md, "pft report"): training loss overall and per task, held-out metrics per
+// task and per template (held-out templates marked, the worst template highlighted), mixture
+// weights with phase bands, throughput and communication wait, checkpoint and evaluation marks.
+//
+// Note [report page]
+// ~~~~~~~~~~~~~~~~~~
+// The page works offline and `pft` needs no data file at run time: Chart.js
+// (third_party/chartjs/) and the page's script (report/report.js) are compiled into the binary
+// (report/embed_file.cmake) and written inline. The records go in as one JSON blob in a
+// <script type="application/json"> element, every '<' written as \u003c so no string in them
+// ("</script>" in a task name, say) can end the element early. The script draws the charts and
+// then writes what it drew into data attributes (report.js's header), which is what the
+// headless-browser test (tests/report/) reads back.
+#pragma once
+
+#include <cstddef>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace pft::report {
+
+// A line of metrics.jsonl that did not parse: skipped, as every reader of metrics.jsonl skips it
+// (Note [a line cut by a kill], core/run_dir.h), and named in the page and on stderr.
+struct SkippedLine {
+  size_t line = 0;  // 1-based
+  std::string reason;
+};
+
+struct Report {
+  std::string html;
+  size_t records = 0;
+  std::vector<SkippedLine> skipped;
+};
+
+// The page of RUN_DIR/metrics.jsonl. Throws InputError when RUN_DIR has no metrics.jsonl (a sweep
+// directory is told apart and pointed at its trials) or when no line of it parses.
+Report render_report(const std::filesystem::path& run_dir);
+
+// JSON text made safe inside a <script> element: every '<' as \u003c (outside strings JSON has
+// no '<', so only strings change, and they decode to the same text).
+std::string escape_script_json(const std::string& json);
+
+}  // namespace pft::report

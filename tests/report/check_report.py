@@ -1,0 +1,232 @@
+#!/usr/bin/env python3
+"""Checks `pft report`'s page as a browser drew it (tests/report/report_browser_test.sh).
+
+    check_report.py METRICS_JSONL DOM_HTML SCREENSHOT_PNG|- [--skipped LINE ...]
+
+DOM_HTML is `chromium --dump-dom` of the page: after its scripts ran, each chart's <section>
+holds what Chart.js parsed (src/report/report.js's header). The expected counts are computed
+here from METRICS_JSONL on their own (a later record of a step replaces an earlier one: Note
+[report resume]); a line that does not parse is skipped, as `pft report` skips it. Standard
+library only (the PNG is decoded with zlib).
+"""
+import json
+import math
+import struct
+import sys
+import zlib
+from html.parser import HTMLParser
+
+
+def fail(msg):
+    print("check_report.py: FAIL: " + msg, file=sys.stderr)
+    sys.exit(1)
+
+
+def finite(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+class Dom(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.charts, self.status, self.errors, self.in_errors = {}, None, [], False
+        self.scripts_with_src, self.links = 0, 0
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "section" and "pft-chart" in a.get("class", ""):
+            self.charts[a["data-chart"]] = a
+        if a.get("id") == "pft-status":
+            self.status = a
+        if a.get("id") == "pft-errors":
+            self.in_errors = True
+        if tag == "li" and self.in_errors:
+            self.errors.append("")
+        if tag == "script" and "src" in a:
+            self.scripts_with_src += 1
+        if tag == "link":
+            self.links += 1
+
+    def handle_endtag(self, tag):
+        if tag == "ul":
+            self.in_errors = False
+
+    def handle_data(self, data):
+        if self.in_errors and self.errors:
+            self.errors[-1] += data
+
+
+def expected_counts(metrics_path):
+    records = []
+    with open(metrics_path) as f:
+        for line in f:
+            try:
+                r = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(r, dict) and isinstance(r.get("kind"), str):
+                records.append(r)
+    # Only the last run started from step 0 (a start record without a resume record after it).
+    first = max([i for i, r in enumerate(records) if r["kind"] == "start" and
+                 (i + 1 == len(records) or records[i + 1]["kind"] != "resume")] or [0])
+    train, evals, mixture, start_mixture = {}, {}, {}, None
+    info, task_order = {}, []
+    for r in records[first:]:
+        k = r.get("kind")
+        if k == "train":
+            train[r["step"]] = r
+        elif k == "eval":
+            if r["task"] not in task_order:
+                task_order.append(r["task"])
+            tmpl = "all" if r["template"] == "all" else r["template_name"]
+            evals.setdefault(r["task"], {}).setdefault(tmpl, {})[r["step"]] = r
+            if tmpl != "all":
+                info.setdefault(r["task"], {})[tmpl] = (r["template"], r["held_out"])
+        elif k == "mixture":
+            mixture[r["step"]] = r["weights"]
+        elif k == "start" and "mixture" in r and start_mixture is None and not train:
+            start_mixture = r["mixture"]
+    if start_mixture is not None and 0 not in mixture:
+        mixture[0] = start_mixture
+    count = lambda rows, f: sum(1 for r in rows if finite(f(r)))
+    out = {
+        "loss": {"loss": count(train.values(), lambda r: r["loss"])},
+        "throughput": {"tokens_per_s": count(train.values(), lambda r: r["tokens_per_s"])},
+        "comm": {f: count(train.values(), lambda r, f=f: r[f])
+                 for f in ("step_time_s", "step_time_max_s", "comm_time_s", "control_s")},
+        "task_loss": {t: count(train.values(), lambda r, k=k: r["task_loss"][k])
+                      for k, t in enumerate(task_order)},
+        "eval_loss": {t: count(evals[t]["all"].values(), lambda r: r["loss"]) for t in task_order},
+        "mixture": {t: sum(1 for w in mixture.values() if t in w) for t in task_order},
+    }
+    return out, evals, info, task_order
+
+
+def check_eval_chart(task, chart, evals, info):
+    metric = chart.get("data-metric")
+    templates = [t for t in evals[task] if t != "all"]
+    # The metric most templates have (exact match on a tie), as the page documents.
+    having = {m: sum(1 for t in templates if any(finite(r.get(m)) for r in evals[task][t].values()))
+              for m in ("exact_match", "accuracy")}
+    want_metric = ("loss" if not any(having.values()) else
+                   "exact_match" if having["exact_match"] >= having["accuracy"] else "accuracy")
+    if metric != want_metric:
+        fail(f"eval_{task}: metric {metric}, expected {want_metric} ({having})")
+    want = {t: sum(1 for r in evals[task][t].values() if finite(r.get(metric))) for t in evals[task]}
+    got = json.loads(chart["data-counts"])
+    if got != want:
+        fail(f"eval_{task}: points per template {got}, metrics.jsonl has {want}")
+    held = sorted(t for t, (_, h) in info[task].items() if h)
+    if not held:
+        fail(f"eval_{task}: the test expects a held-out template in metrics.jsonl")
+    if sorted(filter(None, chart["data-held-out"].split(","))) != held:
+        fail(f"eval_{task}: held-out templates {chart['data-held-out']!r}, metrics.jsonl: {held}")
+    # The worst template: the worst value at its last evaluation, the first in template order on
+    # a tie.
+    worst, worst_v = None, None
+    for t in sorted(templates, key=lambda t: info[task][t][0]):
+        rows = evals[task][t]
+        v = rows[max(rows)].get(metric)
+        if not finite(v):
+            continue
+        if worst is None or (v > worst_v if metric == "loss" else v < worst_v):
+            worst, worst_v = t, v
+    if chart["data-worst"] != (worst or ""):
+        fail(f"eval_{task}: worst template {chart['data-worst']!r}, expected {worst!r}")
+
+
+def png_pixels(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        fail(f"{path} is not a PNG")
+    pos, idat, width = 8, b"", 0
+    while pos < len(data):
+        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + n]
+        pos += 12 + n
+        if kind == b"IHDR":
+            width, height, depth, ctype = struct.unpack(">IIBB", body[:10])
+            if depth != 8 or ctype not in (2, 6):
+                fail(f"{path}: unexpected PNG format depth {depth} colour type {ctype}")
+            bpp = 3 if ctype == 2 else 4
+        elif kind == b"IDAT":
+            idat += body
+    raw = zlib.decompress(idat)
+    stride = width * bpp
+    prev = bytearray(stride)
+    pixels = []
+    for y in range(height):
+        ft = raw[y * (stride + 1)]
+        line = bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):
+            a = line[i - bpp] if i >= bpp else 0
+            b = prev[i]
+            c = prev[i - bpp] if i >= bpp else 0
+            if ft == 1:
+                line[i] = (line[i] + a) & 255
+            elif ft == 2:
+                line[i] = (line[i] + b) & 255
+            elif ft == 3:
+                line[i] = (line[i] + (a + b) // 2) & 255
+            elif ft == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        pixels.extend(bytes(line[i:i + 3]) for i in range(0, stride, bpp))
+        prev = line
+    return width, height, pixels
+
+
+def main():
+    metrics, dom_path, png = sys.argv[1:4]
+    skipped = sys.argv[sys.argv.index("--skipped") + 1:] if "--skipped" in sys.argv else []
+    dom = Dom()
+    with open(dom_path) as f:
+        text = f.read()
+    dom.feed(text)
+    if dom.status is None:
+        fail("no #pft-status in the page")
+    if dom.errors or dom.status.get("data-state") != "ok":
+        fail(f"page state {dom.status.get('data-state')!r}, errors: {dom.errors}")
+    if dom.scripts_with_src or dom.links:
+        fail("the page loads something from outside itself (<script src> or <link>)")
+    for line in skipped:
+        if f" {line} (" not in text:
+            fail(f"the page does not name skipped line {line}")
+
+    want, evals, info, tasks = expected_counts(metrics)
+    expected_charts = set(want) | {"eval_" + t for t in tasks}
+    if set(dom.charts) != expected_charts:
+        fail(f"charts {sorted(dom.charts)}, expected {sorted(expected_charts)}")
+    if dom.status.get("data-charts") != str(len(expected_charts)):
+        fail(f"#pft-status counts {dom.status.get('data-charts')} charts")
+    for cid, counts in want.items():
+        got = json.loads(dom.charts[cid]["data-counts"])
+        if got != counts:
+            fail(f"chart {cid}: points per series {got}, metrics.jsonl has {counts}")
+        if int(dom.charts[cid]["data-series"]) != len(counts) or any(v <= 0 for v in counts.values()):
+            fail(f"chart {cid}: {dom.charts[cid]['data-series']} series, expected {len(counts)} non-empty")
+    for t in tasks:
+        check_eval_chart(t, dom.charts["eval_" + t], evals, info)
+
+    n_points = sum(int(c["data-points"]) for c in dom.charts.values())
+    print(f"{len(dom.charts)} charts, {n_points} points, as metrics.jsonl holds")
+    if png == "-":
+        return
+    width, height, pixels = png_pixels(png)
+    colours = set(pixels)
+    # The charts' own colours (report.js's palette): the loss line's blue, the second series'
+    # orange, the worst template's red. A blank or text-only page has none of them.
+    near = lambda p, c: all(abs(p[i] - c[i]) <= 24 for i in range(3))
+    hits = {name: sum(1 for p in pixels if near(p, c)) for name, c in
+            (("blue", (0x1f, 0x77, 0xb4)), ("orange", (0xff, 0x7f, 0x0e)), ("red", (0xd6, 0x27, 0x28)))}
+    non_white = sum(1 for p in pixels if min(p) < 235)
+    print(f"screenshot {width}x{height}: {len(colours)} distinct colours, "
+          f"{100.0 * non_white / len(pixels):.1f}% non-white, palette pixels {hits}")
+    if len(colours) < 64 or non_white < 0.02 * len(pixels) or min(hits.values()) < 30:
+        fail("the screenshot looks blank (too few colours or chart pixels)")
+
+
+if __name__ == "__main__":
+    main()
