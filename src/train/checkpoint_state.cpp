@@ -97,11 +97,56 @@ std::vector<std::vector<uint8_t>> gather_rng_states(Communicator* comm, bool cud
   return out;
 }
 
+GatheredMoments gather_moments_for_save(const AdamW& optimizer, const FlatParameters& params,
+                                        bool root, const std::filesystem::path& dir,
+                                        const std::string& name) {
+  GatheredMoments out;
+  if (!optimizer.sharded()) return out;
+  if (root) {
+    uint64_t bytes = 0;
+    for (size_t g = 0; g < optimizer.num_groups(); ++g) {
+      out.offset.push_back(bytes);
+      bytes += 2 * static_cast<uint64_t>(params.data(g).numel()) *
+               optimizer.state(g).exp_avg.element_size();
+    }
+    try {
+      std::error_code ec;  // the first save creates the directory; create() reports a failure
+      std::filesystem::create_directories(dir, ec);
+      out.spill = ckpt::SpillFile::create(dir, name);
+    } catch (const std::exception& e) {
+      out.error = e.what();
+    }
+  }
+  int64_t staged = 0;
+  AdamW::MomentSink sink;
+  if (root)
+    sink = [&](size_t g, int moment, int64_t offset, const at::Tensor& piece) {
+      if (out.error) return;  // keep receiving: the other ranks are in the gather too
+      try {
+        at::Tensor host = piece;
+        if (!host.is_cpu()) {
+          host = piece.to(at::kCPU);
+          staged = std::max<int64_t>(staged, static_cast<int64_t>(host.nbytes()));
+        }
+        const uint64_t esize = host.element_size();
+        const uint64_t at = out.offset[g] +
+                            static_cast<uint64_t>(moment) * params.data(g).numel() * esize +
+                            static_cast<uint64_t>(offset) * esize;
+        out.spill->write(at, {static_cast<const std::byte*>(host.data_ptr()), host.nbytes()});
+      } catch (const std::exception& e) {
+        out.error = e.what();
+      }
+    };
+  optimizer.gather_moments_to_root(sink);
+  if (root) out.held_bytes = optimizer.gather_buffer_bytes() + staged;
+  return out;
+}
+
 Contents checkpoint_contents(const Config& config, int world_size, const FlatParameters& params,
                              const AdamW& optimizer, LossScaler* scaler,
                              const TrainProgress& progress,
                              const std::vector<std::vector<uint8_t>>& rng_states, bool snapshot,
-                             const std::vector<AdamW::HostMoments>& gathered_moments) {
+                             const GatheredMoments* gathered) {
   Contents c;
   ckpt::Attrs& meta = c.group(ckpt::kMeta);
   meta[ckpt::kAttrStep] = progress.step;
@@ -133,16 +178,28 @@ Contents checkpoint_contents(const Config& config, int world_size, const FlatPar
   opt["eps"] = o.eps;
   opt["weight_decay"] = o.weight_decay;
   const ckpt::Attrs step_attr{{ckpt::kAttrStep, optimizer.step_count()}};
-  // ZeRO-1: the moments gathered from every rank's shard (new host buffers, owned); the file is
-  // the same as a replicated run's (Note [ZeRO-1] in train/optimizer.h).
-  PFT_ASSERT(!optimizer.sharded() || gathered_moments.size() == optimizer.num_groups(),
+  // ZeRO-1: the moments gathered from every rank's shard, streamed from rank 0's scratch file
+  // (Note [streamed ZeRO-1 save]); the datasets are those of a replicated run's (Note [ZeRO-1] in
+  // train/optimizer.h).
+  PFT_ASSERT(!optimizer.sharded() ||
+                 (gathered != nullptr && gathered->spill && !gathered->error &&
+                  gathered->offset.size() == optimizer.num_groups()),
              "checkpoint_contents: a sharded optimizer's moments must be gathered first");
   for (size_t g = 0; g < optimizer.num_groups(); ++g) {
     if (optimizer.sharded()) {
-      add_slots(c, ckpt::kOptimizerExpAvg, params, g, gathered_moments[g].exp_avg, true,
-                step_attr);
-      add_slots(c, ckpt::kOptimizerExpAvgSq, params, g, gathered_moments[g].exp_avg_sq, true,
-                step_attr);
+      const DType dtype = checkpoint_dtype(optimizer.state(g).exp_avg.scalar_type());
+      const uint64_t esize = optimizer.state(g).exp_avg.element_size();
+      const uint64_t numel = static_cast<uint64_t>(params.data(g).numel());
+      for (int moment = 0; moment < 2; ++moment)
+        for (size_t i : params.group_slots(g)) {
+          const FlatParameters::Slot& s = params.slots()[i];
+          const uint64_t at = gathered->offset[g] + (moment * numel + s.offset) * esize;
+          c.add_streamed(ckpt::child_path(moment == 0 ? ckpt::kOptimizerExpAvg
+                                                      : ckpt::kOptimizerExpAvgSq,
+                                          s.name),
+                         dtype, s.shape, gathered->spill, at)
+              .attrs = step_attr;
+        }
       continue;
     }
     const AdamW::GroupState& s = optimizer.state(g);

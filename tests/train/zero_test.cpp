@@ -5,17 +5,29 @@
 // 64-element buffers leave every rank but the first an empty shard); the parameters are bitwise
 // identical across ranks; each rank holds only its shard of the moments (about 1/W of the
 // replicated bytes); the moments gathered to rank 0 for a checkpoint are bitwise the replicated
-// optimizer's; shard_range's boundaries.
+// optimizer's, both gathered whole and through the streamed save (Note [streamed ZeRO-1 save] in
+// train/checkpoint_state.h: a real checkpoint file written from rank 0's scratch file, read back,
+// every moment dataset bitwise the replicated run's), and the streamed save held no more of the
+// moments at once than the all-gather's pieces and the writer's buffer (on gpt2_wide, whose
+// moments are many pieces); shard_range's boundaries.
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "ckpt/format.h"
+#include "ckpt/reader.h"
+#include "ckpt/writer.h"
 #include "comm/communicator.h"
 #include "comm/reducer.h"
 #include "config/config.h"
@@ -23,6 +35,7 @@
 #include "model/adapters.h"
 #include "model/flat_params.h"
 #include "model/transformer.h"
+#include "train/checkpoint_state.h"
 #include "train/optimizer.h"
 #include "train/synthetic_data.h"
 #include "train/train_step.h"
@@ -129,7 +142,38 @@ struct RunResult {
   std::vector<int64_t> group_numel;
   bool sharded = false;
   std::vector<AdamW::HostMoments> moments;  // whole (rank 0 when sharded: gathered)
+  // Sharded, rank 0: the checkpoint the streamed save wrote, read back; what it held at once.
+  std::optional<ckpt::Contents> saved;
+  int64_t held_bytes = 0;               // the gather's buffers (GatheredMoments::held_bytes)
+  uint64_t stream_buffer_bytes = 0;     // the writer's (WriteStats)
+  std::vector<FlatParameters::Slot> slots;
 };
+
+// The streamed ZeRO-1 save as the Checkpointer runs it (collective): gather_moments_for_save to a
+// scratch file on rank 0, checkpoint_contents streaming the moments from it, write_checkpoint,
+// then read the file back (rank 0).
+void streamed_save(const Rig& rig, RunResult& r) {
+  const bool root = comm().rank() == 0;
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                                    ("pft-zero-test-" + std::to_string(getpid()));
+  const GatheredMoments gathered =
+      gather_moments_for_save(*rig.optimizer, *rig.params, root, dir, "zero_test.moments");
+  if (!root) return;
+  ASSERT_FALSE(gathered.error) << *gathered.error;
+  Config config;
+  TrainProgress progress;
+  progress.step = kSteps;
+  progress.data_source = "synthetic";
+  const ckpt::Contents c =
+      checkpoint_contents(config, comm().size(), *rig.params, *rig.optimizer, nullptr, progress,
+                          gather_rng_states(nullptr, false), /*snapshot=*/false, &gathered);
+  const std::filesystem::path file = dir / "step.h5";
+  const ckpt::WriteStats st = ckpt::write_checkpoint(file, c);
+  r.saved = ckpt::read_checkpoint(file);
+  r.held_bytes = gathered.held_bytes;
+  r.stream_buffer_bytes = st.stream_buffer_bytes;
+  std::filesystem::remove_all(dir);
+}
 
 RunResult train(const ModelConfig& mc, int lora, bool zero) {
   const int n = comm().size(), me = comm().rank();
@@ -157,6 +201,8 @@ RunResult train(const ModelConfig& mc, int lora, bool zero) {
   if (rig.optimizer->sharded()) {
     r.moments = rig.optimizer->gather_moments_to_root();  // collective
     EXPECT_EQ(r.moments.size(), me == 0 ? rig.optimizer->num_groups() : 0u);
+    streamed_save(rig, r);  // collective
+    r.slots = rig.params->slots();
   } else {
     for (size_t g = 0; g < rig.optimizer->num_groups(); ++g)
       r.moments.push_back({rig.optimizer->state(g).exp_avg.clone(),
@@ -207,6 +253,41 @@ TEST_P(Zero, ShardedStateGivesBitwiseTheReplicatedRun) {
       EXPECT_TRUE(bitwise_equal(sharded.moments[g].exp_avg_sq, replicated.moments[g].exp_avg_sq))
           << g;
     }
+  }
+  // The streamed save's checkpoint: every moment dataset bitwise the replicated optimizer's
+  // slice, and on rank 0 nothing near the whole moments held at once.
+  if (me == 0 && n > 1) {
+    ASSERT_TRUE(sharded.saved.has_value());
+    int64_t moment_bytes = 0;
+    for (const FlatParameters::Slot& slot : sharded.slots) {
+      for (int m = 0; m < 2; ++m) {
+        const std::string path = ckpt::child_path(
+            m == 0 ? ckpt::kOptimizerExpAvg : ckpt::kOptimizerExpAvgSq, slot.name);
+        const ckpt::Dataset& d = sharded.saved->at(path);
+        const at::Tensor& whole = m == 0 ? replicated.moments[slot.group].exp_avg
+                                         : replicated.moments[slot.group].exp_avg_sq;
+        const at::Tensor want = whole.narrow(0, slot.offset, slot.numel).contiguous();
+        EXPECT_EQ(d.shape, slot.shape) << path;
+        ASSERT_EQ(d.bytes.size(), want.nbytes()) << path;
+        EXPECT_EQ(std::memcmp(d.bytes.data(), want.data_ptr(), want.nbytes()), 0) << path;
+        moment_bytes += static_cast<int64_t>(want.nbytes());
+      }
+    }
+    // The gather's reused buffers: W pieces received and one sent, of 2^20 fp32 elements at most;
+    // the writer's: one piece of WriteOptions::stream_piece_bytes (rounded to rows).
+    constexpr int64_t kPieceBytes = int64_t{4} << 20;
+    EXPECT_GT(sharded.held_bytes, 0);
+    EXPECT_LE(sharded.held_bytes, (n + 1) * kPieceBytes);
+    EXPECT_LE(sharded.stream_buffer_bytes, ckpt::WriteOptions{}.stream_piece_bytes);
+    if (family == "gpt2_wide") {  // many pieces: the bounds above are far below the moments
+      EXPECT_GE(moment_bytes, 8 * kPieceBytes);
+      EXPECT_LT(sharded.held_bytes + static_cast<int64_t>(sharded.stream_buffer_bytes),
+                moment_bytes);
+    }
+    std::printf("[ zero     ] streamed save on rank 0: moments %lld B, held at once: gather "
+                "buffers %lld B + writer buffer %llu B\n",
+                static_cast<long long>(moment_bytes), static_cast<long long>(sharded.held_bytes),
+                static_cast<unsigned long long>(sharded.stream_buffer_bytes));
   }
   // It trained (the comparison is not of two untouched models).
   EXPECT_FALSE(bitwise_equal(sharded.params.front()[0], sharded.params.back()[0]));

@@ -1,0 +1,60 @@
+// Scratch files of streamed checkpoint data (contract: ckpt/spill_file.h).
+#include "ckpt/spill_file.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "core/error.h"
+#include "core/format.h"
+
+namespace pft::ckpt {
+
+namespace fs = std::filesystem;
+
+std::shared_ptr<SpillFile> SpillFile::create(const fs::path& dir, const std::string& name) {
+  const fs::path path = dir / fmt::format(".{}.tmp-{}", name, static_cast<long>(::getpid()));
+  ::unlink(path.c_str());  // a leftover of this pid's name (or a planted link): never written through
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0)
+    throw RuntimeFailure(fmt::format("cannot create the scratch file '{}': {}", path.string(),
+                                     std::strerror(errno)));
+  ::unlink(path.c_str());
+  return std::shared_ptr<SpillFile>(new SpillFile(fd, path));
+}
+
+SpillFile::~SpillFile() { ::close(fd_); }
+
+void SpillFile::write(uint64_t offset, std::span<const std::byte> bytes) {
+  while (!bytes.empty()) {
+    const ssize_t n = ::pwrite(fd_, bytes.data(), bytes.size(), static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0)
+      throw RuntimeFailure(fmt::format("writing the scratch file '{}' failed: {}", path_.string(),
+                                       n < 0 ? std::strerror(errno) : "no progress"));
+    bytes = bytes.subspan(static_cast<size_t>(n));
+    offset += static_cast<uint64_t>(n);
+  }
+}
+
+void SpillFile::read(uint64_t offset, std::span<std::byte> out) const {
+  const uint64_t first = offset, end = offset + out.size();
+  while (!out.empty()) {
+    const ssize_t n = ::pread(fd_, out.data(), out.size(), static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0)
+      throw RuntimeFailure(fmt::format("reading the scratch file '{}' failed: {}", path_.string(),
+                                       n < 0 ? std::strerror(errno) : "it ends early"));
+    out = out.subspan(static_cast<size_t>(n));
+    offset += static_cast<uint64_t>(n);
+  }
+  constexpr uint64_t kPage = 4096;
+  const uint64_t lo = (first + kPage - 1) / kPage * kPage, hi = end / kPage * kPage;
+  if (hi > lo)  // best effort: a file system without holes keeps the space until the close
+    (void)::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(lo),
+                      static_cast<off_t>(hi - lo));
+}
+
+}  // namespace pft::ckpt

@@ -1,0 +1,48 @@
+// A scratch file for bytes written once, in any order, and read back once, in pieces: the ZeRO-1
+// moments rank 0 gathers for a checkpoint (Note [streamed ZeRO-1 save],
+// train/checkpoint_state.h), which the checkpoint writer then streams into the HDF5 file
+// (ckpt/contents.h, streamed datasets). Plain pwrite/pread on a file descriptor, no HDF5: the
+// training thread writes one while the saver's background thread may be inside HDF5 writing the
+// previous checkpoint, and the writer's thread reads it.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "ckpt/contents.h"
+
+namespace pft::ckpt {
+
+class SpillFile final : public ByteSource {
+ public:
+  // Creates DIR/.NAME.tmp-<pid> and unlinks it at once: the descriptor keeps the data, the space
+  // comes back when the last owner closes it, and a crash leaves nothing behind (for the instant
+  // before the unlink the name is one remove_stale_temporaries removes). Throws RuntimeFailure
+  // naming the file and the cause.
+  static std::shared_ptr<SpillFile> create(const std::filesystem::path& dir,
+                                           const std::string& name);
+  ~SpillFile() override;
+  SpillFile(const SpillFile&) = delete;
+  SpillFile& operator=(const SpillFile&) = delete;
+
+  // Writes all of `bytes` at `offset` (one thread at a time). Throws RuntimeFailure naming the
+  // file and the cause (strerror: "No space left on device").
+  void write(uint64_t offset, std::span<const std::byte> bytes);
+  // Reads [offset, offset + out.size()) (any thread), then gives the disk space of the whole pages
+  // read back to the file system (a punched hole; best effort): each byte is read once, so the
+  // scratch file shrinks as the checkpoint file grows. Throws RuntimeFailure as write().
+  void read(uint64_t offset, std::span<std::byte> out) const override;
+
+  const std::filesystem::path& path() const { return path_; }  // for messages: it is unlinked
+
+ private:
+  SpillFile(int fd, std::filesystem::path path) : fd_(fd), path_(std::move(path)) {}
+
+  int fd_;
+  std::filesystem::path path_;
+};
+
+}  // namespace pft::ckpt
