@@ -93,8 +93,8 @@ void Checkpointer::after_step(int64_t step, const std::function<TrainProgress()>
             "checkpoint: the save of step {} to {} failed: spilling the optimizer moments "
             "gathered from the dist.zero: 1 shards: {}; training stopped on every rank. The "
             "previous checkpoints are untouched. HINT: free space on the file system of {} (a "
-            "save under dist.zero: 1 needs room for the checkpoint plus 8 bytes per trainable "
-            "parameter while it runs), then rerun with train.resume: auto",
+            "dist.zero: 1 save first writes the moments, 8 bytes per trainable parameter, to a "
+            "scratch file there), then rerun with train.resume: auto",
             progress.step,
             (saver_->options().dir / ckpt::checkpoint_file_name(progress.step)).string(),
             *moments.error, saver_->options().dir.string()));
