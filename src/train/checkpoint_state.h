@@ -87,19 +87,23 @@ std::vector<std::vector<uint8_t>> gather_rng_states(Communicator* comm, bool cud
 // (HDF5 here is a serial build: two threads must never be in it at once), and the gather delivers
 // the W shards' pieces interleaved, not in dataset order, which chunked (gzip) datasets would pay
 // for by re-compressing chunks. The scratch file takes any order, the writer's thread stays the
-// only one in HDF5, and an async save stays asynchronous. The training thread's share is a pwrite
-// into the page cache per piece where it used to be a copy into new host tensors, and that is not
-// free ("training stalled X s" in the log): on a 25.4M-parameter GPT-2 (203 MB of moments) on 2
-// ranks, a save every 2 steps, two runs of 3 saves each before and after, interleaved on the
-// 2-core development machine under a load of 7-8 (only the medians mean much), the stall went
-// from 0.68 s to 1.33 s with checkpoint.async (ranges 0.54-1.15 and 1.06-2.85 s) and from 2.13 s
-// to 3.42 s without (the write also reads the moments back; 1.69-3.66 and 2.62-4.42 s); a plain
-// page-cache write ran at 263 MB/s there (dd). The alternatives cost more stall: HDF5 writes of
-// the moments from the training thread put the whole moments write in it, and moments made
-// synchronous under ZeRO-1 the whole save. Other costs: the moments pass through the page cache
-// twice, and during a save the checkpoints' file system also holds what of them the writer has
-// not read yet (it punches what it has read out of the scratch file, so the peak stays near the
-// checkpoint's own size: tests/reliability/zero_save_failure_test.sh).
+// only one in HDF5, and an async save stays asynchronous. A synchronous save (the write returns
+// before the next step) spills only the other ranks' pieces: rank 0's own shard is read from its
+// live state, as a replicated synchronous save borrows the live buffers (MomentsSource).
+// The training thread's share is a pwrite into the page cache per piece where it used to be a
+// copy into new host tensors, and that is not free ("training stalled X s" in the log): on a
+// 25.4M-parameter GPT-2 (203 MB of moments) on 2 ranks, a save every 2 steps, two runs of 3 saves
+// each before and after, interleaved on the 2-core development machine under a load of 5-8 (only
+// the medians mean much), the stall went from 0.37 s to 0.73 s with checkpoint.async (ranges
+// 0.21-0.49 and 0.47-1.10 s) and stayed at 1.51 -> 1.40 s without (0.94-1.63 and 1.26-1.97 s;
+// spilling all of the moments there, before rank 0's shard was read live, it was 2.13 -> 3.42 s
+// in a busier hour); a plain page-cache write ran at 263 MB/s there (dd). The alternatives stall
+// more: HDF5 writes of the moments from the training thread put the whole moments write in the
+// stall, and moments made synchronous under ZeRO-1 the whole save. Other costs: the spilled
+// moments pass through the page cache twice, and during a save the checkpoints' file system also
+// holds what of them the writer has not read yet (it punches what it has read out of the scratch
+// file, so the peak stays near the checkpoint's own size: tests/reliability/
+// zero_save_failure_test.sh).
 // A failure on rank 0 (creating or writing the scratch file: a full disk) must not leave the
 // other ranks waiting in the all-gather: the first error is kept, the remaining pieces are
 // received and dropped, and after the gather rank 0 throws it inside the save's agree(), so
@@ -114,15 +118,22 @@ struct GatheredMoments {
   // Rank 0: the most bytes of moments the gather held at once: the all-gather's reused buffers
   // (AdamW::gather_buffer_bytes) plus the largest device-to-host copy of a piece (GPUs).
   int64_t held_bytes = 0;
+  // Rank 0's own shard was not spilled: the save reads it from the live optimizer state, which
+  // must not change until the write returns (synchronous saves on the CPU only).
+  bool own_shard_live = false;
+  int64_t spilled_bytes = 0;  // rank 0: bytes written to the scratch file
 };
 
 // Collective over the optimizer's communicator when optimizer.sharded() (every rank, in lock
 // step; otherwise nothing happens and nothing is returned). Rank 0 (`root`) spills the moments
 // to a scratch file named after `name` in `dir`; a failure there is carried in `error`, never
-// thrown (the other ranks are in the gather too).
+// thrown (the other ranks are in the gather too). `borrow_own_shard` (a synchronous save whose
+// write returns before the next step, moments on the CPU): rank 0 spills the other ranks' pieces
+// only and the save reads its own 1/W from memory, as a replicated synchronous save borrows the
+// live buffers.
 GatheredMoments gather_moments_for_save(const AdamW& optimizer, const FlatParameters& params,
                                         bool root, const std::filesystem::path& dir,
-                                        const std::string& name);
+                                        const std::string& name, bool borrow_own_shard = false);
 
 // Rank 0: the checkpoint contents. `snapshot` = copy every tensor to host memory the Contents
 // owns (async saves, or device buffers); otherwise the CPU buffers are borrowed and must not

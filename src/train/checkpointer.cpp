@@ -81,9 +81,11 @@ void Checkpointer::after_step(int64_t step, const std::function<TrainProgress()>
     const std::vector<std::vector<uint8_t>> rng = gather_rng_states(&comm_, env_.is_cuda());
     // ZeRO-1: every rank's optimizer shard to rank 0's scratch file (collective; nothing when
     // replicated). A failure there is carried, not thrown: the other ranks are in the gather.
+    // A synchronous save writes before the next step: rank 0's own shard is read from memory.
     const GatheredMoments moments = gather_moments_for_save(
         optimizer_, params_, saver_ != nullptr, saver_ ? saver_->options().dir : fs::path(),
-        ckpt::checkpoint_file_name(progress.step) + ".moments");
+        ckpt::checkpoint_file_name(progress.step) + ".moments",
+        /*borrow_own_shard=*/!config_.checkpoint.async);
     agree(env_, fmt::format("checkpoint save at step {} (rank 0 writes)", progress.step), [&] {
       test_stall_point("ckpt_save", env_.world_rank);
       test_delay_point("ckpt_save", env_.world_rank);

@@ -4,8 +4,9 @@
 # train/checkpoint_state.h): 2 ranks, GPT-2 462,592 parameters (moments 3.7 MB, checkpoint
 # 5.6 MB), the checkpoints directory a small tmpfs (private mount namespace, as
 # async_save_failure_test.sh), dist.timeout_s 60:
-#   spill_sync, spill_async: 2 MiB: rank 0's scratch file of the gathered moments fills the disk
-#     in the middle of the all-gather (checkpoint.async false and true);
+#   spill_sync, spill_async: 1 and 2 MiB: rank 0's scratch file of the gathered moments fills
+#     the disk in the middle of the all-gather (checkpoint.async false: it holds rank 1's half,
+#     1.85 MB, rank 0 reads its own from memory; true: all 3.7 MB);
 #   write_sync: 5 MiB: the moments fit, the checkpoint file beside them does not: the HDF5 write
 #     fails (its Contents streams the moments from the scratch file).
 # And one that must succeed: fits_sync, 6,300 KiB: the checkpoint (5.6 MB) and the moments
@@ -38,7 +39,7 @@ exec unshare --mount --propagation private bash -c '
       --set dist.timeout_s=60 --set "data.cache_dir=$work/cache" --set "run.dir=$work/$name" "$@" \
       > "$work/$name.log" 2>&1 < /dev/null
   }
-  for case in spill_sync:false:2m spill_async:true:2m write_sync:false:5m; do
+  for case in spill_sync:false:1m spill_async:true:2m write_sync:false:5m; do
     IFS=: read -r name async size <<< "$case"
     mkdir -p "$work/$name/checkpoints"
     mount -t tmpfs -o "size=$size" tmpfs "$work/$name/checkpoints" ||

@@ -143,7 +143,7 @@ struct RunResult {
   bool sharded = false;
   std::vector<AdamW::HostMoments> moments;  // whole (rank 0 when sharded: gathered)
   // Sharded, rank 0: the checkpoint the streamed save wrote, read back; what it held at once.
-  std::optional<ckpt::Contents> saved;
+  std::optional<ckpt::Contents> saved, saved_borrowing;  // spilled whole; own shard read live
   int64_t held_bytes = 0;               // the gather's buffers (GatheredMoments::held_bytes)
   uint64_t stream_buffer_bytes = 0;     // the writer's (WriteStats)
   std::vector<FlatParameters::Slot> slots;
@@ -152,14 +152,23 @@ struct RunResult {
 // The streamed ZeRO-1 save as the Checkpointer runs it (collective): gather_moments_for_save to a
 // scratch file on rank 0, checkpoint_contents streaming the moments from it, write_checkpoint,
 // then read the file back (rank 0).
-void streamed_save(const Rig& rig, RunResult& r) {
+// `borrow`: rank 0's own shard read from the live state (a synchronous save) instead of spilled.
+void streamed_save(const Rig& rig, RunResult& r, bool borrow) {
   const bool root = comm().rank() == 0;
   const std::filesystem::path dir = std::filesystem::temp_directory_path() /
                                     ("pft-zero-test-" + std::to_string(getpid()));
-  const GatheredMoments gathered =
-      gather_moments_for_save(*rig.optimizer, *rig.params, root, dir, "zero_test.moments");
+  const GatheredMoments gathered = gather_moments_for_save(*rig.optimizer, *rig.params, root, dir,
+                                                           "zero_test.moments", borrow);
   if (!root) return;
   ASSERT_FALSE(gathered.error) << *gathered.error;
+  EXPECT_EQ(gathered.own_shard_live, borrow);
+  // Spilled: every element but (borrowing) rank 0's own shard's.
+  int64_t want_spilled = 0;
+  for (size_t g = 0; g < rig.optimizer->num_groups(); ++g) {
+    const AdamW::GroupState& s = rig.optimizer->state(g);
+    want_spilled += 2 * 4 * (rig.params->data(g).numel() - (borrow ? s.hi - s.lo : 0));
+  }
+  EXPECT_EQ(gathered.spilled_bytes, want_spilled);
   Config config;
   TrainProgress progress;
   progress.step = kSteps;
@@ -169,9 +178,11 @@ void streamed_save(const Rig& rig, RunResult& r) {
                           gather_rng_states(nullptr, false), /*snapshot=*/false, &gathered);
   const std::filesystem::path file = dir / "step.h5";
   const ckpt::WriteStats st = ckpt::write_checkpoint(file, c);
-  r.saved = ckpt::read_checkpoint(file);
-  r.held_bytes = gathered.held_bytes;
-  r.stream_buffer_bytes = st.stream_buffer_bytes;
+  (borrow ? r.saved_borrowing : r.saved) = ckpt::read_checkpoint(file);
+  if (!borrow) {
+    r.held_bytes = gathered.held_bytes;
+    r.stream_buffer_bytes = st.stream_buffer_bytes;
+  }
   std::filesystem::remove_all(dir);
 }
 
@@ -201,7 +212,8 @@ RunResult train(const ModelConfig& mc, int lora, bool zero) {
   if (rig.optimizer->sharded()) {
     r.moments = rig.optimizer->gather_moments_to_root();  // collective
     EXPECT_EQ(r.moments.size(), me == 0 ? rig.optimizer->num_groups() : 0u);
-    streamed_save(rig, r);  // collective
+    streamed_save(rig, r, /*borrow=*/false);  // collective
+    streamed_save(rig, r, /*borrow=*/true);
     r.slots = rig.params->slots();
   } else {
     for (size_t g = 0; g < rig.optimizer->num_groups(); ++g)
@@ -257,19 +269,22 @@ TEST_P(Zero, ShardedStateGivesBitwiseTheReplicatedRun) {
   // The streamed save's checkpoint: every moment dataset bitwise the replicated optimizer's
   // slice, and on rank 0 nothing near the whole moments held at once.
   if (me == 0 && n > 1) {
-    ASSERT_TRUE(sharded.saved.has_value());
+    ASSERT_TRUE(sharded.saved.has_value() && sharded.saved_borrowing.has_value());
     int64_t moment_bytes = 0;
     for (const FlatParameters::Slot& slot : sharded.slots) {
       for (int m = 0; m < 2; ++m) {
         const std::string path = ckpt::child_path(
             m == 0 ? ckpt::kOptimizerExpAvg : ckpt::kOptimizerExpAvgSq, slot.name);
-        const ckpt::Dataset& d = sharded.saved->at(path);
         const at::Tensor& whole = m == 0 ? replicated.moments[slot.group].exp_avg
                                          : replicated.moments[slot.group].exp_avg_sq;
         const at::Tensor want = whole.narrow(0, slot.offset, slot.numel).contiguous();
-        EXPECT_EQ(d.shape, slot.shape) << path;
-        ASSERT_EQ(d.bytes.size(), want.nbytes()) << path;
-        EXPECT_EQ(std::memcmp(d.bytes.data(), want.data_ptr(), want.nbytes()), 0) << path;
+        for (const ckpt::Contents* saved : {&*sharded.saved, &*sharded.saved_borrowing}) {
+          const ckpt::Dataset& d = saved->at(path);
+          EXPECT_EQ(d.shape, slot.shape) << path;
+          ASSERT_EQ(d.bytes.size(), want.nbytes()) << path;
+          EXPECT_EQ(std::memcmp(d.bytes.data(), want.data_ptr(), want.nbytes()), 0)
+              << path << (saved == &*sharded.saved ? " (spilled)" : " (own shard live)");
+        }
         moment_bytes += static_cast<int64_t>(want.nbytes());
       }
     }
