@@ -72,7 +72,7 @@ std::vector<std::vector<uint8_t>> gather_rng_states(Communicator* comm, bool cud
 // Under ZeRO-1 no rank holds the whole moments, but a checkpoint has them whole, in the layout of
 // a replicated run's (Note [ZeRO-1], train/optimizer.h). Gathering them whole into rank 0's memory
 // cost it 8 bytes per trainable parameter on top of its share (the 0.5B Llama's rank 0 peaked at
-// 0.872x the replicated run's; streamed as below, 0.583x: docs/performance.md). Instead
+// 0.872x the replicated run's; streamed as below, at most 0.584x: docs/performance.md). Instead
 // (gather_moments_for_save):
 //   1. every rank runs the chunked all-gather from the training thread, in lock step; rank 0
 //      pwrites each piece it receives (at most 2^20 elements per rank) at its place in a scratch
