@@ -2,6 +2,7 @@
 #include "ckpt/spill_file.h"
 
 #include <fcntl.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -41,6 +42,16 @@ void SpillFile::write(uint64_t offset, std::span<const std::byte> bytes) {
 
 void SpillFile::read(uint64_t offset, std::span<std::byte> out) const {
   const uint64_t first = offset, end = offset + out.size();
+  if (out.empty()) return;
+  std::lock_guard lock(mutex_);
+  // The read ranges, merged: the first one ending after `first` must start at or after `end`.
+  auto next = read_.upper_bound(first);
+  if (next != read_.begin() && std::prev(next)->second > first) next = std::prev(next);
+  if (next != read_.end() && next->first < end)
+    throw RuntimeFailure(fmt::format(
+        "reading bytes [{}, {}) of the scratch file '{}' a second time (bytes [{}, {}) were read "
+        "already and may be punched out): each save streams its scratch file once; this is a bug",
+        first, end, path_.string(), next->first, next->second));
   while (!out.empty()) {
     const ssize_t n = ::pread(fd_, out.data(), out.size(), static_cast<off_t>(offset));
     if (n < 0 && errno == EINTR) continue;
@@ -50,11 +61,39 @@ void SpillFile::read(uint64_t offset, std::span<std::byte> out) const {
     out = out.subspan(static_cast<size_t>(n));
     offset += static_cast<uint64_t>(n);
   }
+  // Record [first, end), merged with the ranges it touches.
+  uint64_t lo = first, hi = end;
+  auto it = read_.lower_bound(first);
+  if (it != read_.begin() && std::prev(it)->second == first) {
+    it = std::prev(it);
+    lo = it->first;
+    it = read_.erase(it);
+  }
+  if (it != read_.end() && it->first == end) {
+    hi = it->second;
+    read_.erase(it);
+  }
+  read_[lo] = hi;
+  unpunched_ += end - first;
+  bool punch = unpunched_ >= kPunchBatchBytes;
+  struct statvfs fs_stat {};
+  if (!punch && ::fstatvfs(fd_, &fs_stat) == 0)
+    punch = static_cast<uint64_t>(fs_stat.f_bavail) * fs_stat.f_frsize < 2 * kPunchBatchBytes;
+  if (punch) punch_read_ranges();
+}
+
+void SpillFile::punch_read_ranges() const {
+  // Whole pages inside each merged range (a page straddling a range's edge may still be read);
+  // punching a page twice is harmless. Best effort: a file system without holes keeps the space
+  // until the close.
   constexpr uint64_t kPage = 4096;
-  const uint64_t lo = (first + kPage - 1) / kPage * kPage, hi = end / kPage * kPage;
-  if (hi > lo)  // best effort: a file system without holes keeps the space until the close
-    (void)::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(lo),
-                      static_cast<off_t>(hi - lo));
+  for (const auto& [first, end] : read_) {
+    const uint64_t lo = (first + kPage - 1) / kPage * kPage, hi = end / kPage * kPage;
+    if (hi > lo)
+      (void)::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(lo),
+                        static_cast<off_t>(hi - lo));
+  }
+  unpunched_ = 0;
 }
 
 }  // namespace pft::ckpt

@@ -8,7 +8,9 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 
@@ -31,18 +33,31 @@ class SpillFile final : public ByteSource {
   // Writes all of `bytes` at `offset` (one thread at a time). Throws RuntimeFailure naming the
   // file and the cause (strerror: "No space left on device").
   void write(uint64_t offset, std::span<const std::byte> bytes);
-  // Reads [offset, offset + out.size()) (any thread), then gives the disk space of the whole pages
-  // read back to the file system (a punched hole; best effort): each byte is read once, so the
-  // scratch file shrinks as the checkpoint file grows. Throws RuntimeFailure as write().
+  // Reads [offset, offset + out.size()) (any thread, one at a time or several: serialized). Each
+  // byte can be read once: its page may be a punched hole afterwards, which reads back as zeros,
+  // so a read that overlaps a range already read throws RuntimeFailure (a retried or second
+  // write of the same Contents would otherwise checksum and store zeros as the moments). The disk
+  // space of whole pages read goes back to the file system (punched holes; best effort, so the
+  // scratch file shrinks as the checkpoint file grows) in batches of kPunchBatchBytes read, or at
+  // every read while the file system has less than 2 * kPunchBatchBytes free: a hole punched per
+  // 4 MiB piece forces writeback of the file on XFS and ext4. The rest comes back at the close.
+  // Throws RuntimeFailure as write().
   void read(uint64_t offset, std::span<std::byte> out) const override;
+
+  static constexpr uint64_t kPunchBatchBytes = uint64_t{256} << 20;
 
   const std::filesystem::path& path() const { return path_; }  // for messages: it is unlinked
 
  private:
   SpillFile(int fd, std::filesystem::path path) : fd_(fd), path_(std::move(path)) {}
 
+  void punch_read_ranges() const;  // with mutex_ held
+
   int fd_;
   std::filesystem::path path_;
+  mutable std::mutex mutex_;
+  mutable std::map<uint64_t, uint64_t> read_;  // ranges read, start -> end, merged when adjacent
+  mutable uint64_t unpunched_ = 0;             // bytes read since the last punch
 };
 
 }  // namespace pft::ckpt

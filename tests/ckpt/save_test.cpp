@@ -370,5 +370,49 @@ TEST(CkptSave, StreamedDatasetsWriteWhatMemoryDatasetsWrite) {
   fs::remove_all(dir);
 }
 
+// A scratch file's bytes can be read once (ckpt/spill_file.h): reads of fresh ranges, in any
+// order, return what was written; a read overlapping any range already read throws instead of
+// returning the zeros of a punched hole, and so does a second write of a Contents streaming from
+// it, which leaves no checkpoint file behind.
+TEST(CkptSave, SpillFileRefusesASecondReadOfARange) {
+  const auto dir = scratch_dir("spill_once");
+  std::vector<std::byte> all(1 << 20);
+  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<std::byte>(i * 7 + 1);
+  auto spill = SpillFile::create(dir, "once.moments");
+  spill->write(0, all);
+  std::vector<std::byte> out(65536);
+  const auto read_ok = [&](uint64_t at, size_t size) {
+    out.resize(size);
+    spill->read(at, out);
+    EXPECT_TRUE(std::equal(out.begin(), out.end(), all.begin() + static_cast<ptrdiff_t>(at)))
+        << at;
+  };
+  read_ok(65536, 65536);   // [64K, 128K)
+  read_ok(0, 65536);       // [0, 64K): merges with the first
+  read_ok(262144, 4096);   // [256K, 260K)
+  out.resize(10);
+  EXPECT_THROW(spill->read(0, out), RuntimeFailure);
+  EXPECT_THROW(spill->read(131072 - 5, out), RuntimeFailure);  // straddles the end of a read
+  EXPECT_THROW(spill->read(262144 - 5, out), RuntimeFailure);  // straddles the start of one
+  EXPECT_THROW(spill->read(262144 + 100, out), RuntimeFailure);  // inside one
+  read_ok(131072, 262144 - 131072);  // exactly the gap between two reads
+  read_ok(266240, all.size() - 266240);  // the rest
+  out.resize(1);
+  EXPECT_THROW(spill->read(all.size() - 1, out), RuntimeFailure);
+
+  // The same Contents written twice: the second write finds its scratch file read.
+  auto spill2 = SpillFile::create(dir, "twice.moments");
+  spill2->write(0, all);
+  Contents c = sample_contents(3);
+  c.add_streamed("/optimizer/exp_avg_sq/x", DType::kFloat32,
+                 {static_cast<int64_t>(all.size() / 4)}, spill2, 0);
+  spill2.reset();
+  write_checkpoint(dir / "first.h5", c);
+  ASSERT_TRUE(verify_checkpoint(dir / "first.h5").ok);
+  EXPECT_THROW(write_checkpoint(dir / "second.h5", c), RuntimeFailure);
+  EXPECT_FALSE(fs::exists(dir / "second.h5")) << "a checkpoint of zeroed moments";
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace pft::ckpt
