@@ -174,6 +174,11 @@ GatheredMoments gather_moments_for_save(const AdamW& optimizer, const FlatParame
       bytes += 2 * static_cast<uint64_t>(params.data(g).numel()) *
                optimizer.state(g).exp_avg.element_size();
     }
+    for (size_t g = 0; g < optimizer.num_groups(); ++g) {
+      const AdamW::GroupState& own = optimizer.state(g);
+      const int64_t spilled = params.data(g).numel() - (out.own_shard_live ? own.hi - own.lo : 0);
+      out.spill_bytes += 2 * spilled * own.exp_avg.element_size();
+    }
     try {
       std::error_code ec;  // the first save creates the directory; create() reports a failure
       std::filesystem::create_directories(dir, ec);

@@ -81,10 +81,13 @@ std::vector<std::vector<uint8_t>> gather_rng_states(Communicator* comm, bool cud
 //   2. checkpoint_contents lists the moments as streamed datasets of that file (ckpt/contents.h),
 //      and whoever writes the checkpoint - the training thread (checkpoint.async: false) or the
 //      saver's background thread (true) - reads them back 4 MiB at a time into the HDF5 file
-//      (ckpt/writer.h), punching the bytes read out of the scratch file.
+//      (ckpt/writer.h), punching the bytes read out of the scratch file (every 256 MiB read, or
+//      every read while its file system is short of space: ckpt/spill_file.h).
 // Why a scratch file rather than HDF5 writes from the training thread during the gather: with
 // checkpoint.async the saver's thread may still be inside HDF5 writing the previous checkpoint
-// (HDF5 here is a serial build: two threads must never be in it at once), and the gather delivers
+// (HDF5 is built thread-safe with one global lock, core/hdf5.h: the training thread's HDF5 calls
+// would queue behind the saver's dataset writes and stall training for the previous save; with a
+// build that is not thread-safe they must never overlap at all), and the gather delivers
 // the W shards' pieces interleaved, not in dataset order, which chunked (gzip) datasets would pay
 // for by re-compressing chunks. The scratch file takes any order, the writer's thread stays the
 // only one in HDF5, and an async save stays asynchronous. A synchronous save (the write returns
@@ -122,6 +125,9 @@ struct GatheredMoments {
   // must not change until the write returns (synchronous saves on the CPU only).
   bool own_shard_live = false;
   int64_t spilled_bytes = 0;  // rank 0: bytes written to the scratch file
+  // Rank 0: the bytes the scratch file takes once the gather completes (both moments of every
+  // group, less rank 0's own shard when own_shard_live), for messages about its space.
+  int64_t spill_bytes = 0;
 };
 
 // Collective over the optimizer's communicator when optimizer.sharded() (every rank, in lock

@@ -95,11 +95,13 @@ void Checkpointer::after_step(int64_t step, const std::function<TrainProgress()>
             "checkpoint: the save of step {} to {} failed: spilling the optimizer moments "
             "gathered from the dist.zero: 1 shards: {}; training stopped on every rank. The "
             "previous checkpoints are untouched. HINT: free space on the file system of {} (a "
-            "dist.zero: 1 save first writes the moments, 8 bytes per trainable parameter, to a "
-            "scratch file there), then rerun with train.resume: auto",
+            "dist.zero: 1 save first writes {} bytes of optimizer moments ({:.1f} MiB) to a "
+            "scratch file there, then the checkpoint beside it), then rerun with train.resume: "
+            "auto",
             progress.step,
             (saver_->options().dir / ckpt::checkpoint_file_name(progress.step)).string(),
-            *moments.error, saver_->options().dir.string()));
+            *moments.error, saver_->options().dir.string(), moments.spill_bytes,
+            static_cast<double>(moments.spill_bytes) / (1 << 20)));
       progress.metrics_history = metrics_.history();
       const bool snapshot = config_.checkpoint.async;
       Contents contents = checkpoint_contents(config_, env_.world_size, params_, optimizer_,
