@@ -2,6 +2,7 @@
 #include "ckpt/spill_file.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -15,7 +16,8 @@ namespace pft::ckpt {
 
 namespace fs = std::filesystem;
 
-std::shared_ptr<SpillFile> SpillFile::create(const fs::path& dir, const std::string& name) {
+std::shared_ptr<SpillFile> SpillFile::create(const fs::path& dir, const std::string& name,
+                                             uint64_t punch_batch_bytes) {
   const fs::path path = dir / fmt::format(".{}.tmp-{}", name, static_cast<long>(::getpid()));
   ::unlink(path.c_str());  // a leftover of this pid's name (or a planted link): never written through
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -23,7 +25,15 @@ std::shared_ptr<SpillFile> SpillFile::create(const fs::path& dir, const std::str
     throw RuntimeFailure(fmt::format("cannot create the scratch file '{}': {}", path.string(),
                                      std::strerror(errno)));
   ::unlink(path.c_str());
-  return std::shared_ptr<SpillFile>(new SpillFile(fd, path));
+  return std::shared_ptr<SpillFile>(new SpillFile(fd, path, punch_batch_bytes));
+}
+
+uint64_t SpillFile::allocated_bytes() const {
+  struct stat st {};
+  if (::fstat(fd_, &st) != 0)
+    throw RuntimeFailure(fmt::format("cannot stat the scratch file '{}': {}", path_.string(),
+                                     std::strerror(errno)));
+  return static_cast<uint64_t>(st.st_blocks) * 512;
 }
 
 SpillFile::~SpillFile() { ::close(fd_); }
@@ -75,7 +85,7 @@ void SpillFile::read(uint64_t offset, std::span<std::byte> out) const {
   }
   read_[lo] = hi;
   unpunched_ += end - first;
-  bool punch = unpunched_ >= kPunchBatchBytes;
+  bool punch = unpunched_ >= punch_batch_bytes_;
   struct statvfs fs_stat {};
   if (!punch && ::fstatvfs(fd_, &fs_stat) == 0)
     punch = static_cast<uint64_t>(fs_stat.f_bavail) * fs_stat.f_frsize < 2 * kPunchBatchBytes;

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -411,6 +412,34 @@ TEST(CkptSave, SpillFileRefusesASecondReadOfARange) {
   ASSERT_TRUE(verify_checkpoint(dir / "first.h5").ok);
   EXPECT_THROW(write_checkpoint(dir / "second.h5", c), RuntimeFailure);
   EXPECT_FALSE(fs::exists(dir / "second.h5")) << "a checkpoint of zeroed moments";
+  fs::remove_all(dir);
+}
+
+// Holes are punched in batches (ckpt/spill_file.h): reads short of the batch give nothing back,
+// the read that completes it gives back every whole page read so far. On a file system with at
+// least 512 MiB free (else every read punches, which the reliability test fits_sync covers).
+TEST(CkptSave, SpillFilePunchesInBatches) {
+  const auto dir = scratch_dir("spill_batch");
+  struct statvfs st {};
+  ASSERT_EQ(::statvfs(dir.c_str(), &st), 0);
+  if (static_cast<uint64_t>(st.f_bavail) * st.f_frsize < 2 * SpillFile::kPunchBatchBytes)
+    GTEST_SKIP() << "under 512 MiB free: every read punches";
+  constexpr uint64_t kBatch = 1 << 20;
+  auto spill = SpillFile::create(dir, "batch.moments", kBatch);
+  std::vector<std::byte> all(4 << 20, std::byte{0x5a});
+  spill->write(0, all);
+  const uint64_t full = spill->allocated_bytes();
+  ASSERT_GE(full, all.size()) << "the file system allocates lazily: nothing to measure";
+  std::vector<std::byte> out(kBatch / 2);
+  spill->read(0, out);  // half a batch: kept
+  EXPECT_EQ(spill->allocated_bytes(), full) << "punched before the batch was full";
+  spill->read(kBatch, out);  // a batch in all (two ranges): both punched
+  const uint64_t after_batch = spill->allocated_bytes();
+  EXPECT_LE(after_batch, full - kBatch);
+  spill->read(2 * kBatch, out);  // half a batch more: kept
+  EXPECT_EQ(spill->allocated_bytes(), after_batch) << "punched before the batch was full";
+  spill->read(3 * kBatch, out);  // the second batch full
+  EXPECT_LE(spill->allocated_bytes(), full - 2 * kBatch);
   fs::remove_all(dir);
 }
 
