@@ -59,6 +59,8 @@ exec unshare --mount --propagation private bash -c '
       grep -q "spilling the optimizer moments gathered from the dist.zero: 1 shards" \
         "$work/$name.log" || fail "$name" "the message does not say the moments failed"
       grep -q "HINT: free space" "$work/$name.log" || fail "$name" "no hint"
+      grep -Eq "writes [1-9][0-9]* bytes of optimizer moments \([0-9.]+ MiB\)" "$work/$name.log" ||
+        fail "$name" "the hint does not give the bytes of the scratch file"
     fi
     grep -m 1 -i "no space left" "$work/$name.log"
     left="$(ls -A "$work/$name/checkpoints")"
