@@ -9,6 +9,10 @@
 #     1.85 MB, rank 0 reads its own from memory; true: all 3.7 MB);
 #   write_sync: 5 MiB: the moments fit, the checkpoint file beside them does not: the HDF5 write
 #     fails (its Contents streams the moments from the scratch file).
+#   write_async: 5 MiB, checkpoint.async true: the same write fails on the saver's background
+#     thread (all 3.7 MB of moments spilled, so it fails in /model, before the streamed
+#     datasets: with holes punched at every read on so small a file system, a write that got
+#     past /model would not run out of space), reported at the next save or the end.
 # And one that must succeed: fits_sync, 6,300 KiB: the checkpoint (5.6 MB) and the moments
 # (3.7 MB) do not fit side by side, but the writer punches what it has read out of the scratch
 # file, so the save needs little more than the checkpoint's own size.
@@ -39,7 +43,7 @@ exec unshare --mount --propagation private bash -c '
       --set dist.timeout_s=60 --set "data.cache_dir=$work/cache" --set "run.dir=$work/$name" "$@" \
       > "$work/$name.log" 2>&1 < /dev/null
   }
-  for case in spill_sync:false:1m spill_async:true:2m write_sync:false:5m; do
+  for case in spill_sync:false:1m spill_async:true:2m write_sync:false:5m write_async:true:5m; do
     IFS=: read -r name async size <<< "$case"
     mkdir -p "$work/$name/checkpoints"
     mount -t tmpfs -o "size=$size" tmpfs "$work/$name/checkpoints" ||
