@@ -103,6 +103,18 @@ Dataset& Contents::add_text(std::string path, const std::string& text) {
                   std::as_bytes(std::span<const char>(text.data(), text.size())));
 }
 
+Dataset& Contents::add_streamed(std::string path, DType dtype, std::vector<int64_t> shape,
+                                std::shared_ptr<const ByteSource> source, uint64_t offset) {
+  PFT_ASSERT(dtype != DType::kString && source != nullptr, "streamed datasets hold tensor data");
+  Dataset& d = add(std::move(path), DType::kString, {}, {});  // no bytes to check against
+  d.dtype = dtype;
+  d.shape = std::move(shape);
+  d.source = std::move(source);
+  d.source_offset = offset;
+  d.source_bytes = static_cast<uint64_t>(d.numel()) * dtype_size(dtype);
+  return d;
+}
+
 Dataset& Contents::add_unloaded(std::string path, DType dtype, std::vector<int64_t> shape) {
   Dataset& d = add(std::move(path), DType::kString, {}, {});
   d.dtype = dtype;
@@ -134,7 +146,7 @@ std::vector<const Dataset*> Contents::under(const std::string& prefix) const {
 
 uint64_t Contents::total_bytes() const {
   uint64_t n = 0;
-  for (const Dataset& d : datasets_) n += d.bytes.size();
+  for (const Dataset& d : datasets_) n += d.size();
   return n;
 }
 

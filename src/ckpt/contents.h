@@ -6,8 +6,11 @@
 // docs/checkpoint-format.md, with its names in ckpt/format.h; this header only knows bytes.
 //
 // Bytes of a dataset are little-endian, row-major, exactly as stored. A dataset either owns them
-// (`keep` holds the storage: snapshots for asynchronous saves, loads) or borrows them from memory
-// that must stay unchanged until the write returns (synchronous saves from live buffers).
+// (`keep` holds the storage: snapshots for asynchronous saves, loads), borrows them from memory
+// that must stay unchanged until the write returns (synchronous saves from live buffers), or is
+// streamed: the writer reads its bytes piece by piece from a ByteSource while it writes them, so
+// they need never be in memory at once (the ZeRO-1 moments spilled to a scratch file:
+// Note [streamed ZeRO-1 save], train/checkpoint_state.h).
 #pragma once
 
 #include <cstddef>
@@ -44,6 +47,17 @@ std::optional<DType> parse_dtype(const std::string& name);
 // Bytes per element (1 for kString: its "elements" are bytes).
 size_t dtype_size(DType d);
 
+// Where a streamed dataset's bytes are read from while it is written (any thread: the writer's).
+// The writer reads each byte once; a source may rely on that (a SpillFile gives the disk space of
+// what was read back), so a Contents with streamed datasets is written once.
+class ByteSource {
+ public:
+  virtual ~ByteSource() = default;
+  // Copies bytes [offset, offset + out.size()) into `out`; throws RuntimeFailure naming the
+  // source when it cannot.
+  virtual void read(uint64_t offset, std::span<std::byte> out) const = 0;
+};
+
 using AttrValue = std::variant<int64_t, double, std::string>;
 using Attrs = std::map<std::string, AttrValue>;
 
@@ -58,7 +72,14 @@ struct Dataset {
   std::shared_ptr<const void> keep;  // owns `bytes` when set
   Attrs attrs;                       // extra attributes (the writer adds dtype and checksum)
   bool loaded = true;                // false: listed by a selective read, bytes not read
+  // Streamed (bytes empty): bytes [source_offset, source_offset + source_bytes) of `source`.
+  std::shared_ptr<const ByteSource> source;
+  uint64_t source_offset = 0;
+  uint64_t source_bytes = 0;
 
+  bool streamed() const { return source != nullptr; }
+  // Bytes of the data, streamed or not (numel * dtype_size; text: its length).
+  uint64_t size() const { return streamed() ? source_bytes : bytes.size(); }
   int64_t numel() const;
   std::string text() const;  // kString: the text
 };
@@ -79,6 +100,11 @@ class Contents {
   Dataset& add_copy(std::string path, DType dtype, std::vector<int64_t> shape,
                     std::span<const std::byte> bytes);
   Dataset& add_text(std::string path, const std::string& text);
+  // Adds a streamed dataset (not text): its numel * dtype_size bytes are read from `source` at
+  // `offset` when written. The source must stay readable until the write returns (the dataset
+  // keeps it alive).
+  Dataset& add_streamed(std::string path, DType dtype, std::vector<int64_t> shape,
+                        std::shared_ptr<const ByteSource> source, uint64_t offset);
   // Lists a dataset whose bytes were not read (loaded = false, bytes empty).
   Dataset& add_unloaded(std::string path, DType dtype, std::vector<int64_t> shape);
   template <class T>
@@ -95,7 +121,7 @@ class Contents {
   // Datasets directly under group `prefix` ("/model"), in insertion order.
   std::vector<const Dataset*> under(const std::string& prefix) const;
 
-  // Sum of the datasets' byte sizes.
+  // Sum of the datasets' byte sizes (streamed ones included).
   uint64_t total_bytes() const;
 
   // The file this came from (set by the reader; messages).

@@ -2,10 +2,12 @@
 //
 // One save = write the file (ckpt/writer.h, Note [atomic save]), point `latest` at it, apply
 // retention (ckpt/run_checkpoints.h). Asynchronous mode: the caller snapshots the state to host
-// memory at a step boundary (a Contents owning its bytes) and hands it over; a background thread
-// does the save while training goes on. At most one save is in flight: handing over the next one
-// first waits for it. The stall of a save is the time the training thread spent on it: its
-// snapshot, the wait for the previous save and, in synchronous mode, the whole save.
+// memory at a step boundary (a Contents owning its bytes, or streaming them from a scratch file
+// it keeps alive: the ZeRO-1 moments, Note [streamed ZeRO-1 save] in train/checkpoint_state.h)
+// and hands it over; a background thread does the save while training goes on. That thread is
+// the only one in which the saver enters HDF5. At most one save is in flight: handing over the
+// next one first waits for it. The stall of a save is the time the training thread spent on it:
+// its snapshot, the wait for the previous save and, in synchronous mode, the whole save.
 //
 // A failed save (full disk, I/O error) leaves the previous checkpoints and `latest` as they were;
 // failed() turns true as soon as a background save has failed (the trainer stops every rank at

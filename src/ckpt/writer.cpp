@@ -124,13 +124,62 @@ void write_attrs(const h5::Object& obj, const Attrs& attrs) {
 // hyperslab of at most ~piece_bytes.
 hsize_t rows_per(const Dataset& d, size_t bytes) {
   if (d.shape.empty() || d.shape[0] == 0) return 1;
-  const uint64_t row_bytes =
-      std::max<uint64_t>(1, d.bytes.size() / static_cast<uint64_t>(d.shape[0]));
+  const uint64_t row_bytes = std::max<uint64_t>(1, d.size() / static_cast<uint64_t>(d.shape[0]));
   return std::max<hsize_t>(1, bytes / row_bytes);
 }
 
+// What one file's write keeps across its datasets: the buffer streamed datasets are read through.
+struct WriteState {
+  std::vector<std::byte> stream_buffer;
+};
+
+// The data of streamed dataset `d` (ckpt/contents.h): read from its source a piece at a time
+// through state.stream_buffer, hashed on the way; rewrites the checksum attribute (written before
+// as a placeholder of the same length) and returns the checksum.
+std::string write_streamed(const h5::Dataset& ds, const h5::Dataspace& space, hid_t type,
+                           const Dataset& d, const std::vector<hsize_t>& dims,
+                           const WriteOptions& options, const std::string& where,
+                           WriteState& state) {
+  const hsize_t rows = dims.empty() ? 1 : dims[0];
+  const uint64_t row_bytes = d.size() / rows;
+  hsize_t step = rows_per(d, options.stream_piece_bytes);
+  if (options.compression == Compression::kGzip) {  // whole chunks (write_dataset's, 1 MiB)
+    const hsize_t chunk = rows_per(d, size_t{1} << 20);
+    step = std::max<hsize_t>(1, step / chunk) * chunk;
+  }
+  step = std::min(rows, step);
+  if (state.stream_buffer.size() < step * row_bytes) state.stream_buffer.resize(step * row_bytes);
+  Checksummer sum;
+  std::vector<hsize_t> start(dims.size(), 0), count = dims;
+  for (hsize_t r = 0; r < rows; r += step) {
+    const hsize_t n = std::min(step, rows - r);
+    const std::span<std::byte> piece(state.stream_buffer.data(), n * row_bytes);
+    d.source->read(d.source_offset + r * row_bytes, piece);
+    sum.update(piece);
+    if (dims.empty()) {
+      PFT_H5_CHECK_AT(H5Dwrite(ds.id(), type, H5S_ALL, H5S_ALL, H5P_DEFAULT, piece.data()), where);
+      continue;
+    }
+    start[0] = r;
+    count[0] = n;
+    PFT_H5_CHECK(H5Sselect_hyperslab(space.id(), H5S_SELECT_SET, start.data(), nullptr,
+                                     count.data(), nullptr));
+    const hsize_t mem_n[1] = {static_cast<hsize_t>(n * row_bytes / dtype_size(d.dtype))};
+    const h5::Dataspace mem = h5::Dataspace::simple(mem_n);
+    PFT_H5_CHECK_AT(H5Dwrite(ds.id(), type, mem.id(), space.id(), H5P_DEFAULT, piece.data()),
+                    fmt::format("{} rows [{}, {})", where, r, r + n));
+  }
+  const std::string text = checksum_text(sum.digest());
+  const h5::Attribute a(PFT_H5_CHECK_AT(H5Aopen(ds.id(), kAttrChecksum, H5P_DEFAULT), where));
+  const h5::Handle atype(PFT_H5_CHECK_AT(H5Aget_type(a.id()), where));
+  PFT_ASSERT(H5Tget_size(atype.id()) == text.size(), "checksum placeholder of another length");
+  PFT_H5_CHECK_AT(H5Awrite(a.id(), atype.id(), text.data()), where + " @" + kAttrChecksum);
+  return text;
+}
+
 // Writes `d` with its checksum attribute; returns the checksum (the manifest repeats it).
-std::string write_dataset(const h5::Location& file, const Dataset& d, const WriteOptions& options) {
+std::string write_dataset(const h5::Location& file, const Dataset& d, const WriteOptions& options,
+                          WriteState& state) {
   const std::string where = fmt::format("{} dataset {}", file.describe(), d.path);
   const bool text = d.dtype == DType::kString;
   const h5::Handle type = detail::file_type(d.dtype, d.bytes.size());
@@ -141,7 +190,7 @@ std::string write_dataset(const h5::Location& file, const Dataset& d, const Writ
   // Every byte is written by us: no fill values first (that would write the file twice).
   PFT_H5_CHECK(H5Pset_fill_time(dcpl.id(), H5D_FILL_TIME_NEVER));
   const bool compress = options.compression == Compression::kGzip && !dims.empty() &&
-                        d.numel() > 0 && d.bytes.size() >= 4096;
+                        d.numel() > 0 && d.size() >= 4096;
   if (compress) {
     std::vector<hsize_t> chunk = dims;
     chunk[0] = std::min<hsize_t>(dims[0], rows_per(d, size_t{1} << 20));
@@ -154,9 +203,13 @@ std::string write_dataset(const h5::Location& file, const Dataset& d, const Writ
                                             H5P_DEFAULT, dcpl.id(), H5P_DEFAULT),
                                  where));
   ds.write_attribute(kAttrDType, std::string(dtype_name(d.dtype)));
-  const std::string sum = checksum(d.bytes);
+  // Streamed: the checksum is known once the bytes have gone by (write_streamed); until then a
+  // placeholder of its length. (An empty one is the checksum of no bytes, as from memory.)
+  const bool stream = d.streamed() && d.numel() > 0;
+  const std::string sum = stream ? checksum_text(0) : checksum(d.bytes);
   ds.write_attribute(kAttrChecksum, sum);
   write_attrs(ds, d.attrs);
+  if (stream) return write_streamed(ds, space, type.id(), d, dims, options, where, state);
 
   if (text) {
     std::string buf = d.text();
@@ -199,7 +252,7 @@ std::string manifest_json(const Contents& contents, const std::vector<std::strin
     boost::json::array shape;
     for (int64_t s : d.shape) shape.emplace_back(s);
     e["shape"] = std::move(shape);
-    e["bytes"] = static_cast<uint64_t>(d.bytes.size());
+    e["bytes"] = d.size();
     e["checksum"] = sums[i];
     list.emplace_back(std::move(e));
   }
@@ -211,10 +264,10 @@ std::string manifest_json(const Contents& contents, const std::vector<std::strin
 }
 
 void write_objects(const h5::File& file, const fs::path& path, const std::string& final_name,
-                   const Contents& contents, const WriteOptions& options);
+                   const Contents& contents, const WriteOptions& options, WriteState& state);
 
 void write_file(const fs::path& path, const std::string& final_name, const Contents& contents,
-                const WriteOptions& options) {
+                const WriteOptions& options, WriteState& state) {
   h5::PropList fapl = h5::PropList::create(H5P_FILE_ACCESS);
   PFT_H5_CHECK(H5Pset_file_locking(fapl.id(), options.file_locking, true));
   // 1.8 object format: metadata checksums (attributes included), readable by HDF5 >= 1.8.
@@ -227,7 +280,7 @@ void write_file(const fs::path& path, const std::string& final_name, const Conte
   h5::File file(PFT_H5_CHECK_AT(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl.id(), fapl.id()),
                                 path.string()));
   try {
-    write_objects(file, path, final_name, contents, options);
+    write_objects(file, path, final_name, contents, options, state);
   } catch (...) {
     // Note [closing after a failed write]: HDF5 flushes its metadata when the file is closed; on
     // a full disk that flush fails too, the file stays open inside HDF5, and HDF5 1.10 crashes
@@ -246,7 +299,7 @@ void write_file(const fs::path& path, const std::string& final_name, const Conte
 }
 
 void write_objects(const h5::File& file, const fs::path& path, const std::string& final_name,
-                   const Contents& contents, const WriteOptions& options) {
+                   const Contents& contents, const WriteOptions& options, WriteState& state) {
   test_kill_point("created", final_name);
   file.write_attribute(kAttrFormat, std::string(kFormatName));
   file.write_attribute(kAttrFormatVersion, kFormatVersion);
@@ -268,7 +321,7 @@ void write_objects(const h5::File& file, const fs::path& path, const std::string
   const size_t n = contents.datasets().size();
   std::vector<std::string> sums(n);
   for (size_t i = 0; i < n; ++i) {
-    sums[i] = write_dataset(file, contents.datasets()[i], options);
+    sums[i] = write_dataset(file, contents.datasets()[i], options, state);
     if (i + 1 == (n + 1) / 2) {
       test_kill_point("data", final_name);
       test_delay_point("ckpt_write", 0);  // core/test_hooks.h: rank 0 writes checkpoints
@@ -276,7 +329,7 @@ void write_objects(const h5::File& file, const fs::path& path, const std::string
   }
   Contents manifest;
   const std::string json = manifest_json(contents, sums);
-  write_dataset(file, manifest.add_text(kManifest, json), options);
+  write_dataset(file, manifest.add_text(kManifest, json), options, state);
   file.write_attribute(kAttrComplete, int64_t{1});
   // Flush here, inside the caller's try: the close that follows then has nothing left to write.
   PFT_H5_CHECK_AT(H5Fflush(file.id(), H5F_SCOPE_LOCAL), path.string());
@@ -295,8 +348,9 @@ WriteStats write_checkpoint(const fs::path& final_path, const Contents& contents
   // H5Fcreate(TRUNC) follows links: a leftover or planted one at this name is removed, not
   // written through (Note [files of the checkpoints directory], ckpt/run_checkpoints.h).
   ::unlink(tmp.c_str());
+  WriteState state;
   try {
-    write_file(tmp, final_path.filename().string(), contents, options);
+    write_file(tmp, final_path.filename().string(), contents, options, state);
     if (options.seal) h5::seal_file(tmp);  // after HDF5 closed it, before fsync and rename
     fsync_path(tmp, /*directory=*/false);
     if (::rename(tmp.c_str(), final_path.c_str()) != 0)
@@ -314,6 +368,7 @@ WriteStats write_checkpoint(const fs::path& final_path, const Contents& contents
   test_kill_point("renamed", final_path.filename().string());
   WriteStats stats;
   stats.data_bytes = contents.total_bytes();
+  stats.stream_buffer_bytes = state.stream_buffer.size();
   std::error_code ec;
   stats.file_bytes = fs::file_size(final_path, ec);
   stats.seconds = std::chrono::duration<double>(Clock::now() - t0).count();

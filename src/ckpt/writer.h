@@ -18,6 +18,10 @@
 // HDF5's own metadata checksums, so attributes are covered too); large datasets are aligned to
 // 4 KiB; data is written in pieces of at most WriteOptions::piece_bytes, so another thread's HDF5
 // calls (the data loader's reads: HDF5 holds one global lock per call) wait at most one piece.
+// A streamed dataset (ckpt/contents.h) is read from its source a piece at a time into one reused
+// buffer, its checksum computed on the way: its checksum attribute is created with a placeholder
+// of the same length first and overwritten after the data, so the object header has the same
+// attributes, in the same order and of the same sizes, as a dataset written from memory.
 //
 // Which thread: any, one save at a time per file. Not collective (rank 0 writes).
 #pragma once
@@ -39,6 +43,10 @@ struct WriteOptions {
   Compression compression = Compression::kNone;  // gzip: byte shuffle + deflate level 4, chunked
   bool file_locking = false;                     // HDF5 file locks (checkpoint.file_locking)
   size_t piece_bytes = size_t{64} << 20;         // largest single H5Dwrite
+  // Streamed datasets (ckpt/contents.h) are read through one buffer of about this many bytes
+  // (at least one row of the first dimension; with gzip whole 1 MiB chunks, so that no chunk is
+  // compressed twice): the most of their data the writer holds at once.
+  size_t stream_piece_bytes = size_t{4} << 20;
   // The whole-file seal in the HDF5 user block (Note [file seal], core/hdf5.cpp). false writes
   // the layout of pft before the seal: for benchmarks and tests of the unsealed path only.
   bool seal = true;
@@ -48,6 +56,7 @@ struct WriteStats {
   uint64_t data_bytes = 0;  // dataset bytes written (uncompressed)
   uint64_t file_bytes = 0;  // size of the file on disk
   double seconds = 0.0;     // wall time of the whole save (write, fsync, rename)
+  uint64_t stream_buffer_bytes = 0;  // the buffer streamed datasets were read through (0: none)
 };
 
 // Writes `contents` to `final_path` as Note [atomic save] describes. Throws RuntimeFailure naming

@@ -97,11 +97,129 @@ std::vector<std::vector<uint8_t>> gather_rng_states(Communicator* comm, bool cud
   return out;
 }
 
+namespace {
+
+// The moments of a streamed ZeRO-1 save (Note [streamed ZeRO-1 save]): the scratch file's bytes,
+// laid out as GatheredMoments::offset says, except, when rank 0's own shard was kept live, the
+// elements [lo, hi) of each group, read from the optimizer's state. A read lies within one
+// group's exp_avg or exp_avg_sq (one dataset's bytes).
+class MomentsSource final : public ckpt::ByteSource {
+ public:
+  MomentsSource(const GatheredMoments& gathered, const AdamW& optimizer,
+                const FlatParameters& params)
+      : spill_(gathered.spill), offset_(gathered.offset) {
+    for (size_t g = 0; g < optimizer.num_groups(); ++g) {
+      const AdamW::GroupState& s = optimizer.state(g);
+      Group grp;
+      grp.numel = params.data(g).numel();
+      grp.esize = s.exp_avg.element_size();
+      if (gathered.own_shard_live) {
+        grp.lo = s.lo;
+        grp.hi = s.hi;
+        grp.live[0] = static_cast<const std::byte*>(s.exp_avg.data_ptr());
+        grp.live[1] = static_cast<const std::byte*>(s.exp_avg_sq.data_ptr());
+      }
+      groups_.push_back(grp);
+    }
+  }
+
+  void read(uint64_t offset, std::span<std::byte> out) const override {
+    const size_t g = static_cast<size_t>(
+        std::upper_bound(offset_.begin(), offset_.end(), offset) - offset_.begin() - 1);
+    const Group& grp = groups_.at(g);
+    const uint64_t region = static_cast<uint64_t>(grp.numel) * grp.esize;
+    const uint64_t rel = offset - offset_[g];
+    const int moment = rel >= region ? 1 : 0;
+    // Elements [e, e + n) of the moment's buffer; the live part is [lo, hi).
+    const int64_t e = static_cast<int64_t>((rel - moment * region) / grp.esize);
+    const int64_t n = static_cast<int64_t>(out.size() / grp.esize);
+    PFT_ASSERT(e + n <= grp.numel, "a moments read crosses a buffer's end");
+    const int64_t live_lo = std::clamp(grp.lo, e, e + n), live_hi = std::clamp(grp.hi, e, e + n);
+    const auto bytes = [&](int64_t elements) { return static_cast<size_t>(elements) * grp.esize; };
+    if (live_lo > e) spill_->read(offset, out.first(bytes(live_lo - e)));
+    if (live_hi > live_lo)
+      std::memcpy(out.data() + bytes(live_lo - e), grp.live[moment] + bytes(live_lo - grp.lo),
+                  bytes(live_hi - live_lo));
+    if (e + n > live_hi)
+      spill_->read(offset + bytes(live_hi - e), out.subspan(bytes(live_hi - e)));
+  }
+
+ private:
+  struct Group {
+    int64_t numel = 0, lo = 0, hi = 0;  // lo == hi: nothing live
+    size_t esize = 4;
+    const std::byte* live[2] = {nullptr, nullptr};
+  };
+  std::shared_ptr<ckpt::SpillFile> spill_;
+  std::vector<uint64_t> offset_;
+  std::vector<Group> groups_;
+};
+
+}  // namespace
+
+GatheredMoments gather_moments_for_save(const AdamW& optimizer, const FlatParameters& params,
+                                        bool root, const std::filesystem::path& dir,
+                                        const std::string& name, bool borrow_own_shard) {
+  GatheredMoments out;
+  if (!optimizer.sharded()) return out;
+  if (root) {
+    out.own_shard_live = borrow_own_shard;
+    for (size_t g = 0; g < optimizer.num_groups(); ++g)
+      out.own_shard_live = out.own_shard_live && optimizer.state(g).exp_avg.is_cpu() &&
+                           optimizer.state(g).exp_avg.is_contiguous() &&
+                           optimizer.state(g).exp_avg_sq.is_contiguous();
+    uint64_t bytes = 0;
+    for (size_t g = 0; g < optimizer.num_groups(); ++g) {
+      out.offset.push_back(bytes);
+      bytes += 2 * static_cast<uint64_t>(params.data(g).numel()) *
+               optimizer.state(g).exp_avg.element_size();
+    }
+    for (size_t g = 0; g < optimizer.num_groups(); ++g) {
+      const AdamW::GroupState& own = optimizer.state(g);
+      const int64_t spilled = params.data(g).numel() - (out.own_shard_live ? own.hi - own.lo : 0);
+      out.spill_bytes += 2 * spilled * own.exp_avg.element_size();
+    }
+    try {
+      std::error_code ec;  // the first save creates the directory; create() reports a failure
+      std::filesystem::create_directories(dir, ec);
+      out.spill = ckpt::SpillFile::create(dir, name);
+    } catch (const std::exception& e) {
+      out.error = e.what();
+    }
+  }
+  int64_t staged = 0;
+  AdamW::MomentSink sink;
+  if (root)
+    sink = [&](size_t g, int moment, int64_t offset, const at::Tensor& piece) {
+      if (out.error) return;  // keep receiving: the other ranks are in the gather too
+      const AdamW::GroupState& own = optimizer.state(g);
+      if (out.own_shard_live && offset >= own.lo && offset < own.hi) return;  // read live
+      try {
+        at::Tensor host = piece;
+        if (!host.is_cpu()) {
+          host = piece.to(at::kCPU);
+          staged = std::max<int64_t>(staged, static_cast<int64_t>(host.nbytes()));
+        }
+        const uint64_t esize = host.element_size();
+        const uint64_t at = out.offset[g] +
+                            static_cast<uint64_t>(moment) * params.data(g).numel() * esize +
+                            static_cast<uint64_t>(offset) * esize;
+        out.spill->write(at, {static_cast<const std::byte*>(host.data_ptr()), host.nbytes()});
+        out.spilled_bytes += static_cast<int64_t>(host.nbytes());
+      } catch (const std::exception& e) {
+        out.error = e.what();
+      }
+    };
+  optimizer.gather_moments_to_root(sink);
+  if (root) out.held_bytes = optimizer.gather_buffer_bytes() + staged;
+  return out;
+}
+
 Contents checkpoint_contents(const Config& config, int world_size, const FlatParameters& params,
                              const AdamW& optimizer, LossScaler* scaler,
                              const TrainProgress& progress,
                              const std::vector<std::vector<uint8_t>>& rng_states, bool snapshot,
-                             const std::vector<AdamW::HostMoments>& gathered_moments) {
+                             const GatheredMoments* gathered) {
   Contents c;
   ckpt::Attrs& meta = c.group(ckpt::kMeta);
   meta[ckpt::kAttrStep] = progress.step;
@@ -133,16 +251,31 @@ Contents checkpoint_contents(const Config& config, int world_size, const FlatPar
   opt["eps"] = o.eps;
   opt["weight_decay"] = o.weight_decay;
   const ckpt::Attrs step_attr{{ckpt::kAttrStep, optimizer.step_count()}};
-  // ZeRO-1: the moments gathered from every rank's shard (new host buffers, owned); the file is
-  // the same as a replicated run's (Note [ZeRO-1] in train/optimizer.h).
-  PFT_ASSERT(!optimizer.sharded() || gathered_moments.size() == optimizer.num_groups(),
+  // ZeRO-1: the moments gathered from every rank's shard, streamed from rank 0's scratch file
+  // (Note [streamed ZeRO-1 save]); the datasets are those of a replicated run's (Note [ZeRO-1] in
+  // train/optimizer.h).
+  PFT_ASSERT(!optimizer.sharded() ||
+                 (gathered != nullptr && gathered->spill && !gathered->error &&
+                  gathered->offset.size() == optimizer.num_groups()),
              "checkpoint_contents: a sharded optimizer's moments must be gathered first");
+  std::shared_ptr<const ckpt::ByteSource> moments;
+  if (optimizer.sharded())
+    moments = std::make_shared<MomentsSource>(*gathered, optimizer, params);
   for (size_t g = 0; g < optimizer.num_groups(); ++g) {
     if (optimizer.sharded()) {
-      add_slots(c, ckpt::kOptimizerExpAvg, params, g, gathered_moments[g].exp_avg, true,
-                step_attr);
-      add_slots(c, ckpt::kOptimizerExpAvgSq, params, g, gathered_moments[g].exp_avg_sq, true,
-                step_attr);
+      const DType dtype = checkpoint_dtype(optimizer.state(g).exp_avg.scalar_type());
+      const uint64_t esize = optimizer.state(g).exp_avg.element_size();
+      const uint64_t numel = static_cast<uint64_t>(params.data(g).numel());
+      for (int moment = 0; moment < 2; ++moment)
+        for (size_t i : params.group_slots(g)) {
+          const FlatParameters::Slot& s = params.slots()[i];
+          const uint64_t at = gathered->offset[g] + (moment * numel + s.offset) * esize;
+          c.add_streamed(ckpt::child_path(moment == 0 ? ckpt::kOptimizerExpAvg
+                                                      : ckpt::kOptimizerExpAvgSq,
+                                          s.name),
+                         dtype, s.shape, moments, at)
+              .attrs = step_attr;
+        }
       continue;
     }
     const AdamW::GroupState& s = optimizer.state(g);

@@ -81,16 +81,34 @@ void Checkpointer::after_step(int64_t step, const std::function<TrainProgress()>
     TrainProgress progress = make_progress();
     const auto t0 = std::chrono::steady_clock::now();
     const std::vector<std::vector<uint8_t>> rng = gather_rng_states(&comm_, env_.is_cuda());
-    // ZeRO-1: every rank's optimizer shard to rank 0 (collective; nothing when replicated).
-    const std::vector<AdamW::HostMoments> moments = optimizer_.gather_moments_to_root();
+    // ZeRO-1: every rank's optimizer shard to rank 0's scratch file (collective; nothing when
+    // replicated). A failure there is carried, not thrown: the other ranks are in the gather.
+    // A synchronous save writes before the next step: rank 0's own shard is read from memory.
+    const GatheredMoments moments = gather_moments_for_save(
+        optimizer_, params_, saver_ != nullptr, saver_ ? saver_->options().dir : fs::path(),
+        ckpt::checkpoint_file_name(progress.step) + ".moments",
+        /*borrow_own_shard=*/!config_.checkpoint.async);
     agree(env_, fmt::format("checkpoint save at step {} (rank 0 writes)", progress.step), [&] {
       test_stall_point("ckpt_save", env_.world_rank);
       test_delay_point("ckpt_save", env_.world_rank);
       if (!saver_) return;
+      if (moments.error)
+        throw RuntimeFailure(fmt::format(
+            "checkpoint: the save of step {} to {} failed: spilling the optimizer moments "
+            "gathered from the dist.zero: 1 shards: {}; training stopped on every rank. The "
+            "previous checkpoints are untouched. HINT: free space on the file system of {} (a "
+            "dist.zero: 1 save first writes {} bytes of optimizer moments ({:.1f} MiB) to a "
+            "scratch file there, then the checkpoint beside it), then rerun with train.resume: "
+            "auto",
+            progress.step,
+            (saver_->options().dir / ckpt::checkpoint_file_name(progress.step)).string(),
+            *moments.error, saver_->options().dir.string(), moments.spill_bytes,
+            static_cast<double>(moments.spill_bytes) / (1 << 20)));
       progress.metrics_history = metrics_.history();
       const bool snapshot = config_.checkpoint.async;
       Contents contents = checkpoint_contents(config_, env_.world_size, params_, optimizer_,
-                                              scaler_, progress, rng, snapshot, moments);
+                                              scaler_, progress, rng, snapshot,
+                                              optimizer_.sharded() ? &moments : nullptr);
       const double snapshot_s =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       saver_->save(progress.step, std::move(contents), snapshot_s);

@@ -77,11 +77,16 @@ void AdamW::gather_parameters() {
   for (size_t g = 0; g < state_.size(); ++g) {
     at::Tensor& data = params_.data(g);
     const GroupState& s = state_[g];
-    all_gather_shards(data.narrow(0, s.lo, s.hi - s.lo), data.numel(), data, me);
+    all_gather_shards(
+        data.narrow(0, s.lo, s.hi - s.lo), data.numel(),
+        [&data](int64_t offset, const at::Tensor& piece) {
+          data.narrow(0, offset, piece.numel()).copy_(piece);
+        },
+        me);
   }
 }
 
-void AdamW::all_gather_shards(const at::Tensor& mine, int64_t numel, const at::Tensor& dest,
+void AdamW::all_gather_shards(const at::Tensor& mine, int64_t numel, const PieceFn& receive,
                               int skip_rank) const {
   const int world = comm_->size();
   // Every shard fits in the first one's length; the all-gather moves that many per rank.
@@ -107,12 +112,12 @@ void AdamW::all_gather_shards(const at::Tensor& mine, int64_t numel, const at::T
     }
     const at::Tensor recv = gather_recv_.narrow(0, 0, world * c);
     comm_->all_gather(recv, send);
-    if (!dest.defined()) continue;
+    if (!receive) continue;
     for (int q = 0; q < world; ++q) {
       if (q == skip_rank) continue;
       const auto [lo, hi] = shard_range(numel, world, q);
       const int64_t n = std::clamp<int64_t>(hi - (lo + off), 0, c);
-      if (n > 0) dest.narrow(0, lo + off, n).copy_(recv.narrow(0, q * c, n));
+      if (n > 0) receive(lo + off, recv.narrow(0, q * c, n));
     }
   }
 }
@@ -120,23 +125,47 @@ void AdamW::all_gather_shards(const at::Tensor& mine, int64_t numel, const at::T
 std::vector<AdamW::HostMoments> AdamW::gather_moments_to_root() const {
   std::vector<HostMoments> out;
   if (!sharded()) return out;
-  const bool root = comm_->rank() == 0;
+  if (comm_->rank() == 0)
+    for (size_t g = 0; g < state_.size(); ++g) {
+      const auto host =
+          at::TensorOptions().dtype(state_[g].exp_avg.scalar_type()).device(at::kCPU);
+      const int64_t numel = params_.data(g).numel();
+      out.push_back(HostMoments{at::empty({numel}, host), at::empty({numel}, host)});
+    }
+  gather_moments_to_root(
+      out.empty() ? MomentSink{}
+                  : MomentSink([&out](size_t g, int moment, int64_t offset, const at::Tensor& p) {
+                      at::Tensor& dest = moment == 0 ? out[g].exp_avg : out[g].exp_avg_sq;
+                      dest.narrow(0, offset, p.numel()).copy_(p);
+                    }));
+  return out;
+}
+
+void AdamW::gather_moments_to_root(const MomentSink& sink) const {
+  if (!sharded()) return;
   for (size_t g = 0; g < state_.size(); ++g) {
     const GroupState& s = state_[g];
     const int64_t numel = params_.data(g).numel();
     // In pieces of at most kGatherChunk elements per rank through the reused buffers: no message
-    // near MPI's 2^31-byte count limit however large a group is, and nothing full-size on a rank
-    // but the root's result (Note [ZeRO-1]).
-    HostMoments full;
-    if (root) {
-      const auto host = at::TensorOptions().dtype(s.exp_avg.scalar_type()).device(at::kCPU);
-      full = HostMoments{at::empty({numel}, host), at::empty({numel}, host)};
+    // near MPI's 2^31-byte count limit however large a group is, and nothing full-size on any
+    // rank (Note [ZeRO-1]).
+    for (int moment = 0; moment < 2; ++moment) {
+      PieceFn receive;
+      if (sink)
+        receive = [&sink, g, moment](int64_t offset, const at::Tensor& piece) {
+          sink(g, moment, offset, piece);
+        };
+      all_gather_shards(moment == 0 ? s.exp_avg : s.exp_avg_sq, numel, receive,
+                        /*skip_rank=*/-1);
     }
-    all_gather_shards(s.exp_avg, numel, full.exp_avg, /*skip_rank=*/-1);
-    all_gather_shards(s.exp_avg_sq, numel, full.exp_avg_sq, /*skip_rank=*/-1);
-    if (root) out.push_back(std::move(full));
   }
-  return out;
+}
+
+int64_t AdamW::gather_buffer_bytes() const {
+  int64_t bytes = 0;
+  if (gather_recv_.defined()) bytes += static_cast<int64_t>(gather_recv_.nbytes());
+  if (gather_send_.defined()) bytes += static_cast<int64_t>(gather_send_.nbytes());
+  return bytes;
 }
 
 double clip_grad_norm(const std::vector<at::Tensor>& grads, double max_norm) {

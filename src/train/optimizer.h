@@ -30,12 +30,16 @@
 // would no longer be bitwise the replicated run's; left for later. Checkpoints gather the shards
 // to rank 0 (gather_moments_to_root) and write exactly the layout of a replicated run's; a
 // restore reads each rank's range only (train/checkpoint_state.cpp), so a file moves freely
-// between dist.zero values and world sizes.
+// between dist.zero values and world sizes. Rank 0 takes the gathered pieces as they arrive
+// (gather_moments_to_root(sink)) and spills them to a scratch file that the checkpoint writer
+// streams into the file, so it never holds the whole moments (Note [streamed ZeRO-1 save],
+// train/checkpoint_state.h).
 #pragma once
 
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <functional>
 #include <utility>
 #include <vector>
 
@@ -65,6 +69,12 @@ class AdamW {
   struct HostMoments {
     at::Tensor exp_avg, exp_avg_sq;
   };
+  // Receives the gathered moments on rank 0 a piece at a time (gather_moments_to_root's
+  // streaming form): elements [offset, offset + piece.numel()) of group `group`'s buffer, of
+  // exp_avg (`moment` 0) or exp_avg_sq (1). `piece`: a contiguous 1-D view of a reused buffer on
+  // the state's device, valid during the call only. Every element arrives exactly once.
+  using MomentSink =
+      std::function<void(size_t group, int moment, int64_t offset, const at::Tensor& piece)>;
 
   // Shard boundaries are multiples of this many elements (Note [ZeRO-1]).
   static constexpr int64_t kShardAlign = 64;
@@ -89,8 +99,18 @@ class AdamW {
   // Collective when sharded() (chunked all-gathers, as step() gathers the parameters): rank 0
   // gets every group's moments over the whole buffer (new host tensors); the other ranks keep
   // nothing full-size and get an empty vector. Not sharded: an empty vector
-  // on every rank, nothing sent (state() already covers the whole buffers).
+  // on every rank, nothing sent (state() already covers the whole buffers). For tests and tools:
+  // it holds 8 bytes per element on rank 0, which checkpoint saves avoid with the streamed form.
   std::vector<HostMoments> gather_moments_to_root() const;
+  // The same gather, collective when sharded(), streamed: `sink` (rank 0's; the other ranks pass
+  // an empty one) sees every piece as it arrives and nothing full-size is allocated, so rank 0
+  // holds no more of the moments at once than the reused all-gather buffers
+  // (gather_buffer_bytes()). Not sharded: does nothing. A sink that throws is a bug (the other
+  // ranks would wait in the next all-gather): catch there and report after the gather.
+  void gather_moments_to_root(const MomentSink& sink) const;
+  // Bytes of the reused all-gather buffers (sharded; 0 before the first gather): (W + 1) pieces
+  // of at most 2^20 elements.
+  int64_t gather_buffer_bytes() const;
 
   int64_t step_count() const { return step_count_; }
   void set_step_count(int64_t n);  // checkpoint restore: also sets every group's step tensor
@@ -104,10 +124,11 @@ class AdamW {
   void gather_parameters();
   // All-gathers the shards of a buffer of `numel` elements, this rank's being `mine` (its
   // shard_range's length), in pieces of at most 2^20 elements per rank through the reused
-  // buffers; copies each received piece into `dest` (the whole buffer, any device) at its
-  // owner's range, except rank `skip_rank`'s (-1: none). `dest` undefined: this rank keeps
-  // nothing. Collective.
-  void all_gather_shards(const at::Tensor& mine, int64_t numel, const at::Tensor& dest,
+  // buffers; hands each received piece to `receive` with its first element's offset in the
+  // buffer (its owner's range), except rank `skip_rank`'s (-1: none). `receive` empty: this rank
+  // keeps nothing. Collective.
+  using PieceFn = std::function<void(int64_t offset, const at::Tensor& piece)>;
+  void all_gather_shards(const at::Tensor& mine, int64_t numel, const PieceFn& receive,
                          int skip_rank) const;
 
   FlatParameters& params_;

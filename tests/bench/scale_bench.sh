@@ -3,8 +3,8 @@
 # in one run (not a test). Every configuration is `pft train` on 2 ranks (pft-mpirun -np 2, one
 # torch thread each, synthetic tokens, no evaluation, no checkpoint), and reports from its
 # metrics.jsonl the peak resident set of the largest rank (the end record's peak_rss_mb), the
-# smallest rank's (/usr/bin/time around each rank: under ZeRO-1 rank 0 also holds the gathered
-# moments while it writes the final checkpoint, which the others never do) and the training
+# smallest rank's (/usr/bin/time around each rank: under ZeRO-1 rank 0 also writes the final
+# checkpoint, streaming the gathered moments through a scratch file) and the training
 # throughput (tokens over step time, the first step left out: it allocates).
 #
 # Cases (BENCH_CASES, default "smollm2_lora smollm2_full"; add llama05b for the 0.5B model):

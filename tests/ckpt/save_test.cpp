@@ -2,14 +2,19 @@
 // checkpoint loadable and `latest` naming a complete file; a full disk (a 1 MiB file size limit,
 // RLIMIT_FSIZE) fails the save cleanly; retention keeps the last N, the best K and the protected
 // file; the async saver runs one save at a time and reports every save; resume picks the newest
-// valid file and names the ones it skipped.
+// valid file and names the ones it skipped; datasets streamed from a scratch file (the ZeRO-1
+// moments' path) write the same file contents and checksums as from memory, through one bounded
+// buffer, and a background save of them reads the scratch file after the caller let go of it.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
+#include <cmath>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -19,6 +24,7 @@
 #include "ckpt/reader.h"
 #include "ckpt/run_checkpoints.h"
 #include "ckpt/saver.h"
+#include "ckpt/spill_file.h"
 #include "ckpt/writer.h"
 #include "ckpt_test_util.h"
 #include "core/error.h"
@@ -268,6 +274,172 @@ TEST(CkptSave, AsyncSaverReportsEverySaveAndWaitsForTheOneInFlight) {
   }
   EXPECT_EQ(read_latest(dir), checkpoint_file_name(4));
   EXPECT_EQ(list_checkpoints(dir).size(), 2u);
+  fs::remove_all(dir);
+}
+
+// Note [streamed ZeRO-1 save] (train/checkpoint_state.h): the same tensors written from memory
+// and streamed from a SpillFile (filled out of order, as the gather fills it) give the same
+// datasets, with checksums that verify, uncompressed and gzip; the writer holds one buffer of at most
+// stream_piece_bytes (rounded to whole rows) for them; the async saver writes them after the
+// caller dropped its reference to the scratch file.
+TEST(CkptSave, StreamedDatasetsWriteWhatMemoryDatasetsWrite) {
+  const auto dir = scratch_dir("streamed");
+  constexpr int64_t kRows = 3000, kCols = 100;  // 1.2 MB per tensor
+  std::vector<float> a(kRows * kCols), b(kRows * kCols + 7);
+  for (size_t i = 0; i < a.size(); ++i) a[i] = std::sin(0.001f * static_cast<float>(i));
+  for (size_t i = 0; i < b.size(); ++i) b[i] = 1.0f / (1.0f + static_cast<float>(i));
+  const auto bytes_of = [](const std::vector<float>& v) {
+    return std::as_bytes(std::span<const float>(v));
+  };
+  // A scratch file: `a` at 0, `b` after it, written back to front in 64 KiB pieces. A fresh one
+  // per save: the writer reads each byte once and the file gives the pages back.
+  const uint64_t b_at = a.size() * sizeof(float);
+  std::vector<std::byte> all(b_at + b.size() * sizeof(float));
+  std::memcpy(all.data(), a.data(), b_at);
+  std::memcpy(all.data() + b_at, b.data(), b.size() * sizeof(float));
+  const auto fill = [&] {
+    auto spill = SpillFile::create(dir, "streamed.moments");
+    EXPECT_FALSE(fs::exists(spill->path())) << "the scratch file is unlinked at once";
+    for (uint64_t end = all.size(); end > 0;) {
+      const uint64_t start = end > 65536 ? end - 65536 : 0;
+      spill->write(start, std::span<const std::byte>(all).subspan(start, end - start));
+      end = start;
+    }
+    return spill;
+  };
+  const auto make = [&](bool streamed) {
+    Contents c = sample_contents(5);
+    if (streamed) {
+      const std::shared_ptr<SpillFile> spill = fill();
+      c.add_streamed("/optimizer/exp_avg_sq/a", DType::kFloat32, {kRows, kCols}, spill, 0)
+          .attrs["step"] = int64_t{5};
+      c.add_streamed("/optimizer/exp_avg_sq/b", DType::kFloat32, {kRows * kCols + 7}, spill, b_at);
+      c.add_streamed("/optimizer/exp_avg_sq/empty", DType::kFloat32, {0, kCols}, spill, 0);
+    } else {
+      c.add_copy("/optimizer/exp_avg_sq/a", DType::kFloat32, {kRows, kCols}, bytes_of(a))
+          .attrs["step"] = int64_t{5};
+      c.add_copy("/optimizer/exp_avg_sq/b", DType::kFloat32, {kRows * kCols + 7}, bytes_of(b));
+      c.add_copy("/optimizer/exp_avg_sq/empty", DType::kFloat32, {0, kCols}, {});
+    }
+    return c;
+  };
+  for (const Compression comp : {Compression::kNone, Compression::kGzip}) {
+    WriteOptions wo;
+    wo.compression = comp;
+    wo.stream_piece_bytes = 256 * 1024;  // many pieces per tensor
+    const fs::path from_memory = dir / "memory.h5", streamed = dir / "streamed.h5";
+    const WriteStats ms = write_checkpoint(from_memory, make(false), wo);
+    const WriteStats ss = write_checkpoint(streamed, make(true), wo);
+    EXPECT_EQ(ms.stream_buffer_bytes, 0u);
+    EXPECT_GT(ss.stream_buffer_bytes, 0u);
+    // One bounded buffer (gzip: whole 1 MiB chunks, so no chunk is written twice).
+    const size_t bound = comp == Compression::kGzip ? std::max(wo.stream_piece_bytes, size_t{1} << 20)
+                                                    : wo.stream_piece_bytes;
+    EXPECT_LE(ss.stream_buffer_bytes, bound);
+    EXPECT_EQ(ss.data_bytes, ms.data_bytes);
+    ASSERT_TRUE(verify_checkpoint(streamed).ok) << verify_checkpoint(streamed).reason;
+    const Contents m = read_checkpoint(from_memory), s = read_checkpoint(streamed);
+    ASSERT_EQ(s.datasets().size(), m.datasets().size());
+    for (const Dataset& d : m.datasets()) {
+      const Dataset& e = s.at(d.path);
+      EXPECT_EQ(e.shape, d.shape) << d.path;
+      EXPECT_TRUE(std::equal(d.bytes.begin(), d.bytes.end(), e.bytes.begin(), e.bytes.end()))
+          << d.path;
+      // (read_checkpoint checked each checksum attribute against the manifest and the data)
+      EXPECT_EQ(e.attrs, d.attrs) << d.path;
+    }
+    EXPECT_TRUE(std::equal(s.at("/optimizer/exp_avg_sq/b").bytes.begin(),
+                           s.at("/optimizer/exp_avg_sq/b").bytes.end(), bytes_of(b).begin(),
+                           bytes_of(b).end()));
+  }
+
+  // A background save holds the scratch file through its Contents: the caller lets go first.
+  std::shared_ptr<SpillFile> spill2 = fill();
+  SaverOptions ao = sync_options(dir / "run");
+  ao.async = true;
+  CheckpointSaver saver(ao);
+  Contents c = sample_contents(7);
+  c.add_streamed("/optimizer/exp_avg_sq/a", DType::kFloat32, {kRows, kCols}, spill2, 0);
+  std::weak_ptr<SpillFile> watch = spill2;
+  spill2.reset();
+  saver.save(7, std::move(c), 0.0);
+  ASSERT_EQ(saver.wait().size(), 1u);
+  EXPECT_TRUE(watch.expired()) << "the scratch file outlived its save";
+  const Contents back = read_checkpoint(dir / "run" / checkpoint_file_name(7));
+  const Dataset& d = back.at("/optimizer/exp_avg_sq/a");
+  EXPECT_TRUE(std::equal(d.bytes.begin(), d.bytes.end(), bytes_of(a).begin(), bytes_of(a).end()));
+  fs::remove_all(dir);
+}
+
+// A scratch file's bytes can be read once (ckpt/spill_file.h): reads of fresh ranges, in any
+// order, return what was written; a read overlapping any range already read throws instead of
+// returning the zeros of a punched hole, and so does a second write of a Contents streaming from
+// it, which leaves no checkpoint file behind.
+TEST(CkptSave, SpillFileRefusesASecondReadOfARange) {
+  const auto dir = scratch_dir("spill_once");
+  std::vector<std::byte> all(1 << 20);
+  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<std::byte>(i * 7 + 1);
+  auto spill = SpillFile::create(dir, "once.moments");
+  spill->write(0, all);
+  std::vector<std::byte> out(65536);
+  const auto read_ok = [&](uint64_t at, size_t size) {
+    out.resize(size);
+    spill->read(at, out);
+    EXPECT_TRUE(std::equal(out.begin(), out.end(), all.begin() + static_cast<ptrdiff_t>(at)))
+        << at;
+  };
+  read_ok(65536, 65536);   // [64K, 128K)
+  read_ok(0, 65536);       // [0, 64K): merges with the first
+  read_ok(262144, 4096);   // [256K, 260K)
+  out.resize(10);
+  EXPECT_THROW(spill->read(0, out), RuntimeFailure);
+  EXPECT_THROW(spill->read(131072 - 5, out), RuntimeFailure);  // straddles the end of a read
+  EXPECT_THROW(spill->read(262144 - 5, out), RuntimeFailure);  // straddles the start of one
+  EXPECT_THROW(spill->read(262144 + 100, out), RuntimeFailure);  // inside one
+  read_ok(131072, 262144 - 131072);  // exactly the gap between two reads
+  read_ok(266240, all.size() - 266240);  // the rest
+  out.resize(1);
+  EXPECT_THROW(spill->read(all.size() - 1, out), RuntimeFailure);
+
+  // The same Contents written twice: the second write finds its scratch file read.
+  auto spill2 = SpillFile::create(dir, "twice.moments");
+  spill2->write(0, all);
+  Contents c = sample_contents(3);
+  c.add_streamed("/optimizer/exp_avg_sq/x", DType::kFloat32,
+                 {static_cast<int64_t>(all.size() / 4)}, spill2, 0);
+  spill2.reset();
+  write_checkpoint(dir / "first.h5", c);
+  ASSERT_TRUE(verify_checkpoint(dir / "first.h5").ok);
+  EXPECT_THROW(write_checkpoint(dir / "second.h5", c), RuntimeFailure);
+  EXPECT_FALSE(fs::exists(dir / "second.h5")) << "a checkpoint of zeroed moments";
+  fs::remove_all(dir);
+}
+
+// Holes are punched in batches (ckpt/spill_file.h): reads short of the batch give nothing back,
+// the read that completes it gives back every whole page read so far. On a file system with at
+// least 512 MiB free (else every read punches, which the reliability test fits_sync covers).
+TEST(CkptSave, SpillFilePunchesInBatches) {
+  const auto dir = scratch_dir("spill_batch");
+  struct statvfs st {};
+  ASSERT_EQ(::statvfs(dir.c_str(), &st), 0);
+  if (static_cast<uint64_t>(st.f_bavail) * st.f_frsize < 2 * SpillFile::kPunchBatchBytes)
+    GTEST_SKIP() << "under 512 MiB free: every read punches";
+  constexpr uint64_t kBatch = 1 << 20;
+  auto spill = SpillFile::create(dir, "batch.moments", kBatch);
+  std::vector<std::byte> all(4 << 20, std::byte{0x5a});
+  spill->write(0, all);
+  const uint64_t full = spill->allocated_bytes();
+  ASSERT_GE(full, all.size()) << "the file system allocates lazily: nothing to measure";
+  std::vector<std::byte> out(kBatch / 2);
+  spill->read(0, out);  // half a batch: kept
+  EXPECT_EQ(spill->allocated_bytes(), full) << "punched before the batch was full";
+  spill->read(kBatch, out);  // a batch in all (two ranges): both punched
+  const uint64_t after_batch = spill->allocated_bytes();
+  EXPECT_LE(after_batch, full - kBatch);
+  spill->read(2 * kBatch, out);  // half a batch more: kept
+  EXPECT_EQ(spill->allocated_bytes(), after_batch) << "punched before the batch was full";
+  spill->read(3 * kBatch, out);  // the second batch full
+  EXPECT_LE(spill->allocated_bytes(), full - 2 * kBatch);
   fs::remove_all(dir);
 }
 

@@ -5,17 +5,31 @@
 // 64-element buffers leave every rank but the first an empty shard); the parameters are bitwise
 // identical across ranks; each rank holds only its shard of the moments (about 1/W of the
 // replicated bytes); the moments gathered to rank 0 for a checkpoint are bitwise the replicated
-// optimizer's; shard_range's boundaries.
+// optimizer's, both gathered whole and through the streamed save (Note [streamed ZeRO-1 save] in
+// train/checkpoint_state.h: a real checkpoint file written from rank 0's scratch file, read back,
+// every moment dataset bitwise the replicated run's), and the streamed save held no more of the
+// moments at once than the all-gather's pieces and the writer's buffer (on gpt2_wide, whose
+// moments are many pieces); shard_range's boundaries.
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <malloc.h>
+#include <unistd.h>
+
 #include <cstdio>
+#include <fstream>
+#include <cstring>
+#include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "ckpt/format.h"
+#include "ckpt/reader.h"
+#include "ckpt/writer.h"
 #include "comm/communicator.h"
 #include "comm/reducer.h"
 #include "config/config.h"
@@ -23,6 +37,7 @@
 #include "model/adapters.h"
 #include "model/flat_params.h"
 #include "model/transformer.h"
+#include "train/checkpoint_state.h"
 #include "train/optimizer.h"
 #include "train/synthetic_data.h"
 #include "train/train_step.h"
@@ -129,7 +144,50 @@ struct RunResult {
   std::vector<int64_t> group_numel;
   bool sharded = false;
   std::vector<AdamW::HostMoments> moments;  // whole (rank 0 when sharded: gathered)
+  // Sharded, rank 0: the checkpoint the streamed save wrote, read back; what it held at once.
+  std::optional<ckpt::Contents> saved, saved_borrowing;  // spilled whole; own shard read live
+  int64_t held_bytes = 0;               // the gather's buffers (GatheredMoments::held_bytes)
+  uint64_t stream_buffer_bytes = 0;     // the writer's (WriteStats)
+  std::vector<FlatParameters::Slot> slots;
 };
+
+// The streamed ZeRO-1 save as the Checkpointer runs it (collective): gather_moments_for_save to a
+// scratch file on rank 0, checkpoint_contents streaming the moments from it, write_checkpoint,
+// then read the file back (rank 0).
+// `borrow`: rank 0's own shard read from the live state (a synchronous save) instead of spilled.
+void streamed_save(const Rig& rig, RunResult& r, bool borrow) {
+  const bool root = comm().rank() == 0;
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                                    ("pft-zero-test-" + std::to_string(getpid()));
+  const GatheredMoments gathered = gather_moments_for_save(*rig.optimizer, *rig.params, root, dir,
+                                                           "zero_test.moments", borrow);
+  if (!root) return;
+  ASSERT_FALSE(gathered.error) << *gathered.error;
+  EXPECT_EQ(gathered.own_shard_live, borrow);
+  // Spilled: every element but (borrowing) rank 0's own shard's.
+  int64_t want_spilled = 0;
+  for (size_t g = 0; g < rig.optimizer->num_groups(); ++g) {
+    const AdamW::GroupState& s = rig.optimizer->state(g);
+    want_spilled += 2 * 4 * (rig.params->data(g).numel() - (borrow ? s.hi - s.lo : 0));
+  }
+  EXPECT_EQ(gathered.spilled_bytes, want_spilled);
+  EXPECT_EQ(gathered.spill_bytes, want_spilled);
+  Config config;
+  TrainProgress progress;
+  progress.step = kSteps;
+  progress.data_source = "synthetic";
+  const ckpt::Contents c =
+      checkpoint_contents(config, comm().size(), *rig.params, *rig.optimizer, nullptr, progress,
+                          gather_rng_states(nullptr, false), /*snapshot=*/false, &gathered);
+  const std::filesystem::path file = dir / "step.h5";
+  const ckpt::WriteStats st = ckpt::write_checkpoint(file, c);
+  (borrow ? r.saved_borrowing : r.saved) = ckpt::read_checkpoint(file);
+  if (!borrow) {
+    r.held_bytes = gathered.held_bytes;
+    r.stream_buffer_bytes = st.stream_buffer_bytes;
+  }
+  std::filesystem::remove_all(dir);
+}
 
 RunResult train(const ModelConfig& mc, int lora, bool zero) {
   const int n = comm().size(), me = comm().rank();
@@ -157,6 +215,9 @@ RunResult train(const ModelConfig& mc, int lora, bool zero) {
   if (rig.optimizer->sharded()) {
     r.moments = rig.optimizer->gather_moments_to_root();  // collective
     EXPECT_EQ(r.moments.size(), me == 0 ? rig.optimizer->num_groups() : 0u);
+    streamed_save(rig, r, /*borrow=*/false);  // collective
+    streamed_save(rig, r, /*borrow=*/true);
+    r.slots = rig.params->slots();
   } else {
     for (size_t g = 0; g < rig.optimizer->num_groups(); ++g)
       r.moments.push_back({rig.optimizer->state(g).exp_avg.clone(),
@@ -208,6 +269,44 @@ TEST_P(Zero, ShardedStateGivesBitwiseTheReplicatedRun) {
           << g;
     }
   }
+  // The streamed save's checkpoint: every moment dataset bitwise the replicated optimizer's
+  // slice, and on rank 0 nothing near the whole moments held at once.
+  if (me == 0 && n > 1) {
+    ASSERT_TRUE(sharded.saved.has_value() && sharded.saved_borrowing.has_value());
+    int64_t moment_bytes = 0;
+    for (const FlatParameters::Slot& slot : sharded.slots) {
+      for (int m = 0; m < 2; ++m) {
+        const std::string path = ckpt::child_path(
+            m == 0 ? ckpt::kOptimizerExpAvg : ckpt::kOptimizerExpAvgSq, slot.name);
+        const at::Tensor& whole = m == 0 ? replicated.moments[slot.group].exp_avg
+                                         : replicated.moments[slot.group].exp_avg_sq;
+        const at::Tensor want = whole.narrow(0, slot.offset, slot.numel).contiguous();
+        for (const ckpt::Contents* saved : {&*sharded.saved, &*sharded.saved_borrowing}) {
+          const ckpt::Dataset& d = saved->at(path);
+          EXPECT_EQ(d.shape, slot.shape) << path;
+          ASSERT_EQ(d.bytes.size(), want.nbytes()) << path;
+          EXPECT_EQ(std::memcmp(d.bytes.data(), want.data_ptr(), want.nbytes()), 0)
+              << path << (saved == &*sharded.saved ? " (spilled)" : " (own shard live)");
+        }
+        moment_bytes += static_cast<int64_t>(want.nbytes());
+      }
+    }
+    // The gather's reused buffers: W pieces received and one sent, of 2^20 fp32 elements at most;
+    // the writer's: one piece of WriteOptions::stream_piece_bytes (rounded to rows).
+    constexpr int64_t kPieceBytes = int64_t{4} << 20;
+    EXPECT_GT(sharded.held_bytes, 0);
+    EXPECT_LE(sharded.held_bytes, (n + 1) * kPieceBytes);
+    EXPECT_LE(sharded.stream_buffer_bytes, ckpt::WriteOptions{}.stream_piece_bytes);
+    if (family == "gpt2_wide") {  // many pieces: the bounds above are far below the moments
+      EXPECT_GE(moment_bytes, 8 * kPieceBytes);
+      EXPECT_LT(sharded.held_bytes + static_cast<int64_t>(sharded.stream_buffer_bytes),
+                moment_bytes);
+    }
+    std::printf("[ zero     ] streamed save on rank 0: moments %lld B, held at once: gather "
+                "buffers %lld B + writer buffer %llu B\n",
+                static_cast<long long>(moment_bytes), static_cast<long long>(sharded.held_bytes),
+                static_cast<unsigned long long>(sharded.stream_buffer_bytes));
+  }
   // It trained (the comparison is not of two untouched models).
   EXPECT_FALSE(bitwise_equal(sharded.params.front()[0], sharded.params.back()[0]));
 
@@ -248,6 +347,94 @@ INSTANTIATE_TEST_SUITE_P(Methods, Zero,
                                            std::make_tuple("llama", 4),
                                            std::make_tuple("llama", 1),
                                            std::make_tuple("gpt2_wide", 0)));
+
+// Rank 0's real memory during a streamed ZeRO-1 save (Note [streamed ZeRO-1 save] in
+// train/checkpoint_state.h), not a count the code keeps of itself: the peak resident set
+// (VmHWM, reset by writing 5 to /proc/self/clear_refs) grows during the streamed gather and the
+// checkpoint write by well under the moments' bytes, while the same measurement around the whole
+// in-memory gather (gather_moments_to_root) grows by at least them, so the bound can fail. One
+// 16M-element parameter (128 MiB of moments; more than gpt2_wide's 36 MiB, which the fixed
+// buffers would come close to at 4 ranks), not trained: the moments' values do not matter here.
+// Measured on the 2-core development machine: the streamed save grew 28.2 MiB at 2 ranks and
+// 37.6 MiB at 4 (the gather alone 12.3 and 21.8 MiB: its (W + 1) reused pieces of 4 MiB), the
+// same with 64 MiB of moments, so it does not grow with them; the whole gather 128.0 MiB. Allocations of 1 MiB and more are mmapped from here on (a fixed
+// M_MMAP_THRESHOLD), so a large buffer touches fresh pages instead of reusing resident heap the
+// training of other tests left free, which would hide it from VmHWM.
+int64_t status_kib(const char* key) {  // a "VmXXX:   123 kB" line of /proc/self/status, in KiB
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind(key, 0) == 0) return std::stoll(line.substr(std::strlen(key)));
+  return -1;
+}
+
+// Resets VmHWM to the current resident set; returns it in bytes, or -1 when the kernel refuses.
+int64_t reset_peak_rss() {
+  std::ofstream f("/proc/self/clear_refs");
+  f << "5";
+  f.flush();
+  if (!f) return -1;
+  return status_kib("VmHWM:") * 1024;
+}
+
+TEST(ZeroSaveMemory, StreamedSaveHoldsFarLessThanTheMoments) {
+  const int n = comm().size();
+  const bool root = comm().rank() == 0;
+  if (n == 1) GTEST_SKIP() << "not sharded at one rank";
+  ASSERT_EQ(mallopt(M_MMAP_THRESHOLD, 1 << 20), 1);
+  at::set_num_threads(1);
+  constexpr int64_t kNumel = int64_t{16} << 20;
+  at::Tensor w = at::randn({kNumel});
+  w.set_requires_grad(true);
+  FlatParameters params({{"w", w}}, {});
+  AdamW optimizer(params, AdamWOptions{0.9, 0.95, 1e-8, 0.1}, &comm());
+  const int64_t moment_bytes = 2 * 4 * kNumel;
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                                    ("pft-zero-memory-" + std::to_string(getpid()));
+  // Every rank runs both collectives; rank 0 measures.
+  int64_t base = root ? reset_peak_rss() : 0;
+  if (root && base < 0) std::printf("[ zero     ] /proc/self/clear_refs refused: not measured\n");
+  int64_t streamed_growth = 0, gather_growth = 0;
+  {
+    const GatheredMoments gathered =
+        gather_moments_for_save(optimizer, params, root, dir, "zero_memory.moments");
+    if (root) gather_growth = status_kib("VmHWM:") * 1024 - base;
+    EXPECT_FALSE(gathered.error) << *gathered.error;  // no ASSERT: the other ranks gather on
+    if (root && !gathered.error) {
+      Config config;
+      TrainProgress progress;
+      progress.step = 1;
+      progress.data_source = "synthetic";
+      const ckpt::Contents c =
+          checkpoint_contents(config, n, params, optimizer, nullptr, progress,
+                              gather_rng_states(nullptr, false), /*snapshot=*/false, &gathered);
+      ckpt::write_checkpoint(dir / "step.h5", c);
+      streamed_growth = status_kib("VmHWM:") * 1024 - base;
+    }
+  }
+  std::filesystem::remove_all(dir);
+  base = root ? reset_peak_rss() : 0;
+  int64_t whole_growth = 0;
+  {
+    const std::vector<AdamW::HostMoments> whole = optimizer.gather_moments_to_root();
+    if (root) {
+      ASSERT_EQ(whole.size(), 1u);
+      whole_growth = status_kib("VmHWM:") * 1024 - base;
+    }
+  }
+  if (!root || base < 0) return;
+  std::printf("[ zero     ] world %d, rank 0 peak resident growth: streamed save %lld B (the "
+              "gather alone %lld B), whole gather %lld B; moments %lld B\n",
+              n, static_cast<long long>(streamed_growth), static_cast<long long>(gather_growth),
+              static_cast<long long>(whole_growth),
+              static_cast<long long>(moment_bytes));
+  // Streamed: the gather's (W + 1) * 4 MiB, the writer's 4 MiB and what HDF5 allocates while
+  // writing (about 13 MiB more here), under half the moments (64 MiB).
+  EXPECT_LT(streamed_growth, moment_bytes / 2);
+  // Whole: every moment resident at once (the margin: pages the kernel had not yet counted).
+  EXPECT_GE(whole_growth, moment_bytes * 9 / 10);
+  EXPECT_GT(whole_growth, 2 * streamed_growth);
+}
 
 // Shards: aligned to 64 elements, contiguous, covering [0, numel), none longer than the first.
 TEST(ZeroShards, BoundariesAlignedAndCovering) {
