@@ -3,13 +3,13 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
-#include <fstream>
 #include <limits>
 #include <string>
 
 #include "comm/communicator.h"
 #include "core/error.h"
 #include "core/format.h"
+#include "core/run_dir.h"
 #include "core/trace.h"
 
 namespace pft {
@@ -96,17 +96,13 @@ int64_t write_merged_trace(Communicator& comm, int64_t clock_offset_us,
                          {"displayTimeUnit", "ms"},
                          {"otherData", json::object{{"producer", "pft run.trace"},
                                                     {"clock", "rank 0's steady clock, us"}}}};
-  const std::filesystem::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    f << json::serialize(doc);
-    f.close();
-    if (!f)
-      throw RuntimeFailure(fmt::format("run.trace: cannot write {} (disk full?); the training "
-                                       "itself finished and its checkpoints are written",
-                                       tmp.string()));
+  try {
+    RunDir::write_file_atomic(path, json::serialize(doc));
+  } catch (const InputError& e) {
+    throw RuntimeFailure(fmt::format("run.trace: {} (disk full?); the training itself finished "
+                                     "and its checkpoints are written",
+                                     e.what()));
   }
-  std::filesystem::rename(tmp, path);
   return written;
 }
 

@@ -16,9 +16,9 @@ int64_t trace_clock_offset_us(Communicator& comm);
 
 // Collective: every rank's recorded events (trace::take_events) go to rank 0, which writes one
 // Chrome trace (JSON object format: "traceEvents", one process per rank named
-// "rank <r> (<host>)", one track per lane) to `path` atomically (a temporary file, then a
-// rename). Times are shifted by each rank's offset and start at 0 at the first event. Returns
-// the number of events written on rank 0 (0 elsewhere).
+// "rank <r> (<host>)", one track per lane) to `path` atomically (RunDir::write_file_atomic).
+// Times are shifted by each rank's offset and start at 0 at the first event. Returns the number
+// of events written on rank 0 (0 elsewhere).
 int64_t write_merged_trace(Communicator& comm, int64_t clock_offset_us,
                            const std::vector<std::string>& rank_hosts,
                            const std::filesystem::path& path);
