@@ -128,6 +128,21 @@ hsize_t rows_per(const Dataset& d, size_t bytes) {
   return std::max<hsize_t>(1, bytes / row_bytes);
 }
 
+// Writes rows [r, r + n) of a dataset of shape `dims` (row-major, `row_bytes` each) from `data`.
+void write_rows(const h5::Dataset& ds, const h5::Dataspace& space, hid_t type,
+                const std::vector<hsize_t>& dims, DType dtype, hsize_t r, hsize_t n,
+                uint64_t row_bytes, const void* data, const std::string& where) {
+  std::vector<hsize_t> start(dims.size(), 0), count = dims;
+  start[0] = r;
+  count[0] = n;
+  PFT_H5_CHECK(H5Sselect_hyperslab(space.id(), H5S_SELECT_SET, start.data(), nullptr,
+                                   count.data(), nullptr));
+  const hsize_t mem_n[1] = {static_cast<hsize_t>(n * row_bytes / dtype_size(dtype))};
+  const h5::Dataspace mem = h5::Dataspace::simple(mem_n);
+  PFT_H5_CHECK_AT(H5Dwrite(ds.id(), type, mem.id(), space.id(), H5P_DEFAULT, data),
+                  fmt::format("{} rows [{}, {})", where, r, r + n));
+}
+
 // What one file's write keeps across its datasets: the buffer streamed datasets are read through.
 struct WriteState {
   std::vector<std::byte> stream_buffer;
@@ -150,7 +165,6 @@ std::string write_streamed(const h5::Dataset& ds, const h5::Dataspace& space, hi
   step = std::min(rows, step);
   if (state.stream_buffer.size() < step * row_bytes) state.stream_buffer.resize(step * row_bytes);
   Checksummer sum;
-  std::vector<hsize_t> start(dims.size(), 0), count = dims;
   for (hsize_t r = 0; r < rows; r += step) {
     const hsize_t n = std::min(step, rows - r);
     const std::span<std::byte> piece(state.stream_buffer.data(), n * row_bytes);
@@ -160,14 +174,7 @@ std::string write_streamed(const h5::Dataset& ds, const h5::Dataspace& space, hi
       PFT_H5_CHECK_AT(H5Dwrite(ds.id(), type, H5S_ALL, H5S_ALL, H5P_DEFAULT, piece.data()), where);
       continue;
     }
-    start[0] = r;
-    count[0] = n;
-    PFT_H5_CHECK(H5Sselect_hyperslab(space.id(), H5S_SELECT_SET, start.data(), nullptr,
-                                     count.data(), nullptr));
-    const hsize_t mem_n[1] = {static_cast<hsize_t>(n * row_bytes / dtype_size(d.dtype))};
-    const h5::Dataspace mem = h5::Dataspace::simple(mem_n);
-    PFT_H5_CHECK_AT(H5Dwrite(ds.id(), type, mem.id(), space.id(), H5P_DEFAULT, piece.data()),
-                    fmt::format("{} rows [{}, {})", where, r, r + n));
+    write_rows(ds, space, type, dims, d.dtype, r, n, row_bytes, piece.data(), where);
   }
   const std::string text = checksum_text(sum.digest());
   const h5::Attribute a(PFT_H5_CHECK_AT(H5Aopen(ds.id(), kAttrChecksum, H5P_DEFAULT), where));
@@ -226,19 +233,9 @@ std::string write_dataset(const h5::Location& file, const Dataset& d, const Writ
   const hsize_t rows = dims[0];
   const hsize_t step = rows_per(d, options.piece_bytes);
   const uint64_t row_bytes = d.bytes.size() / rows;
-  std::vector<hsize_t> start(dims.size(), 0), count = dims;
-  for (hsize_t r = 0; r < rows; r += step) {
-    const hsize_t n = std::min(step, rows - r);
-    start[0] = r;
-    count[0] = n;
-    PFT_H5_CHECK(H5Sselect_hyperslab(space.id(), H5S_SELECT_SET, start.data(), nullptr,
-                                     count.data(), nullptr));
-    const hsize_t mem_n[1] = {static_cast<hsize_t>(n * row_bytes / dtype_size(d.dtype))};
-    const h5::Dataspace mem = h5::Dataspace::simple(mem_n);
-    PFT_H5_CHECK_AT(H5Dwrite(ds.id(), type.id(), mem.id(), space.id(), H5P_DEFAULT,
-                             d.bytes.data() + r * row_bytes),
-                    fmt::format("{} rows [{}, {})", where, r, r + n));
-  }
+  for (hsize_t r = 0; r < rows; r += step)
+    write_rows(ds, space, type.id(), dims, d.dtype, r, std::min(step, rows - r), row_bytes,
+               d.bytes.data() + r * row_bytes, where);
   return sum;
 }
 
