@@ -2,9 +2,16 @@
 
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
 #include <fstream>
+#include <iterator>
+#include <limits>
+#include <map>
+#include <optional>
+#include <set>
+#include <tuple>
 #include <system_error>
 
 #include "core/error.h"
@@ -78,9 +85,121 @@ h2 { font-size: 1.05em; margin: 0.2em 0; }
 #pft-charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(620px, 1fr)); gap: 1.2em; }
 .pft-chart { border: 1px solid #ddd; border-radius: 4px; padding: 0.6em; height: 340px; display: flex; flex-direction: column; }
 .pft-chart canvas { flex: 1; min-height: 0; }
+.pft-wide { grid-column: 1 / -1; }
 #pft-errors { color: #b00; }
 .skipped { color: #8a5a00; }
 )CSS";
+
+// Note [report timeline]: the page draws a few steps of RUN_DIR/trace.json (run.trace) as a
+// timeline, one row per rank and lane: the last three steps traced before the final one (the final
+// step holds the run's last evaluation and checkpoint, which would dwarf the steps), so a
+// steady-state step is what one sees; `pft report --trace-steps A:B` picks others. A span that
+// crosses the window's edge (a background checkpoint write, say) is cut at the edge. The whole
+// trace stays in trace.json for Perfetto; the page carries only the window.
+constexpr size_t kMaxTimelineSpans = 20000;
+
+json::object trace_window(const fs::path& path, std::optional<std::pair<int64_t, int64_t>> steps,
+                          std::string* problem) {
+  std::ifstream in(path, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  boost::system::error_code ec;
+  const json::value doc = json::parse(text, ec);
+  const json::object* root = ec ? nullptr : doc.if_object();
+  const json::value* events_v = root ? root->if_contains("traceEvents") : nullptr;
+  if (!events_v || !events_v->is_array()) {
+    *problem = fmt::format("{}: not a Chrome trace of `run.trace` ({}); no timeline",
+                           path.string(), ec ? ec.message() : "no traceEvents array");
+    return {};
+  }
+  struct Span {
+    int64_t rank, lane, begin, end, step;
+    std::string name;
+  };
+  std::map<int64_t, std::string> ranks;
+  std::map<int64_t, std::string> lanes;
+  std::vector<Span> spans;
+  std::set<int64_t> step_ids;
+  const auto num = [](const json::object& o, const char* k) -> std::optional<int64_t> {
+    const json::value* v = o.if_contains(k);
+    if (!v) return std::nullopt;
+    if (v->is_int64()) return v->as_int64();
+    if (v->is_uint64()) return static_cast<int64_t>(v->as_uint64());
+    if (v->is_double()) return static_cast<int64_t>(v->as_double());
+    return std::nullopt;
+  };
+  for (const json::value& v : events_v->as_array()) {
+    const json::object* e = v.if_object();
+    if (!e) continue;
+    const json::value* ph = e->if_contains("ph");
+    const json::value* name = e->if_contains("name");
+    const auto pid = num(*e, "pid"), tid = num(*e, "tid");
+    if (!ph || !ph->is_string() || !name || !name->is_string() || !pid || !tid) continue;
+    const json::object* args = e->contains("args") ? e->at("args").if_object() : nullptr;
+    if (ph->as_string() == "M") {
+      const json::value* n = args ? args->if_contains("name") : nullptr;
+      if (!n || !n->is_string()) continue;
+      if (name->as_string() == "process_name") ranks[*pid] = std::string(n->as_string());
+      if (name->as_string() == "thread_name") lanes[*tid] = std::string(n->as_string());
+      continue;
+    }
+    const auto ts = num(*e, "ts"), dur = num(*e, "dur");
+    if (ph->as_string() != "X" || !ts || !dur) continue;
+    const auto step = args ? num(*args, "step") : std::nullopt;
+    spans.push_back({*pid, *tid, *ts, *ts + *dur, step.value_or(-1), std::string(name->as_string())});
+    if (*tid == 0 && step) step_ids.insert(*step);  // lane 0: the step spans (core/trace.h)
+  }
+  if (step_ids.empty()) {
+    *problem = fmt::format("{}: no step was traced (run.trace_from / run.trace_to); no timeline",
+                           path.string());
+    return {};
+  }
+  int64_t from = 0, to = 0;
+  if (steps) {
+    std::tie(from, to) = *steps;
+  } else {
+    std::vector<int64_t> ids(step_ids.begin(), step_ids.end());
+    if (ids.size() > 3) ids.pop_back();  // not the final step
+    to = ids.back();
+    from = ids[ids.size() >= 3 ? ids.size() - 3 : 0];
+  }
+  int64_t t0 = std::numeric_limits<int64_t>::max(), t1 = std::numeric_limits<int64_t>::min();
+  for (const Span& sp : spans) {
+    if (sp.step < from || sp.step > to) continue;
+    if (sp.lane == 0) t0 = std::min(t0, sp.begin);
+    t1 = std::max(t1, sp.end);
+  }
+  if (t0 > t1) {
+    *problem = fmt::format("{}: steps {}-{} are not in the trace (it has steps {}-{}); no timeline",
+                           path.string(), from, to, *step_ids.begin(), *step_ids.rbegin());
+    return {};
+  }
+  json::array out;
+  size_t in_window = 0;
+  for (const Span& sp : spans) {
+    if (sp.end <= t0 || sp.begin >= t1) continue;
+    if (++in_window > kMaxTimelineSpans) continue;
+    out.push_back(json::array{sp.rank, sp.lane, sp.name,
+                              static_cast<double>(std::max(sp.begin, t0) - t0) / 1000.0,
+                              static_cast<double>(std::min(sp.end, t1) - t0) / 1000.0, sp.step});
+  }
+  json::object w;
+  w["from_step"] = from;
+  w["to_step"] = to;
+  w["first_step"] = *step_ids.begin();
+  w["last_step"] = *step_ids.rbegin();
+  w["window_ms"] = static_cast<double>(t1 - t0) / 1000.0;
+  w["spans_in_window"] = in_window;
+  json::object rank_names, lane_names;
+  for (const auto& [k, v] : ranks) rank_names[std::to_string(k)] = v;
+  for (const auto& [k, v] : lanes) lane_names[std::to_string(k)] = v;
+  w["ranks"] = std::move(rank_names);
+  w["lanes"] = std::move(lane_names);
+  w["spans"] = std::move(out);
+  if (in_window > kMaxTimelineSpans)
+    *problem = fmt::format("{}: {} spans in steps {}-{}; the timeline shows the first {}",
+                           path.string(), in_window, from, to, kMaxTimelineSpans);
+  return w;
+}
 
 }  // namespace
 
@@ -94,7 +213,7 @@ std::string escape_script_json(const std::string& text) {
   return out;
 }
 
-Report render_report(const fs::path& run_dir) {
+Report render_report(const fs::path& run_dir, const RenderOptions& options) {
   const fs::path metrics = run_dir / "metrics.jsonl";
   std::error_code ec;
   if (!fs::is_regular_file(metrics, ec)) {
@@ -146,6 +265,19 @@ Report render_report(const fs::path& run_dir) {
     skipped.emplace_back(std::move(o));
   }
   blob["skipped"] = std::move(skipped);
+  const fs::path trace = run_dir / "trace.json";
+  if (fs::is_regular_file(trace, ec)) {
+    std::string problem;
+    json::object w = trace_window(trace, options.trace_steps, &problem);
+    if (!problem.empty()) report.notes.push_back(problem);
+    if (!w.empty()) {
+      report.timeline_steps = {w["from_step"].as_int64(), w["to_step"].as_int64()};
+      blob["trace"] = std::move(w);
+    }
+  } else if (options.trace_steps) {
+    throw InputError(fmt::format("--trace-steps: {} has no trace.json (train with run.trace: true)",
+                                 run_dir.string()));
+  }
 
   const std::string title = html_escape(fs::absolute(run_dir).lexically_normal().string());
   std::string& h = report.html;
@@ -160,6 +292,7 @@ Report render_report(const fs::path& run_dir) {
   h += "<h1>pft report</h1>\n<p class=\"meta\">" + title + "/metrics.jsonl: " +
        std::to_string(report.records) + " records. Bands: phases; solid green lines: checkpoints; "
        "dotted blue lines: evaluations; dashed red lines: resumes.</p>\n";
+  for (const std::string& n : report.notes) h += "<p class=\"skipped\">" + html_escape(n) + "</p>\n";
   if (!report.skipped.empty()) {
     h += "<p class=\"skipped\">Skipped lines of metrics.jsonl that did not parse:";
     for (const SkippedLine& s : report.skipped)

@@ -15,8 +15,11 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace pft::report {
@@ -32,11 +35,20 @@ struct Report {
   std::string html;
   size_t records = 0;
   std::vector<SkippedLine> skipped;
+  std::vector<std::string> notes;  // what the page could not show (a trace.json it cannot read)
+  std::optional<std::pair<int64_t, int64_t>> timeline_steps;  // the steps of the trace timeline
 };
 
-// The page of RUN_DIR/metrics.jsonl. Throws InputError when RUN_DIR has no metrics.jsonl (a sweep
-// directory is told apart and pointed at its trials) or when no line of it parses.
-Report render_report(const std::filesystem::path& run_dir);
+struct RenderOptions {
+  // The steps [A, B] of trace.json the timeline shows (Note [report timeline]); default: the
+  // last three traced before the final one.
+  std::optional<std::pair<int64_t, int64_t>> trace_steps;
+};
+
+// The page of RUN_DIR/metrics.jsonl (and a timeline of RUN_DIR/trace.json when there is one).
+// Throws InputError when RUN_DIR has no metrics.jsonl (a sweep directory is told apart and
+// pointed at its trials) or when no line of it parses.
+Report render_report(const std::filesystem::path& run_dir, const RenderOptions& options = {});
 
 // JSON text made safe inside a <script> element: every '<' as \u003c (outside strings JSON has
 // no '<', so only strings change, and they decode to the same text).

@@ -126,7 +126,7 @@
 
   const container = document.getElementById('pft-charts');
   const drawn = [];
-  function chart(id, title, yLabel, datasets, attrs, note, yRange) {
+  function chartBox(id, title, note) {
     const box = document.createElement('section');
     box.className = 'pft-chart';
     box.dataset.chart = id;
@@ -137,18 +137,10 @@
     const canvas = document.createElement('canvas');
     box.appendChild(canvas);
     container.appendChild(box);
-    const c = new Chart(canvas.getContext('2d'), {
-      type: 'line',
-      data: {datasets},
-      options: {
-        animation: false, parsing: true, normalized: true, responsive: true,
-        maintainAspectRatio: false,
-        scales: {x: {type: 'linear', title: {display: true, text: 'step'}, min: 0, max: Math.max(lastStep, 1)},
-                 y: Object.assign({title: {display: true, text: yLabel}}, yRange || {})},
-        plugins: {legend: {position: 'right', maxWidth: 320, labels: {boxWidth: 24}}},
-      },
-      plugins: [marks],
-    });
+    return {box, canvas};
+  }
+  // What a chart drew, in the DOM for the browser test (the header's data attributes).
+  function recordDrawn(box, c, attrs) {
     const counts = {};
     let total = 0;
     c.data.datasets.forEach((d, i) => {
@@ -161,6 +153,22 @@
     box.dataset.counts = JSON.stringify(counts);
     for (const [k, v] of Object.entries(attrs || {})) box.dataset[k] = v;
     drawn.push(c);
+  }
+  function chart(id, title, yLabel, datasets, attrs, note, yRange) {
+    const {box, canvas} = chartBox(id, title, note);
+    const c = new Chart(canvas.getContext('2d'), {
+      type: 'line',
+      data: {datasets},
+      options: {
+        animation: false, parsing: true, normalized: true, responsive: true,
+        maintainAspectRatio: false,
+        scales: {x: {type: 'linear', title: {display: true, text: 'step'}, min: 0, max: Math.max(lastStep, 1)},
+                 y: Object.assign({title: {display: true, text: yLabel}}, yRange || {})},
+        plugins: {legend: {position: 'right', maxWidth: 320, labels: {boxWidth: 24}}},
+      },
+      plugins: [marks],
+    });
+    recordDrawn(box, c, attrs);
   }
 
   // 1. Training loss, overall and per task.
@@ -236,15 +244,70 @@
                .filter((d) => d.data.length > 0), null, null, {min: 0});
   }
 
-  // 4. Throughput and communication.
-  chart('throughput', 'Throughput', 'tokens / s (all ranks)',
-        [series('tokens_per_s', points(trainSteps, (s) => train.get(s).tokens_per_s), 0)]);
+  // 4. Throughput and communication; model FLOPs and MFU (the numbers of the progress line and
+  // metrics.jsonl: train/flops.h).
+  chart('throughput', 'Throughput', 'tokens / s',
+        [series('tokens_per_s', points(trainSteps, (s) => train.get(s).tokens_per_s), 0,
+                {label: 'all ranks', pftKey: 'tokens_per_s'}),
+         series('tokens_per_s_per_rank', points(trainSteps, (s) => train.get(s).tokens_per_s_per_rank), 1,
+                {label: 'per rank', pftKey: 'tokens_per_s_per_rank'})].filter((d) => d.data.length > 0));
+  const flops = points(trainSteps, (s) => train.get(s).model_tflops_per_rank);
+  if (flops.length)
+    chart('flops', 'Model TFLOP/s per rank', 'TFLOP/s',
+          [series('model_tflops_per_rank', flops, 2)], null,
+          'model FLOPs per token (6N + attention, PaLM\'s count; the method\'s backward) x tokens/s per rank');
+  const mfu = points(trainSteps, (s) => train.get(s).mfu);
+  if (mfu.length)
+    chart('mfu', 'MFU: model FLOPs utilisation per rank', 'fraction of the GPU\'s peak',
+          [series('mfu', mfu, 3)], null, null, {min: 0});
   chart('comm', 'Step time and communication wait', 'seconds', [
     series('step_time_s', points(trainSteps, (s) => train.get(s).step_time_s), 0),
     series('step_time_max_s', points(trainSteps, (s) => train.get(s).step_time_max_s), 3),
     series('comm_time_s', points(trainSteps, (s) => train.get(s).comm_time_s), 1),
     series('control_s', points(trainSteps, (s) => train.get(s).control_s), 2),
   ]);
+
+  // 5. A few steps of trace.json, one row per rank and lane (Note [report timeline], report.cpp).
+  if (data.trace) timeline(data.trace);
+  function timeline(t) {
+    const laneIds = [...new Set(t.spans.map((sp) => sp[1]))].sort((a, b) => a - b);
+    const rankIds = [...new Set(t.spans.map((sp) => sp[0]))].sort((a, b) => a - b);
+    const laneName = (l) => t.lanes[String(l)] || 'lane ' + l;
+    const rankName = (r) => 'rank ' + r;
+    const row = (r, l) => rankName(r) + ': ' + laneName(l);
+    const rows = [];
+    for (const r of rankIds) for (const l of laneIds) rows.push(row(r, l));
+    const datasets = laneIds.map((l, i) => ({
+      label: laneName(l), pftKey: laneName(l), grouped: false, borderSkipped: false,
+      backgroundColor: palette[i % palette.length], borderColor: palette[i % palette.length],
+      borderWidth: 0, barPercentage: 0.8, categoryPercentage: 1.0,
+      data: t.spans.filter((sp) => sp[1] === l).map((sp) => ({
+        y: row(sp[0], sp[1]), x: [sp[3], Math.max(sp[4], sp[3] + 0.001)], name: sp[2], step: sp[5]})),
+    }));
+    const steps = t.from_step === t.to_step ? 'step ' + t.from_step : 'steps ' + t.from_step + '-' + t.to_step;
+    const {box, canvas} = chartBox('timeline', 'Timeline: ' + steps + ' of trace.json, every rank',
+        'trace.json holds steps ' + t.first_step + '-' + t.last_step + ' (open it in Perfetto or ' +
+        'chrome://tracing for all of them; pft report --trace-steps A:B shows others). Times on rank 0\'s clock.');
+    box.classList.add('pft-wide');
+    box.style.height = Math.max(260, 90 + rows.length * 22) + 'px';
+    const c = new Chart(canvas.getContext('2d'), {
+      type: 'bar',
+      data: {labels: rows, datasets},
+      options: {
+        indexAxis: 'y', animation: false, responsive: true, maintainAspectRatio: false,
+        scales: {x: {type: 'linear', min: 0, max: t.window_ms, title: {display: true, text: 'ms from the window\'s start'}},
+                 y: {type: 'category', labels: rows, ticks: {autoSkip: false, font: {size: 10}}}},
+        plugins: {
+          legend: {position: 'right', labels: {boxWidth: 14}},
+          tooltip: {callbacks: {label: (ctx) => {
+            const d = ctx.raw;
+            return d.name + (d.step >= 0 ? ' (step ' + d.step + ')' : '') + ': ' + (d.x[1] - d.x[0]).toFixed(2) + ' ms';
+          }}},
+        },
+      },
+    });
+    recordDrawn(box, c, {fromStep: String(t.from_step), toStep: String(t.to_step)});
+  }
 
   const status = document.getElementById('pft-status');
   const errors = window.pftErrors || [];

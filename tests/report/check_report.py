@@ -91,7 +91,9 @@ def expected_counts(metrics_path):
     count = lambda rows, f: sum(1 for r in rows if finite(f(r)))
     out = {
         "loss": {"loss": count(train.values(), lambda r: r["loss"])},
-        "throughput": {"tokens_per_s": count(train.values(), lambda r: r["tokens_per_s"])},
+        "throughput": {f: count(train.values(), lambda r, f=f: r[f])
+                       for f in ("tokens_per_s", "tokens_per_s_per_rank")},
+        "flops": {"model_tflops_per_rank": count(train.values(), lambda r: r["model_tflops_per_rank"])},
         "comm": {f: count(train.values(), lambda r, f=f: r[f])
                  for f in ("step_time_s", "step_time_max_s", "comm_time_s", "control_s")},
         "task_loss": {t: count(train.values(), lambda r, k=k: r["task_loss"][k])
@@ -99,7 +101,30 @@ def expected_counts(metrics_path):
         "eval_loss": {t: count(evals[t]["all"].values(), lambda r: r["loss"]) for t in task_order},
         "mixture": {t: sum(1 for w in mixture.values() if t in w) for t in task_order},
     }
+    mfu = count(train.values(), lambda r: r.get("mfu"))
+    if mfu:  # only on a GPU of train/flops.cpp's table
+        out["mfu"] = {"mfu": mfu}
     return out, evals, info, task_order
+
+
+def expected_timeline(trace_path, from_step, to_step):
+    """Spans per lane name of trace.json in the page's window (Note [report timeline]): the time
+    from the first step span of from_step to the end of the last span of to_step, on any rank."""
+    with open(trace_path) as f:
+        events = json.load(f)["traceEvents"]
+    lanes = {e["tid"]: e["args"]["name"] for e in events
+             if e["ph"] == "M" and e["name"] == "thread_name"}
+    spans = [e for e in events if e["ph"] == "X"]
+    in_steps = [e for e in spans if from_step <= e.get("args", {}).get("step", -1) <= to_step]
+    t0 = min(e["ts"] for e in in_steps if e["tid"] == 0)
+    t1 = max(e["ts"] + e["dur"] for e in in_steps)
+    counts, rows = {}, set()
+    for e in spans:
+        if e["ts"] + e["dur"] <= t0 or e["ts"] >= t1:
+            continue
+        counts[lanes[e["tid"]]] = counts.get(lanes[e["tid"]], 0) + 1
+        rows.add((e["pid"], e["tid"]))
+    return counts, {p for p, _ in rows}
 
 
 def check_eval_chart(task, chart, evals, info):
@@ -195,8 +220,24 @@ def main():
         if f" {line} (" not in text:
             fail(f"the page does not name skipped line {line}")
 
+    trace = sys.argv[sys.argv.index("--trace") + 1] if "--trace" in sys.argv else None
     want, evals, info, tasks = expected_counts(metrics)
     expected_charts = set(want) | {"eval_" + t for t in tasks}
+    if trace:
+        expected_charts.add("timeline")
+        tl = dom.charts.get("timeline")
+        if tl is None:
+            fail("no timeline chart for a run with trace.json")
+        lo, hi = int(tl["data-from-step"]), int(tl["data-to-step"])
+        counts, ranks = expected_timeline(trace, lo, hi)
+        got = json.loads(tl["data-counts"])
+        if got != counts:
+            fail(f"timeline of steps {lo}-{hi}: spans per lane {got}, trace.json has {counts}")
+        must = {"step", "forward", "backward", "gradient all-reduce", "optimizer", "controller"}
+        if not must <= set(got) or len(ranks) < 2:
+            fail(f"timeline: lanes {sorted(got)} of ranks {sorted(ranks)}; expected at least "
+                 f"{sorted(must)} on 2 ranks")
+        print(f"timeline: steps {lo}-{hi}, {sum(got.values())} spans in {len(got)} lanes, as trace.json holds")
     if set(dom.charts) != expected_charts:
         fail(f"charts {sorted(dom.charts)}, expected {sorted(expected_charts)}")
     if dom.status.get("data-charts") != str(len(expected_charts)):

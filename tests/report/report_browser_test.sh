@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # report_browser_test.sh PFT CHROMIUM PYTHON: `pft report` end to end, in a real headless browser.
 #   1. a short real `pft train` (tests/report/tiny_tasks.yaml: 2 tasks with held-out templates,
-#      two phases, evaluations, checkpoints) on 2 ranks under launch/pft-mpirun, resumed once;
+#      two phases, evaluations, checkpoints) on 2 ranks under launch/pft-mpirun, resumed once,
+#      with run.trace (the page's timeline: its spans per lane are trace.json's in its window);
 #   2. `pft report RUN_DIR`, then Debian's chromium loads the page (--dump-dom after its scripts
 #      ran, --screenshot) and check_report.py checks: no error, every chart has the series and
 #      points metrics.jsonl holds, the held-out and worst templates, a screenshot that is not blank;
@@ -36,7 +37,7 @@ run="$tmp/run"
 for steps in 8 12; do
   PFT_OVERSUBSCRIBE=1 PFT_MPIRUN_LOOPBACK=1 PFT_TAG_OUTPUT=0 \
     launch/pft-mpirun -np 2 "$pft" train tests/report/tiny_tasks.yaml --set run.dir="$run" \
-    --set train.steps=$steps --set train.resume=auto > "$tmp/train.log" 2>&1 \
+    --set train.steps=$steps --set train.resume=auto --set run.trace=true > "$tmp/train.log" 2>&1 \
     || { cat "$tmp/train.log"; exit 1; }
 done
 grep -q '"kind":"resume"' "$run/metrics.jsonl" || { echo "the second run did not resume"; exit 1; }
@@ -45,7 +46,15 @@ echo "== 2. pft report, chromium"
 "$pft" report "$run"
 [[ -s "$run/report.html" ]]
 browse "$run/report.html" "$tmp/page" shot
-"$python" "$here/check_report.py" "$run/metrics.jsonl" "$tmp/page.html" "$tmp/page.png"
+"$python" "$here/check_report.py" "$run/metrics.jsonl" "$tmp/page.html" "$tmp/page.png" \
+  --trace "$run/trace.json"
+# The resumed run traced steps 9-12; by default the timeline shows 9-11 (not the final step).
+grep -q 'data-from-step="9"' "$tmp/page.html" && grep -q 'data-to-step="11"' "$tmp/page.html" ||
+  { echo "the timeline's window is not steps 9-11"; exit 1; }
+"$pft" report "$run" -o "$tmp/step12.html" --trace-steps 12:12
+browse "$tmp/step12.html" "$tmp/step12-page"
+"$python" "$here/check_report.py" "$run/metrics.jsonl" "$tmp/step12-page.html" - --trace "$run/trace.json"
+grep -q 'data-from-step="12"' "$tmp/step12-page.html" || { echo "--trace-steps 12:12 not shown"; exit 1; }
 
 echo "== 3. a cut line and '</script>' in a string"
 cut="$tmp/cut"
@@ -80,4 +89,6 @@ expect_exit2 "no such directory" "no such run directory" "$tmp/absent"
 expect_exit2 "empty metrics.jsonl" "no record to report" "$tmp/empty_dir"
 mkdir -p "$tmp/sweep" && : > "$tmp/sweep/sweep.jsonl"
 expect_exit2 "a sweep directory" "is a sweep directory" "$tmp/sweep"
+expect_exit2 "a bad --trace-steps" "expected A:B" "$run" -o "$tmp/x.html" --trace-steps 5-7
+expect_exit2 "--trace-steps without a trace" "has no trace.json" "$cut" -o "$tmp/x.html" --trace-steps 1:2
 echo "report_browser_test: OK"
