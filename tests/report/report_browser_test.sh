@@ -8,7 +8,8 @@
 #      points metrics.jsonl holds, the held-out and worst templates, a screenshot that is not blank;
 #   3. a copy of metrics.jsonl with a line cut in two and a record whose string holds
 #      "</script><script>": the cut line is skipped and named (stderr and page), the page loads
-#      with the same charts and no error (the JSON blob's escaping, Note [report page]);
+#      with the same charts and no error (the JSON blob's escaping, Note [report page]); its last
+#      train record repeated with an "mfu" (as on a GPU) adds the MFU chart;
 #   4. exit 2 naming what is missing: a directory without metrics.jsonl (or none at all, or a
 #      sweep directory: pointed to its trials), an empty metrics.jsonl.
 set -euo pipefail
@@ -66,12 +67,15 @@ cut_at=$((lines / 2))
   sed -n "${cut_at}p" "$run/metrics.jsonl" | head -c 40; echo   # a line cut by a kill
   tail -n +$((cut_at + 1)) "$run/metrics.jsonl"
   echo '{"kind":"stopped","step":12,"reason":"</script><script>window.pftRecordError(\"escaped\")</script><!--"}'
+  # The last step again as a GPU run writes it (with "mfu"): the page then has an MFU chart.
+  grep '"kind":"train"' "$run/metrics.jsonl" | tail -n 1 | sed 's/}$/,"mfu":0.41}/'
 } > "$cut/metrics.jsonl"
 "$pft" report "$cut" -o "$tmp/cut.html" 2> "$tmp/cut.err"
 cat "$tmp/cut.err"
 grep -q "metrics.jsonl:$cut_at: skipped" "$tmp/cut.err" || { echo "the cut line $cut_at is not named"; exit 1; }
 browse "$tmp/cut.html" "$tmp/cut-page"
 "$python" "$here/check_report.py" "$cut/metrics.jsonl" "$tmp/cut-page.html" - --skipped "$cut_at"
+grep -q 'data-chart="mfu"' "$tmp/cut-page.html" || { echo "no MFU chart for a record with mfu"; exit 1; }
 
 echo "== 4. errors"
 expect_exit2() {  # expect_exit2 WHAT PATTERN ARGS...: pft report exits 2 naming PATTERN
