@@ -33,14 +33,15 @@ void CheckpointSaver::join() {
   if (worker_.joinable()) worker_.join();
 }
 
-SaveReport CheckpointSaver::run_save(int64_t step, const Contents& contents) {
+SaveReport CheckpointSaver::run_save(int64_t step, const Contents& contents, bool traced) {
   SaveReport r;
   r.step = step;
   r.path = options_.dir / checkpoint_file_name(step);
-  {
-    trace::Span span(trace::Lane::kCheckpointWrite, "write checkpoint", step);
-    r.stats = write_checkpoint(r.path, contents, options_.write);
-  }
+  const int64_t begin_us = traced ? trace::now_us() : 0;
+  r.stats = write_checkpoint(r.path, contents, options_.write);
+  if (traced)
+    trace::record_unchecked(trace::Lane::kCheckpointWrite, "write checkpoint", begin_us,
+                            trace::now_us(), step, 0);
   write_latest(options_.dir, r.path.filename().string());
   test_kill_point("latest", r.path.filename().string());
   r.deleted = apply_retention(options_.dir, options_.retention, protect_);
@@ -67,7 +68,7 @@ void CheckpointSaver::save(int64_t step, Contents contents, double snapshot_s) {
   }
   const double wait_s = seconds_since(t0);
   if (!options_.async) {
-    SaveReport r = run_save(step, contents);
+    SaveReport r = run_save(step, contents, trace::enabled());
     r.stall_s = snapshot_s + seconds_since(t0);
     r.async = false;
     std::lock_guard<std::mutex> lock(mu_);
@@ -76,9 +77,10 @@ void CheckpointSaver::save(int64_t step, Contents contents, double snapshot_s) {
   }
   auto owned = std::make_shared<Contents>(std::move(contents));
   const double stall = snapshot_s + wait_s;
-  worker_ = std::thread([this, owned, step, stall] {
+  const bool traced = trace::enabled();
+  worker_ = std::thread([this, owned, step, stall, traced] {
     try {
-      SaveReport r = run_save(step, *owned);
+      SaveReport r = run_save(step, *owned, traced);
       r.stall_s = stall;
       r.async = true;
       std::lock_guard<std::mutex> lock(mu_);

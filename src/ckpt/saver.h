@@ -79,7 +79,9 @@ class CheckpointSaver {
   const SaverOptions& options() const { return options_; }
 
  private:
-  SaveReport run_save(int64_t step, const Contents& contents);
+  // `traced`: whether run.trace was on for the step that asked for the save (the background
+  // write may run after tracing stopped, and must still appear: core/trace.h record_unchecked).
+  SaveReport run_save(int64_t step, const Contents& contents, bool traced);
   void join();
 
   SaverOptions options_;

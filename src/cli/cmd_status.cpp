@@ -19,6 +19,9 @@
 // So the default deadline is 5 times the longest gap between consecutive step records among the
 // last 50 of the current process (evaluations and saves included), and at least 2 minutes;
 // before the first step (start-up, data preparation, the step-0 evaluation) it is 30 minutes.
+// The last 50 steps may hold no evaluation (eval.every_steps: 500, say), so a long one would look
+// like a hang: after a step at which config.resolved.yaml's eval.every_steps or
+// checkpoint.every_steps puts an evaluation or a save, the deadline is at least the start-up one.
 // Times are the records' wall clocks (the writer's host) against this host's: across hosts,
 // clock skew adds to the age. A holder of run.lock on this host whose process is gone makes the
 // run failed whatever the deadline says; on another host only the deadline can tell.
@@ -58,6 +61,11 @@ constexpr double kStartupStallS = 1800.0;
 
 double now_s() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// A metric as the human output prints it: metrics.jsonl writes a non-finite value as null.
+std::string metric_text(const json::value& v) {
+  return v.is_number() ? fmt::format("{:.4f}", v.to_number<double>()) : std::string("nan");
 }
 
 double num(const json::object& o, std::string_view key, double fallback = 0.0) {
@@ -142,12 +150,17 @@ Status compute(const fs::path& dir, double stall_after_flag) {
   out["run_dir"] = dir.string();
 
   int64_t total = r.total_steps;
-  if (total == 0) {  // no start record yet: the resolved config has it
-    try {
-      const YAML::Node cfg = YAML::LoadFile((dir / "config.resolved.yaml").string());
-      if (cfg["train"] && cfg["train"]["steps"]) total = cfg["train"]["steps"].as<int64_t>();
-    } catch (const YAML::Exception&) {
-    }
+  int64_t eval_every = 0, save_every = 0;  // Note [stall deadline]
+  try {
+    const YAML::Node cfg = YAML::LoadFile((dir / "config.resolved.yaml").string());
+    // No start record yet: the resolved config has the steps.
+    if (total == 0 && cfg["train"] && cfg["train"]["steps"])
+      total = cfg["train"]["steps"].as<int64_t>();
+    if (cfg["eval"] && cfg["eval"]["every_steps"])
+      eval_every = cfg["eval"]["every_steps"].as<int64_t>();
+    if (cfg["checkpoint"] && cfg["checkpoint"]["every_steps"])
+      save_every = cfg["checkpoint"]["every_steps"].as<int64_t>();
+  } catch (const YAML::Exception&) {
   }
   const int64_t step = r.last_train ? static_cast<int64_t>(num(*r.last_train, "step")) : 0;
   out["step"] = step;
@@ -176,10 +189,13 @@ Status compute(const fs::path& dir, double stall_after_flag) {
   }
   const double last_step_time = r.steps.empty() ? r.start_time : num(r.steps.back(), "time");
   const double age = last_step_time > 0 ? std::max(0.0, now - last_step_time) : 0.0;
+  const bool eval_or_save_due = step > 0 && ((eval_every > 0 && step % eval_every == 0) ||
+                                              (save_every > 0 && step % save_every == 0));
   const double stall_after =
-      stall_after_flag > 0
-          ? stall_after_flag
-          : (r.steps.empty() ? kStartupStallS : std::max(kMinStallS, kStallFactor * longest_gap));
+      stall_after_flag > 0 ? stall_after_flag
+      : r.steps.empty()    ? kStartupStallS
+                           : std::max(eval_or_save_due ? kStartupStallS : kMinStallS,
+                                      kStallFactor * longest_gap);
   out["tokens_per_s"] = tok_s;
   out["step_time_s"] = step_time;
   out["seconds_per_step"] = interval;
@@ -229,7 +245,8 @@ Status compute(const fs::path& dir, double stall_after_flag) {
   const bool active = st.state == "running" || st.state == "stalled" || st.state == "starting";
   const double eta = active && interval > 0 ? interval * static_cast<double>(total - step) : -1;
   if (eta >= 0) out["eta_s"] = eta;
-  if (r.last_train) out["loss"] = num(*r.last_train, "loss");
+  if (r.last_train)  // null when it was not finite (a diverged run), as in metrics.jsonl
+    if (const json::value* loss = r.last_train->if_contains("loss")) out["loss"] = *loss;
 
   if (r.phase) {
     json::object p;
@@ -288,7 +305,7 @@ void print_human(const Status& st) {
   std::string line = fmt::format("step {}/{}", step, total);
   if (total > 0)
     line += " (" + percent(static_cast<double>(step) / static_cast<double>(total)) + ")";
-  if (o.contains("loss")) line += fmt::format(" | loss {:.4f}", n("loss"));
+  if (o.contains("loss")) line += " | loss " + metric_text(o.at("loss"));
   if (n("tokens_per_s") > 0)
     line += fmt::format(" | {} tok/s | {:.3f} s/step", format_rate(n("tokens_per_s")),
                         n("seconds_per_step"));
@@ -305,7 +322,7 @@ void print_human(const Status& st) {
     std::string w;
     for (const auto& kv : m->as_object().at("weights").as_object())
       w += fmt::format("{}{} {}", w.empty() ? "" : ", ", std::string(kv.key()),
-                       percent(kv.value().to_number<double>()));
+                       kv.value().is_number() ? percent(kv.value().to_number<double>()) : "?");
     std::cout << fmt::format("mixture (since step {}, {}): {}\n", num(m->as_object(), "since_step"),
                              str(m->as_object(), "reason"), w);
   }
@@ -314,7 +331,7 @@ void print_human(const Status& st) {
     for (const auto& kv : e->as_object().at("tasks").as_object()) {
       std::string m;
       for (const auto& mv : kv.value().as_object())
-        m += fmt::format("  {} {:.4f}", std::string(mv.key()), mv.value().to_number<double>());
+        m += fmt::format("  {} {}", std::string(mv.key()), metric_text(mv.value()));
       std::cout << fmt::format("  {:<16}{}\n", std::string(kv.key()), m);
     }
   }

@@ -255,10 +255,14 @@ double Reducer::finish() {
     w->wait();
     w.reset();
     const auto b = static_cast<size_t>(&w - work_.data());
-    // From launch to the moment this step saw it done (MPI completes a request when waited on).
-    if (trace::enabled() && b < launch_us_.size())
-      trace::record(trace::Lane::kComm, fmt::format("bucket {}", b), launch_us_[b], trace::now_us());
-    if (!sharded_) continue;
+    // From launch to the moment this step saw it done (MPI completes a request when waited on),
+    // on the bucket's own track (Note [trace tracks]); bf16 buckets end after their all-gather.
+    if (!sharded_) {
+      if (trace::enabled() && b < launch_us_.size())
+        trace::record(trace::Lane::kComm, fmt::format("bucket {}", b), launch_us_[b],
+                      trace::now_us(), -1, static_cast<int>(b) + 1);
+      continue;
+    }
     // Phase 2 of this bucket (its reduce-scatter is done) while later ones still run.
     gather_work_[b] = comm_.all_gather_async(buckets_[b].wire, buckets_[b].shard);
   }
@@ -266,6 +270,9 @@ double Reducer::finish() {
     if (!gather_work_[b]) continue;
     gather_work_[b]->wait();
     gather_work_[b].reset();
+    if (trace::enabled() && b < launch_us_.size())
+      trace::record(trace::Lane::kComm, fmt::format("bucket {} (bf16)", b), launch_us_[b],
+                    trace::now_us(), -1, static_cast<int>(b) + 1);
     at::NoGradGuard no_grad;
     buckets_[b].view.copy_(buckets_[b].wire.narrow(0, 0, buckets_[b].numel));
   }

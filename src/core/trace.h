@@ -46,9 +46,21 @@ struct Event {
   int64_t begin_us = 0;  // this process's steady clock
   int64_t end_us = 0;
   int64_t step = -1;     // the training step it belongs to, when known
+  int track = 0;         // Note [trace tracks]
 };
 
-// Steady clock, microseconds.
+// Note [trace tracks]: the Chrome trace format wants the spans of one track (pid, tid) nested;
+// Perfetto drops spans that overlap without nesting. The gradient buckets' all-reduces do
+// overlap (bucket 1 is launched before bucket 0 completes), so each bucket's span goes on a track
+// of its own under its lane: track b + 1 of the all-reduce lane is bucket b, track 0 the step's
+// wait for them. Every other lane's spans nest and use track 0. tid_of gives the viewer's tid.
+inline constexpr int kSubTrackBase = 100;
+inline int tid_of(Lane lane, int track) {
+  return track == 0 ? static_cast<int>(lane) : kSubTrackBase * (static_cast<int>(lane) + 1) + track;
+}
+
+// Steady clock, microseconds. (PFT_TEST_TRACE_CLOCK_SKEW_US=RANK:US shifts it by US on the MPI
+// rank RANK: the test of Note [trace clocks] gives one rank a clock of its own.)
 int64_t now_us();
 
 // On: spans are recorded from now on. Off (the default): spans cost one atomic load.
@@ -56,10 +68,26 @@ void set_enabled(bool on);
 bool enabled();
 
 // Appends one complete event (no-op when off).
-void record(Lane lane, std::string_view name, int64_t begin_us, int64_t end_us, int64_t step = -1);
+void record(Lane lane, std::string_view name, int64_t begin_us, int64_t end_us, int64_t step = -1,
+            int track = 0);
+// The same, whether or not tracing is on now: for a span that began while it was on (a
+// background checkpoint write that outlives the last traced step).
+void record_unchecked(Lane lane, std::string_view name, int64_t begin_us, int64_t end_us,
+                      int64_t step, int track);
 
 // Takes the recorded events out (the buffer is empty afterwards).
 std::vector<Event> take_events();
+
+// A counter sample ("ph": "C"): the viewer draws each name as a graph under the rank's tracks.
+// The trainer records rank 0's throughput, model TFLOP/s and MFU per step with the numbers it
+// writes to metrics.jsonl (Note [model FLOPs] in train/flops.h), so trace and report agree.
+struct Sample {
+  std::string name;
+  int64_t time_us = 0;  // this process's steady clock
+  double value = 0.0;
+};
+void sample(std::string_view name, double value);  // at now_us(), when on
+std::vector<Sample> take_samples();
 
 // RAII span: records [construction, destruction) on `lane` when tracing is on.
 class Span {
@@ -67,7 +95,7 @@ class Span {
   Span(Lane lane, std::string_view name, int64_t step = -1)
       : on_(enabled()), lane_(lane), name_(name), step_(step), begin_(on_ ? now_us() : 0) {}
   ~Span() {
-    if (on_) record(lane_, name_, begin_, now_us(), step_);
+    if (on_) record_unchecked(lane_, name_, begin_, now_us(), step_, 0);
   }
   Span(const Span&) = delete;
   Span& operator=(const Span&) = delete;

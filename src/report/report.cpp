@@ -16,6 +16,7 @@
 
 #include "core/error.h"
 #include "core/format.h"
+#include "core/trace.h"
 #include "sweep/sweep_dir.h"
 
 namespace pft::report {
@@ -93,7 +94,8 @@ h2 { font-size: 1.05em; margin: 0.2em 0; }
 // Note [report timeline]: the page draws a few steps of RUN_DIR/trace.json (run.trace) as a
 // timeline, one row per rank and lane: the last three steps traced before the final one (the final
 // step holds the run's last evaluation and checkpoint, which would dwarf the steps), so a
-// steady-state step is what one sees; `pft report --trace-steps A:B` picks others. A span that
+// steady-state step is what one sees; `pft report --trace-steps A:B` picks others. The buckets'
+// all-reduce sub-tracks are drawn in their lane's row (they overlap there). A span that
 // crosses the window's edge (a background checkpoint write, say) is cut at the edge. The whole
 // trace stays in trace.json for Perfetto; the page carries only the window.
 constexpr size_t kMaxTimelineSpans = 20000;
@@ -139,13 +141,16 @@ json::object trace_window(const fs::path& path, std::optional<std::pair<int64_t,
       const json::value* n = args ? args->if_contains("name") : nullptr;
       if (!n || !n->is_string()) continue;
       if (name->as_string() == "process_name") ranks[*pid] = std::string(n->as_string());
-      if (name->as_string() == "thread_name") lanes[*tid] = std::string(n->as_string());
+      if (name->as_string() == "thread_name" && *tid < trace::kSubTrackBase)
+        lanes[*tid] = std::string(n->as_string());
       continue;
     }
     const auto ts = num(*e, "ts"), dur = num(*e, "dur");
     if (ph->as_string() != "X" || !ts || !dur) continue;
     const auto step = args ? num(*args, "step") : std::nullopt;
-    spans.push_back({*pid, *tid, *ts, *ts + *dur, step.value_or(-1), std::string(name->as_string())});
+    // A sub-track (Note [trace tracks]: a gradient bucket's) is drawn in its lane's row.
+    const int64_t lane = *tid >= trace::kSubTrackBase ? *tid / trace::kSubTrackBase - 1 : *tid;
+    spans.push_back({*pid, lane, *ts, *ts + *dur, step.value_or(-1), std::string(name->as_string())});
     if (*tid == 0 && step) step_ids.insert(*step);  // lane 0: the step spans (core/trace.h)
   }
   if (step_ids.empty()) {

@@ -13,13 +13,20 @@
 (function () {
   'use strict';
   const data = JSON.parse(document.getElementById('pft-data').textContent);
-  // Note [report runs]: a `start` record not followed by `resume` began a fresh run from step 0
-  // (train.resume: none, or no checkpoint to resume from) appended to an older run's records;
-  // the page shows the last such run (with its resumes), the older ones would draw over it.
+  // Note [report runs]: a `start` record whose records (up to the next `start`) hold a `train`
+  // step and no `resume` began a fresh run from step 0 (train.resume: none, or no checkpoint to
+  // resume from) appended to an older run's records; the page shows the last such run (with its
+  // resumes), the older ones would draw over it. A `start` with no step after it is no new run: a
+  // resume that failed (exit 2: another model, a corrupt checkpoint) writes `start` and stops.
   let first = 0;
   data.records.forEach((r, i) => {
-    const next = data.records[i + 1];
-    if (r.kind === 'start' && !(next && next.kind === 'resume')) first = i;
+    if (r.kind !== 'start') return;
+    let trained = false, resumed = false;
+    for (let j = i + 1; j < data.records.length && data.records[j].kind !== 'start'; ++j) {
+      if (data.records[j].kind === 'train') trained = true;
+      if (data.records[j].kind === 'resume') resumed = true;
+    }
+    if (trained && !resumed) first = i;
   });
   const records = data.records.slice(first);
   if (first > 0) {

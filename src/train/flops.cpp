@@ -29,10 +29,11 @@ std::optional<double> gpu_peak_flops(const std::string& device_name, Precision p
     double fp32_tflops;     // plain fp32 (no TF32)
   };
   // NVIDIA's data sheets, dense (no sparsity). H200 has the H100 SXM's compute.
-  static constexpr std::array<Peak, 8> kPeaks{{
+  static constexpr std::array<Peak, 9> kPeaks{{
       {"H100 PCIe", 756.0, 51.2},
       {"H100 NVL", 835.0, 60.0},
       {"H100", 989.4, 66.9},  // SXM5 ("NVIDIA H100 80GB HBM3")
+      {"H200 NVL", 835.0, 60.0},  // the PCIe card: the H100 NVL's compute
       {"H200", 989.4, 66.9},
       {"GH200", 989.4, 66.9},
       {"A100", 312.0, 19.5},

@@ -26,6 +26,14 @@ int64_t matmul_params(const ModelConfig& m);
 // Training FLOPs per token of a sequence of `seq_len` tokens (Note [model FLOPs]).
 double training_flops_per_token(const ModelConfig& m, int64_t seq_len, Method method);
 
+// What one rank did per second: the step's tokens over all ranks / its time / the ranks (the
+// `tokens_per_s_per_rank` of metrics.jsonl, the progress line's "/rank" and the trace's counter).
+inline double tokens_per_s_per_rank(int64_t tokens, double step_time_s, int world_size) {
+  return step_time_s > 0 && world_size > 0
+             ? static_cast<double>(tokens) / step_time_s / static_cast<double>(world_size)
+             : 0.0;
+}
+
 // Dense peak FLOP/s of a GPU by its CUDA device name (cudaDeviceProp::name, e.g. "NVIDIA H100 80GB
 // HBM3") for the precision training runs its matmuls in (bf16/fp16 tensor cores, or plain fp32:
 // pft leaves TF32 off); nullopt for a device not in the table (no MFU then, only FLOP/s).

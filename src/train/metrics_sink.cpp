@@ -9,6 +9,7 @@
 #include "ckpt/saver.h"
 #include "control/schedule.h"
 #include "train/evaluate.h"
+#include "train/flops.h"
 #include "train/tensorboard.h"
 #include "train/train_step.h"
 
@@ -107,8 +108,7 @@ void MetricsSink::train(const Train& t) {
   rec["step_time_s"] = t.step_time_s;
   rec["step_time_max_s"] = t.step_time_max_s;
   // Per rank: what one device did (Note [model FLOPs] in train/flops.h).
-  const double per_rank =
-      t.step_time_s > 0 ? static_cast<double>(t.tokens) / t.step_time_s / t.world_size : 0.0;
+  const double per_rank = tokens_per_s_per_rank(t.tokens, t.step_time_s, t.world_size);
   rec["tokens_per_s_per_rank"] = per_rank;
   rec["model_tflops_per_rank"] = per_rank * t.flops_per_token / 1e12;
   if (t.peak_flops) rec["mfu"] = per_rank * t.flops_per_token / *t.peak_flops;

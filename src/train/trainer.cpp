@@ -300,6 +300,12 @@ TrainSummary train(const Config& config, const RankEnv& env, const TrainOptions&
     record.flops_per_token = flops.per_token;
     record.peak_flops = flops.peak;
     s.metrics.train(record);
+    if (env.is_root() && trace::enabled()) {  // counter tracks: metrics.jsonl's numbers
+      const double per_rank = tokens_per_s_per_rank(record.tokens, record.step_time_s, env.world_size);
+      trace::sample("tokens/s per rank", per_rank);
+      trace::sample("model TFLOP/s per rank", per_rank * flops.per_token / 1e12);
+      if (flops.peak) trace::sample("MFU", per_rank * flops.per_token / *flops.peak);
+    }
     if (progress_due(s, step + 1)) {
       log_progress(s, step + 1, lr, r, step_time, start.step, run_start, flops);
       s.metrics.flush();  // TensorBoard's events, at the same interval
@@ -334,7 +340,12 @@ TrainSummary train(const Config& config, const RankEnv& env, const TrainOptions&
     trace::set_enabled(false);
     const std::filesystem::path path = std::filesystem::path(rc.dir) / "trace.json";
     const int64_t events = write_merged_trace(*s.comm, trace_offset_us, env.rank_hosts, path);
-    if (env.is_root())
+    if (env.is_root() && events == 0)
+      log::warn("trace: no step of this run was traced (run.trace_from {}, run.trace_to {}; "
+                "0-based; this run took steps {} to {} of metrics.jsonl): {} was not written{}",
+                rc.trace_from, rc.trace_to, start.step + 1, summary.steps, path.string(),
+                std::filesystem::exists(path) ? " (the one there is an earlier run's)" : "");
+    else if (env.is_root())
       log::info("trace: {} spans of {} rank(s) -> {} (open it in https://ui.perfetto.dev or "
                 "chrome://tracing)",
                 events, env.world_size, path.string());

@@ -16,6 +16,7 @@
 #include <boost/json/serialize.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -246,6 +247,60 @@ TEST(StatusCli, PreemptedUntilResumedThenFinished) {
   EXPECT_EQ(f.o.at("step").as_int64(), 40) << f.out;
   fs::remove_all(dir);
   fs::remove(dir.string() + ".log");
+}
+
+// A run whose loss went non-finite: metrics.jsonl writes it as null (core/run_dir.h). Status
+// prints "nan" and --json keeps the null; neither is a crash (exit 3, "failed").
+TEST(StatusCli, NonFiniteMetricsAreNanNotAFailure) {
+  const fs::path dir = scratch("nan");
+  fs::create_directories(dir);
+  {
+    std::ofstream m(dir / "metrics.jsonl");
+    m << R"({"kind":"start","world_size":1,"steps":4,"method":"full","mixture":{"add":1E0},"time":1.7E9})" "\n"
+      << R"({"kind":"eval","step":0,"task":"add","template":"all","loss":null,"exact_match":0E0,"time":1.7E9})" "\n"
+      << R"({"kind":"train","step":1,"loss":null,"lr":1E-3,"tokens":64,"tokens_per_s":6.4E2,"step_time_s":1E-1,"time":1.7E9})" "\n"
+      << R"({"kind":"end","step":1,"tokens_seen":64,"time":1.7E9})" "\n";
+  }
+  const Result human = run(kPft + " status " + dir.string());
+  EXPECT_EQ(human.code, 0) << human.out;
+  EXPECT_CONTAINS(human.out, "loss nan");
+  EXPECT_CONTAINS(human.out, "  loss nan");  // the evaluation's
+  const Status st = pft_status(dir);
+  EXPECT_EQ(st.code, 0) << st.out;
+  ASSERT_TRUE(st.o.contains("loss")) << st.out;
+  EXPECT_TRUE(st.o.at("loss").is_null()) << st.out;
+  fs::remove_all(dir);
+}
+
+// Note [stall deadline]: 200 s without a step after step 3 is a stall (steps 1 s apart); after
+// step 4, where eval.every_steps: 4 puts an evaluation, it is not (the deadline is 30 minutes).
+TEST(StatusCli, AnEvaluationDueIsNotAStall) {
+  const fs::path dir = scratch("evaldue");
+  fs::create_directories(dir);
+  {
+    std::ofstream c(dir / "config.resolved.yaml");
+    c << "train:\n  steps: 100\neval:\n  every_steps: 4\ncheckpoint:\n  every_steps: 50\n";
+  }
+  const auto write = [&](int last_step) {
+    const double t0 = std::chrono::duration<double>(
+                          std::chrono::system_clock::now().time_since_epoch()).count() - 200.0 - last_step;
+    std::ofstream m(dir / "metrics.jsonl");
+    m << R"({"kind":"start","world_size":1,"steps":100,"time":)" << std::to_string(t0) << "}\n";
+    for (int s = 1; s <= last_step; ++s)
+      m << R"({"kind":"train","step":)" << s
+        << R"(,"loss":1.0,"tokens_per_s":10.0,"step_time_s":1.0,"time":)" << std::to_string(t0 + s)
+        << "}\n";
+  };
+  write(3);
+  Status st = pft_status(dir);
+  EXPECT_EQ(st.code, 1) << st.out;
+  EXPECT_EQ(st.o.at("state").as_string(), "stalled") << st.out;
+  write(4);
+  st = pft_status(dir);
+  EXPECT_EQ(st.code, 0) << st.out;
+  EXPECT_EQ(st.o.at("state").as_string(), "running") << st.out;
+  EXPECT_EQ(st.o.at("stall_after_s").to_number<double>(), 1800.0) << st.out;
+  fs::remove_all(dir);
 }
 
 TEST(StatusCli, NotARunDirectoryIsBadInput) {

@@ -66,9 +66,16 @@ def expected_counts(metrics_path):
                 continue
             if isinstance(r, dict) and isinstance(r.get("kind"), str):
                 records.append(r)
-    # Only the last run started from step 0 (a start record without a resume record after it).
-    first = max([i for i, r in enumerate(records) if r["kind"] == "start" and
-                 (i + 1 == len(records) or records[i + 1]["kind"] != "resume")] or [0])
+    # Only the last run started from step 0: a start record whose records up to the next start
+    # hold a train step and no resume (Note [report runs]; a failed resume's start holds nothing).
+    def fresh(i):
+        kinds = []
+        for r in records[i + 1:]:
+            if r["kind"] == "start":
+                break
+            kinds.append(r["kind"])
+        return "train" in kinds and "resume" not in kinds
+    first = max([i for i, r in enumerate(records) if r["kind"] == "start" and fresh(i)] or [0])
     train, evals, mixture, start_mixture = {}, {}, {}, None
     info, task_order = {}, []
     for r in records[first:]:
@@ -113,7 +120,8 @@ def expected_timeline(trace_path, from_step, to_step):
     with open(trace_path) as f:
         events = json.load(f)["traceEvents"]
     lanes = {e["tid"]: e["args"]["name"] for e in events
-             if e["ph"] == "M" and e["name"] == "thread_name"}
+             if e["ph"] == "M" and e["name"] == "thread_name" and e["tid"] < 100}
+    lane = lambda tid: tid // 100 - 1 if tid >= 100 else tid  # a bucket's track: its lane's row
     spans = [e for e in events if e["ph"] == "X"]
     in_steps = [e for e in spans if from_step <= e.get("args", {}).get("step", -1) <= to_step]
     t0 = min(e["ts"] for e in in_steps if e["tid"] == 0)
@@ -122,8 +130,9 @@ def expected_timeline(trace_path, from_step, to_step):
     for e in spans:
         if e["ts"] + e["dur"] <= t0 or e["ts"] >= t1:
             continue
-        counts[lanes[e["tid"]]] = counts.get(lanes[e["tid"]], 0) + 1
-        rows.add((e["pid"], e["tid"]))
+        name = lanes[lane(e["tid"])]
+        counts[name] = counts.get(name, 0) + 1
+        rows.add((e["pid"], lane(e["tid"])))
     return counts, {p for p, _ in rows}
 
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # report_browser_test.sh PFT CHROMIUM PYTHON: `pft report` end to end, in a real headless browser.
 #   1. a short real `pft train` (tests/report/tiny_tasks.yaml: 2 tasks with held-out templates,
-#      two phases, evaluations, checkpoints) on 2 ranks under launch/pft-mpirun, resumed once,
-#      with run.trace (the page's timeline: its spans per lane are trace.json's in its window);
+#      two phases, evaluations, checkpoints) on 2 ranks under launch/pft-mpirun, a resume that
+#      fails (its `start` record must not hide the run), resumed to 12, resumed again with nothing
+#      to do (trace.json kept), all with run.trace (the page's timeline: trace.json's spans);
 #   2. `pft report RUN_DIR`, then Debian's chromium loads the page (--dump-dom after its scripts
 #      ran, --screenshot) and check_report.py checks: no error, every chart has the series and
 #      points metrics.jsonl holds, the held-out and worst templates, a screenshot that is not blank;
@@ -33,15 +34,34 @@ browse() {  # browse PAGE OUT_PREFIX [shot]: the page's DOM after its scripts ra
   [[ -s "$2.png" ]] || { echo "chromium wrote no screenshot:"; cat "$2.browser.log"; exit 1; }
 }
 
-echo "== 1. pft train: 8 steps, then resumed to 12"
+echo "== 1. pft train: 8 steps, a resume that fails, then resumed to 12"
 run="$tmp/run"
-for steps in 8 12; do
+train() {  # train STEPS [--set ...]: pft train of the tiny config on 2 ranks, traced
+  local steps="$1"; shift
   PFT_OVERSUBSCRIBE=1 PFT_MPIRUN_LOOPBACK=1 PFT_TAG_OUTPUT=0 \
     launch/pft-mpirun -np 2 "$pft" train tests/report/tiny_tasks.yaml --set run.dir="$run" \
-    --set train.steps=$steps --set train.resume=auto --set run.trace=true > "$tmp/train.log" 2>&1 \
-    || { cat "$tmp/train.log"; exit 1; }
-done
-grep -q '"kind":"resume"' "$run/metrics.jsonl" || { echo "the second run did not resume"; exit 1; }
+    --set train.steps="$steps" --set train.resume=auto --set run.trace=true "$@"
+}
+train 8 > "$tmp/train.log" 2>&1 || { cat "$tmp/train.log"; exit 1; }
+# A resume that fails (another model: exit 2) leaves a `start` record and no step; the page must
+# still show all 12 steps (Note [report runs]), which check_report.py counts.
+set +e
+train 12 --set model.n_layers=2 > "$tmp/bad.log" 2>&1
+rc=$?
+set -e
+[[ $rc -eq 2 ]] || { echo "a resume with another model exited $rc, not 2"; cat "$tmp/bad.log"; exit 1; }
+train 12 > "$tmp/train.log" 2>&1 || { cat "$tmp/train.log"; exit 1; }
+grep -q '"kind":"resume"' "$run/metrics.jsonl" || { echo "the last run did not resume"; exit 1; }
+"$python" - "$run/metrics.jsonl" <<'PY' || { echo "no start record without a step (the failed resume's)"; exit 1; }
+import json, sys
+kinds = [json.loads(l)["kind"] for l in open(sys.argv[1]) if l.strip()]
+starts = [i for i, k in enumerate(kinds) if k == "start"]
+sys.exit(0 if any(i + 1 < len(kinds) and kinds[i + 1] == "start" for i in starts) else 1)
+PY
+# Resumed again with nothing left to do: no step is traced, so trace.json (steps 9-12) is kept.
+train 12 > "$tmp/again.log" 2>&1 || { cat "$tmp/again.log"; exit 1; }
+grep -q "trace: no step of this run was traced" "$tmp/again.log" ||
+  { echo "a run without a traced step did not say so"; cat "$tmp/again.log"; exit 1; }
 
 echo "== 2. pft report, chromium"
 "$pft" report "$run"

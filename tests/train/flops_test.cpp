@@ -49,6 +49,8 @@ TEST(Flops, PeaksOfKnownGpusByPrecision) {
   EXPECT_DOUBLE_EQ(*pft::gpu_peak_flops("NVIDIA H100 80GB HBM3", Precision::kBf16), 989.4e12);
   EXPECT_DOUBLE_EQ(*pft::gpu_peak_flops("NVIDIA H100 80GB HBM3", Precision::kFp32), 66.9e12);
   EXPECT_DOUBLE_EQ(*pft::gpu_peak_flops("NVIDIA H100 PCIe", Precision::kFp16), 756.0e12);
+  EXPECT_DOUBLE_EQ(*pft::gpu_peak_flops("NVIDIA H200 NVL", Precision::kBf16), 835.0e12);
+  EXPECT_DOUBLE_EQ(*pft::gpu_peak_flops("NVIDIA H200", Precision::kBf16), 989.4e12);
   EXPECT_DOUBLE_EQ(*pft::gpu_peak_flops("NVIDIA A100-SXM4-80GB", Precision::kBf16), 312.0e12);
   EXPECT_FALSE(pft::gpu_peak_flops("NVIDIA GeForce GTX 1080", Precision::kFp32).has_value());
   EXPECT_EQ(pft::device_name("cpu"), "");

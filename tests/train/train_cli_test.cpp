@@ -8,6 +8,7 @@
 
 #include <boost/json/parse.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdio>
@@ -210,19 +211,24 @@ TEST(TrainCli, TwoRanksGiveTheSameLossesAsOne) {
 }
 
 // run.trace: a 2-rank run writes one Chrome trace with a process per rank, a track per lane,
-// only the steps of [trace_from, trace_to), every span of a step inside that step's span, and
-// the ranks' clocks aligned: the step boundary is a collective, so the ranks' spans of it overlap.
+// only the steps [trace_from, trace_to) (0-based: metrics.jsonl's 2 and 3), every span of a step inside that step's span, the spans
+// of each track nested (Note [trace tracks]: each bucket on a track of its own), the background
+// write of the last traced step's checkpoint although it ends after tracing stopped (delayed),
+// rank 0's counters equal to metrics.jsonl's per-rank throughput, and the ranks' clocks aligned
+// although rank 1's is 5 s off (a test hook): the step boundary is a collective, so the ranks'
+// spans of it overlap.
 TEST(TrainCli, TraceOfTwoRanksHasEveryLaneAndAlignedClocks) {
   namespace json = boost::json;
   const fs::path dir = fresh_dir("trace");
-  const Result r = run(kMpirun2 + kPft + " train configs/quickstart.yaml --set train.steps=6" +
+  const Result r = run("PFT_TEST_TRACE_CLOCK_SKEW_US=1:5000000 PFT_TEST_DELAY=ckpt_write:0.4 " +
+                       kMpirun2 + kPft + " train configs/quickstart.yaml --set train.steps=6" +
                        " --set train.warmup_steps=1" +
                        " --set run.threads=1 --set train.global_batch_size=4" +
                        " --set train.micro_batch_size=1 --set eval.every_steps=3" +
                        " --set eval.max_batches=1 --set checkpoint.every_steps=3" +
                        " --set checkpoint.async=true --set dist.bucket_cap_mb=0.05" +
                        " --set dist.first_bucket_mb=0.05 --set run.trace=true" +
-                       " --set run.trace_from=1 --set run.trace_to=5 --set run.dir=" + dir.string());
+                       " --set run.trace_from=1 --set run.trace_to=3 --set run.dir=" + dir.string());
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("trace: "), std::string::npos) << r.out;
   std::ifstream in(dir / "trace.json");
@@ -234,6 +240,7 @@ TEST(TrainCli, TraceOfTwoRanksHasEveryLaneAndAlignedClocks) {
   std::map<int64_t, std::vector<Span>> by_rank;
   std::map<int64_t, std::string> process_names;
   std::map<std::pair<int64_t, int64_t>, std::string> lane_names;
+  std::map<std::pair<int64_t, std::string>, std::vector<double>> counters;  // (pid, name)
   for (const json::value& v : events) {
     const json::object& e = v.as_object();
     const int64_t pid = e.at("pid").as_int64(), tid = e.at("tid").as_int64();
@@ -241,6 +248,10 @@ TEST(TrainCli, TraceOfTwoRanksHasEveryLaneAndAlignedClocks) {
     if (e.at("ph").as_string() == "M") {
       if (name == "process_name") process_names[pid] = e.at("args").at("name").as_string().c_str();
       if (name == "thread_name") lane_names[{pid, tid}] = e.at("args").at("name").as_string().c_str();
+      continue;
+    }
+    if (e.at("ph").as_string() == "C") {
+      counters[std::make_pair(pid, name)].push_back(e.at("args").at("value").to_number<double>());
       continue;
     }
     ASSERT_EQ(e.at("ph").as_string(), "X");
@@ -262,20 +273,44 @@ TEST(TrainCli, TraceOfTwoRanksHasEveryLaneAndAlignedClocks) {
       lanes.insert(lane_names[std::make_pair(rank, s.lane)]);
       if (s.lane == 0) steps[s.step] = s;
     }
-    // Steps 2..5 (0-based 1..4), each once.
-    ASSERT_EQ(steps.size(), 4u) << "rank " << rank;
+    // Steps 2 and 3 (metrics.jsonl's numbers), each once.
+    ASSERT_EQ(steps.size(), 2u) << "rank " << rank;
     EXPECT_EQ(steps.begin()->first, 2);
-    EXPECT_EQ(steps.rbegin()->first, 5);
+    EXPECT_EQ(steps.rbegin()->first, 3);
     for (const char* lane : {"step", "data wait", "forward", "backward", "gradient all-reduce",
                              "optimizer", "controller", "evaluation", "checkpoint snapshot"})
       EXPECT_TRUE(lanes.contains(lane)) << "rank " << rank << " has no " << lane << " span";
     if (rank == 0) {
-      EXPECT_TRUE(lanes.contains("checkpoint write"));  // rank 0 writes
+      // Rank 0 writes; step 3's write ends 0.4 s into the untraced steps and is still there.
+      bool write3 = false;
+      for (const Span& s : spans) write3 = write3 || (s.name == "write checkpoint" && s.step == 3);
+      EXPECT_TRUE(write3) << "no background write of step 3's checkpoint";
     }
-    // Buckets: several per step with 0.05 MB buckets, named "bucket N".
+    // Buckets: several per step with 0.05 MB buckets, named "bucket N", each on its own track
+    // named after it under the all-reduce lane.
     int buckets = 0;
-    for (const Span& s : spans) buckets += s.name.rfind("bucket ", 0) == 0;
-    EXPECT_GE(buckets, 2 * 4) << "rank " << rank;
+    for (const Span& s : spans) {
+      if (s.name.rfind("bucket ", 0) != 0) continue;
+      ++buckets;
+      EXPECT_EQ(lane_names[std::make_pair(rank, s.lane)], "gradient all-reduce: " + s.name);
+    }
+    EXPECT_GE(buckets, 2 * 2) << "rank " << rank;
+    // Every track's spans nest (Perfetto drops the ones that overlap without nesting).
+    std::map<int64_t, std::vector<Span>> by_track;
+    for (const Span& s : spans) by_track[s.lane].push_back(s);
+    for (auto& [track, list] : by_track) {
+      std::sort(list.begin(), list.end(), [](const Span& a, const Span& b) {
+        return a.begin != b.begin ? a.begin < b.begin : a.end > b.end;
+      });
+      std::vector<int64_t> open_ends;
+      for (const Span& s : list) {
+        while (!open_ends.empty() && open_ends.back() <= s.begin) open_ends.pop_back();
+        EXPECT_TRUE(open_ends.empty() || s.end <= open_ends.back())
+            << "rank " << rank << " track " << track << ": " << s.name << " [" << s.begin << ", "
+            << s.end << "] overlaps an enclosing span ending at " << open_ends.back();
+        open_ends.push_back(s.end);
+      }
+    }
     // Forward, backward and the optimizer of a step lie inside it (the spans without a step
     // number belong to the step whose span holds them).
     for (const Span& s : spans) {
@@ -286,8 +321,26 @@ TEST(TrainCli, TraceOfTwoRanksHasEveryLaneAndAlignedClocks) {
                           << " is in no traced step";
     }
   }
+  // Rank 0's counters: metrics.jsonl's tokens_per_s_per_rank of steps 2 and 3, in order.
+  std::vector<double> per_rank;
+  {
+    std::ifstream m(dir / "metrics.jsonl");
+    for (std::string line; std::getline(m, line);) {
+      const json::object o = json::parse(line).as_object();
+      if (o.at("kind").as_string() != "train") continue;
+      const int64_t step = o.at("step").as_int64();
+      if (step >= 2 && step <= 3) per_rank.push_back(o.at("tokens_per_s_per_rank").to_number<double>());
+    }
+  }
+  using Key = std::pair<int64_t, std::string>;
+  const std::vector<double>& tps = counters[Key{0, "tokens/s per rank"}];
+  ASSERT_EQ(tps.size(), 2u);
+  ASSERT_EQ(per_rank.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) EXPECT_NEAR(tps[i], per_rank[i], 1e-9 * per_rank[i]) << i;
+  EXPECT_EQ((counters[Key{0, "model TFLOP/s per rank"}].size()), 2u);
+  EXPECT_FALSE((counters.contains(Key{1, "tokens/s per rank"})));  // rank 0's, as metrics.jsonl
   // Aligned clocks: each step boundary of rank 0 overlaps rank 1's (both wait in its collective).
-  for (int64_t step = 2; step <= 5; ++step) {
+  for (int64_t step = 2; step <= 3; ++step) {
     const auto boundary = [&](int64_t rank) {
       for (const Span& s : by_rank[rank])
         if (s.lane == 6 && s.step == step) return s;
