@@ -1,5 +1,7 @@
 // pft report RUN_DIR [-o FILE]   one self-contained HTML page of the run's metrics.jsonl
 //                                (default RUN_DIR/report.html; docs/observability.md)
+// pft report SWEEP_DIR [-o FILE] the sweep's page, and each trial's run report
+//                                (default SWEEP_DIR/report.html; Note [sweep report])
 //
 // A single-process reader, like `pft ckpt`: no MPI, never the run's lock, so it may run while
 // the job is still writing (the page shows what metrics.jsonl held then). Lines that do not parse
@@ -12,6 +14,7 @@
 #include "core/format.h"
 #include "core/run_dir.h"
 #include "report/report.h"
+#include "report/sweep_report.h"
 
 namespace pft::cli {
 
@@ -22,13 +25,24 @@ Command add_report_command(CLI::App& app) {
     std::string run_dir, out;
   };
   auto args = std::make_shared<Args>();
-  sub->add_option("run_dir", args->run_dir, "Run directory (run.dir of a `pft train` run)")->required();
-  sub->add_option("-o,--output", args->out, "The HTML file to write (default RUN_DIR/report.html)");
+  sub->add_option("run_dir", args->run_dir,
+                  "Run directory (run.dir of a `pft train` run) or sweep directory (`pft sweep run`)")
+      ->required();
+  sub->add_option("-o,--output", args->out, "The HTML file to write (default DIR/report.html)");
 
   Command c;
   c.app = sub;
   c.run = [args]() -> int {
     const std::filesystem::path run_dir(args->run_dir);
+    if (report::report_dir_kind(run_dir) == report::ReportDirKind::kSweep) {
+      const std::filesystem::path out =
+          args->out.empty() ? run_dir / "report.html" : std::filesystem::path(args->out);
+      const report::SweepReport r = report::write_sweep_report(run_dir, out);
+      for (const std::string& w : r.warnings) std::cerr << "pft report: warning: " << w << "\n";
+      std::cout << fmt::format("wrote {} ({} trials; {} trial reports in {}/trials)\n", out.string(),
+                               r.trials, r.trial_reports, run_dir.string());
+      return 0;
+    }
     const report::Report r = report::render_report(run_dir);
     for (const report::SkippedLine& s : r.skipped)
       std::cerr << fmt::format("pft report: warning: {}:{}: skipped: {}\n",
