@@ -7,8 +7,8 @@
 //   #pft-status     data-state="ok" | "error", data-charts, data-errors
 //   .pft-chart      data-chart (objective | loss | scatter_<key>), data-series, data-points,
 //                   data-counts (JSON: trial id -> points Chart.js parsed; for a scatter, the
-//                   key -> points), data-best (the best trial's id), data-stopped (ids), and on
-//                   scatters data-key and data-log-x ("true" | "false")
+//                   key -> points), data-best (the best trial's id), data-stopped (ids),
+//                   data-log-y ("true" | "false"), and on scatters data-key and data-log-x
 (function () {
   'use strict';
   const data = JSON.parse(document.getElementById('pft-data').textContent);
@@ -72,36 +72,45 @@
     for (const [k, v] of Object.entries(attrs || {})) box.dataset[k] = v;
     drawn.push(c);
   }
-  const lineOptions = (yLabel) => ({
+  // A log y axis when the values are positive and span more than two decades: a diverging
+  // trial's loss of 8000 would otherwise flatten every other trial's line at the bottom.
+  const logY = (ys) => {
+    let lo = Infinity, hi = -Infinity;
+    for (const y of ys) { if (y < lo) lo = y; if (y > hi) hi = y; }
+    return lo > 0 && hi / lo >= 100;
+  };
+  const lineOptions = (yLabel, log) => ({
     animation: false, parsing: true, normalized: true, responsive: true,
     maintainAspectRatio: false,
     scales: {x: {type: 'linear', title: {display: true, text: 'step'}, min: 0},
-             y: {title: {display: true, text: yLabel}}},
+             y: {type: log ? 'logarithmic' : 'linear',
+                 title: {display: true, text: yLabel + (log ? ' (log scale)' : '')}}},
     plugins: {legend: {position: 'right', maxWidth: 360, labels: {boxWidth: 24}}},
   });
+  const lineChart = (id, title, yLabel, pairsOf) => {
+    const datasets = trials.map((t, i) => trialSeries(t, i, toPoints(pairsOf(t))));
+    const log = logY(datasets.flatMap((d) => d.data.map((p) => p.y)));
+    chart(id, title, legendNote, {type: 'line', data: {datasets}, options: lineOptions(yLabel, log)},
+          {logY: String(log)});
+  };
   const legendNote = 'thick black: the best trial; dashed ending in a cross: stopped early ' +
                      '(ASHA); dotted: failed';
 
   // 1. The objective over steps, one series per trial.
-  chart('objective', 'Objective: ' + data.metric + ' per trial over steps' +
-        (data.higher_is_better ? ' (higher is better)' : ' (lower is better)'), legendNote,
-        {type: 'line',
-         data: {datasets: trials.map((t, i) => trialSeries(t, i, toPoints(t.curve)))},
-         options: lineOptions(data.metric)});
+  lineChart('objective', 'Objective: ' + data.metric + ' per trial over steps' +
+            (data.higher_is_better ? ' (higher is better)' : ' (lower is better)'),
+            data.metric, (t) => t.curve);
 
   // 2. The training loss over steps, one series per trial.
-  chart('loss', 'Training loss per trial', legendNote,
-        {type: 'line',
-         data: {datasets: trials.map((t, i) => trialSeries(t, i, toPoints(t.loss)))},
-         options: lineOptions('training loss')});
+  lineChart('loss', 'Training loss per trial', 'training loss', (t) => t.loss);
 
-  // 3. The objective against each numeric searched parameter: a log axis for learning rates (and
-  //    any positive parameter whose values span two decades or more).
+  // 3. The objective against each numeric searched parameter that takes two values or more: a
+  //    log axis for learning rates (and any positive parameter whose values span two decades).
   data.keys.forEach((key) => {
     const values = trials.map((t) => Number(t.params[key]));
     if (!trials.every((t) => key in t.params && String(t.params[key]).trim() !== '') ||
-        !values.every(finite))
-      return;
+        !values.every(finite) || new Set(values).size < 2)
+      return;  // not numeric, or one value (a fixed key: nothing to compare)
     const positive = values.every((v) => v > 0);
     const span = positive ? Math.max(...values) / Math.min(...values) : 0;
     const logX = positive && (/(^|[._])lr$|learning_rate/.test(key) || span >= 100);
@@ -112,6 +121,7 @@
       colours.push(t.best ? '#d62728' : palette[0]);
       radii.push(t.best ? 7 : 4);
     });
+    const log = logY(points.map((p) => p.y));
     chart('scatter_' + key, data.metric + ' against ' + key,
           'one point per trial with an objective (its last evaluation); red: the best trial' +
           (logX ? '; log scale' : ''),
@@ -126,14 +136,15 @@
                             const l = Math.log10(v);
                             return Math.abs(l - Math.round(l)) < 1e-9 ? Number(v).toExponential(0) : '';
                           }} : {}},
-                      y: {title: {display: true, text: data.metric}}},
+                      y: {type: log ? 'logarithmic' : 'linear',
+                          title: {display: true, text: data.metric + (log ? ' (log scale)' : '')}}},
              plugins: {
                legend: {display: false},
                tooltip: {callbacks: {label: (c) => c.raw.trial + ': ' + key + '=' + c.raw.x + ', ' +
                                                    data.metric + '=' + c.raw.y}},
              },
            }},
-          {key, logX: String(logX)});
+          {key, logX: String(logX), logY: String(log)});
   });
 
   const status = document.getElementById('pft-status');

@@ -194,7 +194,7 @@ def main():
             fail(f"{tid}: the row does not hold the failure message {last['message']!r}")
 
     # The charts: one series per trial, as many points as its metrics.jsonl holds.
-    want_objective, want_loss, objectives = {}, {}, {}
+    want_objective, want_loss, objectives, drawn_objective, drawn_loss = {}, {}, {}, [], []
     for tid in trials:
         records = read_jsonl(os.path.join(sweep_dir, "trials", tid, "metrics.jsonl"))
         curve = objective_curve(records, metric)
@@ -205,12 +205,20 @@ def main():
             if r["kind"] == "train" and isinstance(r.get("step"), int):
                 loss[r["step"]] = r.get("loss")
         want_loss[tid] = sum(1 for v in loss.values() if finite(v))
+        drawn_objective += [v for _, v in curve if finite(v)]
+        drawn_loss += [v for v in loss.values() if finite(v)]
     for cid, want in (("objective", want_objective), ("loss", want_loss)):
         if cid not in dom.charts:
             fail(f"no {cid} chart; charts: {sorted(dom.charts)}")
         got = json.loads(dom.charts[cid]["data-counts"])
         if got != want or dom.charts[cid]["data-series"] != str(len(trials)):
             fail(f"chart {cid}: points per trial {got}, metrics.jsonl has {want}")
+    # A log y axis exactly when the drawn values are positive and span two decades or more.
+    for cid, values in (("objective", drawn_objective), ("loss", drawn_loss)):
+        want_log = bool(values) and min(values) > 0 and max(values) / min(values) >= 100
+        if dom.charts[cid].get("data-log-y") != str(want_log).lower():
+            fail(f"chart {cid}: data-log-y {dom.charts[cid].get('data-log-y')}, values span "
+                 f"{min(values or [0])}..{max(values or [0])}")
     if sum(want_objective.values()) == 0 or sum(want_loss.values()) == 0:
         fail("the sweep's trials have no evaluation or no training step to draw")
     # The objective at the last evaluation, computed here, is the page's (and status's).

@@ -9,10 +9,12 @@
 #      in status's order with its numbers, the best marked, links to each trial's run report that
 #      resolve; the objective and loss charts have a series per trial with the points its
 #      metrics.jsonl holds; a log-x scatter of train.lr; a screenshot that is not blank;
-#   3. a copy of the sweep with a line of one trial's metrics.jsonl cut in two, another trial's
-#      metrics.jsonl emptied and a third trial's last event made `stopped` (what ASHA writes; the
-#      local executor has no ASHA): the page is still written, names the cut line (file:line),
-#      says the emptied trial has no run report, draws the stopped trial as stopped;
+#   2b. an in-allocation sweep with ASHA (mpi executor, 2 ranks under launch/pft-mpirun): the
+#      trial ASHA stopped is drawn as stopped, the rest checked as in 2;
+#   3. a copy of the step-1 sweep with a line of one trial's metrics.jsonl cut in two, another
+#      trial's metrics.jsonl emptied and a third trial's last event made `stopped` (as ASHA writes
+#      it): the page is still written, names the cut line (file:line), says the emptied trial has
+#      no run report, draws the stopped trial as stopped;
 #   4. exit 2 naming what a run or a sweep directory holds.
 set -euo pipefail
 pft="$1"; chromium="$2"; python="$3"
@@ -62,6 +64,32 @@ grep -q 'href="../sweep%20dir/trials/t000/report.html"' "$tmp/elsewhere/sweep.ht
 browse "$tmp/elsewhere/sweep.html" "$tmp/elsewhere-page"
 "$python" "$here/check_sweep_report.py" "$sweep" "$tmp/elsewhere-page.html" - "$tmp/status.out" eval.loss \
   --page "$tmp/elsewhere/sweep.html"
+
+echo "== 2b. an in-allocation sweep with ASHA (mpi executor, 2 ranks): lr 10 is stopped at step 6"
+cat > "$tmp/asha.yaml" <<EOF
+base: $root/tests/sweep/tiny.yaml
+parameters:
+  train.lr: [1.0e-3, 3.0e-3, 10]
+  train.micro_batch_size: [2]
+objective: {metric: eval.loss}
+early_stop: {rule: asha, eta: 2, min_steps: 6}
+executor: {kind: mpi, ranks_per_trial: 2}
+EOF
+asha="$tmp/asha"
+PFT_OVERSUBSCRIBE=1 PFT_MPIRUN_LOOPBACK=1 PFT_TAG_OUTPUT=0 \
+  launch/pft-mpirun -np 2 "$pft" sweep run "$tmp/asha.yaml" --dir "$asha" > "$tmp/asha.log" 2>&1 \
+  || { cat "$tmp/asha.log"; exit 1; }
+stopped=$("$python" -c 'import json,sys; print(",".join(sorted({json.loads(l)["trial"] for l in open(sys.argv[1]) if json.loads(l)["kind"] == "stopped"})))' "$asha/sweep.jsonl")
+[[ "$stopped" == t002 ]] || { echo "ASHA stopped '$stopped', the setup expects t002:"; cat "$tmp/asha.log"; exit 1; }
+"$pft" sweep status "$asha" > "$tmp/asha-status.out"
+cat "$tmp/asha-status.out"
+"$pft" report "$asha"
+browse "$asha/report.html" "$tmp/asha-page"
+"$python" "$here/check_sweep_report.py" "$asha" "$tmp/asha-page.html" - "$tmp/asha-status.out" eval.loss \
+  --stopped t002
+if grep -q 'data-chart="scatter_train.micro_batch_size"' "$tmp/asha-page.html"; then
+  echo "a scatter of train.micro_batch_size, which takes one value"; exit 1
+fi
 
 echo "== 3. a cut line, a trial with an empty metrics.jsonl, a stopped trial"
 copy="$tmp/copy"
