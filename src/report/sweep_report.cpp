@@ -93,23 +93,22 @@ TrialLoss read_trial_loss(const fs::path& metrics) {
   return out;
 }
 
-// Writes a trial's own run report next to its metrics.jsonl; "" and a warning when it cannot.
-std::string write_trial_report(const std::string& id, const fs::path& trial_dir,
-                               std::vector<std::string>& warnings, std::string& why) {
+// A trial's own run report, written next to its metrics.jsonl.
+struct TrialPage {
+  fs::path page;      // empty when none was written
+  std::string error;  // why not, when the trial has a metrics.jsonl (a pending trial has none)
+};
+
+TrialPage write_trial_report(const fs::path& trial_dir) {
   std::error_code ec;
-  if (!fs::is_regular_file(trial_dir / "metrics.jsonl", ec)) {
-    why = "no metrics.jsonl yet";  // pending, or failed before training: not a warning
-    return "";
-  }
+  if (!fs::is_regular_file(trial_dir / "metrics.jsonl", ec)) return {};
   try {
     const Report r = render_report(trial_dir);
     const fs::path page = trial_dir / "report.html";
     RunDir::write_file_atomic(page, r.html);
-    return page.string();
+    return {page, ""};
   } catch (const InputError& e) {
-    why = e.what();
-    warnings.push_back(fmt::format("trial {}: no run report: {}", id, e.what()));
-    return "";
+    return {{}, e.what()};
   }
 }
 
@@ -175,14 +174,14 @@ SweepReport write_sweep_report(const fs::path& sweep_dir, const fs::path& out) {
       report.warnings.push_back(fmt::format("trial {}: {}", id, *loss.unreadable));
       notes.push_back("unreadable: " + *loss.unreadable);
     }
-    std::string no_report;
-    const std::string page = write_trial_report(id, trial_dir, report.warnings, no_report);
+    const TrialPage page = write_trial_report(trial_dir);
     std::string link;
-    if (!page.empty()) {
+    if (!page.page.empty()) {
       ++report.trial_reports;
-      link = href(fs::path(page).lexically_relative(page_dir));
-    } else if (!no_report.empty() && no_report != "no metrics.jsonl yet") {
-      notes.push_back("no run report: " + no_report);
+      link = href(page.page.lexically_relative(page_dir));
+    } else if (!page.error.empty()) {
+      report.warnings.push_back(fmt::format("trial {}: no run report: {}", id, page.error));
+      notes.push_back("no run report: " + page.error);
     }
 
     json::object t;
