@@ -57,8 +57,8 @@ std::string href(const fs::path& relative) {
 // of a step replaces an earlier one: a resumed trial redoes the steps after its checkpoint, Note
 // [report resume] in report/report.js), and the lines that did not parse.
 struct TrialLoss {
-  std::map<int64_t, double> loss;  // NaN where the loss was not finite (written as null)
-  std::vector<std::string> skipped;  // "FILE:LINE: skipped: why"
+  std::map<int64_t, double> loss;         // NaN where the loss was not finite (written as null)
+  std::vector<std::string> skipped;       // "FILE:LINE: skipped: why"
   std::optional<std::string> unreadable;  // the file exists but cannot be read
 };
 
@@ -78,9 +78,9 @@ TrialLoss read_trial_loss(const fs::path& metrics) {
     const std::optional<json::object> o = sweep::parse_json_line(line);
     const json::value* kind = o ? o->if_contains("kind") : nullptr;
     if (!kind || !kind->is_string()) {
-      out.skipped.push_back(fmt::format("{}:{}: skipped: {}", metrics.string(), line_no,
-                                        o ? "no \"kind\" string"
-                                          : "not a JSON object (a line cut by a kill?)"));
+      out.skipped.push_back(
+          fmt::format("{}:{}: skipped: {}", metrics.string(), line_no,
+                      o ? "no \"kind\" string" : "not a JSON object (a line cut by a kill?)"));
       continue;
     }
     if (kind->as_string() != "train") continue;
@@ -129,9 +129,12 @@ ReportDirKind report_dir_kind(const fs::path& dir) {
   if (fs::is_regular_file(dir / "sweep.jsonl", ec))
     throw InputError(fmt::format(
         "{} has sweep.jsonl but no sweep.yaml: a sweep directory holds both (`pft sweep run` "
-        "writes sweep.yaml first); was it copied in part? ({})", dir.string(), holds));
-  throw InputError(fmt::format("{} has no metrics.jsonl and no sweep.yaml: it is neither a run "
-                               "nor a sweep directory ({})", dir.string(), holds));
+        "writes sweep.yaml first); was it copied in part? ({})",
+        dir.string(), holds));
+  throw InputError(
+      fmt::format("{} has no metrics.jsonl and no sweep.yaml: it is neither a run "
+                  "nor a sweep directory ({})",
+                  dir.string(), holds));
 }
 
 SweepReport write_sweep_report(const fs::path& sweep_dir, const fs::path& out) {
@@ -203,14 +206,15 @@ SweepReport write_sweep_report(const fs::path& sweep_dir, const fs::path& out) {
 
     // The row: what `pft sweep status` prints, plus the link, the message and the notes.
     const bool is_best = best == order[r];
-    table += fmt::format("<tr class=\"pft-trial state-{}{}\" data-trial=\"{}\" data-state=\"{}\"{}>",
-                         sweep::state_name(s.state), is_best ? " best" : "", escape_html(id),
-                         sweep::state_name(s.state), is_best ? " data-best=\"true\"" : "");
-    table += fmt::format("<td>{}</td><td>{}{}</td>", r + 1,
-                         link.empty() ? escape_html(id)
-                                      : fmt::format("<a href=\"{}\">{}</a>", escape_html(link),
-                                                    escape_html(id)),
-                         is_best ? " <span class=\"best-mark\">&#9733; best</span>" : "");
+    table +=
+        fmt::format("<tr class=\"pft-trial state-{}{}\" data-trial=\"{}\" data-state=\"{}\"{}>",
+                    sweep::state_name(s.state), is_best ? " best" : "", escape_html(id),
+                    sweep::state_name(s.state), is_best ? " data-best=\"true\"" : "");
+    table += fmt::format(
+        "<td>{}</td><td>{}{}</td>", r + 1,
+        link.empty() ? escape_html(id)
+                     : fmt::format("<a href=\"{}\">{}</a>", escape_html(link), escape_html(id)),
+        is_best ? " <span class=\"best-mark\">&#9733; best</span>" : "");
     for (const std::string& k : keys) {
       std::string v;
       for (const auto& [pk, pv] : s.trial.params)
@@ -220,10 +224,10 @@ SweepReport write_sweep_report(const fs::path& sweep_dir, const fs::path& out) {
     table += fmt::format("<td>{}</td><td class=\"num\">{}</td>", sweep::state_name(s.state),
                          std::max<int64_t>(0, s.progress.steps));
     table += s.progress.objective
-                 ? fmt::format("<td class=\"num\" data-objective=\"{:.17g}\">{:.4f} <span "
-                               "class=\"note\">(step {})</span></td>",
-                               *s.progress.objective, *s.progress.objective,
-                               s.progress.objective_step)
+                 ? fmt::format(
+                       "<td class=\"num\" data-objective=\"{:.17g}\">{:.4f} <span "
+                       "class=\"note\">(step {})</span></td>",
+                       *s.progress.objective, *s.progress.objective, s.progress.objective_step)
                  : std::string("<td class=\"num\">-</td>");
     std::string message = s.message;
     for (const std::string& n : notes) message += (message.empty() ? "" : "; ") + n;
@@ -245,9 +249,9 @@ SweepReport write_sweep_report(const fs::path& sweep_dir, const fs::path& out) {
         s.state == sweep::TrialState::kFailed)
       ++ended;
   const std::string title = escape_html(dir.root().lexically_normal().string());
-  const std::string metric = escape_html(spec.objective.metric) +
-                             (spec.objective.higher_is_better ? " (higher is better)"
-                                                              : " (lower is better)");
+  const std::string metric =
+      escape_html(spec.objective.metric) +
+      (spec.objective.higher_is_better ? " (higher is better)" : " (lower is better)");
   std::string h;
   const std::string_view chart = chart_js();
   h.reserve(chart.size() + kSweepReportJs_size + table.size() + 8192);
@@ -268,8 +272,9 @@ table.trials td.message { font-weight: normal; max-width: 48em; }
   h += error_hook_js();
   h += "</script>\n</head>\n<body>\n";
   h += "<h1>pft sweep report</h1>\n<p class=\"meta\">" + title + ": " +
-       std::to_string(rows.size()) + " trials, " + std::to_string(ended) +
-       " ended; objective " + metric + ". The same ranking as <code>pft sweep status</code>; a "
+       std::to_string(rows.size()) + " trials, " + std::to_string(ended) + " ended; objective " +
+       metric +
+       ". The same ranking as <code>pft sweep status</code>; a "
        "trial's id links to its own run report.</p>\n";
   h += "<table class=\"trials\" id=\"pft-trials\"><thead><tr><th>rank</th><th>trial</th>";
   for (const std::string& k : keys) h += "<th>" + escape_html(k) + "</th>";
