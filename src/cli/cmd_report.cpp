@@ -1,6 +1,9 @@
 // pft report RUN_DIR [-o FILE] [--trace-steps A:B]
 //   one self-contained HTML page of the run's metrics.jsonl and, when the run was traced, a
 //   timeline of a few steps of its trace.json (default RUN_DIR/report.html; docs/observability.md)
+// pft report SWEEP_DIR [-o FILE]
+//   the sweep's page, and each trial's run report (default SWEEP_DIR/report.html; Note [sweep
+//   report])
 //
 // A single-process reader, like `pft ckpt`: no MPI, never the run's lock, so it may run while
 // the job is still writing (the page shows what metrics.jsonl held then). Lines that do not parse
@@ -16,6 +19,7 @@
 #include "core/format.h"
 #include "core/run_dir.h"
 #include "report/report.h"
+#include "report/sweep_report.h"
 
 namespace pft::cli {
 
@@ -50,16 +54,31 @@ Command add_report_command(CLI::App& app) {
     std::string run_dir, out, trace_steps;
   };
   auto args = std::make_shared<Args>();
-  sub->add_option("run_dir", args->run_dir, "Run directory (run.dir of a `pft train` run)")->required();
-  sub->add_option("-o,--output", args->out, "The HTML file to write (default RUN_DIR/report.html)");
+  sub->add_option("run_dir", args->run_dir,
+                  "Run directory (run.dir of a `pft train` run) or sweep directory (`pft sweep run`)")
+      ->required();
+  sub->add_option("-o,--output", args->out, "The HTML file to write (default DIR/report.html)");
   sub->add_option("--trace-steps", args->trace_steps,
-                  "A:B, the steps of trace.json the timeline shows (default: the last three traced "
-                  "before the final step)");
+                  "A:B, the steps of a run's trace.json its timeline shows (default: the last "
+                  "three traced before the final step)");
 
   Command c;
   c.app = sub;
   c.run = [args]() -> int {
     const std::filesystem::path run_dir(args->run_dir);
+    if (report::report_dir_kind(run_dir) == report::ReportDirKind::kSweep) {
+      if (!args->trace_steps.empty())
+        throw InputError(fmt::format("--trace-steps: {} is a sweep directory; give it with a "
+                                     "trial's run directory ({}/trials/<trial>)",
+                                     run_dir.string(), run_dir.string()));
+      const std::filesystem::path out =
+          args->out.empty() ? run_dir / "report.html" : std::filesystem::path(args->out);
+      const report::SweepReport r = report::write_sweep_report(run_dir, out);
+      for (const std::string& w : r.warnings) std::cerr << "pft report: warning: " << w << "\n";
+      std::cout << fmt::format("wrote {} ({} trials; {} trial reports in {}/trials)\n", out.string(),
+                               r.trials, r.trial_reports, run_dir.string());
+      return 0;
+    }
     report::RenderOptions options;
     if (!args->trace_steps.empty()) options.trace_steps = parse_step_range(args->trace_steps);
     const report::Report r = report::render_report(run_dir, options);

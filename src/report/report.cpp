@@ -218,6 +218,11 @@ std::string escape_script_json(const std::string& text) {
   return out;
 }
 
+std::string_view chart_js() { return {kChartJs, kChartJs_size}; }
+const char* error_hook_js() { return kErrorHook; }
+const char* base_style() { return kStyle; }
+std::string escape_html(const std::string& text) { return html_escape(text); }
+
 Report render_report(const fs::path& run_dir, const RenderOptions& options) {
   const fs::path metrics = run_dir / "metrics.jsonl";
   std::error_code ec;

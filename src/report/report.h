@@ -20,6 +20,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <string_view>
 #include <vector>
 
 namespace pft::report {
@@ -53,5 +54,13 @@ Report render_report(const std::filesystem::path& run_dir, const RenderOptions& 
 // JSON text made safe inside a <script> element: every '<' as \u003c (outside strings JSON has
 // no '<', so only strings change, and they decode to the same text).
 std::string escape_script_json(const std::string& json);
+
+// Shared with the sweep page (report/sweep_report.h), so both pages load the same Chart.js and
+// report errors the same way: the embedded Chart.js, the <head> script that collects every error
+// into window.pftErrors and #pft-status, the page's base style, and text escaped for HTML.
+std::string_view chart_js();
+const char* error_hook_js();
+const char* base_style();
+std::string escape_html(const std::string& text);
 
 }  // namespace pft::report

@@ -8,6 +8,7 @@
 //                              checkpoints/) and sweep.log, the output of its `pft train`
 //   SWEEP_DIR/best.yaml        the winning trial's config.resolved.yaml (sweep/results.h)
 //   SWEEP_DIR/objective.html   every trial's objective over steps, inline SVG (sweep/results.h)
+//   SWEEP_DIR/report.html      `pft report SWEEP_DIR`'s page (report/sweep_report.h)
 //   SWEEP_DIR/sweep.sbatch     the Slurm job array script (slurm executor)
 //   SWEEP_DIR/run.lock         the running `pft sweep run` (core/run_dir.h's lock)
 //

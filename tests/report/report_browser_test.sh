@@ -11,8 +11,9 @@
 #      "</script><script>": the cut line is skipped and named (stderr and page), the page loads
 #      with the same charts and no error (the JSON blob's escaping, Note [report page]); its last
 #      train record repeated with an "mfu" (as on a GPU) adds the MFU chart;
-#   4. exit 2 naming what is missing: a directory without metrics.jsonl (or none at all, or a
-#      sweep directory: pointed to its trials), an empty metrics.jsonl.
+#   4. exit 2 naming what is missing: a directory without metrics.jsonl (or none at all, or one
+#      with a sweep's sweep.jsonl but no sweep.yaml), an empty metrics.jsonl, a bad --trace-steps.
+#      (The sweep page: sweep_report_browser_test.sh.)
 set -euo pipefail
 pft="$1"; chromium="$2"; python="$3"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -107,12 +108,12 @@ expect_exit2() {  # expect_exit2 WHAT PATTERN ARGS...: pft report exits 2 naming
   echo "$what: exit 2: $(cat "$tmp/err.out")"
 }
 mkdir -p "$tmp/empty_dir"
-expect_exit2 "no metrics.jsonl" "has no metrics.jsonl" "$tmp/empty_dir"
-expect_exit2 "no such directory" "no such run directory" "$tmp/absent"
+expect_exit2 "no metrics.jsonl" "has no metrics.jsonl and no sweep.yaml" "$tmp/empty_dir"
+expect_exit2 "no such directory" "no such run or sweep directory" "$tmp/absent"
 : > "$tmp/empty_dir/metrics.jsonl"
 expect_exit2 "empty metrics.jsonl" "no record to report" "$tmp/empty_dir"
 mkdir -p "$tmp/sweep" && : > "$tmp/sweep/sweep.jsonl"
-expect_exit2 "a sweep directory" "is a sweep directory" "$tmp/sweep"
+expect_exit2 "half a sweep directory" "has sweep.jsonl but no sweep.yaml" "$tmp/sweep"
 expect_exit2 "a bad --trace-steps" "expected A:B" "$run" -o "$tmp/x.html" --trace-steps 5-7
 expect_exit2 "--trace-steps without a trace" "has no trace.json" "$cut" -o "$tmp/x.html" --trace-steps 1:2
 echo "report_browser_test: OK"
