@@ -21,7 +21,8 @@
 // before the first step (start-up, data preparation, the step-0 evaluation) it is 30 minutes.
 // The last 50 steps may hold no evaluation (eval.every_steps: 500, say), so a long one would look
 // like a hang: after a step at which config.resolved.yaml's eval.every_steps or
-// checkpoint.every_steps puts an evaluation or a save, the deadline is at least the start-up one.
+// checkpoint.every_steps puts an evaluation or a save, and after the last step (the final
+// evaluation and save), the deadline is at least the start-up one.
 // Times are the records' wall clocks (the writer's host) against this host's: across hosts,
 // clock skew adds to the age. A holder of run.lock on this host whose process is gone makes the
 // run failed whatever the deadline says; on another host only the deadline can tell.
@@ -189,8 +190,10 @@ Status compute(const fs::path& dir, double stall_after_flag) {
   }
   const double last_step_time = r.steps.empty() ? r.start_time : num(r.steps.back(), "time");
   const double age = last_step_time > 0 ? std::max(0.0, now - last_step_time) : 0.0;
+  // The last step always ends with an evaluation and a save (control/controller.cpp).
   const bool eval_or_save_due = step > 0 && ((eval_every > 0 && step % eval_every == 0) ||
-                                              (save_every > 0 && step % save_every == 0));
+                                              (save_every > 0 && step % save_every == 0) ||
+                                              (total > 0 && step >= total));
   const double stall_after =
       stall_after_flag > 0 ? stall_after_flag
       : r.steps.empty()    ? kStartupStallS

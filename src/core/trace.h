@@ -53,10 +53,13 @@ struct Event {
 // Perfetto drops spans that overlap without nesting. The gradient buckets' all-reduces do
 // overlap (bucket 1 is launched before bucket 0 completes), so each bucket's span goes on a track
 // of its own under its lane: track b + 1 of the all-reduce lane is bucket b, track 0 the step's
-// wait for them. Every other lane's spans nest and use track 0. tid_of gives the viewer's tid.
-inline constexpr int kSubTrackBase = 100;
-inline int tid_of(Lane lane, int track) {
-  return track == 0 ? static_cast<int>(lane) : kSubTrackBase * (static_cast<int>(lane) + 1) + track;
+// wait for them. Every other lane's spans nest and use track 0. tid_of gives the viewer's tid:
+// lane + kLanes x track, so a track's lane is tid % kLanes however many buckets there are (a
+// model of a few billion parameters has hundreds), and track 0 is the lane itself.
+inline int tid_of(Lane lane, int track) { return static_cast<int>(lane) + kLanes * track; }
+// The order of a track in the viewer: under its lane, by track.
+inline int64_t track_sort_index(Lane lane, int track) {
+  return static_cast<int64_t>(lane) * 1000000 + track;
 }
 
 // Steady clock, microseconds. (PFT_TEST_TRACE_CLOCK_SKEW_US=RANK:US shifts it by US on the MPI

@@ -5,6 +5,8 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
+#include <chrono>
+#include <cmath>
 #include <fstream>
 #include <iterator>
 #include <limits>
@@ -99,9 +101,19 @@ h2 { font-size: 1.05em; margin: 0.2em 0; }
 // crosses the window's edge (a background checkpoint write, say) is cut at the edge. The whole
 // trace stays in trace.json for Perfetto; the page carries only the window.
 constexpr size_t kMaxTimelineSpans = 20000;
+constexpr int64_t kMaxTimelineRanks = 16;             // rows: ranks x lanes
+constexpr uintmax_t kMaxTraceBytes = uintmax_t{1} << 30;  // read whole: the timeline skips more
 
 json::object trace_window(const fs::path& path, std::optional<std::pair<int64_t, int64_t>> steps,
                           std::string* problem) {
+  std::error_code size_ec;
+  if (const uintmax_t bytes = fs::file_size(path, size_ec); !size_ec && bytes > kMaxTraceBytes) {
+    *problem = fmt::format("{}: {:.1f} GiB, more than the report reads ({} GiB); no timeline. "
+                           "Open it in Perfetto, or trace fewer steps (run.trace_from / trace_to)",
+                           path.string(), static_cast<double>(bytes) / (1 << 30),
+                           kMaxTraceBytes >> 30);
+    return {};
+  }
   std::ifstream in(path, std::ios::binary);
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   boost::system::error_code ec;
@@ -125,8 +137,12 @@ json::object trace_window(const fs::path& path, std::optional<std::pair<int64_t,
     const json::value* v = o.if_contains(k);
     if (!v) return std::nullopt;
     if (v->is_int64()) return v->as_int64();
-    if (v->is_uint64()) return static_cast<int64_t>(v->as_uint64());
-    if (v->is_double()) return static_cast<int64_t>(v->as_double());
+    // Integers beyond 2^53 or non-finite doubles are no time a trace holds: skipped, not cast.
+    constexpr double kLimit = 9007199254740992.0;
+    if (v->is_uint64() && v->as_uint64() <= static_cast<uint64_t>(kLimit))
+      return static_cast<int64_t>(v->as_uint64());
+    if (v->is_double() && std::abs(v->as_double()) <= kLimit)
+      return static_cast<int64_t>(v->as_double());
     return std::nullopt;
   };
   for (const json::value& v : events_v->as_array()) {
@@ -141,15 +157,15 @@ json::object trace_window(const fs::path& path, std::optional<std::pair<int64_t,
       const json::value* n = args ? args->if_contains("name") : nullptr;
       if (!n || !n->is_string()) continue;
       if (name->as_string() == "process_name") ranks[*pid] = std::string(n->as_string());
-      if (name->as_string() == "thread_name" && *tid < trace::kSubTrackBase)
+      if (name->as_string() == "thread_name" && *tid < trace::kLanes)
         lanes[*tid] = std::string(n->as_string());
       continue;
     }
     const auto ts = num(*e, "ts"), dur = num(*e, "dur");
-    if (ph->as_string() != "X" || !ts || !dur) continue;
+    if (ph->as_string() != "X" || !ts || !dur || *dur < 0 || *tid < 0) continue;
     const auto step = args ? num(*args, "step") : std::nullopt;
     // A sub-track (Note [trace tracks]: a gradient bucket's) is drawn in its lane's row.
-    const int64_t lane = *tid >= trace::kSubTrackBase ? *tid / trace::kSubTrackBase - 1 : *tid;
+    const int64_t lane = *tid % trace::kLanes;
     spans.push_back({*pid, lane, *ts, *ts + *dur, step.value_or(-1), std::string(name->as_string())});
     if (*tid == 0 && step) step_ids.insert(*step);  // lane 0: the step spans (core/trace.h)
   }
@@ -159,29 +175,42 @@ json::object trace_window(const fs::path& path, std::optional<std::pair<int64_t,
     return {};
   }
   int64_t from = 0, to = 0;
-  if (steps) {
-    std::tie(from, to) = *steps;
+  if (steps) {  // what of A..B the trace holds
+    from = std::max(steps->first, *step_ids.begin());
+    to = std::min(steps->second, *step_ids.rbegin());
   } else {
     std::vector<int64_t> ids(step_ids.begin(), step_ids.end());
     if (ids.size() > 3) ids.pop_back();  // not the final step
     to = ids.back();
     from = ids[ids.size() >= 3 ? ids.size() - 3 : 0];
   }
-  int64_t t0 = std::numeric_limits<int64_t>::max(), t1 = std::numeric_limits<int64_t>::min();
+  // The window: from the first rank's start of step `from` to the first rank's start of step
+  // `to` + 1 (the steps' boundaries, evaluations and saves between them included); for the last
+  // traced step, to the end of its step and step-boundary spans. Longer spans are cut there.
+  constexpr int64_t kControlLane = static_cast<int64_t>(trace::Lane::kControl);
+  int64_t t0 = std::numeric_limits<int64_t>::max(), t1 = std::numeric_limits<int64_t>::max();
+  int64_t last_end = std::numeric_limits<int64_t>::min();
   for (const Span& sp : spans) {
-    if (sp.step < from || sp.step > to) continue;
-    if (sp.lane == 0) t0 = std::min(t0, sp.begin);
-    t1 = std::max(t1, sp.end);
+    if (sp.lane == 0 && sp.step >= from && sp.step <= to) t0 = std::min(t0, sp.begin);
+    if (sp.lane == 0 && sp.step == to + 1) t1 = std::min(t1, sp.begin);
+    if ((sp.lane == 0 || sp.lane == kControlLane) && sp.step == to) last_end = std::max(last_end, sp.end);
   }
-  if (t0 > t1) {
+  if (t1 == std::numeric_limits<int64_t>::max()) t1 = last_end;
+  if (from > to || t0 > t1) {
     *problem = fmt::format("{}: steps {}-{} are not in the trace (it has steps {}-{}); no timeline",
-                           path.string(), from, to, *step_ids.begin(), *step_ids.rbegin());
+                           path.string(), steps ? steps->first : from, steps ? steps->second : to,
+                           *step_ids.begin(), *step_ids.rbegin());
     return {};
   }
   json::array out;
   size_t in_window = 0;
+  bool ranks_cut = false;
   for (const Span& sp : spans) {
     if (sp.end <= t0 || sp.begin >= t1) continue;
+    if (sp.rank >= kMaxTimelineRanks) {
+      ranks_cut = true;
+      continue;
+    }
     if (++in_window > kMaxTimelineSpans) continue;
     out.push_back(json::array{sp.rank, sp.lane, sp.name,
                               static_cast<double>(std::max(sp.begin, t0) - t0) / 1000.0,
@@ -203,6 +232,9 @@ json::object trace_window(const fs::path& path, std::optional<std::pair<int64_t,
   if (in_window > kMaxTimelineSpans)
     *problem = fmt::format("{}: {} spans in steps {}-{}; the timeline shows the first {}",
                            path.string(), in_window, from, to, kMaxTimelineSpans);
+  if (ranks_cut)
+    *problem = fmt::format("{}: the timeline shows ranks 0-{} of {} (Perfetto shows them all)",
+                           path.string(), kMaxTimelineRanks - 1, ranks.size());
   return w;
 }
 
@@ -279,8 +311,17 @@ Report render_report(const fs::path& run_dir, const RenderOptions& options) {
   if (fs::is_regular_file(trace, ec)) {
     std::string problem;
     json::object w = trace_window(trace, options.trace_steps, &problem);
+    if (!problem.empty() && options.trace_steps && w.empty())
+      throw InputError(fmt::format("--trace-steps {}:{}: {}", options.trace_steps->first,
+                                   options.trace_steps->second, problem));
     if (!problem.empty()) report.notes.push_back(problem);
     if (!w.empty()) {
+      std::error_code mt_ec;
+      const auto mtime = fs::last_write_time(trace, mt_ec);
+      if (!mt_ec)  // seconds since the epoch: the page compares it with the run's start
+        w["mtime"] = std::chrono::duration<double>(
+                         std::chrono::file_clock::to_sys(mtime).time_since_epoch())
+                         .count();
       report.timeline_steps = {w["from_step"].as_int64(), w["to_step"].as_int64()};
       blob["trace"] = std::move(w);
     }

@@ -274,13 +274,24 @@
     series('control_s', points(trainSteps, (s) => train.get(s).control_s), 2),
   ]);
 
-  // 5. A few steps of trace.json, one row per rank and lane (Note [report timeline], report.cpp).
-  if (data.trace) timeline(data.trace);
+  // 5. A few steps of trace.json, one row per rank and lane (Note [report timeline], report.cpp),
+  // unless trace.json is older than the run this page shows (an earlier run's, left in place).
+  const runStart = records.length && records[0].kind === 'start' ? records[0].time : null;
+  if (data.trace && typeof data.trace.mtime === 'number' && typeof runStart === 'number' &&
+      data.trace.mtime < runStart) {
+    const p = document.createElement('p');
+    p.className = 'note';
+    p.id = 'pft-stale-trace';
+    p.textContent = 'trace.json is older than this run (an earlier run traced it): no timeline.';
+    document.getElementById('pft-charts').before(p);
+  } else if (data.trace) {
+    timeline(data.trace);
+  }
   function timeline(t) {
     const laneIds = [...new Set(t.spans.map((sp) => sp[1]))].sort((a, b) => a - b);
     const rankIds = [...new Set(t.spans.map((sp) => sp[0]))].sort((a, b) => a - b);
     const laneName = (l) => t.lanes[String(l)] || 'lane ' + l;
-    const rankName = (r) => 'rank ' + r;
+    const rankName = (r) => (t.ranks && t.ranks[String(r)]) || 'rank ' + r;
     const row = (r, l) => rankName(r) + ': ' + laneName(l);
     const rows = [];
     for (const r of rankIds) for (const l of laneIds) rows.push(row(r, l));

@@ -97,6 +97,7 @@ TrialLoss read_trial_loss(const fs::path& metrics) {
 struct TrialPage {
   fs::path page;      // empty when none was written
   std::string error;  // why not, when the trial has a metrics.jsonl (a pending trial has none)
+  std::vector<std::string> notes;  // what its page could not show (a trace.json it cannot read)
 };
 
 TrialPage write_trial_report(const fs::path& trial_dir) {
@@ -106,9 +107,9 @@ TrialPage write_trial_report(const fs::path& trial_dir) {
     const Report r = render_report(trial_dir);
     const fs::path page = trial_dir / "report.html";
     RunDir::write_file_atomic(page, r.html);
-    return {page, ""};
+    return {page, "", r.notes};
   } catch (const InputError& e) {
-    return {{}, e.what()};
+    return {{}, e.what(), {}};
   }
 }
 
@@ -182,6 +183,7 @@ SweepReport write_sweep_report(const fs::path& sweep_dir, const fs::path& out) {
     if (!page.page.empty()) {
       ++report.trial_reports;
       link = href(page.page.lexically_relative(page_dir));
+      for (const std::string& n : page.notes) report.warnings.push_back(fmt::format("trial {}: {}", id, n));
     } else if (!page.error.empty()) {
       report.warnings.push_back(fmt::format("trial {}: no run report: {}", id, page.error));
       notes.push_back("no run report: " + page.error);

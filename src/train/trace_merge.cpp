@@ -84,7 +84,7 @@ int64_t write_merged_trace(Communicator& comm, int64_t clock_offset_us,
                                {"tid", 0}, {"args", json::object{{"sort_index", pid}}}});
     // A track per lane, then the sub-tracks the spans use (Note [trace tracks]), each named
     // "<lane>: <its first span's name>" and sorted under its lane.
-    const auto track = [&](int tid, const std::string& name, int sort_index) {
+    const auto track = [&](int tid, const std::string& name, int64_t sort_index) {
       out.push_back(json::object{{"ph", "M"}, {"name", "thread_name"}, {"pid", pid}, {"tid", tid},
                                  {"args", json::object{{"name", name}}}});
       out.push_back(json::object{{"ph", "M"}, {"name", "thread_sort_index"}, {"pid", pid},
@@ -92,7 +92,7 @@ int64_t write_merged_trace(Communicator& comm, int64_t clock_offset_us,
     };
     for (int lane = 0; lane < trace::kLanes; ++lane)
       track(lane, std::string(trace::lane_name(static_cast<trace::Lane>(lane))),
-            lane * trace::kSubTrackBase);
+            trace::track_sort_index(static_cast<trace::Lane>(lane), 0));
     std::set<int> sub_tracks;
     for (const json::value& v : ranks[r]) {
       const json::array& e = v.as_array();
@@ -101,7 +101,7 @@ int64_t write_merged_trace(Communicator& comm, int64_t clock_offset_us,
       if (sub == 0 || !sub_tracks.insert(trace::tid_of(lane, sub)).second) continue;
       track(trace::tid_of(lane, sub),
             fmt::format("{}: {}", trace::lane_name(lane), std::string_view(e[1].as_string())),
-            static_cast<int>(lane) * trace::kSubTrackBase + sub);
+            trace::track_sort_index(lane, sub));
     }
     for (const json::value& v : ranks[r]) {
       const json::array& e = v.as_array();

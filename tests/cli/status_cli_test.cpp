@@ -281,11 +281,12 @@ TEST(StatusCli, AnEvaluationDueIsNotAStall) {
     std::ofstream c(dir / "config.resolved.yaml");
     c << "train:\n  steps: 100\neval:\n  every_steps: 4\ncheckpoint:\n  every_steps: 50\n";
   }
-  const auto write = [&](int last_step) {
+  const auto write = [&](int last_step, int total = 100) {
     const double t0 = std::chrono::duration<double>(
                           std::chrono::system_clock::now().time_since_epoch()).count() - 200.0 - last_step;
     std::ofstream m(dir / "metrics.jsonl");
-    m << R"({"kind":"start","world_size":1,"steps":100,"time":)" << std::to_string(t0) << "}\n";
+    m << R"({"kind":"start","world_size":1,"steps":)" << total << R"(,"time":)" << std::to_string(t0)
+      << "}\n";
     for (int s = 1; s <= last_step; ++s)
       m << R"({"kind":"train","step":)" << s
         << R"(,"loss":1.0,"tokens_per_s":10.0,"step_time_s":1.0,"time":)" << std::to_string(t0 + s)
@@ -300,6 +301,17 @@ TEST(StatusCli, AnEvaluationDueIsNotAStall) {
   EXPECT_EQ(st.code, 0) << st.out;
   EXPECT_EQ(st.o.at("state").as_string(), "running") << st.out;
   EXPECT_EQ(st.o.at("stall_after_s").to_number<double>(), 1800.0) << st.out;
+  // The last step (7 of 7) ends with the final evaluation and save, whatever every_steps says.
+  {
+    std::ofstream c(dir / "config.resolved.yaml");
+    c << "train:\n  steps: 7\neval:\n  every_steps: 0\ncheckpoint:\n  every_steps: 0\n";
+  }
+  write(7, 7);
+  st = pft_status(dir);
+  EXPECT_EQ(st.o.at("state").as_string(), "running") << st.out;
+  write(6, 7);
+  st = pft_status(dir);
+  EXPECT_EQ(st.o.at("state").as_string(), "stalled") << st.out;
   fs::remove_all(dir);
 }
 

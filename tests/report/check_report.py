@@ -115,17 +115,20 @@ def expected_counts(metrics_path):
 
 
 def expected_timeline(trace_path, from_step, to_step):
-    """Spans per lane name of trace.json in the page's window (Note [report timeline]): the time
-    from the first step span of from_step to the end of the last span of to_step, on any rank."""
+    """Spans per lane name of trace.json in the page's window (Note [report timeline]): from the
+    first rank's start of from_step to the first rank's start of to_step + 1 (or, for the last
+    traced step, the end of its step and step-boundary spans), on any rank."""
     with open(trace_path) as f:
         events = json.load(f)["traceEvents"]
     lanes = {e["tid"]: e["args"]["name"] for e in events
-             if e["ph"] == "M" and e["name"] == "thread_name" and e["tid"] < 100}
-    lane = lambda tid: tid // 100 - 1 if tid >= 100 else tid  # a bucket's track: its lane's row
+             if e["ph"] == "M" and e["name"] == "thread_name" and e["tid"] < 10}
+    lane = lambda tid: tid % 10  # a bucket's track (lane + 10 x track): its lane's row
     spans = [e for e in events if e["ph"] == "X"]
-    in_steps = [e for e in spans if from_step <= e.get("args", {}).get("step", -1) <= to_step]
-    t0 = min(e["ts"] for e in in_steps if e["tid"] == 0)
-    t1 = max(e["ts"] + e["dur"] for e in in_steps)
+    step = lambda e: e.get("args", {}).get("step", -1)
+    t0 = min(e["ts"] for e in spans if e["tid"] == 0 and from_step <= step(e) <= to_step)
+    nxt = [e["ts"] for e in spans if e["tid"] == 0 and step(e) == to_step + 1]
+    t1 = min(nxt) if nxt else max(e["ts"] + e["dur"] for e in spans
+                                  if e["tid"] in (0, 6) and step(e) == to_step)
     counts, rows = {}, set()
     for e in spans:
         if e["ts"] + e["dur"] <= t0 or e["ts"] >= t1:
