@@ -28,6 +28,8 @@ extern const char kChartJs[];
 extern const std::size_t kChartJs_size;
 extern const char kReportJs[];
 extern const std::size_t kReportJs_size;
+extern const char kPageJs[];
+extern const std::size_t kPageJs_size;
 
 namespace fs = std::filesystem;
 namespace json = boost::json;
@@ -251,6 +253,7 @@ std::string escape_script_json(const std::string& text) {
 }
 
 std::string_view chart_js() { return {kChartJs, kChartJs_size}; }
+std::string_view page_js() { return {kPageJs, kPageJs_size}; }
 const char* error_hook_js() { return kErrorHook; }
 const char* base_style() { return kStyle; }
 std::string escape_html(const std::string& text) { return html_escape(text); }
@@ -332,7 +335,7 @@ Report render_report(const fs::path& run_dir, const RenderOptions& options) {
 
   const std::string title = html_escape(fs::absolute(run_dir).lexically_normal().string());
   std::string& h = report.html;
-  h.reserve(kChartJs_size + kReportJs_size + 4096);
+  h.reserve(kChartJs_size + kPageJs_size + kReportJs_size + 4096);
   h += "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n";
   h += "<title>pft report: " + title + "</title>\n";
   h += "<style>";
@@ -357,6 +360,7 @@ Report render_report(const fs::path& run_dir, const RenderOptions& options) {
   h += "</script>\n<script type=\"application/json\" id=\"pft-data\">";
   h += escape_script_json(json::serialize(blob));
   h += "</script>\n<script>\n";
+  h.append(kPageJs, kPageJs_size);
   h.append(kReportJs, kReportJs_size);
   h += "</script>\n</body>\n</html>\n";
   return report;

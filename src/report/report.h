@@ -59,6 +59,8 @@ std::string escape_script_json(const std::string& json);
 // report errors the same way: the embedded Chart.js, the <head> script that collects every error
 // into window.pftErrors and #pft-status, the page's base style, and text escaped for HTML.
 std::string_view chart_js();
+// report/page.js: the helpers both pages' scripts use (written before the page's own script).
+std::string_view page_js();
 const char* error_hook_js();
 const char* base_style();
 std::string escape_html(const std::string& text);

@@ -133,32 +133,10 @@
 
   const container = document.getElementById('pft-charts');
   const drawn = [];
-  function chartBox(id, title, note) {
-    const box = document.createElement('section');
-    box.className = 'pft-chart';
-    box.dataset.chart = id;
-    const h = document.createElement('h2');
-    h.textContent = title;
-    box.appendChild(h);
-    if (note) { const p = document.createElement('p'); p.className = 'note'; p.textContent = note; box.appendChild(p); }
-    const canvas = document.createElement('canvas');
-    box.appendChild(canvas);
-    container.appendChild(box);
-    return {box, canvas};
-  }
+  const chartBox = (id, title, note) => pftChartBox(container, id, title, note);  // page.js
   // What a chart drew, in the DOM for the browser test (the header's data attributes).
   function recordDrawn(box, c, attrs) {
-    const counts = {};
-    let total = 0;
-    c.data.datasets.forEach((d, i) => {
-      const n = c.getDatasetMeta(i).data.length;
-      counts[d.pftKey || d.label] = n;
-      total += n;
-    });
-    box.dataset.series = String(c.data.datasets.length);
-    box.dataset.points = String(total);
-    box.dataset.counts = JSON.stringify(counts);
-    for (const [k, v] of Object.entries(attrs || {})) box.dataset[k] = v;
+    pftRecordDrawn(box, c, attrs);
     drawn.push(c);
   }
   function chart(id, title, yLabel, datasets, attrs, note, yRange) {
@@ -327,10 +305,5 @@
     recordDrawn(box, c, {fromStep: String(t.from_step), toStep: String(t.to_step)});
   }
 
-  const status = document.getElementById('pft-status');
-  const errors = window.pftErrors || [];
-  status.dataset.charts = String(drawn.length);
-  status.dataset.errors = String(errors.length);
-  status.dataset.state = errors.length ? 'error' : 'ok';
-  status.textContent = drawn.length + ' charts from ' + records.length + ' records';
+  pftFinish(drawn.length, drawn.length + ' charts from ' + records.length + ' records');  // page.js
 })();

@@ -290,6 +290,7 @@ table.trials td.message { font-weight: normal; max-width: 48em; }
   h += "</script>\n<script type=\"application/json\" id=\"pft-data\">";
   h += escape_script_json(json::serialize(blob));
   h += "</script>\n<script>\n";
+  h.append(page_js());
   h.append(kSweepReportJs, kSweepReportJs_size);
   h += "</script>\n</body>\n</html>\n";
   RunDir::write_file_atomic(out, h);  // InputError naming the file when it cannot

@@ -46,30 +46,10 @@
   const container = document.getElementById('pft-charts');
   const drawn = [];
   function chart(id, title, note, config, attrs) {
-    const box = document.createElement('section');
-    box.className = 'pft-chart';
-    box.dataset.chart = id;
-    const h = document.createElement('h2');
-    h.textContent = title;
-    box.appendChild(h);
-    if (note) { const p = document.createElement('p'); p.className = 'note'; p.textContent = note; box.appendChild(p); }
-    const canvas = document.createElement('canvas');
-    box.appendChild(canvas);
-    container.appendChild(box);
+    const {box, canvas} = pftChartBox(container, id, title, note);  // page.js
     const c = new Chart(canvas.getContext('2d'), config);
-    const counts = {};
-    let total = 0;
-    c.data.datasets.forEach((d, i) => {
-      const n = c.getDatasetMeta(i).data.length;
-      counts[d.pftKey || d.label] = n;
-      total += n;
-    });
-    box.dataset.series = String(c.data.datasets.length);
-    box.dataset.points = String(total);
-    box.dataset.counts = JSON.stringify(counts);
-    box.dataset.best = best ? best.id : '';
-    box.dataset.stopped = stopped.join(',');
-    for (const [k, v] of Object.entries(attrs || {})) box.dataset[k] = v;
+    pftRecordDrawn(box, c, Object.assign(
+        {best: best ? best.id : '', stopped: stopped.join(',')}, attrs || {}));
     drawn.push(c);
   }
   // A log y axis when the values are positive and span more than two decades: a diverging
@@ -147,10 +127,5 @@
           {key, logX: String(logX), logY: String(log)});
   });
 
-  const status = document.getElementById('pft-status');
-  const errors = window.pftErrors || [];
-  status.dataset.charts = String(drawn.length);
-  status.dataset.errors = String(errors.length);
-  status.dataset.state = errors.length ? 'error' : 'ok';
-  status.textContent = drawn.length + ' charts of ' + trials.length + ' trials';
+  pftFinish(drawn.length, drawn.length + ' charts of ' + trials.length + ' trials');  // page.js
 })();

@@ -172,6 +172,31 @@ def check_eval_chart(task, chart, evals, info):
         fail(f"eval_{task}: worst template {chart['data-worst']!r}, expected {worst!r}")
 
 
+def check_page(dom):
+    """The page drew without an error and loads nothing from outside itself."""
+    if dom.status is None:
+        fail("no #pft-status in the page")
+    if dom.errors or dom.status.get("data-state") != "ok":
+        fail(f"page state {dom.status.get('data-state')!r}, errors: {dom.errors}")
+    if dom.scripts_with_src or dom.links:
+        fail("the page loads something from outside itself (<script src> or <link>)")
+
+
+def check_screenshot(png):
+    """Not blank: many colours, and the charts' own (the palette's blue and orange, the red of
+    the worst template or the best trial's highlight) in it. A text-only page has none of them."""
+    width, height, pixels = png_pixels(png)
+    near = lambda p, c: all(abs(p[i] - c[i]) <= 24 for i in range(3))
+    hits = {name: sum(1 for p in pixels if near(p, c)) for name, c in
+            (("blue", (0x1f, 0x77, 0xb4)), ("orange", (0xff, 0x7f, 0x0e)), ("red", (0xd6, 0x27, 0x28)))}
+    non_white = sum(1 for p in pixels if min(p) < 235)
+    colours = len(set(pixels))
+    print(f"screenshot {width}x{height}: {colours} distinct colours, "
+          f"{100.0 * non_white / len(pixels):.1f}% non-white, palette pixels {hits}")
+    if colours < 64 or non_white < 0.02 * len(pixels) or min(hits.values()) < 30:
+        fail("the screenshot looks blank (too few colours or chart pixels)")
+
+
 def png_pixels(path):
     with open(path, "rb") as f:
         data = f.read()
@@ -222,12 +247,7 @@ def main():
     with open(dom_path) as f:
         text = f.read()
     dom.feed(text)
-    if dom.status is None:
-        fail("no #pft-status in the page")
-    if dom.errors or dom.status.get("data-state") != "ok":
-        fail(f"page state {dom.status.get('data-state')!r}, errors: {dom.errors}")
-    if dom.scripts_with_src or dom.links:
-        fail("the page loads something from outside itself (<script src> or <link>)")
+    check_page(dom)
     for line in skipped:
         if f" {line} (" not in text:
             fail(f"the page does not name skipped line {line}")
@@ -267,19 +287,7 @@ def main():
     print(f"{len(dom.charts)} charts, {n_points} points, as metrics.jsonl holds")
     if png == "-":
         return
-    width, height, pixels = png_pixels(png)
-    colours = set(pixels)
-    # The charts' own colours (report.js's palette): the loss line's blue, the second series'
-    # orange, the worst template's red. A blank or text-only page has none of them.
-    near = lambda p, c: all(abs(p[i] - c[i]) <= 24 for i in range(3))
-    hits = {name: sum(1 for p in pixels if near(p, c)) for name, c in
-            (("blue", (0x1f, 0x77, 0xb4)), ("orange", (0xff, 0x7f, 0x0e)), ("red", (0xd6, 0x27, 0x28)))}
-    non_white = sum(1 for p in pixels if min(p) < 235)
-    print(f"screenshot {width}x{height}: {len(colours)} distinct colours, "
-          f"{100.0 * non_white / len(pixels):.1f}% non-white, palette pixels {hits}")
-    if len(colours) < 64 or non_white < 0.02 * len(pixels) or min(hits.values()) < 30:
-        fail("the screenshot looks blank (too few colours or chart pixels)")
-
+    check_screenshot(png)
 
 if __name__ == "__main__":
     main()

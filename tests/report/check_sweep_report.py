@@ -18,33 +18,22 @@ import math
 import os
 import sys
 import urllib.parse
-from html.parser import HTMLParser
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from check_report import fail, finite, png_pixels  # noqa: E402
+import check_report  # noqa: E402
+from check_report import check_page, check_screenshot, fail, finite  # noqa: E402
 
 
-class Dom(HTMLParser):
+class Dom(check_report.Dom):
+    """check_report.Dom (charts, status, errors, outside loads) and the trials' table rows."""
+
     def __init__(self):
         super().__init__()
-        self.charts, self.status, self.errors, self.in_errors = {}, None, [], False
         self.rows, self.row, self.cell = [], None, None
-        self.scripts_with_src, self.links = 0, 0
 
     def handle_starttag(self, tag, attrs):
+        super().handle_starttag(tag, attrs)
         a = dict(attrs)
-        if tag == "section" and "pft-chart" in a.get("class", ""):
-            self.charts[a["data-chart"]] = a
-        if a.get("id") == "pft-status":
-            self.status = a
-        if a.get("id") == "pft-errors":
-            self.in_errors = True
-        if tag == "li" and self.in_errors:
-            self.errors.append("")
-        if tag == "script" and "src" in a:
-            self.scripts_with_src += 1
-        if tag == "link":
-            self.links += 1
         if tag == "tr" and "pft-trial" in a.get("class", ""):
             self.row = {"attrs": a, "cells": [], "hrefs": [], "objective": None}
             self.rows.append(self.row)
@@ -56,8 +45,7 @@ class Dom(HTMLParser):
             self.row["hrefs"].append(a.get("href"))
 
     def handle_endtag(self, tag):
-        if tag == "ul":
-            self.in_errors = False
+        super().handle_endtag(tag)
         if tag == "td" and self.row is not None:
             self.row["cells"].append(self.cell.strip())
             self.cell = None
@@ -65,8 +53,7 @@ class Dom(HTMLParser):
             self.row = None
 
     def handle_data(self, data):
-        if self.in_errors and self.errors:
-            self.errors[-1] += data
+        super().handle_data(data)
         if self.cell is not None:
             self.cell += data
 
@@ -135,12 +122,7 @@ def main():
     dom = Dom()
     with open(dom_path) as f:
         dom.feed(f.read())
-    if dom.status is None:
-        fail("no #pft-status in the page")
-    if dom.errors or dom.status.get("data-state") != "ok":
-        fail(f"page state {dom.status.get('data-state')!r}, errors: {dom.errors}")
-    if dom.scripts_with_src or dom.links:
-        fail("the page loads something from outside itself (<script src> or <link>)")
+    check_page(dom)
 
     # The trials: every one sweep.jsonl says was started.
     events = read_jsonl(os.path.join(sweep_dir, "sweep.jsonl"))
@@ -250,16 +232,7 @@ def main():
 
     if png == "-":
         return
-    width, height, pixels = png_pixels(png)
-    near = lambda p, c: all(abs(p[i] - c[i]) <= 24 for i in range(3))
-    hits = {name: sum(1 for p in pixels if near(p, c)) for name, c in
-            (("blue", (0x1f, 0x77, 0xb4)), ("orange", (0xff, 0x7f, 0x0e)), ("red", (0xd6, 0x27, 0x28)))}
-    non_white = sum(1 for p in pixels if min(p) < 235)
-    print(f"screenshot {width}x{height}: {len(set(pixels))} distinct colours, "
-          f"{100.0 * non_white / len(pixels):.1f}% non-white, palette pixels {hits}")
-    if len(set(pixels)) < 64 or non_white < 0.02 * len(pixels) or min(hits.values()) < 30:
-        fail("the screenshot looks blank (too few colours or chart pixels)")
-
+    check_screenshot(png)
 
 if __name__ == "__main__":
     main()

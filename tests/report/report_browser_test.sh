@@ -22,18 +22,8 @@ tmp="$(mktemp -d "${TMPDIR:-/tmp}/pft-report-XXXXXX")"
 trap '[[ -n "${PFT_KEEP_REPORT_TEST:-}" ]] || rm -rf "$tmp"' EXIT
 cd "$root"
 
-browse() {  # browse PAGE OUT_PREFIX [shot]: the page's DOM after its scripts ran (and a screenshot)
-  # --virtual-time-budget: run the page's scripts to completion before dumping. Running as root
-  # needs --no-sandbox; the profile is a fresh folder, so the user's own is never touched.
-  local flags=(--headless=new --no-sandbox --disable-gpu --no-first-run --disable-dev-shm-usage
-               --user-data-dir="$tmp/profile" --virtual-time-budget=10000 --window-size=1300,1700
-               --hide-scrollbars)
-  timeout 60 "$chromium" "${flags[@]}" --dump-dom "file://$1" > "$2.html" 2> "$2.browser.log"
-  [[ -s "$2.html" ]] || { echo "chromium wrote no DOM:"; cat "$2.browser.log"; exit 1; }
-  [[ "${3:-}" == shot ]] || return 0
-  timeout 60 "$chromium" "${flags[@]}" --screenshot="$2.png" "file://$1" > /dev/null 2>> "$2.browser.log"
-  [[ -s "$2.png" ]] || { echo "chromium wrote no screenshot:"; cat "$2.browser.log"; exit 1; }
-}
+# browse PAGE OUT_PREFIX [shot], expect_exit2 WHAT PATTERN ARGS... (tests/report/lib.sh)
+source "$here/lib.sh"
 
 echo "== 1. pft train: 8 steps, a resume that fails, then resumed to 12"
 run="$tmp/run"
@@ -99,14 +89,6 @@ browse "$tmp/cut.html" "$tmp/cut-page"
 grep -q 'data-chart="mfu"' "$tmp/cut-page.html" || { echo "no MFU chart for a record with mfu"; exit 1; }
 
 echo "== 4. errors"
-expect_exit2() {  # expect_exit2 WHAT PATTERN ARGS...: pft report exits 2 naming PATTERN
-  local what="$1" pattern="$2"; shift 2
-  set +e; "$pft" report "$@" > "$tmp/err.out" 2>&1; local rc=$?; set -e
-  if [[ $rc -ne 2 ]] || ! grep -q -- "$pattern" "$tmp/err.out"; then
-    echo "$what: exit $rc (expected 2 naming '$pattern'):"; cat "$tmp/err.out"; exit 1
-  fi
-  echo "$what: exit 2: $(cat "$tmp/err.out")"
-}
 mkdir -p "$tmp/empty_dir"
 expect_exit2 "no metrics.jsonl" "has no metrics.jsonl and no sweep.yaml" "$tmp/empty_dir"
 expect_exit2 "no such directory" "no such run or sweep directory" "$tmp/absent"

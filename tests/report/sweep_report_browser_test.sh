@@ -24,16 +24,8 @@ tmp="$(mktemp -d "${TMPDIR:-/tmp}/pft-sweep-report-XXXXXX")"
 trap '[[ -n "${PFT_KEEP_REPORT_TEST:-}" ]] || rm -rf "$tmp"' EXIT
 cd "$root"
 
-browse() {  # browse PAGE OUT_PREFIX [shot]: as in report_browser_test.sh
-  local flags=(--headless=new --no-sandbox --disable-gpu --no-first-run --disable-dev-shm-usage
-               --user-data-dir="$tmp/profile" --virtual-time-budget=10000 --window-size=1300,1700
-               --hide-scrollbars)
-  timeout 60 "$chromium" "${flags[@]}" --dump-dom "file://$1" > "$2.html" 2> "$2.browser.log"
-  [[ -s "$2.html" ]] || { echo "chromium wrote no DOM:"; cat "$2.browser.log"; exit 1; }
-  [[ "${3:-}" == shot ]] || return 0
-  timeout 60 "$chromium" "${flags[@]}" --screenshot="$2.png" "file://$1" > /dev/null 2>> "$2.browser.log"
-  [[ -s "$2.png" ]] || { echo "chromium wrote no screenshot:"; cat "$2.browser.log"; exit 1; }
-}
+# browse PAGE OUT_PREFIX [shot], expect_exit2 WHAT PATTERN ARGS... (tests/report/lib.sh)
+source "$here/lib.sh"
 
 echo "== 1. pft sweep run: 3 learning rates (one diverges) x 2 widths, local executor"
 cat > "$tmp/sweep.yaml" <<EOF
@@ -112,14 +104,6 @@ browse "$copy/report.html" "$tmp/copy-page"
   --unreadable "t002:$cut_at" --no-report t003 --stopped t001
 
 echo "== 4. errors"
-expect_exit2() {  # expect_exit2 WHAT PATTERN ARGS...: pft report exits 2 naming PATTERN
-  local what="$1" pattern="$2"; shift 2
-  set +e; "$pft" report "$@" > "$tmp/err.out" 2>&1; local rc=$?; set -e
-  if [[ $rc -ne 2 ]] || ! grep -q -- "$pattern" "$tmp/err.out"; then
-    echo "$what: exit $rc (expected 2 naming '$pattern'):"; cat "$tmp/err.out"; exit 1
-  fi
-  echo "$what: exit 2: $(cat "$tmp/err.out")"
-}
 mkdir -p "$tmp/neither"
 expect_exit2 "neither kind" "$tmp/neither has no metrics.jsonl and no sweep.yaml.*sweep directory.*holds sweep.yaml and sweep.jsonl" "$tmp/neither"
 mkdir -p "$tmp/half" && cp "$sweep/sweep.jsonl" "$tmp/half/"
