@@ -8,6 +8,10 @@
 #include <fstream>
 #include <string>
 
+#include "core/leak_check.h"
+
+PFT_ASAN_KEEP_LIBRARIES_LOADED()  // the ASan build only (core/leak_check.h)
+
 int main(int argc, char** argv) {
   int provided = 0;
   MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
@@ -35,6 +39,7 @@ int main(int argc, char** argv) {
   if (const char* dir = std::getenv("PFT_TEST_MARKER_DIR")) {
     std::ofstream(std::string(dir) + "/rank-" + std::to_string(rank)) << global << "\n";
   }
+  pft::leak_check_before_mpi_finalize();  // Note [leak check before MPI_Finalize]
   MPI_Finalize();
   return global;
 }

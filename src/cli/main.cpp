@@ -10,10 +10,13 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/hdf5.h"
+#include "core/leak_check.h"
 #include "core/logging.h"
 #include "core/mpi_env.h"
 #include "core/mpi_roll_call.h"
 #include "core/run_dir.h"
+
+PFT_ASAN_KEEP_LIBRARIES_LOADED()  // the ASan build only (core/leak_check.h)
 
 int main(int argc, char** argv) {
   pft::h5::take_over_shutdown();  // before any HDF5 call (core/hdf5.h)

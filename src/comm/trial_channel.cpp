@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/format.h"
+#include "core/leak_check.h"
 #include "core/mpi_check.h"
 #include "core/mpi_env.h"
 
@@ -70,7 +71,7 @@ void TrialChannel::send(int dest, int tag, std::string_view bytes, double timeou
     PFT_MPI_CHECK(MPI_Test(&request, &done, MPI_STATUS_IGNORE));
     if (done) return;
     if (Clock::now() >= deadline) {
-      (void)buffer.release();  // leaked on purpose, like the request
+      leaked_on_purpose(buffer.release());  // like the request
       throw RuntimeFailure(fmt::format(
           "sweep: sending {} from rank {} to rank {} did not complete within {:g} s: that rank "
           "is lost or hung; the sweep ends (exit 3) and a rerun of the same command resumes it",

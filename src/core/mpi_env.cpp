@@ -16,6 +16,7 @@
 
 #include "core/error.h"
 #include "core/format.h"
+#include "core/leak_check.h"
 #include "core/logging.h"
 #include "core/mpi_check.h"
 #include "core/mpi_roll_call.h"
@@ -218,7 +219,7 @@ void max_over_ranks(const RankEnv* env, std::span<int> values, double timeout_s,
       MPI_Comm_rank(comm, &rank);
       MPI_Comm_size(comm, &size);
       const double elapsed = std::chrono::duration<double>(now - start).count();
-      (void)buffer.release();  // leaked on purpose, like `request`: the collective is still active
+      leaked_on_purpose(buffer.release());  // like `request`: the collective is still active
       const std::string roll_call = roll_call_after_deadline(timeout_s);
       throw RuntimeFailure(fmt::format(
           "{} on rank {} of {} (host {}) did not complete within the deadline of {:g} s "
@@ -249,6 +250,9 @@ void finalize_mpi_job(int code_if_hung, std::string_view outcome) {
   int size = 1;
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   test_delay_point("finalize", rank);
+  // The ASan build only (Note [leak check before MPI_Finalize]); before the watchdog starts, as
+  // the check stops this process for as long as it takes.
+  leak_check_before_mpi_finalize();
   // The watchdog: a detached thread, so a finalize that never returns cannot keep it from firing;
   // `done` (shared, it may outlive this frame) makes it do nothing once MPI_Finalize returned.
   auto done = std::make_shared<std::atomic<bool>>(false);

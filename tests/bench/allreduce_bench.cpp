@@ -36,6 +36,7 @@
 
 #include "comm/mpi_communicator.h"
 #include "config/config.h"
+#include "core/leak_check.h"
 #include "core/mpi_env.h"
 #include "core/rank_env.h"
 
@@ -80,6 +81,8 @@ struct Modes {
 };
 
 }  // namespace
+
+PFT_ASAN_KEEP_LIBRARIES_LOADED()  // the ASan build only (core/leak_check.h)
 
 int main(int argc, char** argv) {
   pft::MpiEnvironment mpi_env;

@@ -105,7 +105,9 @@ TEST(StatusCli, RunningThenStalledThenKilled) {
     // What the default deadline must be: 5 x the longest gap between step records, >= 120 s.
     const std::vector<json::object> steps = of_kind(dir, "train");
     double gap = 0;
-    for (size_t i = 1; i < steps.size(); ++i)
+    // (Only the steps `pft status` saw: a slow one may have answered before later records.)
+    const int64_t seen = running.o.at("step").as_int64();
+    for (size_t i = 1; i < steps.size() && steps[i].at("step").as_int64() <= seen; ++i)
       gap = std::max(gap, steps[i].at("time").to_number<double>() -
                               steps[i - 1].at("time").to_number<double>());
     stall_rule = std::max(120.0, 5 * gap);
@@ -130,12 +132,20 @@ TEST(StatusCli, RunningThenStalledThenKilled) {
   EXPECT_NEAR(eta, per_step * static_cast<double>(400 - running.o.at("step").as_int64()), 1e-6)
       << running.out;
   EXPECT_LT(running.o.at("last_step_age_s").to_number<double>(), 30) << running.out;
+  // After a step with an evaluation and a save due (every 4th), at least 30 minutes
+  // (StatusCli.AnEvaluationDueIsNotAStall); `pft status` sees one when it starts slowly.
+  if (running.o.at("step").as_int64() % 4 == 0) stall_rule = std::max(stall_rule, 1800.0);
   EXPECT_NEAR(running.o.at("stall_after_s").to_number<double>(), stall_rule, 0.5) << running.out;
   EXPECT_EQ(running.o.at("lock").at("process").as_string(), "alive") << running.out;
   EXPECT_EQ(running.o.at("phase").at("name").as_string(), "ada") << running.out;
   EXPECT_TRUE(running.o.contains("mixture")) << running.out;
-  EXPECT_EQ(running.o.at("last_eval").at("step").as_int64(), 4) << running.out;
-  EXPECT_EQ(running.o.at("checkpoint").at("step").as_int64(), 4) << running.out;
+  // The last evaluation and checkpoint (every 4 steps) at or before the step it saw: step 4
+  // when `pft status` answers at once, a later one when it starts slowly (the ASan build).
+  for (const char* k : {"last_eval", "checkpoint"}) {
+    const int64_t at = running.o.at(k).at("step").as_int64();
+    EXPECT_TRUE(at >= 4 && at % 4 == 0 && at <= running.o.at("step").as_int64())
+        << k << " at step " << at << ": " << running.out;
+  }
 
   EXPECT_EQ(stalled.code, 1) << stalled.out;
   EXPECT_EQ(stalled.o.at("state").as_string(), "stalled") << stalled.out;

@@ -19,6 +19,7 @@
 #include "core/agree.h"
 #include "core/error.h"
 #include "core/hdf5.h"
+#include "core/leak_check.h"
 #include "core/logging.h"
 #include "core/mpi_env.h"
 #include "core/rank_env.h"
@@ -91,6 +92,8 @@ int run(int argc, char** argv) {
 }
 
 }  // namespace
+
+PFT_ASAN_KEEP_LIBRARIES_LOADED()  // the ASan build only (core/leak_check.h)
 
 int main(int argc, char** argv) {
   pft::h5::take_over_shutdown();

@@ -381,6 +381,11 @@ TEST(ZeroSaveMemory, StreamedSaveHoldsFarLessThanTheMoments) {
   const int n = comm().size();
   const bool root = comm().rank() == 0;
   if (n == 1) GTEST_SKIP() << "not sharded at one rank";
+#if defined(__SANITIZE_ADDRESS__)
+  // ASan's allocator has no mallopt, and its shadow memory and quarantine are in VmHWM: the
+  // measurement is the cpu build's.
+  GTEST_SKIP() << "peak resident memory is not measurable under ASan";
+#endif
   ASSERT_EQ(mallopt(M_MMAP_THRESHOLD, 1 << 20), 1);
   at::set_num_threads(1);
   constexpr int64_t kNumel = int64_t{16} << 20;
