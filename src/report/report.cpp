@@ -264,8 +264,9 @@ Report render_report(const fs::path& run_dir, const RenderOptions& options) {
   if (!fs::is_regular_file(metrics, ec)) {
     if (fs::is_regular_file(run_dir / "sweep.jsonl", ec))
       throw InputError(fmt::format(
-          "{} is a sweep directory (it has sweep.jsonl, no metrics.jsonl): `pft sweep status {}` "
-          "writes its objective.html; for one trial's report run `pft report {}/trials/<trial>`",
+          "{} is a sweep directory (it has sweep.jsonl, no metrics.jsonl): its page is "
+          "report::write_sweep_report's (`pft report {}`); one trial's is `pft report "
+          "{}/trials/<trial>`",
           run_dir.string(), run_dir.string(), run_dir.string()));
     if (!fs::is_directory(run_dir, ec))
       throw InputError(fmt::format("{}: no such run directory (give the run.dir of a `pft train` run)",
