@@ -22,9 +22,9 @@
 // ASan build's executables that run MPI (pft, the MPI test main, the sweep test driver, the
 // all-reduce benchmark) define dlclose as a no-op (PFT_ASAN_KEEP_LIBRARIES_LOADED in their main's
 // file; CMakeLists.txt exports the symbol under PFT_SANITIZE, --export-dynamic-symbol=dlclose,
-// so Open MPI's calls reach it): what
-// Open MPI 5's mca_base_component_disable_dlclose does, which 4.1 lacks. Every leak then names
-// its library. Nothing is unloaded before exit in any pft process anyway.
+// so Open MPI's calls reach it): what Open MPI 5's mca_base_component_disable_dlclose does,
+// which 4.1 lacks. Every leak then names its library. Nothing is unloaded before exit in any pft
+// process anyway.
 #pragma once
 
 #if defined(__SANITIZE_ADDRESS__)

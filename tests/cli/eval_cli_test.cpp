@@ -105,36 +105,25 @@ class EvalCli : public ::testing::Test {
     return kPft + " eval configs/quickstart.yaml" + settings(dir) + extra;
   }
 
-  // Note [a failed SetUpTestSuite is no skip]
-  // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
-  // GoogleTest reports every test of a suite whose SetUpTestSuite had a fatal failure (an
-  // ASSERT) as skipped and exits 1; CTest, with gtest_discover_tests' skip pattern
-  // ("[  SKIPPED ]"), counts the skip over the exit code, so the suite passed. (The ASan build's
-  // first full run showed it: this suite's 5 tests and the PEFT CLI suites' 5 "Skipped" while
-  // their shared training run died.) So a suite's shared set-up records its failure instead,
-  // and SetUp() fails each test with it.
+  // Not ASSERTs: Note [a failed SetUpTestSuite is no skip] in tests/run_command.h.
   static void SetUpTestSuite() {
     root_ = fs::temp_directory_path() / ("pft-eval-cli-" + std::to_string(getpid()));
     fs::remove_all(root_);
     fs::create_directories(root_);
-    setup_failure_.clear();
-    const Result r = run(kMpirun2 + train(root_ / "full", 8, " --set train.lr=3e-3"));
-    if (r.code != 0) {
-      setup_failure_ = "the suite's training run exited " + std::to_string(r.code) + ":\n" + r.out;
-      return;
-    }
-    const Result e = run(kPft + " ckpt export " +
-                         (root_ / "full/checkpoints/step_00000008.h5").string() +
-                         " --format hf --out " + (root_ / "base_hf").string());
-    if (e.code != 0)
-      setup_failure_ = "the suite's ckpt export exited " + std::to_string(e.code) + ":\n" + e.out;
+    setup_failure_ = setup_failure(
+        run(kMpirun2 + train(root_ / "full", 8, " --set train.lr=3e-3")), "training run");
+    if (!setup_failure_.empty()) return;
+    setup_failure_ = setup_failure(run(kPft + " ckpt export " +
+                                       (root_ / "full/checkpoints/step_00000008.h5").string() +
+                                       " --format hf --out " + (root_ / "base_hf").string()),
+                                   "ckpt export");
   }
   void SetUp() override { ASSERT_TRUE(setup_failure_.empty()) << setup_failure_; }
   static void TearDownTestSuite() {
     if (::testing::UnitTest::GetInstance()->failed_test_count() == 0) fs::remove_all(root_);
   }
   static fs::path root_;
-  static std::string setup_failure_;  // Note [a failed SetUpTestSuite is no skip]
+  static std::string setup_failure_;
 };
 fs::path EvalCli::root_;
 std::string EvalCli::setup_failure_;

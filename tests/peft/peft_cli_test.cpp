@@ -90,24 +90,22 @@ Metrics read_metrics(const fs::path& dir) {
 
 class PeftCli : public ::testing::Test {
  protected:
-  // Not ASSERTs: Note [a failed SetUpTestSuite is no skip] in tests/cli/eval_cli_test.cpp.
+  // Not ASSERTs: Note [a failed SetUpTestSuite is no skip] in tests/run_command.h.
   static void SetUpTestSuite() {
     root_ = fs::temp_directory_path() / ("pft-peft-cli-" + std::to_string(getpid()));
     fs::remove_all(root_);
     fs::create_directories(root_);
-    setup_failure_.clear();
     // The base: full fine-tuning on five tasks (not reverse), exported to HF format.
-    const Result r = run(kMpirun + train_cmd(root_ / "base",
-                                             {"add", "sort_digits", "max_digit", "uppercase", "sentiment"},
-                                             80, " --set train.lr=2e-3"));
-    if (r.code != 0) {
-      setup_failure_ = "the suite's training run exited " + std::to_string(r.code) + ":\n" + r.out;
-      return;
-    }
-    const Result e = run(kPft + " ckpt export " + (root_ / "base/checkpoints/step_00000080.h5").string() +
-                         " --format hf --out " + (root_ / "base_hf").string());
-    if (e.code != 0)
-      setup_failure_ = "the suite's ckpt export exited " + std::to_string(e.code) + ":\n" + e.out;
+    setup_failure_ = setup_failure(
+        run(kMpirun + train_cmd(root_ / "base",
+                                {"add", "sort_digits", "max_digit", "uppercase", "sentiment"}, 80,
+                                " --set train.lr=2e-3")),
+        "training run");
+    if (!setup_failure_.empty()) return;
+    setup_failure_ = setup_failure(
+        run(kPft + " ckpt export " + (root_ / "base/checkpoints/step_00000080.h5").string() +
+            " --format hf --out " + (root_ / "base_hf").string()),
+        "ckpt export");
   }
   void SetUp() override { ASSERT_TRUE(setup_failure_.empty()) << setup_failure_; }
   static void TearDownTestSuite() {
